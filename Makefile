@@ -1,0 +1,55 @@
+# Tailwise front door. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+DEMO_DIR ?= data/demo
+DEMO_ARGS ?=
+
+.PHONY: help setup demo test test-fast lint format bench-generate bench-ingest clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Tailwise needs Python 3.11 (found %d.%d); set PYTHON=/path/to/python3.11" % sys.version_info[:2])'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
+	$(BIN)/uv pip install --python $(BIN)/python --constraint requirements.lock -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install pinned dependencies (quick when nothing changed)
+
+demo: setup ## Run the platform end to end on generated data: generate -> ingest -> report
+	TAILWISE_DEMO=1 $(BIN)/tailwise redis
+	$(BIN)/tailwise generate --out $(DEMO_DIR)/raw $(DEMO_ARGS)
+	TAILWISE_DEMO=1 $(BIN)/tailwise ingest --source $(DEMO_DIR)/raw --out $(DEMO_DIR)/clean
+	@echo "Clean data: $(DEMO_DIR)/clean  (quality_report.json, data_inventory.md, quarantine.parquet)"
+
+test: setup ## Run every test (fast and slow)
+	$(BIN)/pytest -q
+
+test-fast: setup ## Run the fast tests only
+	$(BIN)/pytest -q -m "not slow"
+
+lint: setup ## Lint and type-check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup ## Format the code
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench-generate: setup ## Measure generation at 1M users / 100k items / ~20M events
+	$(BIN)/python bench/generate_scale.py
+
+bench-ingest: setup ## Measure ingestion of the 20M-event data set
+	$(BIN)/python bench/ingest_scale.py
+
+clean: ## Remove generated demo data and caches (keeps .venv)
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache

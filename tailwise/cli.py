@@ -1,0 +1,234 @@
+"""The `tailwise` command line: one entry point for every stage.
+
+Exit codes: 0 success; 2 wrong usage; 3 bad input (a file, mapping or parameter a
+person must fix; the message names it); 4 privacy key missing or invalid; 5 a service
+(Redis) is unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+EXIT_BAD_INPUT, EXIT_PRIVACY, EXIT_SERVICE = 3, 4, 5
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the project's expected failures into one clear line and a meaningful exit code."""
+    from tailwise.ingest.errors import IngestError
+    from tailwise.params import ParamsError
+    from tailwise.privacy import PrivacyError
+    from tailwise.services import ServiceError
+
+    try:
+        yield
+    except (IngestError, ParamsError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from exc
+    except PrivacyError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_PRIVACY) from exc
+    except ServiceError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_SERVICE) from exc
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Directory to write the raw tables into.")],
+    users: Annotated[int | None, typer.Option(help="Number of real people.")] = None,
+    items: Annotated[int | None, typer.Option(help="Number of catalogue items.")] = None,
+    days: Annotated[int | None, typer.Option(help="Days of activity, ending at end_date.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed; same seed, same tables.")] = None,
+    params: Annotated[Path, typer.Option(help="params.yaml with a generate: section.")] = Path(
+        "params.yaml"
+    ),
+) -> None:
+    """Write a synthetic e-commerce data set (users, items, events, ground truth, defects)."""
+    from pydantic import ValidationError
+
+    from tailwise.params import ParamsError, load_params
+    from tailwise.synthetic import generate as run_generate
+
+    with _errors():
+        base = load_params(params).generate
+        overrides = {
+            k: v
+            for k, v in dict(users=users, items=items, days=days, seed=seed).items()
+            if v is not None
+        }
+        try:
+            cfg = base.model_validate({**base.model_dump(), **overrides})
+        except ValidationError as exc:
+            raise ParamsError(
+                "; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+            ) from exc
+        with _progress() as bar:
+            task = bar.add_task("generating users", total=cfg.users)
+            summary = run_generate(cfg, out, progress=lambda done: bar.update(task, completed=done))
+    console.print(
+        f"[green]wrote[/green] {out}: "
+        + ", ".join(f"{name} {n:,}" for name, n in summary.rows.items())
+        + f" in {summary.seconds:.1f}s"
+    )
+
+
+@app.command()
+def ingest(
+    out: Annotated[Path, typer.Option(help="Directory for the clean tables and reports.")],
+    source: Annotated[
+        Path | None,
+        typer.Option(help="Directory holding users/items/events as CSV, Parquet or JSONL."),
+    ] = None,
+    mapping: Annotated[
+        Path | None, typer.Option(help="YAML mapping of any files and columns onto the contract.")
+    ] = None,
+    params: Annotated[Path, typer.Option(help="params.yaml with an ingest: section.")] = Path(
+        "params.yaml"
+    ),
+    show: Annotated[bool, typer.Option(help="Print the quality report table.")] = True,
+) -> None:
+    """Validate, clean, deduplicate and pseudonymise raw data into clean Parquet tables."""
+    from tailwise.ingest.pipeline import STEPS, run_ingest
+    from tailwise.params import load_params
+    from tailwise.privacy import load_key
+    from tailwise.settings import Settings
+
+    with _errors():
+        p = load_params(params).ingest
+        key = load_key(Settings())
+        with _progress() as bar:
+            task = bar.add_task("ingest", total=len(STEPS))
+
+            def step(name: str) -> None:
+                bar.update(task, description=f"ingest: {name}", completed=STEPS.index(name))
+
+            report = run_ingest(out, p, key, source=source, mapping=mapping, step=step)
+            bar.update(task, description="ingest: done", completed=len(STEPS))
+    if show:
+        print_report(report)
+    console.print(
+        f"[green]wrote[/green] {out} (quality_report.json, data_inventory.md) "
+        f"in {report['seconds']:.1f}s"
+    )
+
+
+def print_report(report: dict) -> None:  # type: ignore[type-arg]
+    table = Table(title="Ingestion quality report")
+    for col in (
+        "table",
+        "input",
+        "kept",
+        "duplicates_merged",
+        "quarantined",
+        "excluded_no_consent",
+        "values_corrected",
+    ):
+        table.add_column(col, justify="right" if col != "table" else "left")
+    for name, t in report["tables"].items():
+        table.add_row(
+            name,
+            *(
+                f"{t[c]:,}"
+                for c in (
+                    "input",
+                    "kept",
+                    "duplicates_merged",
+                    "quarantined",
+                    "excluded_no_consent",
+                )
+            ),
+            f"{sum(t['values_corrected'].values()):,}",
+        )
+    Console().print(table)
+    reasons = Table(title="Reasons")
+    for col in ("table", "outcome", "reason", "rows"):
+        reasons.add_column(col, justify="right" if col == "rows" else "left")
+    for name, t in report["tables"].items():
+        for bucket, counts in [*t["reasons"].items(), ("value corrected", t["values_corrected"])]:
+            for reason, n in counts.items():
+                reasons.add_row(name, bucket, reason, f"{n:,}")
+    Console().print(reasons)
+
+
+@app.command()
+def forget(
+    user: Annotated[str, typer.Option(help="The user id to erase (canonical or merged).")],
+    data: Annotated[Path, typer.Option(help="Ingest output directory.")] = Path("data/clean"),
+) -> None:
+    """Erase a user from the clean data and keep them out of later ingests."""
+    from tailwise.ingest.erasure import forget_user
+    from tailwise.privacy import load_key
+    from tailwise.settings import Settings
+
+    with _errors():
+        result = forget_user(data, user, load_key(Settings()))
+    console.print(
+        f"erased {', '.join(result.ids)}: {result.users_removed} user rows, "
+        f"{result.events_removed} events, {result.other_rows_removed} other rows"
+    )
+
+
+@app.command()
+def contract() -> None:
+    """Print the canonical data contract as Markdown."""
+    from tailwise.schema import TIMESTAMP_RULE, contract_markdown
+
+    sys.stdout.write(contract_markdown() + "\n" + TIMESTAMP_RULE + "\n")
+
+
+@app.command()
+def report(
+    data: Annotated[Path, typer.Option(help="Ingest output directory.")] = Path("data/clean"),
+) -> None:
+    """Print the quality report of an ingest output."""
+    path = data / "quality_report.json"
+    if not path.exists():
+        console.print(f"[red]error:[/red] {path} does not exist; run `tailwise ingest` first")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    print_report(json.loads(path.read_text()))
+    sys.stdout.write((data / "data_inventory.md").read_text())
+
+
+@app.command()
+def redis(
+    start: Annotated[
+        bool, typer.Option(help="Start a local redis-server when none answers.")
+    ] = True,
+) -> None:
+    """Check that Redis answers at REDIS_URL (and start a local one if needed)."""
+    from tailwise.services import ensure_redis
+    from tailwise.settings import Settings
+
+    settings = Settings()
+    with _errors():
+        console.print(ensure_redis(settings.redis_url, settings.home / "redis", start=start))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,169 @@
+"""Events: the large table, handled entirely inside DuckDB so memory stays bounded.
+
+raw_events -> text of every column -> typed values -> source user ids moved onto their
+canonical id (user_map) -> first failing check quarantines the row -> optional values
+that cannot be right are nulled and recorded -> context dropped for users without
+tracking consent -> implicit-feedback weight per event type -> exact duplicates merged
+-> Parquet partitioned by event date (UTC).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from tailwise.ingest import parse
+from tailwise.ingest.outcome import TableOutcome
+from tailwise.params import IngestParams
+from tailwise.schema import CONTEXT_COLUMNS, EVENTS
+
+CLEAN_COLUMNS = [
+    "event_id",
+    "user_id",
+    "item_id",
+    "event_type",
+    "timestamp",
+    "value",
+    "price",
+    "weight",
+    *CONTEXT_COLUMNS,
+]
+
+
+def checks(p: IngestParams) -> list[parse.Check]:
+    c = parse.Check
+    types = tuple(p.event_weights) or ("",)
+    rated = tuple(p.value_weighted_types) or ("",)
+    earliest = p.earliest_timestamp.strftime("%Y-%m-%d %H:%M:%S")
+    return [
+        c("user_id", "source_user_id IS NULL", "required value is missing"),
+        c("item_id", "item_id IS NULL", "required value is missing"),
+        c("event_type", "event_type IS NULL", "required value is missing"),
+        c("timestamp", "raw_timestamp IS NULL", "required value is missing"),
+        c("timestamp", "ts IS NULL", "not ISO-8601 or epoch seconds"),
+        c("timestamp", f"ts < TIMESTAMPTZ '{earliest}+00'", f"before {earliest} UTC"),
+        c(
+            "timestamp",
+            f"ts > now() + INTERVAL {int(p.future_tolerance_hours)} HOUR",
+            f"more than {p.future_tolerance_hours:g} hours in the future",
+        ),
+        c(
+            "event_type",
+            f"event_type NOT IN {types}",
+            "has no weight in params.yaml ingest.event_weights; add it or map it",
+        ),
+        c("user_id", "user_id IS NULL", "not in the users table"),
+        c("item_id", "known_item IS NULL", "not in the items table"),
+        c(
+            "value",
+            f"event_type IN {rated} AND NOT coalesce(parsed_value BETWEEN 0 AND "
+            f"{p.rating_scale_max}, FALSE)",
+            f"a rating needs a value in 0..{p.rating_scale_max:g}",
+        ),
+    ]
+
+
+def corrections(p: IngestParams) -> list[parse.Check]:
+    c = parse.Check
+    valid = "problem IS NULL AND "
+    return [
+        c("value", valid + "raw_value IS NOT NULL AND parsed_value IS NULL", "not a number"),
+        c("value", valid + "parsed_value < 0", "negative"),
+        c("price", valid + "raw_price IS NOT NULL AND parsed_price IS NULL", "not a number"),
+        c(
+            "price",
+            valid + f"(parsed_price < 0 OR parsed_price > {p.price_max})",
+            f"outside the possible range 0..{p.price_max:g}",
+        ),
+    ]
+
+
+def typed_sql(p: IngestParams, types: dict[str, str], event_types: dict[str, str]) -> str:
+    raw = ", ".join(f"{parse.raw_text(col, types[col])} AS raw_{col}" for col in EVENTS.names)
+    et = "lower(raw_event_type)"
+    if event_types:
+        mapped = " ".join(f"WHEN '{k.lower()}' THEN '{v}'" for k, v in event_types.items())
+        et = f"(CASE {et} {mapped} ELSE {et} END)"
+    weights = " ".join(f"WHEN '{k}' THEN {v}" for k, v in p.event_weights.items())
+    rated = tuple(p.value_weighted_types) or ("",)
+    tracked = "CASE WHEN m.consent_tracking THEN {} END"
+    return f"""
+    SELECT *, {parse.problem_index(checks(p))} AS problem FROM (
+      SELECT e.*, m.user_id, m.status, i.item_id AS known_item,
+        {tracked.format("raw_session_id")} AS session_id,
+        {tracked.format("lower(raw_device)")} AS device,
+        {tracked.format("lower(raw_channel)")} AS channel,
+        {tracked.format("upper(raw_country)")} AS country,
+        CASE WHEN parsed_value >= 0 THEN parsed_value END AS value,
+        CASE WHEN parsed_price BETWEEN 0 AND {p.price_max} THEN parsed_price END AS price,
+        (CASE e.event_type {weights} END) * (CASE WHEN e.event_type IN {rated}
+           THEN parsed_value / {p.rating_scale_max} ELSE 1 END) AS weight
+      FROM (
+        SELECT *, raw_user_id AS source_user_id, raw_item_id AS item_id, raw_event_id AS event_id,
+          {et} AS event_type,
+          {parse.timestamp("raw_timestamp", "VARCHAR")} AS ts,
+          {parse.number("raw_value", "VARCHAR")} AS parsed_value,
+          {parse.number("raw_price", "VARCHAR")} AS parsed_price
+        FROM (SELECT {raw} FROM raw_events)
+      ) e
+      LEFT JOIN user_map m ON m.source_user_id = e.source_user_id
+      LEFT JOIN (SELECT item_id FROM clean_items) i ON i.item_id = e.item_id
+    )
+    """
+
+
+def quarantine_sql(p: IngestParams) -> str:
+    cs = checks(p)
+    value = " ".join(f"WHEN {i} THEN raw_{c.column}" for i, c in enumerate(cs))
+    row = ", ".join(f"{col} := raw_{col}" for col in EVENTS.names)
+    return f"""
+        SELECT 'events' AS table_name, {parse.lookup(cs, "problem", "column")} AS column_name,
+               (CASE problem {value} END) AS value,
+               {parse.lookup(cs, "problem", "reason")} AS reason,
+               to_json(struct_pack({row})) AS row_json
+        FROM typed_events WHERE problem IS NOT NULL
+    """
+
+
+def ingest_events(
+    con: duckdb.DuckDBPyConnection,
+    p: IngestParams,
+    types: dict[str, str],
+    event_types: dict[str, str],
+    out: Path,
+) -> TableOutcome:
+    """Validate and clean raw_events into `out/events/event_date=.../*.parquet`."""
+    con.execute(f"CREATE OR REPLACE TABLE typed_events AS {typed_sql(p, types, event_types)}")
+    outcome = TableOutcome("events")
+    counts = con.execute("""
+        SELECT count(*), count(*) FILTER (problem IS NOT NULL),
+               count(*) FILTER (problem IS NULL AND status <> 'kept')
+        FROM typed_events""").fetchone() or (0, 0, 0)
+    outcome.input, outcome.quarantined, outcome.excluded_no_consent = map(int, counts)
+    if outcome.excluded_no_consent:
+        outcome.reasons["excluded_no_consent"]["user excluded (consent or erasure)"] = (
+            outcome.excluded_no_consent
+        )
+    outcome.add_quarantine_reasons(con, quarantine_sql(p))
+    outcome.add_corrections(con, corrections_sql(p))
+    cols = ", ".join(CLEAN_COLUMNS)
+    target = str(out / "events").replace("'", "''")
+    written = con.execute(f"""
+        COPY (SELECT DISTINCT {cols.replace("timestamp", "ts AS timestamp")},
+                     CAST(ts AS DATE) AS event_date
+              FROM typed_events WHERE problem IS NULL AND status = 'kept')
+        TO '{target}' (FORMAT parquet, PARTITION_BY (event_date), OVERWRITE_OR_IGNORE,
+                       COMPRESSION zstd)""").fetchone()
+    outcome.kept = int(written[0]) if written else 0
+    valid = outcome.input - outcome.quarantined - outcome.excluded_no_consent
+    outcome.duplicates_merged = valid - outcome.kept
+    if outcome.duplicates_merged:
+        outcome.reasons["duplicates_merged"]["exact duplicate event"] = outcome.duplicates_merged
+    return outcome
+
+
+def corrections_sql(p: IngestParams) -> str:
+    return parse.corrections_sql(
+        "events", "coalesce(event_id, source_user_id)", corrections(p), "typed_events"
+    )

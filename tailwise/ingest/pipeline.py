@@ -1,0 +1,159 @@
+"""Runs ingestion end to end: sources -> users -> items -> events -> files -> report.
+
+Output layout in `out/`: users.parquet, items.parquet, events/event_date=YYYY-MM-DD/,
+quarantine.parquet (rows that could not be used, with column and reason; personal data
+left out), corrections.parquet (values nulled, with reason), user_merges.parquet,
+quality_report.json, data_inventory.md. `erasures.parquet` (hashed ids of forgotten
+users) is read, never overwritten, so a forgotten user stays forgotten on re-ingest.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from tailwise.ingest import events, items, users
+from tailwise.ingest.errors import IngestError
+from tailwise.ingest.outcome import TableOutcome
+from tailwise.ingest.report import inventory, write_report
+from tailwise.ingest.sources import Mapping, directory_mapping, load_mapping, register_table
+from tailwise.params import IngestParams
+from tailwise.schema import TABLES
+
+ERASURES = "erasures.parquet"
+STEPS = ("read sources", "users", "items", "events", "write files", "report")
+
+
+def connect(work: Path, p: IngestParams) -> duckdb.DuckDBPyConnection:
+    work.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(work / "ingest.duckdb"))
+    con.execute(f"SET memory_limit='{p.duckdb_memory_limit}'")
+    con.execute(f"SET threads={p.duckdb_threads}")
+    con.execute(f"SET temp_directory='{work / 'spill'}'")
+    con.execute("SET TimeZone='UTC'")
+    con.execute("SET preserve_insertion_order=false")
+    return con
+
+
+def erased_hashes(out: Path) -> set[str]:
+    path = out / ERASURES
+    if not path.exists():
+        return set()
+    return set(pd.read_parquet(path)["user_id_hmac"])
+
+
+def run_ingest(
+    out: Path,
+    p: IngestParams,
+    key: bytes,
+    *,
+    source: Path | None = None,
+    mapping: Path | None = None,
+    step: Callable[[str], None] = lambda _s: None,
+) -> dict[str, Any]:
+    """Ingest one source into `out`; returns the quality report (also written to disk)."""
+    if source is not None and mapping is None:
+        spec, base = directory_mapping(source), Path(".")
+    elif mapping is not None and source is None:
+        spec, base = load_mapping(mapping)
+    else:
+        raise IngestError("give exactly one of --source DIR or --mapping FILE")
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / ".work"
+    shutil.rmtree(work, ignore_errors=True)
+    con = connect(work, p)
+    try:
+        step(STEPS[0])
+        types = {
+            name: register_table(con, TABLES[name], getattr(spec, name), base) for name in TABLES
+        }
+        report = _run(con, spec, types, out, p, key, step)
+    finally:
+        con.close()
+        shutil.rmtree(work, ignore_errors=True)
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    return report
+
+
+def _run(
+    con: duckdb.DuckDBPyConnection,
+    spec: Mapping,
+    types: dict[str, dict[str, str]],
+    out: Path,
+    p: IngestParams,
+    key: bytes,
+    step: Callable[[str], None],
+) -> dict[str, Any]:
+    step(STEPS[1])
+    event_country = con.execute("""
+        SELECT NULLIF(trim(CAST(user_id AS VARCHAR)), '') AS user_id,
+               mode(upper(trim(CAST(country AS VARCHAR)))) AS country
+        FROM raw_events WHERE regexp_full_match(trim(CAST(country AS VARCHAR)), '[A-Za-z]{2}')
+        GROUP BY 1""").df()
+    u = users.ingest_users(
+        con,
+        types["users"],
+        p,
+        key,
+        erased_hashes(out),
+        spec.users.extra_categorical,
+        spec.users.extra_numeric,
+    )
+    step(STEPS[2])
+    it = items.ingest_items(
+        con, types["items"], p, spec.items.extra_categorical, spec.items.extra_numeric
+    )
+    step(STEPS[3])
+    con.register("user_map_df", u.user_map)
+    con.execute("CREATE OR REPLACE TABLE user_map AS SELECT * FROM user_map_df")
+    con.register("items_df", it.clean[["item_id"]])
+    con.execute("CREATE OR REPLACE TABLE clean_items AS SELECT * FROM items_df")
+    shutil.rmtree(out / "events", ignore_errors=True)
+    ev = events.ingest_events(con, p, types["events"], spec.events.event_types, out)
+
+    step(STEPS[4])
+    tracked = set(u.clean.loc[u.clean["consent_tracking"], "user_id"])
+    clean_users = users.finish_users(
+        u.clean, key, event_country[event_country["user_id"].isin(tracked)], u.extras
+    )
+    clean_users.to_parquet(out / "users.parquet", index=False)
+    it.clean.to_parquet(out / "items.parquet", index=False)
+    u.merges.to_parquet(out / "user_merges.parquet", index=False)
+    _copy(
+        con,
+        out / "quarantine.parquet",
+        [u.quarantine_sql, it.quarantine_sql, events.quarantine_sql(p)],
+    )
+    _copy(
+        con,
+        out / "corrections.parquet",
+        [u.corrections_sql, it.corrections_sql, events.corrections_sql(p)],
+    )
+
+    step(STEPS[5])
+    outcomes: dict[str, TableOutcome] = {"users": u.outcome, "items": it.outcome, "events": ev}
+    sources = {name: getattr(spec, name).path for name in TABLES}
+    inv = inventory(con, out, sources, outcomes)
+    return write_report(out, outcomes, inv, {"sources": sources})
+
+
+def _copy(con: duckdb.DuckDBPyConnection, path: Path, selects: list[str]) -> None:
+    union = " UNION ALL ".join(
+        "SELECT table_name, CAST(column_name AS VARCHAR) AS column_name, "
+        "CAST(value AS VARCHAR) AS value, reason, "
+        + (
+            "CAST(row_json AS VARCHAR) AS row_json"
+            if "row_json" in s
+            else "CAST(id AS VARCHAR) AS id"
+        )
+        + f" FROM ({s})"
+        for s in selects
+    )
+    con.execute(f"COPY ({union}) TO '{path}' (FORMAT parquet)")

@@ -1,0 +1,26 @@
+"""Runtime settings from the environment (one typed object, built at the entry point).
+
+Secrets and endpoints live here, never in params.yaml: `REDIS_URL`, the HMAC key for
+pseudonymisation (`TAILWISE_HMAC_KEY` or a file named by `TAILWISE_HMAC_KEY_FILE`), and
+whether this is a demo run that may create a local key (`TAILWISE_DEMO=1`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Environment-driven settings; build once with `Settings()` and pass down."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    redis_url: str = Field("redis://127.0.0.1:6379", validation_alias="REDIS_URL")
+    hmac_key: SecretStr | None = Field(None, validation_alias="TAILWISE_HMAC_KEY")
+    hmac_key_file: Path | None = Field(None, validation_alias="TAILWISE_HMAC_KEY_FILE")
+    demo: bool = Field(False, validation_alias="TAILWISE_DEMO")
+    params_path: Path = Field(Path("params.yaml"), validation_alias="TAILWISE_PARAMS")
+    home: Path = Field(Path(".tailwise"), validation_alias="TAILWISE_HOME")
