@@ -1,0 +1,19 @@
+"""Seeded synthetic e-commerce data: the platform's embedded default data source.
+
+`generate(cfg, out)` writes raw users/items/events (with deliberate, listed
+defects), the ground truth behind them and a defect manifest; `true_utility`
+scores (user, item) pairs exactly as the simulation's deterministic part.
+"""
+
+from tailwise.synthetic.config import DefectRates, GenerateConfig
+from tailwise.synthetic.generate import GenerateSummary, generate
+from tailwise.synthetic.utility import load_ground_truth, true_utility
+
+__all__ = [
+    "DefectRates",
+    "GenerateConfig",
+    "GenerateSummary",
+    "generate",
+    "load_ground_truth",
+    "true_utility",
+]
