@@ -74,12 +74,16 @@ def detection(raw: Path, clean: Path) -> dict[str, float]:
     merges = pd.read_parquet(clean / "user_merges.parquet")
     canon = dict(zip(merges["user_id"], merges["canonical_user_id"], strict=True))
     dups = manifest.loc[manifest["kind"] == "near_duplicate_users"]
+    # Merges are only kept for people in the clean tables (consent); judge those.
+    kept = set(pd.read_parquet(clean / "users.parquet", columns=["user_id"])["user_id"])
+    dups = dups.loc[dups["id"].isin(kept) | dups["related_id"].isin(kept)]
     original = dict(zip(dups["id"], dups["related_id"], strict=True))
     found = sum(canon.get(d, d) == canon.get(o, o) for d, o in original.items())
     correct = sum(original.get(u, u) == original.get(c, c) for u, c in canon.items())
     q = pd.read_parquet(clean / "quarantine.parquet", columns=["column_name", "row_json"])
-    q_ids = dict(zip(q["row_json"].str.extract(r'"event_id":"([^"]+)"')[0], q["column_name"],
-                     strict=True))
+    q_ids = dict(
+        zip(q["row_json"].str.extract(r'"event_id":"([^"]+)"')[0], q["column_name"], strict=True)
+    )
     fixes = pd.read_parquet(clean / "corrections.parquet")
     fixed = set(zip(fixes["table_name"], fixes["id"], fixes["column_name"], strict=True))
 
@@ -92,11 +96,14 @@ def detection(raw: Path, clean: Path) -> dict[str, float]:
         "near_duplicate_recall": round(found / max(len(original), 1), 6),
         "near_duplicate_precision": round(correct / max(len(canon), 1), 6),
         "malformed_timestamps_found": share(
-            "malformed_timestamps", lambda r: q_ids.get(r.id) == "timestamp"),
+            "malformed_timestamps", lambda r: q_ids.get(r.id) == "timestamp"
+        ),
         "unknown_references_found": share(
-            "unknown_references", lambda r: q_ids.get(r.id) == r.column),
+            "unknown_references", lambda r: q_ids.get(r.id) == r.column
+        ),
         "impossible_values_found": share(
-            "impossible_values", lambda r: (r.table, r.id, r.column) in fixed or r.id in q_ids),
+            "impossible_values", lambda r: (r.table, r.id, r.column) in fixed or r.id in q_ids
+        ),
     }
 
 
@@ -106,8 +113,9 @@ def main() -> None:
     raw, clean = WORK / f"raw-{name}", WORK / f"clean-{name}"
     if not (raw / "defects.json").exists():
         print(f"generating {raw} ...", flush=True)
-        generate(GenerateConfig(users=args.users, items=args.items, days=args.days,
-                                seed=args.seed), raw)
+        generate(
+            GenerateConfig(users=args.users, items=args.items, days=args.days, seed=args.seed), raw
+        )
     params = IngestParams(duckdb_memory_limit=args.memory_limit)
     step_times: dict[str, float] = {}
     last = [time.perf_counter(), ""]
@@ -140,8 +148,19 @@ def main() -> None:
         "peak_rss_mib": round(rss.peak / 2**20),
         "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "step_seconds": step_times,
-        "tables": {k: {b: v[b] for b in ("input", "kept", "duplicates_merged", "quarantined",
-                                          "excluded_no_consent")} for k, v in tables.items()},
+        "tables": {
+            k: {
+                b: v[b]
+                for b in (
+                    "input",
+                    "kept",
+                    "duplicates_merged",
+                    "quarantined",
+                    "excluded_no_consent",
+                )
+            }
+            for k, v in tables.items()
+        },
         "detection": detection(raw, clean),
     }
     print(json.dumps(result, indent=2))
@@ -154,17 +173,21 @@ def save(result: dict) -> None:  # type: ignore[type-arg]
     runs = json.loads(path.read_text()) if path.exists() else []
     runs = [r for r in runs if r["size"] != result["size"]] + [result]
     path.write_text(json.dumps(runs, indent=2) + "\n")
-    lines = ["# Ingestion at scale", "",
-             "| size | events in | seconds | events/s | all rows/s | peak RSS MiB | DuckDB limit "
-             "| near-dup recall | near-dup precision | command |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Ingestion at scale",
+        "",
+        "| size | events in | seconds | events/s | all rows/s | peak RSS MiB | DuckDB limit "
+        "| near-dup recall | near-dup precision | command |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         d = r["detection"]
         lines.append(
             f"| {r['size']} | {r['events_in']:,} | {r['seconds']} | {r['events_per_s']:,} | "
             f"{r['rows_per_s']:,} | {r['peak_rss_mib']:,} | {r['duckdb_memory_limit']} | "
             f"{d['near_duplicate_recall']:.4f} | {d['near_duplicate_precision']:.4f} | "
-            f"`{r['command']}` |")
+            f"`{r['command']}` |"
+        )
     (RESULTS / "ingest_scale.md").write_text("\n".join(lines) + "\n")
 
 

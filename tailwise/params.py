@@ -59,7 +59,13 @@ class IngestParams(BaseModel):
         bad = {k: v for k, v in value.items() if v < 0}
         if bad:
             raise ValueError(f"event weights must be >= 0, got {bad}")
-        return value
+        # Event types are compared lower-cased.
+        return {k.lower(): v for k, v in value.items()}
+
+    @field_validator("value_weighted_types")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [v.lower() for v in value]
 
 
 class Params(BaseModel):

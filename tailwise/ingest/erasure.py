@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tailwise.ingest.errors import IngestError
+from tailwise.ingest.parse import sql_in, sql_str
 from tailwise.ingest.pipeline import ERASURES
 from tailwise.privacy import pseudonymise
 
@@ -49,17 +50,16 @@ def forget_user(data: Path, user_id: str, key: bytes) -> ErasureResult:
     users_removed = _filter_file(data / "users.parquet", "user_id", ids)
     events_removed = 0
     con = duckdb.connect()
-    id_list = ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
     for part in sorted((data / "events").rglob("*.parquet")):
         hits = con.execute(
-            f"SELECT count(*) FROM read_parquet('{part}') WHERE user_id IN ({id_list})"
+            f"SELECT count(*) FROM read_parquet({sql_str(str(part))}) WHERE user_id IN {sql_in(ids)}"
         ).fetchone()
         if hits and hits[0]:
             events_removed += _filter_file(part, "user_id", ids)
     other = _filter_file(data / "user_merges.parquet", "user_id", ids)
     other += _filter_file(data / "user_merges.parquet", "canonical_user_id", ids)
     other += _filter_quarantine(data / "quarantine.parquet", ids)
-    other += _filter_file(data / "corrections.parquet", "id", ids)
+    other += _filter_file(data / "corrections.parquet", "user_id", ids)
     _record(data, ids, key)
     return ErasureResult(ids, users_removed, events_removed, other)
 
@@ -74,11 +74,14 @@ def _filter_file(path: Path, column: str, ids: list[str]) -> int:
 def _filter_quarantine(path: Path, ids: list[str]) -> int:
     if not path.exists():
         return 0
-    table = pq.read_table(path)
-    user = pc.struct_field(
-        pc.extract_regex(table["row_json"], r'"user_id":\s*"(?P<id>[^"]*)"'), "id"
+    quarantined = pq.read_table(path)
+    user = (
+        duckdb.connect()
+        .sql("SELECT json_extract_string(row_json, '$.user_id') FROM quarantined")
+        .to_arrow_table()
+        .column(0)
     )
-    return _rewrite(path, table, pc.is_in(user, value_set=pa.array(ids)))
+    return _rewrite(path, quarantined, pc.is_in(user, value_set=pa.array(ids)))
 
 
 def _rewrite(path: Path, table: pa.Table, hit: pa.ChunkedArray) -> int:

@@ -3,8 +3,8 @@
 raw_events -> text of every column -> typed values -> source user ids moved onto their
 canonical id (user_map) -> first failing check quarantines the row -> optional values
 that cannot be right are nulled and recorded -> context dropped for users without
-tracking consent -> implicit-feedback weight per event type -> exact duplicates merged
--> Parquet partitioned by event date (UTC).
+tracking consent -> implicit-feedback weight per event type -> duplicates merged (exact
+copies, then one row per event_id) -> Parquet partitioned by event date (UTC).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import duckdb
 
 from tailwise.ingest import parse
 from tailwise.ingest.outcome import TableOutcome
+from tailwise.ingest.parse import sql_in, sql_str
 from tailwise.params import IngestParams
 from tailwise.schema import CONTEXT_COLUMNS, EVENTS
 
@@ -33,9 +34,8 @@ CLEAN_COLUMNS = [
 
 def checks(p: IngestParams) -> list[parse.Check]:
     c = parse.Check
-    types = tuple(p.event_weights) or ("",)
-    rated = tuple(p.value_weighted_types) or ("",)
     earliest = p.earliest_timestamp.strftime("%Y-%m-%d %H:%M:%S")
+    hours = p.future_tolerance_hours
     return [
         c("user_id", "source_user_id IS NULL", "required value is missing"),
         c("item_id", "item_id IS NULL", "required value is missing"),
@@ -45,20 +45,20 @@ def checks(p: IngestParams) -> list[parse.Check]:
         c("timestamp", f"ts < TIMESTAMPTZ '{earliest}+00'", f"before {earliest} UTC"),
         c(
             "timestamp",
-            f"ts > now() + INTERVAL {int(p.future_tolerance_hours)} HOUR",
-            f"more than {p.future_tolerance_hours:g} hours in the future",
+            f"ts > now() + INTERVAL {int(hours)} HOUR",
+            f"more than {hours:g} hours in the future",
         ),
         c(
             "event_type",
-            f"event_type NOT IN {types}",
+            f"event_type NOT IN {sql_in(list(p.event_weights))}",
             "has no weight in params.yaml ingest.event_weights; add it or map it",
         ),
         c("user_id", "user_id IS NULL", "not in the users table"),
         c("item_id", "known_item IS NULL", "not in the items table"),
         c(
             "value",
-            f"event_type IN {rated} AND NOT coalesce(parsed_value BETWEEN 0 AND "
-            f"{p.rating_scale_max}, FALSE)",
+            f"event_type IN {sql_in(p.value_weighted_types)} AND NOT coalesce(parsed_value "
+            f"BETWEEN 0 AND {p.rating_scale_max}, FALSE)",
             f"a rating needs a value in 0..{p.rating_scale_max:g}",
         ),
     ]
@@ -66,7 +66,7 @@ def checks(p: IngestParams) -> list[parse.Check]:
 
 def corrections(p: IngestParams) -> list[parse.Check]:
     c = parse.Check
-    valid = "problem IS NULL AND "
+    valid = "problem IS NULL AND status = 'kept' AND "
     return [
         c("value", valid + "raw_value IS NOT NULL AND parsed_value IS NULL", "not a number"),
         c("value", valid + "parsed_value < 0", "negative"),
@@ -76,6 +76,12 @@ def corrections(p: IngestParams) -> list[parse.Check]:
             valid + f"(parsed_price < 0 OR parsed_price > {p.price_max})",
             f"outside the possible range 0..{p.price_max:g}",
         ),
+        c(
+            "country",
+            valid + "tracked AND raw_country IS NOT NULL AND NOT regexp_full_match(upper("
+            "raw_country), '[A-Z]{2}')",
+            "not an ISO-3166 alpha-2 code",
+        ),
     ]
 
 
@@ -83,24 +89,30 @@ def typed_sql(p: IngestParams, types: dict[str, str], event_types: dict[str, str
     raw = ", ".join(f"{parse.raw_text(col, types[col])} AS raw_{col}" for col in EVENTS.names)
     et = "lower(raw_event_type)"
     if event_types:
-        mapped = " ".join(f"WHEN '{k.lower()}' THEN '{v}'" for k, v in event_types.items())
+        mapped = " ".join(
+            f"WHEN {sql_str(k.lower())} THEN {sql_str(v)}" for k, v in event_types.items()
+        )
         et = f"(CASE {et} {mapped} ELSE {et} END)"
-    weights = " ".join(f"WHEN '{k}' THEN {v}" for k, v in p.event_weights.items())
-    rated = tuple(p.value_weighted_types) or ("",)
-    tracked = "CASE WHEN m.consent_tracking THEN {} END"
+    weights = " ".join(f"WHEN {sql_str(k)} THEN {v}" for k, v in p.event_weights.items())
+    rated = sql_in(p.value_weighted_types)
+    iso = "regexp_full_match(upper(raw_country), '[A-Z]{2}')"
     return f"""
     SELECT *, {parse.problem_index(checks(p))} AS problem FROM (
-      SELECT e.*, m.user_id, m.status, i.item_id AS known_item,
-        {tracked.format("raw_session_id")} AS session_id,
-        {tracked.format("lower(raw_device)")} AS device,
-        {tracked.format("lower(raw_channel)")} AS channel,
-        {tracked.format("upper(raw_country)")} AS country,
+      SELECT e.*, m.user_id, m.status, coalesce(m.consent_tracking, FALSE) AS tracked,
+        i.item_id AS known_item,
+        CASE WHEN m.consent_tracking THEN raw_session_id END AS session_id,
+        CASE WHEN m.consent_tracking THEN lower(raw_device) END AS device,
+        CASE WHEN m.consent_tracking THEN lower(raw_channel) END AS channel,
+        CASE WHEN m.consent_tracking AND {iso} THEN upper(raw_country) END AS country,
         CASE WHEN parsed_value >= 0 THEN parsed_value END AS value,
         CASE WHEN parsed_price BETWEEN 0 AND {p.price_max} THEN parsed_price END AS price,
         (CASE e.event_type {weights} END) * (CASE WHEN e.event_type IN {rated}
            THEN parsed_value / {p.rating_scale_max} ELSE 1 END) AS weight
       FROM (
-        SELECT *, raw_user_id AS source_user_id, raw_item_id AS item_id, raw_event_id AS event_id,
+        SELECT *,
+          {parse.key("raw_user_id", "VARCHAR")} AS source_user_id,
+          {parse.key("raw_item_id", "VARCHAR")} AS item_id,
+          raw_event_id AS event_id,
           {et} AS event_type,
           {parse.timestamp("raw_timestamp", "VARCHAR")} AS ts,
           {parse.number("raw_value", "VARCHAR")} AS parsed_value,
@@ -114,16 +126,24 @@ def typed_sql(p: IngestParams, types: dict[str, str], event_types: dict[str, str
 
 
 def quarantine_sql(p: IngestParams) -> str:
+    """Quarantined rows; the content of rows of people who are excluded is not kept."""
     cs = checks(p)
     value = " ".join(f"WHEN {i} THEN raw_{c.column}" for i, c in enumerate(cs))
     row = ", ".join(f"{col} := raw_{col}" for col in EVENTS.names)
+    shown = "coalesce(status, 'kept') = 'kept'"
     return f"""
         SELECT 'events' AS table_name, {parse.lookup(cs, "problem", "column")} AS column_name,
-               (CASE problem {value} END) AS value,
+               CASE WHEN {shown} THEN (CASE problem {value} END) END AS value,
                {parse.lookup(cs, "problem", "reason")} AS reason,
-               to_json(struct_pack({row})) AS row_json
+               CASE WHEN {shown} THEN to_json(struct_pack({row})) END AS row_json
         FROM typed_events WHERE problem IS NOT NULL
     """
+
+
+def corrections_sql(p: IngestParams) -> str:
+    return parse.corrections_sql(
+        "events", "event_id", corrections(p), "typed_events", user_col="user_id"
+    )
 
 
 def ingest_events(
@@ -147,23 +167,47 @@ def ingest_events(
         )
     outcome.add_quarantine_reasons(con, quarantine_sql(p))
     outcome.add_corrections(con, corrections_sql(p))
-    cols = ", ".join(CLEAN_COLUMNS)
-    target = str(out / "events").replace("'", "''")
-    written = con.execute(f"""
-        COPY (SELECT DISTINCT {cols.replace("timestamp", "ts AS timestamp")},
-                     CAST(ts AS DATE) AS event_date
-              FROM typed_events WHERE problem IS NULL AND status = 'kept')
-        TO '{target}' (FORMAT parquet, PARTITION_BY (event_date), OVERWRITE_OR_IGNORE,
-                       COMPRESSION zstd)""").fetchone()
-    outcome.kept = int(written[0]) if written else 0
+    exact, conflicting = _deduplicate(con)
+    outcome.kept = _write(con, out / "events")
     valid = outcome.input - outcome.quarantined - outcome.excluded_no_consent
     outcome.duplicates_merged = valid - outcome.kept
-    if outcome.duplicates_merged:
-        outcome.reasons["duplicates_merged"]["exact duplicate event"] = outcome.duplicates_merged
+    if exact:
+        outcome.reasons["duplicates_merged"]["exact duplicate event"] = exact
+    if conflicting:
+        outcome.reasons["duplicates_merged"][
+            "event_id repeated with other content (latest kept)"
+        ] = conflicting
     return outcome
 
 
-def corrections_sql(p: IngestParams) -> str:
-    return parse.corrections_sql(
-        "events", "coalesce(event_id, source_user_id)", corrections(p), "typed_events"
-    )
+def _deduplicate(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """Exact copies first; then one row per event_id (latest timestamp, then by content)."""
+    cols = ", ".join(CLEAN_COLUMNS).replace("timestamp", "ts AS timestamp")
+    con.execute(f"""
+        CREATE OR REPLACE TABLE distinct_events AS
+        SELECT DISTINCT {cols} FROM typed_events WHERE problem IS NULL AND status = 'kept'""")
+    valid = con.execute(
+        "SELECT count(*) FROM typed_events WHERE problem IS NULL AND status = 'kept'"
+    ).fetchone()
+    n_distinct = con.execute("SELECT count(*) FROM distinct_events").fetchone()
+    order = ", ".join(f"{c} DESC NULLS LAST" for c in ["timestamp", *CLEAN_COLUMNS])
+    con.execute(f"""
+        CREATE OR REPLACE TABLE clean_events AS
+        SELECT * FROM distinct_events WHERE event_id IS NULL OR event_id NOT IN (
+            SELECT event_id FROM distinct_events GROUP BY 1 HAVING count(*) > 1)
+        UNION ALL
+        SELECT * FROM distinct_events WHERE event_id IN (
+            SELECT event_id FROM distinct_events GROUP BY 1 HAVING count(*) > 1)
+        QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY {order}) = 1""")
+    n_clean = con.execute("SELECT count(*) FROM clean_events").fetchone()
+    exact = int(valid[0]) - int(n_distinct[0]) if valid and n_distinct else 0
+    conflicting = int(n_distinct[0]) - int(n_clean[0]) if n_distinct and n_clean else 0
+    return exact, conflicting
+
+
+def _write(con: duckdb.DuckDBPyConnection, target: Path) -> int:
+    written = con.execute(f"""
+        COPY (SELECT *, CAST(timestamp AS DATE) AS event_date FROM clean_events)
+        TO {sql_str(str(target))} (FORMAT parquet, PARTITION_BY (event_date),
+                                   OVERWRITE_OR_IGNORE, COMPRESSION zstd)""").fetchone()
+    return int(written[0]) if written else 0

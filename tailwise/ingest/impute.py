@@ -12,6 +12,8 @@ Method (documented in data/README.md):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -33,7 +35,7 @@ def impute_demographics(users: pd.DataFrame, event_country: pd.DataFrame) -> pd.
     from_events = df["user_id"].map(
         dict(zip(event_country["user_id"], event_country["country"], strict=True))
     )
-    df["country"] = df["country"].fillna(from_events).fillna("unknown")
+    df["country"] = df["country"].astype(object).fillna(from_events).fillna("unknown")
 
     df["age"] = _fill_by_groups(df, "age", [["country", "income_band"], ["country"]], "median")
     df["age"] = df["age"].round().astype("Int64")
@@ -66,7 +68,7 @@ def _fill_by_groups(df: pd.DataFrame, col: str, levels: list[list[str]], how: st
     return values
 
 
-def _agg(how: str):  # type: ignore[no-untyped-def]
+def _agg(how: str) -> str | Callable[[pd.Series], object]:
     if how == "median":
         return "median"
     return _mode

@@ -44,6 +44,11 @@ def corrections(p: IngestParams) -> list[parse.Check]:
             "raw_created_at IS NOT NULL AND parsed_created_at IS NULL",
             "not ISO-8601 or epoch seconds",
         ),
+        c(
+            "created_at",
+            f"NOT ({parse.in_time_window('parsed_created_at', p)})",
+            parse.time_window_reason(p),
+        ),
     ]
 
 
@@ -51,21 +56,20 @@ def typed_sql(
     types: dict[str, str], p: IngestParams, extras_cat: list[str], extras_num: list[str]
 ) -> str:
     t = types
-    q = chr(34)
     inner = [
-        f"{parse.text('item_id', t['item_id'])} AS item_id",
+        f"{parse.key('item_id', t['item_id'])} AS item_id",
         *(f"{parse.text(c, t[c])} AS {c}" for c in ("title", "description", "category", "brand")),
         f"{parse.raw_text('price', t['price'])} AS raw_price",
         f"{parse.number('price', t['price'])} AS parsed_price",
         f"{parse.raw_text('created_at', t['created_at'])} AS raw_created_at",
         f"{parse.timestamp('created_at', t['created_at'])} AS parsed_created_at",
-        *(f"{parse.text(q + c + q, t[c])} AS {q}{c}{q}" for c in extras_cat),
-        *(f"{parse.number(q + c + q, t[c])} AS {q}{c}{q}" for c in extras_num),
+        *(f"{parse.text(parse.sql_ident(c), t[c])} AS {parse.sql_ident(c)}" for c in extras_cat),
+        *(f"{parse.number(parse.sql_ident(c), t[c])} AS {parse.sql_ident(c)}" for c in extras_num),
     ]
     return f"""
         SELECT *,
           CASE WHEN parsed_price BETWEEN 0 AND {p.price_max} THEN parsed_price END AS price,
-          parsed_created_at AS created_at
+          CASE WHEN {parse.in_time_window("parsed_created_at", p)} THEN parsed_created_at END AS created_at
         FROM (SELECT {", ".join(inner)} FROM raw_items)
     """
 
@@ -115,10 +119,10 @@ def ingest_items(
         *extras_cat,
         *extras_num,
     ]
-    quarantine_sql = """
+    quarantine_sql = f"""
         SELECT 'items' AS table_name, 'item_id' AS column_name, NULL AS value,
                'required value is missing' AS reason, to_json(t) AS row_json
-        FROM (SELECT * FROM raw_items WHERE NULLIF(trim(CAST(item_id AS VARCHAR)), '') IS NULL) t
+        FROM (SELECT * FROM raw_items WHERE {parse.key("item_id", types["item_id"])} IS NULL) t
     """
     return ItemsResult(df[keep], outcome, quarantine_sql, fix_sql)
 
@@ -161,7 +165,7 @@ def normalise_categories(raw: pd.Series) -> pd.Series:
         or None
         for value, paths in parsed.items()
     }
-    return raw.map(out)
+    return _as_text(raw.map(out))
 
 
 def _canonical_spelling(raw: pd.Series) -> pd.Series:
@@ -171,4 +175,9 @@ def _canonical_spelling(raw: pd.Series) -> pd.Series:
     best: dict[str, str] = {}
     for (k, v), _n in counts.items():  # value_counts is sorted, most common first
         best.setdefault(k, v)
-    return keys.map(best)
+    return _as_text(keys.map(best))
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Object dtype with None for missing, even when every value is missing."""
+    return values.astype(object).where(values.notna(), None)

@@ -10,6 +10,7 @@ users) is read, never overwritten, so a forgotten user stays forgotten on re-ing
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ import pandas as pd
 from tailwise.ingest import events, items, users
 from tailwise.ingest.errors import IngestError
 from tailwise.ingest.outcome import TableOutcome
+from tailwise.ingest.parse import sql_str
 from tailwise.ingest.report import inventory, write_report
 from tailwise.ingest.sources import Mapping, directory_mapping, load_mapping, register_table
 from tailwise.params import IngestParams
@@ -31,13 +33,11 @@ STEPS = ("read sources", "users", "items", "events", "write files", "report")
 
 
 def connect(work: Path, p: IngestParams) -> duckdb.DuckDBPyConnection:
-    work.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(work / "ingest.duckdb"))
-    con.execute(f"SET memory_limit='{p.duckdb_memory_limit}'")
+    con.execute(f"SET memory_limit={sql_str(p.duckdb_memory_limit)}")
     con.execute(f"SET threads={p.duckdb_threads}")
-    con.execute(f"SET temp_directory='{work / 'spill'}'")
+    con.execute(f"SET temp_directory={sql_str(str(work / 'spill'))}")
     con.execute("SET TimeZone='UTC'")
-    con.execute("SET preserve_insertion_order=false")
     return con
 
 
@@ -66,20 +66,36 @@ def run_ingest(
         raise IngestError("give exactly one of --source DIR or --mapping FILE")
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    work = out / ".work"
-    shutil.rmtree(work, ignore_errors=True)
+    # Work files hold personal data in the clear: a private temp folder, never inside `out`.
+    work = Path(tempfile.mkdtemp(prefix="tailwise-ingest-"))
+    staged = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     con = connect(work, p)
     try:
         step(STEPS[0])
         types = {
             name: register_table(con, TABLES[name], getattr(spec, name), base) for name in TABLES
         }
-        report = _run(con, spec, types, out, p, key, step)
+        report = _run(con, spec, types, staged, erased_hashes(out), p, key, step)
+        _swap_in(staged, out)
     finally:
         con.close()
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(staged, ignore_errors=True)
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
+
+
+def _swap_in(staged: Path, out: Path) -> None:
+    """Replace the outputs of the last run with this run's, keeping the erasure log."""
+    if (out / ERASURES).exists():
+        shutil.copy2(out / ERASURES, staged / ERASURES)
+    for old in list(out.iterdir()):
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
+    for new in list(staged.iterdir()):
+        new.rename(out / new.name)
 
 
 def _run(
@@ -87,22 +103,19 @@ def _run(
     spec: Mapping,
     types: dict[str, dict[str, str]],
     out: Path,
+    erased: set[str],
     p: IngestParams,
     key: bytes,
     step: Callable[[str], None],
 ) -> dict[str, Any]:
     step(STEPS[1])
-    event_country = con.execute("""
-        SELECT NULLIF(trim(CAST(user_id AS VARCHAR)), '') AS user_id,
-               mode(upper(trim(CAST(country AS VARCHAR)))) AS country
-        FROM raw_events WHERE regexp_full_match(trim(CAST(country AS VARCHAR)), '[A-Za-z]{2}')
-        GROUP BY 1""").df()
+    con.execute("SET preserve_insertion_order=true")  # first-record-wins merges stay stable
     u = users.ingest_users(
         con,
         types["users"],
         p,
         key,
-        erased_hashes(out),
+        erased,
         spec.users.extra_categorical,
         spec.users.extra_numeric,
     )
@@ -115,14 +128,17 @@ def _run(
     con.execute("CREATE OR REPLACE TABLE user_map AS SELECT * FROM user_map_df")
     con.register("items_df", it.clean[["item_id"]])
     con.execute("CREATE OR REPLACE TABLE clean_items AS SELECT * FROM items_df")
-    shutil.rmtree(out / "events", ignore_errors=True)
+    u.outcome.add_corrections(con, u.corrections_sql)
+    con.execute("SET preserve_insertion_order=false")  # lets DuckDB stream the big table
     ev = events.ingest_events(con, p, types["events"], spec.events.event_types, out)
 
     step(STEPS[4])
-    tracked = set(u.clean.loc[u.clean["consent_tracking"], "user_id"])
-    clean_users = users.finish_users(
-        u.clean, key, event_country[event_country["user_id"].isin(tracked)], u.extras
-    )
+    # Country for imputation: the one the person's own (tracked) events most often come from.
+    event_country = con.execute(
+        "SELECT user_id, mode(country) AS country FROM clean_events "
+        "WHERE country IS NOT NULL GROUP BY 1"
+    ).df()
+    clean_users = users.finish_users(u.clean, key, event_country, u.extras)
     clean_users.to_parquet(out / "users.parquet", index=False)
     it.clean.to_parquet(out / "items.parquet", index=False)
     u.merges.to_parquet(out / "user_merges.parquet", index=False)
@@ -130,11 +146,13 @@ def _run(
         con,
         out / "quarantine.parquet",
         [u.quarantine_sql, it.quarantine_sql, events.quarantine_sql(p)],
+        "row_json",
     )
     _copy(
         con,
         out / "corrections.parquet",
         [u.corrections_sql, it.corrections_sql, events.corrections_sql(p)],
+        "id",
     )
 
     step(STEPS[5])
@@ -144,16 +162,12 @@ def _run(
     return write_report(out, outcomes, inv, {"sources": sources})
 
 
-def _copy(con: duckdb.DuckDBPyConnection, path: Path, selects: list[str]) -> None:
+def _copy(con: duckdb.DuckDBPyConnection, path: Path, selects: list[str], last: str) -> None:
+    """Write the union of per-table selects (same columns, `last` being row_json or id)."""
+    extra = f"CAST({last} AS VARCHAR) AS {last}" if last == "row_json" else "id, user_id"
     union = " UNION ALL ".join(
         "SELECT table_name, CAST(column_name AS VARCHAR) AS column_name, "
-        "CAST(value AS VARCHAR) AS value, reason, "
-        + (
-            "CAST(row_json AS VARCHAR) AS row_json"
-            if "row_json" in s
-            else "CAST(id AS VARCHAR) AS id"
-        )
-        + f" FROM ({s})"
+        f"CAST(value AS VARCHAR) AS value, reason, {extra} FROM ({s})"
         for s in selects
     )
-    con.execute(f"COPY ({union}) TO '{path}' (FORMAT parquet)")
+    con.execute(f"COPY ({union}) TO {sql_str(str(path))} (FORMAT parquet)")

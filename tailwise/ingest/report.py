@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from tailwise.ingest.outcome import TableOutcome
+from tailwise.ingest.parse import sql_str
 
 
 def null_rates(
@@ -32,8 +33,9 @@ def inventory(
     sources: dict[str, str],
     outcomes: dict[str, TableOutcome],
 ) -> list[dict[str, Any]]:
-    ev = f"read_parquet('{out / 'events'}/**/*.parquet', hive_partitioning=false)"
-    users = f"read_parquet('{out / 'users.parquet'}')"
+    users = f"read_parquet({sql_str(str(out / 'users.parquet'))})"
+    # The clean events table of this run (a run may keep none at all).
+    ev = "(SELECT * FROM clean_events)"
     freshest = con.execute(f"SELECT max(timestamp) FROM {ev}").fetchone()
     newest_signup = con.execute(f"SELECT max(signup_at) FROM {users}").fetchone()
     imputed = (

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tailwise.ingest.errors import IngestError
+from tailwise.ingest.parse import sql_ident, sql_str
 from tailwise.schema import TABLES, Table
 
 Format = Literal["csv", "parquet", "jsonl"]
@@ -83,12 +84,17 @@ def directory_mapping(source: Path) -> Mapping:
 def _find_table_file(source: Path, name: str) -> str:
     for ext in _EXTENSIONS:
         if (source / f"{name}{ext}").is_file():
-            return str(source / f"{name}{ext}")
+            return glob.escape(str(source / f"{name}{ext}"))
     folder = source / name
     if folder.is_dir():
-        for ext in _EXTENSIONS:
-            if list(folder.rglob(f"*{ext}")):
-                return str(folder / "**" / f"*{ext}")
+        found = {f.suffix.lower() for f in folder.rglob("*") if f.suffix.lower() in _EXTENSIONS}
+        if len({_EXTENSIONS[e] for e in found}) > 1:
+            raise IngestError(
+                f"source {folder}: holds files of several formats ({', '.join(sorted(found))}); "
+                "keep one format per table or list the files in a mapping"
+            )
+        if found:
+            return glob.escape(str(folder)) + "/**/*" + found.pop()
     wanted = ", ".join(f"{name}{e}" for e in (".csv", ".parquet", ".jsonl"))
     raise IngestError(f"source {source}: no {name} table found (expected one of {wanted})")
 
@@ -97,7 +103,7 @@ def register_table(
     con: duckdb.DuckDBPyConnection, table: Table, spec: TableMapping, base: Path
 ) -> dict[str, str]:
     """Create view raw_<table> with contract column names; return {column: source type}."""
-    path = spec.path if Path(spec.path).is_absolute() else str(base / spec.path)
+    path = spec.path if Path(spec.path).is_absolute() else f"{glob.escape(str(base))}/{spec.path}"
     files = sorted(glob.glob(path, recursive=True))
     if not files:
         raise IngestError(f"{table.name}: no file matches {path}")
@@ -113,6 +119,9 @@ def register_table(
     except duckdb.Error as exc:
         raise IngestError(f"{table.name}: cannot read {path} as {fmt}: {exc}") from exc
     source_types = {row[0]: str(row[1]) for row in described}
+    if fmt == "jsonl":
+        reader = _reader_sql(fmt, files, list(source_types))
+        source_types = dict.fromkeys(source_types, "JSON")
     select, types = _projection(table, spec, source_types, path)
     con.execute(f"CREATE OR REPLACE VIEW raw_{table.name} AS SELECT {select} FROM {reader}")
     try:
@@ -124,13 +133,17 @@ def register_table(
     return types
 
 
-def _reader_sql(fmt: Format, files: list[str]) -> str:
-    quoted = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+def _reader_sql(fmt: Format, files: list[str], json_columns: list[str] | None = None) -> str:
+    quoted = "[" + ", ".join(sql_str(f) for f in files) + "]"
     if fmt == "csv":
         return f"read_csv({quoted}, header=true, all_varchar=true, union_by_name=true)"
     if fmt == "parquet":
         return f"read_parquet({quoted}, union_by_name=true)"
-    return f"read_json({quoted}, format='newline_delimited', union_by_name=true)"
+    if json_columns is None:
+        return f"read_json({quoted}, format='newline_delimited', union_by_name=true)"
+    # Every column as JSON: types guessed from a sample would abort on a later odd row.
+    cols = "{" + ", ".join(f"{sql_str(c)}: 'JSON'" for c in json_columns) + "}"
+    return f"read_json({quoted}, format='newline_delimited', columns={cols})"
 
 
 def _projection(
@@ -151,7 +164,7 @@ def _projection(
             parts.append(f"{_literal(value)} AS {col.name}")
             types[col.name] = "BOOLEAN" if isinstance(value, bool) else "VARCHAR"
         elif src in source_types:
-            parts.append(f'"{src}" AS {col.name}')
+            parts.append(f"{sql_ident(src)} AS {col.name}")
             types[col.name] = source_types[src]
         elif col.required:
             raise IngestError(
@@ -166,7 +179,7 @@ def _projection(
             raise IngestError(f"{table.name}: declared extra column '{extra}' is not in {path}")
         if extra in table.names:
             raise IngestError(f"{table.name}: extra column '{extra}' clashes with the contract")
-        parts.append(f'"{extra}" AS "{extra}"')
+        parts.append(f"{sql_ident(extra)} AS {sql_ident(extra)}")
         types[extra] = source_types[extra]
     return ", ".join(parts), types
 
@@ -176,4 +189,4 @@ def _literal(value: Any) -> str:
         return "TRUE" if value else "FALSE"
     if value is None:
         return "NULL"
-    return "'" + str(value).replace("'", "''") + "'"
+    return sql_str(str(value))

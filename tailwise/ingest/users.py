@@ -62,6 +62,11 @@ def corrections(p: IngestParams) -> list[parse.Check]:
             "not ISO-8601 or epoch seconds",
         ),
         c(
+            "signup_at",
+            f"NOT ({parse.in_time_window('parsed_signup_at', p)})",
+            parse.time_window_reason(p),
+        ),
+        c(
             "consent_personalization",
             "raw_consent_personalization IS NOT NULL AND consent_personalization IS NULL",
             "not a yes/no value; treated as no consent",
@@ -79,7 +84,7 @@ def typed_sql(
 ) -> str:
     t = types
     inner = [
-        f"{parse.text('user_id', t['user_id'])} AS user_id",
+        f"{parse.key('user_id', t['user_id'])} AS user_id",
         f"{parse.raw_text('age', t['age'])} AS raw_age",
         f"{parse.number('age', t['age'])} AS parsed_age",
         f"lower({parse.text('gender', t['gender'])}) AS gender",
@@ -97,8 +102,8 @@ def typed_sql(
             for c in ("consent_personalization", "consent_tracking")
         ),
         *(f"{parse.raw_text(c, t[c])} AS {c}" for c in PII_COLUMNS),
-        *(f'{parse.text(f"{chr(34)}{c}{chr(34)}", t[c])} AS "{c}"' for c in extras_cat),
-        *(f'{parse.number(f"{chr(34)}{c}{chr(34)}", t[c])} AS "{c}"' for c in extras_num),
+        *(f"{parse.text(parse.sql_ident(c), t[c])} AS {parse.sql_ident(c)}" for c in extras_cat),
+        *(f"{parse.number(parse.sql_ident(c), t[c])} AS {parse.sql_ident(c)}" for c in extras_num),
     ]
     lo, hi = p.age_min, p.age_max
     return f"""
@@ -107,7 +112,7 @@ def typed_sql(
           CASE WHEN regexp_full_match(upper(raw_country), '[A-Z]{{2}}') THEN upper(raw_country) END AS country,
           CASE WHEN lower(replace(raw_income_band, ' ', '_')) IN {INCOME_BANDS}
                THEN lower(replace(raw_income_band, ' ', '_')) END AS income_band,
-          CASE WHEN parsed_signup_at <= now() + INTERVAL {int(p.future_tolerance_hours)} HOUR
+          CASE WHEN {parse.in_time_window("parsed_signup_at", p)}
                THEN parsed_signup_at END AS signup_at
         FROM (SELECT {", ".join(inner)} FROM raw_users)
     """
@@ -132,14 +137,11 @@ def ingest_users(
     con.execute(
         f"CREATE OR REPLACE TABLE typed_users AS {typed_sql(types, p, extras_cat, extras_num)}"
     )
-    checks = corrections(p)
-    fix_sql = parse.corrections_sql("users", "user_id", checks, "typed_users")
     df = con.execute("SELECT * FROM typed_users WHERE user_id IS NOT NULL").df()
     outcome = TableOutcome("users", input=_count(con, "SELECT count(*) FROM typed_users"))
     outcome.quarantined = outcome.input - len(df)
     if outcome.quarantined:
         outcome.reasons["quarantined"]["user_id: required value is missing"] = outcome.quarantined
-    outcome.add_corrections(con, fix_sql)
 
     df = _merge_repeated_ids(df, outcome)
     ident = resolve_duplicates(
@@ -152,35 +154,51 @@ def ingest_users(
     outcome.duplicates_merged += len(merges)
     df = _merge_clusters(df, ident)
 
-    hashed_ids = pseudonymise(df["user_id"], key)
-    consent = df["consent_personalization"].fillna(False).astype(bool)
-    is_erased = hashed_ids.isin(erased)
-    excluded = ~consent | is_erased
-    outcome.reasons["excluded_no_consent"]["no personalization consent"] = int((~consent).sum())
-    if is_erased.any():
-        outcome.reasons["excluded_no_consent"]["erased on request"] = int(
-            (is_erased & consent).sum()
-        )
-    outcome.excluded_no_consent = int(excluded.sum())
-
+    excluded = _exclusions(df, ident, key, erased, outcome)
     status = pd.Series("kept", index=df.index).where(~excluded, "excluded_no_consent")
     canon = dict(zip(df["user_id"], status, strict=True))
-    tracking = dict(zip(df["user_id"], df["consent_tracking"].fillna(False), strict=True))
+    tracking = dict(zip(df["user_id"], df["consent_tracking"], strict=True))
     user_map = ident.rename(columns={"user_id": "source_user_id", "canonical_user_id": "user_id"})
     user_map["status"] = user_map["user_id"].map(canon)
     user_map["consent_tracking"] = user_map["user_id"].map(tracking).astype(bool)
 
     clean = df.loc[~excluded].reset_index(drop=True)
     outcome.kept = len(clean)
+    kept_ids = set(clean["user_id"])
     return UsersResult(
         clean=clean,
         user_map=user_map[["source_user_id", "user_id", "status", "consent_tracking"]],
-        merges=merges,
+        merges=merges.loc[merges["canonical_user_id"].isin(kept_ids)].reset_index(drop=True),
         outcome=outcome,
-        quarantine_sql=_quarantine_sql(),
-        corrections_sql=fix_sql,
+        quarantine_sql=_quarantine_sql(types["user_id"]),
+        corrections_sql=parse.corrections_sql(
+            "users", "user_id", corrections(p), KEPT_USERS, user_col="canonical_user_id"
+        ),
         extras=[*extras_cat, *extras_num],
     )
+
+
+# Side files (corrections) only keep rows of people whose data the clean tables keep.
+KEPT_USERS = (
+    "(SELECT t.*, m.user_id AS canonical_user_id FROM typed_users t "
+    "JOIN user_map m ON m.source_user_id = t.user_id AND m.status = 'kept')"
+)
+
+
+def _exclusions(
+    df: pd.DataFrame, ident: pd.DataFrame, key: bytes, erased: set[str], outcome: TableOutcome
+) -> pd.Series:
+    """People without consent, or any of whose ids was erased, are excluded."""
+    consent = df["consent_personalization"].astype(bool)
+    erased_ids = ident.loc[pseudonymise(ident["user_id"], key).isin(erased), "canonical_user_id"]
+    is_erased = df["user_id"].isin(set(erased_ids))
+    outcome.reasons["excluded_no_consent"]["no personalization consent"] = int((~consent).sum())
+    if is_erased.any():
+        n = int((is_erased & consent).sum())
+        outcome.reasons["excluded_no_consent"]["erased on request"] = n
+    excluded = ~consent | is_erased
+    outcome.excluded_no_consent = int(excluded.sum())
+    return excluded
 
 
 def finish_users(
@@ -201,6 +219,7 @@ def finish_users(
         "region",
         "income_band",
         "income_band_imputed",
+        "region_imputed",
         "signup_at",
         "consent_tracking",
         *(f"{c}_hmac" for c in PII_COLUMNS),
@@ -258,13 +277,13 @@ def _combine(df: pd.DataFrame, by: str) -> pd.DataFrame:
     return pd.concat([df.loc[~multi], out.reset_index()], ignore_index=True)
 
 
-def _quarantine_sql() -> str:
+def _quarantine_sql(id_type: str) -> str:
     pii = ", ".join(PII_COLUMNS)
     return f"""
         SELECT 'users' AS table_name, 'user_id' AS column_name, NULL AS value,
                'required value is missing' AS reason,
                to_json(t) AS row_json FROM (SELECT * EXCLUDE ({pii}) FROM raw_users
-               WHERE {parse.text("user_id", "VARCHAR")} IS NULL) t
+               WHERE {parse.key("user_id", id_type)} IS NULL) t
     """
 
 
