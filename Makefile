@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 DEMO_DIR ?= data/demo
 DEMO_ARGS ?=
 
-.PHONY: help setup demo test test-fast lint format bench-generate bench-ingest clean
+.PHONY: help setup demo test test-fast lint format bench-generate bench-ingest clean repro
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -53,3 +53,6 @@ bench-ingest: setup ## Measure ingestion of the 20M-event data set
 
 clean: ## Remove generated demo data and caches (keeps .venv)
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache
+
+repro: setup ## Rebuild the DVC pipeline (dvc.yaml) where inputs or params changed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro

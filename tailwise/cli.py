@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -138,7 +138,7 @@ def ingest(
     )
 
 
-def print_report(report: dict) -> None:  # type: ignore[type-arg]
+def print_report(report: dict[str, Any]) -> None:
     table = Table(title="Ingestion quality report")
     for col in (
         "table",

@@ -31,8 +31,9 @@ def test_every_command_has_help(command: str) -> None:
 
 
 def test_generate_ingest_report_forget(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    result = runner.invoke(app, ["generate", "--out", "raw", "--users", "300", "--items", "80",
-                                 "--days", "10"])
+    result = runner.invoke(
+        app, ["generate", "--out", "raw", "--users", "300", "--items", "80", "--days", "10"]
+    )
     assert result.exit_code == 0, result.output
     monkeypatch.setenv("TAILWISE_DEMO", "1")
     result = runner.invoke(app, ["ingest", "--source", "raw", "--out", "clean"])
@@ -41,14 +42,17 @@ def test_generate_ingest_report_forget(env: Path, monkeypatch: pytest.MonkeyPatc
     assert report["tables"]["events"]["input"] > 0
     assert "Ingestion quality report" in result.output
     assert runner.invoke(app, ["report", "--data", "clean"]).exit_code == 0
-    user = report and __import__("pandas").read_parquet(env / "clean" / "users.parquet")["user_id"][0]
+    user = (
+        report and __import__("pandas").read_parquet(env / "clean" / "users.parquet")["user_id"][0]
+    )
     result = runner.invoke(app, ["forget", "--user", user, "--data", "clean"])
     assert result.exit_code == 0 and f"erased {user}" in result.output
 
 
 def test_missing_key_exit_code(env: Path) -> None:
-    runner.invoke(app, ["generate", "--out", "raw", "--users", "50", "--items", "20",
-                        "--days", "3"])
+    runner.invoke(
+        app, ["generate", "--out", "raw", "--users", "50", "--items", "20", "--days", "3"]
+    )
     result = runner.invoke(app, ["ingest", "--source", "raw", "--out", "clean"])
     assert result.exit_code == EXIT_PRIVACY
     assert "TAILWISE_HMAC_KEY" in result.output

@@ -32,8 +32,9 @@ def test_local_redis_is_started_when_missing(tmp_path: Path) -> None:
         assert "started a local redis-server" in message
         assert redis_alive(url)
     finally:
-        subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False,
-                       capture_output=True)
+        subprocess.run(
+            ["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False, capture_output=True
+        )
 
 
 def test_no_redis_says_what_to_do(tmp_path: Path) -> None:
