@@ -42,8 +42,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--days", type=int, default=60)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--memory-limit", default="4GB", help="DuckDB memory_limit")
-    ap.add_argument("--detection-only", action="store_true",
-                    help="recompute the detection figures of the last run of this size")
+    ap.add_argument(
+        "--detection-only",
+        action="store_true",
+        help="recompute the detection figures of the last run of this size",
+    )
     return ap.parse_args()
 
 
