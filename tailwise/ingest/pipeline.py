@@ -86,16 +86,14 @@ def run_ingest(
 
 
 def _swap_in(staged: Path, out: Path) -> None:
-    """Replace the outputs of the last run with this run's, keeping the erasure log."""
-    if (out / ERASURES).exists():
-        shutil.copy2(out / ERASURES, staged / ERASURES)
-    for old in list(out.iterdir()):
+    """Replace the outputs of the last run with this run's; nothing else in `out` is touched."""
+    for new in list(staged.iterdir()):
+        old = out / new.name
         if old.is_dir():
             shutil.rmtree(old)
-        else:
+        elif old.exists():
             old.unlink()
-    for new in list(staged.iterdir()):
-        new.rename(out / new.name)
+        new.rename(old)
 
 
 def _run(

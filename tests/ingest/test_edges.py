@@ -170,3 +170,15 @@ def test_country_imputed_through_merged_ids(tmp_path: Path, params: IngestParams
     clean = pd.read_parquet(tmp_path / "out" / "users.parquet").set_index("user_id")
     # Only u1's events carry DE; u1 was merged onto u3.
     assert clean.loc["u3", "country"] == "DE" and clean.loc["u3", "country_imputed"]
+
+
+def test_rerun_replaces_only_its_own_outputs(
+    raw: Path, tmp_path: Path, params: IngestParams
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    run_ingest(out, params, KEY, source=raw)
+    run_ingest(out, params, KEY, source=raw)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out-")]  # staging removed
