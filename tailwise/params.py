@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tailwise.features.config import FeaturesParams
 from tailwise.synthetic.config import GenerateConfig
 
 
@@ -75,6 +76,7 @@ class Params(BaseModel):
 
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     ingest: IngestParams = Field(default_factory=IngestParams)
+    features: FeaturesParams = Field(default_factory=FeaturesParams)
 
 
 def load_params(path: Path) -> Params:
