@@ -19,15 +19,19 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tailwise.features.commands import app as features_app
+
 EXIT_BAD_INPUT, EXIT_PRIVACY, EXIT_SERVICE = 3, 4, 5
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+app.add_typer(features_app, name="features")
 console = Console(stderr=True)
 
 
 @contextmanager
 def _errors() -> Iterator[None]:
     """Turn the project's expected failures into one clear line and a meaningful exit code."""
+    from tailwise.features.store import FeatureStoreError
     from tailwise.ingest.errors import IngestError
     from tailwise.params import ParamsError
     from tailwise.privacy import PrivacyError
@@ -35,7 +39,7 @@ def _errors() -> Iterator[None]:
 
     try:
         yield
-    except (IngestError, ParamsError) as exc:
+    except (IngestError, ParamsError, FeatureStoreError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from exc
     except PrivacyError as exc:
@@ -139,41 +143,45 @@ def ingest(
 
 
 def print_report(report: dict[str, Any]) -> None:
-    table = Table(title="Ingestion quality report")
-    for col in (
-        "table",
-        "input",
-        "kept",
-        "duplicates_merged",
-        "quarantined",
-        "excluded_no_consent",
-        "values_corrected",
-    ):
-        table.add_column(col, justify="right" if col != "table" else "left")
+    out = Console()
+    table = Table(
+        title="Ingestion quality report (input = kept + merged + quarantined + no consent)"
+    )
+    labels = {
+        "input": "input",
+        "kept": "kept",
+        "duplicates_merged": "merged",
+        "quarantined": "quarantined",
+        "excluded_no_consent": "no consent",
+    }
+    table.add_column("table")
+    for label in [*labels.values(), "values fixed"]:
+        table.add_column(label, justify="right")
     for name, t in report["tables"].items():
-        table.add_row(
-            name,
-            *(
-                f"{t[c]:,}"
-                for c in (
-                    "input",
-                    "kept",
-                    "duplicates_merged",
-                    "quarantined",
-                    "excluded_no_consent",
-                )
-            ),
-            f"{sum(t['values_corrected'].values()):,}",
-        )
-    Console().print(table)
+        cells = [f"{t[c]:,}" for c in labels]
+        table.add_row(name, *cells, f"{sum(t['values_corrected'].values()):,}")
+    out.print(table)
     reasons = Table(title="Reasons")
     for col in ("table", "outcome", "reason", "rows"):
         reasons.add_column(col, justify="right" if col == "rows" else "left")
     for name, t in report["tables"].items():
-        for bucket, counts in [*t["reasons"].items(), ("value corrected", t["values_corrected"])]:
+        for bucket, counts in [*t["reasons"].items(), ("value fixed", t["values_corrected"])]:
             for reason, n in counts.items():
                 reasons.add_row(name, bucket, reason, f"{n:,}")
-    Console().print(reasons)
+    out.print(reasons)
+    inventory = Table(title="Data inventory")
+    for col in ("data type", "rows", "duplicates", "nulls", "freshest (UTC)"):
+        inventory.add_column(col)
+    for d in report.get("inventory", []):
+        nulls = ", ".join(f"{k} {v:.0%}" for k, v in d["null_rates"].items())
+        inventory.add_row(
+            d["data_type"],
+            f"{d['rows']:,}",
+            f"{d['duplicate_rate']:.1%}",
+            nulls,
+            str(d["freshness"])[:19],
+        )
+    out.print(inventory)
 
 
 @app.command()
@@ -212,7 +220,6 @@ def report(
         console.print(f"[red]error:[/red] {path} does not exist; run `tailwise ingest` first")
         raise typer.Exit(EXIT_BAD_INPUT)
     print_report(json.loads(path.read_text()))
-    sys.stdout.write((data / "data_inventory.md").read_text())
 
 
 @app.command()

@@ -24,3 +24,7 @@ class Settings(BaseSettings):
     demo: bool = Field(False, validation_alias="TAILWISE_DEMO")
     params_path: Path = Field(Path("params.yaml"), validation_alias="TAILWISE_PARAMS")
     home: Path = Field(Path(".tailwise"), validation_alias="TAILWISE_HOME")
+    feature_repo: Path = Field(Path("feature_repo"), validation_alias="TAILWISE_FEATURE_REPO")
+    features_dir: Path = Field(Path("data/features"), validation_alias="TAILWISE_FEATURES_DIR")
+    feast_project: str | None = Field(None, validation_alias="TAILWISE_FEAST_PROJECT")
+    feast_registry: Path | None = Field(None, validation_alias="TAILWISE_FEAST_REGISTRY")

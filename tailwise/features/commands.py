@@ -1,0 +1,144 @@
+"""`tailwise features ...`: build, apply, materialise and inspect the feature store."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="Build, register, materialise and read features (Feast).", no_args_is_help=True
+)
+console = Console(stderr=True)
+
+
+def _settings(features: Path | None = None) -> Any:
+    from tailwise.settings import Settings
+
+    settings = Settings()
+    if features is not None:
+        settings = settings.model_copy(update={"features_dir": features})
+    return settings
+
+
+@app.command()
+def build(
+    data: Annotated[
+        Path, typer.Option(help="Clean data directory (tailwise ingest --out).")
+    ] = Path("data/clean"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write feature tables (default TAILWISE_FEATURES_DIR or data/features)."
+        ),
+    ] = None,
+    params: Annotated[Path, typer.Option(help="params.yaml with a features: section.")] = Path(
+        "params.yaml"
+    ),
+) -> None:
+    """Compute the feature tables (Parquet) from clean data."""
+    from tailwise.cli import _errors, _progress
+    from tailwise.features.build import build_features
+    from tailwise.params import load_params
+
+    settings = _settings(out)
+    with _errors(), _progress() as bar:
+        task = bar.add_task("features", total=None)
+        summary = build_features(
+            data,
+            settings.features_dir,
+            load_params(params).features,
+            progress=lambda msg, *a: bar.update(task, description=str(msg)),
+        )
+    console.print(f"[green]wrote[/green] {settings.features_dir}: {summary}")
+
+
+@app.command()
+def apply(
+    features: Annotated[
+        Path | None,
+        typer.Option(
+            help="Feature tables directory (default TAILWISE_FEATURES_DIR or data/features)."
+        ),
+    ] = None,
+) -> None:
+    """Register entities, views and services of feature_repo/ (like `feast apply`)."""
+    from tailwise.cli import _errors
+    from tailwise.features.store import apply as apply_repo
+
+    with _errors():
+        store, names = apply_repo(_settings(features))
+    console.print(f"applied {len(names)} objects to project {store.project!r}")
+    for name in names:
+        console.print(f"  {name}")
+
+
+@app.command()
+def materialize(
+    features: Annotated[
+        Path | None,
+        typer.Option(
+            help="Feature tables directory (default TAILWISE_FEATURES_DIR or data/features)."
+        ),
+    ] = None,
+) -> None:
+    """Load the newest feature values into Redis (incremental after the first run)."""
+    from tailwise.cli import _errors
+    from tailwise.features.store import materialize as run
+
+    with _errors():
+        report = run(_settings(features))
+    console.print(
+        f"materialised into Redis in {report['seconds']:.1f}s "
+        f"({report['mode']}, up to {report['end']})"
+    )
+
+
+@app.command()
+def get(
+    user: Annotated[str, typer.Option(help="User id.")],
+    item: Annotated[list[str] | None, typer.Option(help="Item id (repeat for several).")] = None,
+    context: Annotated[
+        str,
+        typer.Option(help='Request context as JSON, e.g. {"device": "mobile", "country": "DE"}.'),
+    ] = "{}",
+    features: Annotated[Path | None, typer.Option(help="Feature tables directory.")] = None,
+) -> None:
+    """Print the online feature vector (retrieval_v1, or ranking_v1 with items) as JSON."""
+    from tailwise.cli import EXIT_BAD_INPUT, _errors
+    from tailwise.features.store import open_store
+
+    try:
+        ctx = json.loads(context)
+        if not isinstance(ctx, dict):
+            raise ValueError("expected a JSON object")
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] --context: not a JSON object: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from exc
+    request = {
+        "request_device": ctx.get("device"),
+        "request_country": ctx.get("country"),
+        "request_ts": int(ctx.get("request_ts", time.time())),
+    }
+    with _errors():
+        store = open_store(_settings(features))
+        service = store.get_feature_service("ranking_v1" if item else "retrieval_v1")
+        rows = (
+            [{"user_id": user, "item_id": i, **request} for i in item]
+            if item
+            else [{"user_id": user, **request}]
+        )
+        vector = store.get_online_features(features=service, entity_rows=rows).to_dict()
+    json.dump(
+        {"service": service.name, "at": datetime.now(UTC).isoformat(), "features": vector},
+        sys.stdout,
+        indent=2,
+        default=str,
+    )
+    sys.stdout.write("\n")

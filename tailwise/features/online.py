@@ -1,0 +1,150 @@
+"""The request path's feature reads and writes, in Feast's own Redis layout.
+
+Feast's SDK costs ~5 ms per `get_online_features` call here; one Redis HMGET costs ~0.2 ms.
+`OnlineFeatures` reads and writes the exact hash layout Feast's Redis online store uses
+(key = serialised entity key + project; field = murmur3 of "view:feature"; value =
+ValueProto; `_ts:<view>` = event time), built with Feast's own encoders, so
+`get_online_features` and this class always see the same values (a parity test holds
+them together). Item features change only on materialisation, so `ItemTable` keeps them
+in process memory as arrays and reloads them when the materialisation stamp moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import redis
+from feast.infra.key_encoding_utils import serialize_entity_key
+from feast.infra.online_stores.helpers import _mmh3
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
+from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+from google.protobuf.timestamp_pb2 import Timestamp
+
+KEY_VERSION = 3
+
+
+def materialized_stamp_key(project: str) -> str:
+    """Redis key holding when features of `project` were last materialised."""
+    return f"tailwise:{project}:materialized_at"
+
+
+@dataclass(frozen=True)
+class ViewLayout:
+    name: str
+    features: tuple[str, ...]
+    value_types: tuple[Any, ...]  # feast ValueType per feature, for writes
+    fields: tuple[bytes, ...]  # hash fields per feature, then the _ts field
+
+    @classmethod
+    def of(cls, view: Any) -> ViewLayout:
+        names = tuple(f.name for f in view.features)
+        types = tuple(f.dtype.to_value_type() for f in view.features)
+        fields = (*tuple(_mmh3(f"{view.name}:{n}") for n in names), f"_ts:{view.name}".encode())
+        return cls(view.name, names, types, fields)
+
+
+class OnlineFeatures:
+    """Direct reads/writes of one entity's feature views in Feast's Redis layout."""
+
+    def __init__(self, client: redis.Redis, project: str, join_key: str, views: Sequence[Any]):
+        self.client, self.project, self.join_key = client, project, join_key
+        self.layouts = [ViewLayout.of(v) for v in views]
+        self._fields = [f for layout in self.layouts for f in layout.fields]
+
+    def key(self, entity_id: str) -> bytes:
+        proto = EntityKey(join_keys=[self.join_key], entity_values=[Value(string_val=entity_id)])
+        return serialize_entity_key(proto, entity_key_serialization_version=KEY_VERSION) + (
+            self.project.encode()
+        )
+
+    def read(self, entity_id: str) -> dict[str, Any]:
+        """All features of all views for one entity (None where absent), one round trip."""
+        raw = self.client.hmget(self.key(entity_id), self._fields)  # type: ignore[arg-type]
+        return self._decode(raw)  # type: ignore[arg-type]
+
+    def read_many(self, entity_ids: Iterable[str]) -> list[dict[str, Any]]:
+        pipe = self.client.pipeline(transaction=False)
+        for entity_id in entity_ids:
+            pipe.hmget(self.key(entity_id), self._fields)  # type: ignore[arg-type]
+        return [self._decode(raw) for raw in pipe.execute()]
+
+    def _decode(self, raw: list[bytes | None]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        i = 0
+        for layout in self.layouts:
+            for name in layout.features:
+                out[name] = _decode_value(raw[i])
+                i += 1
+            i += 1  # the _ts field
+        return out
+
+    def write(self, entity_id: str, view: str, values: dict[str, Any], at: datetime) -> None:
+        """Write one view's features for one entity, as Feast's push would."""
+        layout = next((v for v in self.layouts if v.name == view), None)
+        if layout is None:
+            raise KeyError(f"view {view!r} is not one of {[v.name for v in self.layouts]}")
+        ts = Timestamp()
+        ts.FromDatetime(at.astimezone(UTC))
+        mapping: dict[bytes, bytes] = {layout.fields[-1]: ts.SerializeToString()}
+        for name, vtype, field in zip(
+            layout.features, layout.value_types, layout.fields, strict=False
+        ):
+            proto = python_values_to_proto_values([values.get(name)], vtype)[0]
+            mapping[field] = proto.SerializeToString()
+        self.client.hset(self.key(entity_id), mapping=mapping)  # type: ignore[arg-type]
+
+
+def _decode_value(raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    proto = Value()
+    proto.ParseFromString(raw)
+    return feast_value_type_to_python_type(proto)
+
+
+class ItemTable:
+    """Latest item features as in-memory columns, looked up by position in microseconds."""
+
+    def __init__(self, frame: pd.DataFrame, stamp: str | None = None):
+        self.frame = frame.reset_index(drop=True)
+        self.index = pd.Index(self.frame["item_id"])
+        self.columns = {c: self.frame[c].to_numpy() for c in self.frame.columns}
+        self.stamp = stamp
+
+    @classmethod
+    def from_offline(cls, features_dir: Any, stamp: str | None = None) -> ItemTable:
+        """The newest catalogue and popularity row per item from the feature tables."""
+        catalog = _latest(pd.read_parquet(features_dir / "item_catalog.parquet"))
+        daily = _latest(pd.read_parquet(features_dir / "item_daily.parquet"))
+        frame = catalog.merge(daily, on="item_id", how="left", suffixes=("", "_daily"))
+        return cls(frame, stamp)
+
+    def lookup(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        pos = self.index.get_indexer(item_ids)
+        found = pos >= 0
+        out = {}
+        for name, col in self.columns.items():
+            values = col[np.where(found, pos, 0)]
+            if not found.all():
+                values = values.astype(object)
+                values[~found] = None
+            out[name] = values
+        return out
+
+
+def _latest(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.sort_values(["item_id", "event_timestamp", "created_timestamp"])
+    latest = frame.drop_duplicates("item_id", keep="last")
+    return latest.drop(columns=["event_timestamp", "created_timestamp"])
+
+
+def stamp_now(client: redis.Redis, project: str) -> str:
+    stamp = datetime.now(UTC).isoformat()
+    client.set(materialized_stamp_key(project), stamp)
+    return stamp

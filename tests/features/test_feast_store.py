@@ -1,0 +1,214 @@
+"""The feature store end to end on generated data: a real Feast repo, the real Redis.
+
+Each session registers its own project in a temporary registry and tears it down
+(deleting its Redis keys) at the end; nothing else in Redis is touched.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+
+from tailwise.features.build import build_features
+from tailwise.features.config import FeaturesParams
+from tailwise.features.online import ItemTable, OnlineFeatures
+from tailwise.features.store import apply, materialize
+from tailwise.ingest.pipeline import run_ingest
+from tailwise.params import IngestParams
+from tailwise.settings import Settings
+from tailwise.synthetic import GenerateConfig, generate
+
+ROOT = Path(__file__).resolve().parents[2]
+USER_VIEWS = [
+    "user_profile_demographics",
+    "user_daily_engagement",
+    "user_daily_rfm",
+    "user_daily_affinity",
+    "user_daily_context",
+]
+
+
+@pytest.fixture(scope="module")
+def fs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("feast")
+    generate(GenerateConfig(users=1200, items=300, days=40, seed=3), root / "raw")
+    run_ingest(
+        root / "clean", IngestParams(duckdb_memory_limit="1GB"), b"k" * 40, source=root / "raw"
+    )
+    build_features(root / "clean", root / "features", FeaturesParams())
+    settings = Settings(
+        TAILWISE_FEATURE_REPO=ROOT / "feature_repo",
+        TAILWISE_FEATURES_DIR=root / "features",
+        TAILWISE_FEAST_PROJECT=f"tw_test_{uuid.uuid4().hex[:8]}",
+        TAILWISE_FEAST_REGISTRY=root / "registry.db",
+    )
+    store, _ = apply(settings)
+    materialize(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        yield {"root": root, "settings": settings, "store": store, "client": client}
+    finally:
+        store.teardown()  # removes this project's keys; the registry holds only this project
+
+
+def _features(store: Any, views: list[str]) -> list[str]:
+    return [f"{v}:{f.name}" for v in views for f in store.get_feature_view(v).features]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, list | np.ndarray) or isinstance(b, list | np.ndarray):
+        return (
+            a is not None
+            and b is not None
+            and len(a) == len(b)
+            and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        )
+    if a is None or b is None or (isinstance(a, float) and np.isnan(a)):
+        return (a is None or pd.isna(a)) and (b is None or pd.isna(b))
+    if isinstance(a, float) or isinstance(b, float):
+        return bool(np.isclose(float(a), float(b), rtol=1e-6))
+    return bool(a == b)
+
+
+def test_training_set_is_point_in_time_correct(fs: dict[str, Any]) -> None:
+    store, root = fs["store"], fs["root"]
+    events = pd.read_parquet(root / "clean" / "events")
+    examples = events.sample(300, random_state=1)[["user_id", "timestamp"]]
+    examples = examples.rename(columns={"timestamp": "event_timestamp"}).reset_index(drop=True)
+    training = store.get_historical_features(
+        entity_df=examples,
+        features=["user_daily_engagement:views_7d", "user_daily_affinity:recent_items"],
+    ).to_df()
+    assert len(training) == len(examples)
+    views = events.loc[events["event_type"] == "product_view"]
+    daily = pd.read_parquet(root / "features" / "user_daily.parquet")
+    checked = 0
+    for row in training.itertuples():
+        t = row.event_timestamp
+        snaps = daily.loc[(daily["user_id"] == row.user_id) & (daily["event_timestamp"] <= t)]
+        if snaps.empty:
+            assert pd.isna(row.views_7d)
+            continue
+        snap = snaps["event_timestamp"].max()
+        mine = views.loc[
+            (views["user_id"] == row.user_id)
+            & (views["timestamp"] < snap)
+            & (views["timestamp"] >= snap - timedelta(days=7))
+        ]
+        assert row.views_7d == len(mine)
+        used = events.loc[
+            (events["user_id"] == row.user_id) & events["item_id"].isin(list(row.recent_items))
+        ]
+        # Every item in the feature was interacted with before the example's time.
+        assert (used.groupby("item_id")["timestamp"].min() < t).all()
+        checked += 1
+    assert checked > 100
+
+
+@pytest.mark.parametrize("service", ["retrieval_v1", "ranking_v1"])
+def test_online_equals_offline_for_every_feature(fs: dict[str, Any], service: str) -> None:
+    store, root = fs["store"], fs["root"]
+    users = pd.read_parquet(root / "features" / "user_daily.parquet")["user_id"].drop_duplicates()
+    items = pd.read_parquet(root / "features" / "item_daily.parquet")["item_id"].drop_duplicates()
+    now = datetime.now(UTC)
+    rows = pd.DataFrame(
+        {
+            "user_id": users.sample(40, random_state=2).to_numpy(),
+            "item_id": items.sample(40, random_state=2, replace=True).to_numpy(),
+            "request_device": (["mobile", "desktop", "tablet", "watch"] * 10),
+            "request_country": (["DE", "US", None, "BR"] * 10),
+            "request_ts": int(now.timestamp()) - np.arange(40) * 3607,
+            "event_timestamp": now,
+        }
+    )
+    if service == "retrieval_v1":
+        rows = rows.drop(columns=["item_id"])
+    keys = [c for c in ("user_id", "item_id") if c in rows]
+    feature_service = store.get_feature_service(service)
+    offline = store.get_historical_features(entity_df=rows, features=feature_service).to_df()
+    offline = offline.set_index(keys)
+    online = pd.DataFrame(
+        store.get_online_features(
+            features=feature_service,
+            entity_rows=rows.drop(columns=["event_timestamp"]).to_dict("records"),
+        ).to_dict()
+    ).set_index(keys)
+    names = [f.name for p in feature_service.feature_view_projections for f in p.features]
+    assert len(names) > 50 and online.index.is_unique
+    for key in online.index:
+        for name in names:
+            assert _same(online.at[key, name], offline.at[key, name]), (key, name)
+
+
+def test_fast_reads_equal_the_sdk(fs: dict[str, Any]) -> None:
+    store, settings = fs["store"], fs["settings"]
+    views = [store.get_feature_view(v) for v in USER_VIEWS]
+    fast = OnlineFeatures(fs["client"], store.project, "user_id", views)
+    users = pd.read_parquet(settings.features_dir / "user_profile.parquet")["user_id"][:25]
+    sdk = store.get_online_features(
+        features=_features(store, USER_VIEWS), entity_rows=[{"user_id": u} for u in users]
+    ).to_dict()
+    for i, user in enumerate(users):
+        got = fast.read(user)
+        for name, value in got.items():
+            assert _same(value, sdk[name][i]), (user, name)
+    table = ItemTable.from_offline(settings.features_dir)
+    item_ids = [*list(table.frame["item_id"][:30]), "no-such-item"]
+    looked = table.lookup(item_ids)
+    sdk_items = store.get_online_features(
+        features=_features(store, ["item_profile_catalog", "item_daily_popularity"]),
+        entity_rows=[{"item_id": i} for i in item_ids],
+    ).to_dict()
+    for name, feast_name in [
+        ("price", "price"),
+        ("category", "category"),
+        ("views_7d", "item_views_7d"),
+        ("popularity_rank_7d", "item_popularity_rank_7d"),
+    ]:
+        for a, b in zip(looked[name], sdk_items[feast_name], strict=True):
+            assert _same(a, b), name
+
+
+def test_push_and_fast_write_show_up_in_the_next_read(fs: dict[str, Any]) -> None:
+    store = fs["store"]
+    view = store.get_feature_view("user_realtime_session")
+    now = datetime.now(UTC)
+    state = {
+        "user_id": ["u-live"],
+        "rt_last_items": [["i1", "i2"]],
+        "rt_last_category": ["A/B"],
+        "rt_session_events": [2],
+        "rt_hour_events": [2],
+        "rt_hour_carts": [1],
+        "event_timestamp": [now],
+        "created_timestamp": [now],
+    }
+    store.push("user_realtime_push", pd.DataFrame(state))
+    names = _features(store, ["user_realtime_session"])
+    got = store.get_online_features(features=names, entity_rows=[{"user_id": "u-live"}]).to_dict()
+    assert got["rt_last_items"] == [["i1", "i2"]] and got["rt_hour_carts"] == [1]
+
+    fast = OnlineFeatures(fs["client"], store.project, "user_id", [view])
+    fast.write(
+        "u-live",
+        view.name,
+        {
+            "rt_last_items": ["i3", "i1", "i2"],
+            "rt_last_category": "C/D",
+            "rt_session_events": 3,
+            "rt_hour_events": 3,
+            "rt_hour_carts": 1,
+        },
+        now + timedelta(seconds=1),
+    )
+    got = store.get_online_features(features=names, entity_rows=[{"user_id": "u-live"}]).to_dict()
+    assert got["rt_last_items"] == [["i3", "i1", "i2"]] and got["rt_session_events"] == [3]
+    assert fast.read("u-live")["rt_last_category"] == "C/D"
