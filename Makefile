@@ -7,9 +7,6 @@ STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-DEMO_DIR ?= data/demo
-DEMO_ARGS ?=
-
 .PHONY: help setup demo test test-fast lint format bench-generate bench-ingest clean repro
 
 help: ## List the targets
@@ -24,11 +21,14 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP) ## Create .venv and install pinned dependencies (quick when nothing changed)
 
-demo: setup ## Run the platform end to end on generated data: generate -> ingest -> report
+demo: setup ## Run the platform end to end on generated data (DVC pipeline, Feast, Redis)
 	TAILWISE_DEMO=1 $(BIN)/tailwise redis
-	$(BIN)/tailwise generate --out $(DEMO_DIR)/raw $(DEMO_ARGS)
-	TAILWISE_DEMO=1 $(BIN)/tailwise ingest --source $(DEMO_DIR)/raw --out $(DEMO_DIR)/clean
-	@echo "Clean data: $(DEMO_DIR)/clean  (quality_report.json, data_inventory.md, quarantine.parquet)"
+	TAILWISE_DEMO=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	$(BIN)/tailwise report --data data/clean
+	$(BIN)/tailwise features apply
+	$(BIN)/tailwise features materialize
+	$(BIN)/tailwise features get --user $$($(BIN)/python -c "import pandas as pd; print(pd.read_parquet('data/features/user_profile.parquet')['user_id'].iloc[0])") --context '{"device": "mobile", "country": "DE"}'
+	@echo "Data: data/raw -> data/clean -> data/features (segments_report.md); registry: data/feast"
 
 test: setup ## Run every test (fast and slow)
 	$(BIN)/pytest -q
@@ -51,8 +51,8 @@ bench-generate: setup ## Measure generation at 1M users / 100k items / ~20M even
 bench-ingest: setup ## Measure ingestion of the 20M-event data set
 	$(BIN)/python bench/ingest_scale.py
 
-clean: ## Remove generated demo data and caches (keeps .venv)
-	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache
+clean: ## Remove generated data and caches (keeps .venv)
+	rm -rf data/raw data/clean data/features data/feast .pytest_cache .ruff_cache .mypy_cache
 
 repro: setup ## Rebuild the DVC pipeline (dvc.yaml) where inputs or params changed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro

@@ -16,7 +16,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from tailwise.features.commands import app as features_app
@@ -50,12 +57,14 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(EXIT_SERVICE) from exc
 
 
-def _progress() -> Progress:
+def _progress(counts: bool = True) -> Progress:
+    """A progress bar; `counts` shows done/total, else a percentage (fractional work)."""
+    amount = TextColumn("{task.completed:,}/{task.total:,}") if counts else TaskProgressColumn()
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:,}/{task.total:,}"),
+        amount,
         TimeElapsedColumn(),
         console=console,
         transient=False,

@@ -11,7 +11,19 @@ from typer.testing import CliRunner
 from tailwise.cli import EXIT_BAD_INPUT, EXIT_PRIVACY, app
 
 runner = CliRunner()
-COMMANDS = ["generate", "ingest", "forget", "contract", "report", "redis"]
+COMMANDS = [
+    "generate",
+    "ingest",
+    "forget",
+    "contract",
+    "report",
+    "redis",
+    "features",
+    "features build",
+    "features apply",
+    "features materialize",
+    "features get",
+]
 
 
 @pytest.fixture
@@ -25,7 +37,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command: str) -> None:
-    result = runner.invoke(app, [command, "--help"])
+    result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0
     assert "Usage" in result.output
 
@@ -78,3 +90,9 @@ def test_contract_prints_every_table() -> None:
     assert result.exit_code == 0
     for table in ("### users", "### items", "### events", "epoch seconds"):
         assert table in result.output
+
+
+def test_features_get_rejects_bad_context() -> None:
+    result = runner.invoke(app, ["features", "get", "--user", "u1", "--context", "[1]"])
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "--context" in result.output

@@ -48,15 +48,21 @@ def build(
     from tailwise.params import load_params
 
     settings = _settings(out)
-    with _errors(), _progress() as bar:
-        task = bar.add_task("features", total=None)
+    with _errors(), _progress(counts=False) as bar:
+        task = bar.add_task("features", total=1.0)
+
+        def step(name: str, done: float) -> None:
+            bar.update(task, description=f"features: {name}", completed=done)
+
         summary = build_features(
-            data,
-            settings.features_dir,
-            load_params(params).features,
-            progress=lambda msg, *a: bar.update(task, description=str(msg)),
+            data, settings.features_dir, load_params(params).features, progress=step
         )
-    console.print(f"[green]wrote[/green] {settings.features_dir}: {summary}")
+        bar.update(task, description="features: done", completed=1.0)
+    rows = ", ".join(f"{name} {n:,}" for name, n in summary.rows.items())
+    console.print(
+        f"[green]wrote[/green] {settings.features_dir}: {rows} in {summary.seconds:.1f}s; "
+        f"segments: {', '.join(summary.segment_names)}"
+    )
 
 
 @app.command()
@@ -135,10 +141,11 @@ def get(
             else [{"user_id": user, **request}]
         )
         vector = store.get_online_features(features=service, entity_rows=rows).to_dict()
-    json.dump(
-        {"service": service.name, "at": datetime.now(UTC).isoformat(), "features": vector},
-        sys.stdout,
-        indent=2,
-        default=str,
-    )
+    per_row = [{name: values[i] for name, values in vector.items()} for i in range(len(rows))]
+    body = {
+        "service": service.name,
+        "at": datetime.now(UTC).isoformat(),
+        "features": per_row[0] if len(per_row) == 1 else per_row,
+    }
+    json.dump(body, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
