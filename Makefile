@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help setup demo test test-fast lint format bench-generate bench-ingest clean repro
+.PHONY: help setup demo test test-fast lint format bench-generate bench-ingest bench-features \
+	bench-online bench-offline clean repro
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -50,6 +51,16 @@ bench-generate: setup ## Measure generation at 1M users / 100k items / ~20M even
 
 bench-ingest: setup ## Measure ingestion of the 20M-event data set
 	$(BIN)/python bench/ingest_scale.py
+
+bench-features: setup ## Measure the feature build on the 20M-event clean set (after bench-ingest)
+	$(BIN)/python bench/features_build.py
+
+bench-online: setup ## Measure materialisation and online lookups (100k people), SDK vs direct
+	$(BIN)/python bench/online_lookup.py --users 100000 --items 10000
+
+bench-offline: setup ## Compare Feast's duckdb and file offline stores (after bench-online)
+	$(BIN)/python bench/offline_store.py --data bench/work/clean-100000u-10000i-60d-s42 \
+		--features bench/work/features-100000u-10000i-60d-s42 --rows 10000 100000
 
 clean: ## Remove generated data and caches (keeps .venv)
 	rm -rf data/raw data/clean data/features data/feast .pytest_cache .ruff_cache .mypy_cache

@@ -54,7 +54,7 @@ USER_VIEWS = [
 ]
 
 
-def prepare(users: int, items: int) -> Path:
+def prepare(users: int, items: int) -> tuple[Path, Path]:
     name = f"{users}u-{items}i-60d-s42"
     raw, clean, feats = WORK / f"raw-{name}", WORK / f"clean-{name}", WORK / f"features-{name}"
     if not (raw / "defects.json").exists():
@@ -63,7 +63,7 @@ def prepare(users: int, items: int) -> Path:
         run_ingest(clean, IngestParams(), b"bench-key-" * 4, source=raw)
     if not (feats / "features_manifest.json").exists():
         build_features(clean, feats, FeaturesParams())
-    return feats
+    return clean, feats
 
 
 def timed(fn: Any, n: int, budget_s: float) -> dict[str, float]:
@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--seconds", type=float, default=60.0, help="time budget per measurement")
     args = ap.parse_args()
-    feats = prepare(args.users, args.items)
+    clean, feats = prepare(args.users, args.items)
     project = f"bench_{uuid.uuid4().hex[:8]}"
     settings = Settings(
         TAILWISE_FEATURE_REPO=ROOT / "feature_repo",
@@ -101,6 +101,7 @@ def main() -> None:
     store, _ = apply(settings)
     try:
         result = measure(store, settings, feats, args)
+        result["realtime_update"] = measure_push(store, settings, clean, feats, args)
     finally:
         store.teardown()
         (WORK / f"registry-{project}.db").unlink(missing_ok=True)
@@ -187,6 +188,44 @@ def measure(store: Any, settings: Settings, feats: Path, args: argparse.Namespac
     }
 
 
+def measure_push(
+    store: Any, settings: Settings, clean: Path, feats: Path, args: argparse.Namespace
+) -> dict:  # type: ignore[type-arg]
+    """An event arrives: recompute the session state from the user's last 20 events, write it."""
+    from tailwise.features.profiles import item_category
+    from tailwise.features.realtime import realtime_state
+
+    events = pd.read_parquet(
+        clean / "events",
+        columns=["event_id", "user_id", "item_id", "event_type", "timestamp", "session_id"],
+    )
+    busiest = events["user_id"].value_counts().index[0]
+    recent = events.loc[events["user_id"] == busiest].sort_values("timestamp").tail(20)
+    categories = item_category(pd.read_parquet(clean / "items.parquet"))
+    view = store.get_feature_view("user_realtime_session")
+    fast = OnlineFeatures(
+        redis.Redis.from_url(settings.redis_url), store.project, "user_id", [view]
+    )
+    names = [f.name for f in view.features]
+
+    def direct() -> None:
+        state = realtime_state(recent, categories).iloc[-1]
+        fast.write(busiest, view.name, {n: state[n] for n in names}, datetime.now(UTC))
+
+    def sdk() -> None:
+        state = realtime_state(recent, categories).iloc[[-1]][["user_id", *names]]
+        now = datetime.now(UTC)
+        store.push("user_realtime_push", state.assign(event_timestamp=now, created_timestamp=now))
+
+    return {
+        "direct_write": timed(direct, args.requests // 4, args.seconds),
+        "sdk_push": timed(sdk, args.requests // 8, args.seconds),
+        "state_only": timed(
+            lambda: realtime_state(recent, categories), args.requests // 4, args.seconds
+        ),
+    }
+
+
 def save(result: dict) -> None:  # type: ignore[type-arg]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "online_lookup.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -210,6 +249,15 @@ def save(result: dict) -> None:  # type: ignore[type-arg]
     ]:
         r = result[key]
         lines.append(f"| {label} | {path} | {r['p50_ms']} | {r['p99_ms']} | {r['n']} |")
+    for key, label in [
+        ("state_only", "session state from the last 20 events (realtime_state)"),
+        ("direct_write", "state + direct write in Feast's layout"),
+        ("sdk_push", "state + Feast SDK store.push"),
+    ]:
+        r = result["realtime_update"][key]
+        lines.append(
+            f"| event -> real-time view | {label} | {r['p50_ms']} | {r['p99_ms']} | {r['n']} |"
+        )
     sdk, fast = result["sdk_user_100_items"]["p50_ms"], result["fast_user_100_items"]["p50_ms"]
     lines += [
         "",

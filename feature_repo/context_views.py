@@ -4,6 +4,7 @@ from entities import OWNER
 from feast import Field
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Bool, Float64, Int64, String
+from item_views import item_profile_catalog
 from sources import request_context
 from user_views import user_daily_context, user_profile_demographics
 
@@ -56,3 +57,20 @@ def user_request_context(inputs: dict) -> dict:
         out["ctx_daypart_share"].append(inputs[f"share_{part}"][i] or 0.0)
         out["ctx_tenure_days"].append((ts - signup) / 86400.0 if signup is not None else None)
     return out
+
+
+@on_demand_feature_view(
+    sources=[request_context, item_profile_catalog],
+    schema=[Field(name="item_age_days", dtype=Float64)],
+    mode="python",
+    description="How long the item has been in the catalogue at request time (novelty).",
+    owner=OWNER,
+    tags={"kind": "item"},
+)
+def item_request_freshness(inputs: dict) -> dict:
+    return {
+        "item_age_days": [
+            (ts - created) / 86400.0 if created is not None else None
+            for ts, created in zip(inputs["request_ts"], inputs["created_epoch"], strict=True)
+        ]
+    }

@@ -19,6 +19,7 @@ item_profile_catalog = FeatureView(
         Field(name="price", dtype=Float64),
         Field(name="price_band", dtype=String),
         Field(name="title", dtype=String),
+        Field(name="created_epoch", dtype=Int64),
     ],
     source=item_catalog_source,
     online=True,

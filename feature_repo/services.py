@@ -1,6 +1,6 @@
 """Feature services: exactly what each model version reads."""
 
-from context_views import user_request_context
+from context_views import item_request_freshness, user_request_context
 from entities import OWNER
 from feast import FeatureService
 from item_views import item_daily_popularity, item_profile_catalog
@@ -34,7 +34,7 @@ retrieval_v1 = FeatureService(
 
 ranking_v1 = FeatureService(
     name="ranking_v1",
-    features=[*USER_VIEWS, item_profile_catalog, item_daily_popularity],
+    features=[*USER_VIEWS, item_profile_catalog, item_daily_popularity, item_request_freshness],
     description="Ranker inputs: the retrieval features plus item catalogue and popularity.",
     owner=OWNER,
     tags={"model": "ranking", "version": "1"},

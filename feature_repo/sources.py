@@ -4,6 +4,7 @@ Paths are absolute (the DuckDB offline store resolves relative paths against the
 directory, not this folder): TAILWISE_FEATURES_DIR, else data/features beside this repo.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -15,6 +16,35 @@ FEATURES_DIR = Path(
         "TAILWISE_FEATURES_DIR", Path(__file__).resolve().parent.parent / "data" / "features"
     )
 ).resolve()
+
+
+def _declared_extras() -> list[tuple[str, str]]:
+    """Extra user attributes declared in the ingest mapping, as the last build wrote them."""
+    manifest = FEATURES_DIR / "features_manifest.json"
+    if not manifest.exists():
+        return []
+    columns = json.loads(manifest.read_text())["tables"]["user_profile"]["columns"]
+    known = {
+        "user_id",
+        "event_timestamp",
+        "created_timestamp",
+        "age",
+        "age_band",
+        "gender",
+        "country",
+        "region",
+        "income_band",
+        "income_rank",
+        "signup_epoch",
+        "age_imputed",
+        "gender_imputed",
+        "country_imputed",
+        "income_band_imputed",
+    }
+    return [(c["name"], c["type"]) for c in columns if c["name"] not in known]
+
+
+USER_EXTRA_COLUMNS = _declared_extras()
 
 
 def _table(name: str, description: str, field_mapping: dict[str, str] | None = None) -> FileSource:

@@ -5,7 +5,7 @@ from datetime import timedelta
 from entities import OWNER, user
 from feast import FeatureView, Field
 from feast.types import Array, Bool, Float32, Float64, Int64, String
-from sources import user_daily_source, user_profile_source
+from sources import USER_EXTRA_COLUMNS, user_daily_source, user_profile_source
 
 DAILY_TTL = timedelta(days=400)  # snapshots already decay; a quiet user keeps their last state
 
@@ -35,11 +35,16 @@ user_profile_demographics = FeatureView(
         Field(name="gender_imputed", dtype=Bool),
         Field(name="country_imputed", dtype=Bool),
         Field(name="income_band_imputed", dtype=Bool),
+        # Attributes a dataset's mapping declares (extra_categorical / extra_numeric).
+        *[
+            Field(name=name, dtype=String if kind == "string" else Float64)
+            for name, kind in USER_EXTRA_COLUMNS
+        ],
     ],
     source=user_profile_source,
     online=True,
     description="Age and band, gender, location, income band, signup (tenure is computed at "
-    "request time); imputed values are flagged.",
+    "request time), declared extra attributes; imputed values are flagged.",
     owner=OWNER,
     tags={"kind": "demographic"},
 )

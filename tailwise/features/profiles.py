@@ -84,12 +84,13 @@ def item_catalog(items: pd.DataFrame, created: pd.Timestamp) -> pd.DataFrame:
     l1 = items["category_l1"].fillna("unknown")
     pct = items["price"].groupby(l1).rank(pct=True, method="average")
     band = pd.cut(pct, [0, 1 / 3, 2 / 3, 1], labels=list(PRICE_BANDS)).astype(object)
+    valid_from = (
+        pd.to_datetime(items["created_at"], utc=True).fillna(EPOCH_FALLBACK).dt.as_unit("us")
+    )
     return pd.DataFrame(
         {
             "item_id": items["item_id"].astype(str),
-            "event_timestamp": pd.to_datetime(items["created_at"], utc=True)
-            .fillna(EPOCH_FALLBACK)
-            .dt.as_unit("us"),
+            "event_timestamp": valid_from,
             "created_timestamp": created,
             "category": item_category(items).to_numpy(),
             "category_l1": items["category_l1"],
@@ -98,5 +99,7 @@ def item_catalog(items: pd.DataFrame, created: pd.Timestamp) -> pd.DataFrame:
             "price": items["price"].astype(float),
             "price_band": band.where(band.notna(), None),
             "title": items["title"],
+            # Seconds since the epoch, so item age can be computed at request time.
+            "created_epoch": valid_from.astype("int64") // 1_000_000,
         }
     )

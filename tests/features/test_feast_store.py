@@ -212,3 +212,38 @@ def test_push_and_fast_write_show_up_in_the_next_read(fs: dict[str, Any]) -> Non
     got = store.get_online_features(features=names, entity_rows=[{"user_id": "u-live"}]).to_dict()
     assert got["rt_last_items"] == [["i3", "i1", "i2"]] and got["rt_session_events"] == [3]
     assert fast.read("u-live")["rt_last_category"] == "C/D"
+
+
+def test_declared_extra_attributes_join_the_demographics_view(tmp_path: Path) -> None:
+    """A mapping's extra user attributes reach the Feast view (read from the build manifest)."""
+    import json
+    import subprocess
+    import sys
+
+    manifest = {
+        "tables": {
+            "user_profile": {
+                "columns": [
+                    {"name": "user_id", "type": "string"},
+                    {"name": "age", "type": "int64"},
+                    {"name": "loyalty_tier", "type": "string"},
+                    {"name": "lifetime_value", "type": "double"},
+                ]
+            }
+        }
+    }
+    (tmp_path / "features_manifest.json").write_text(json.dumps(manifest))
+    code = (
+        "import sys; sys.path.insert(0, 'feature_repo');"
+        "from user_views import user_profile_demographics as v;"
+        "print({f.name: str(f.dtype) for f in v.features})"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"TAILWISE_FEATURES_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        check=True,
+    ).stdout
+    assert "'loyalty_tier': 'String'" in out and "'lifetime_value': 'Float64'" in out
