@@ -11,6 +11,8 @@ from pathlib import Path
 from feast import Field, FileSource, PushSource, RequestSource
 from feast.types import Int64, String
 
+from tailwise.features.profiles import PROFILE_COLUMNS
+
 FEATURES_DIR = Path(
     os.environ.get(
         "TAILWISE_FEATURES_DIR", Path(__file__).resolve().parent.parent / "data" / "features"
@@ -24,24 +26,7 @@ def _declared_extras() -> list[tuple[str, str]]:
     if not manifest.exists():
         return []
     columns = json.loads(manifest.read_text())["tables"]["user_profile"]["columns"]
-    known = {
-        "user_id",
-        "event_timestamp",
-        "created_timestamp",
-        "age",
-        "age_band",
-        "gender",
-        "country",
-        "region",
-        "income_band",
-        "income_rank",
-        "signup_epoch",
-        "age_imputed",
-        "gender_imputed",
-        "country_imputed",
-        "income_band_imputed",
-    }
-    return [(c["name"], c["type"]) for c in columns if c["name"] not in known]
+    return [(c["name"], c["type"]) for c in columns if c["name"] not in PROFILE_COLUMNS]
 
 
 USER_EXTRA_COLUMNS = _declared_extras()

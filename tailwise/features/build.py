@@ -24,6 +24,7 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
+from tailwise.engine import connect_duckdb
 from tailwise.features import daily, profiles, segments
 from tailwise.features.config import FeaturesParams
 from tailwise.features.realtime import to_arrow, write_user_realtime
@@ -107,11 +108,7 @@ class _Clock:
 
 
 def _connect(work: Path, p: FeaturesParams) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(work / "features.duckdb"))
-    con.execute(f"SET memory_limit={sql_str(p.duckdb_memory_limit)}")
-    con.execute(f"SET threads={p.duckdb_threads}")
-    con.execute(f"SET temp_directory={sql_str(str(work / 'spill'))}")
-    con.execute("SET TimeZone='UTC'")
+    con = connect_duckdb(work / "features.duckdb", p.duckdb_memory_limit, p.duckdb_threads)
     con.execute("SET preserve_insertion_order=false")
     return con
 

@@ -16,6 +16,10 @@ app = typer.Typer(
     help="Build, register, materialise and read features (Feast).", no_args_is_help=True
 )
 console = Console(stderr=True)
+FeaturesDir = Annotated[
+    Path | None,
+    typer.Option(help="Feature tables directory (default TAILWISE_FEATURES_DIR or data/features)."),
+]
 
 
 def _settings(features: Path | None = None) -> Any:
@@ -67,12 +71,7 @@ def build(
 
 @app.command()
 def apply(
-    features: Annotated[
-        Path | None,
-        typer.Option(
-            help="Feature tables directory (default TAILWISE_FEATURES_DIR or data/features)."
-        ),
-    ] = None,
+    features: FeaturesDir = None,
 ) -> None:
     """Register entities, views and services of feature_repo/ (like `feast apply`)."""
     from tailwise.cli import _errors
@@ -87,12 +86,7 @@ def apply(
 
 @app.command()
 def materialize(
-    features: Annotated[
-        Path | None,
-        typer.Option(
-            help="Feature tables directory (default TAILWISE_FEATURES_DIR or data/features)."
-        ),
-    ] = None,
+    features: FeaturesDir = None,
 ) -> None:
     """Load the newest feature values into Redis (incremental after the first run)."""
     from tailwise.cli import _errors
@@ -114,7 +108,7 @@ def get(
         str,
         typer.Option(help='Request context as JSON, e.g. {"device": "mobile", "country": "DE"}.'),
     ] = "{}",
-    features: Annotated[Path | None, typer.Option(help="Feature tables directory.")] = None,
+    features: FeaturesDir = None,
 ) -> None:
     """Print the online feature vector (retrieval_v1, or ranking_v1 with items) as JSON."""
     from tailwise.cli import EXIT_BAD_INPUT, _errors

@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from tailwise.engine import connect_duckdb
 from tailwise.ingest import events, items, users
 from tailwise.ingest.errors import IngestError
 from tailwise.ingest.outcome import TableOutcome
@@ -33,12 +34,7 @@ STEPS = ("read sources", "users", "items", "events", "write files", "report")
 
 
 def connect(work: Path, p: IngestParams) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(work / "ingest.duckdb"))
-    con.execute(f"SET memory_limit={sql_str(p.duckdb_memory_limit)}")
-    con.execute(f"SET threads={p.duckdb_threads}")
-    con.execute(f"SET temp_directory={sql_str(str(work / 'spill'))}")
-    con.execute("SET TimeZone='UTC'")
-    return con
+    return connect_duckdb(work / "ingest.duckdb", p.duckdb_memory_limit, p.duckdb_threads)
 
 
 def erased_hashes(out: Path) -> set[str]:
