@@ -1,0 +1,217 @@
+"""The offline evaluation harness: any recommender, one split window, tidy metrics.
+
+    Split --truth(window)--> evaluated users + relevant items
+      |                           |
+      +--history(window)--> model.fit --> model.recommend(users, max K) --> metrics
+                                                                              |
+    EvaluationResult.table: model, slice, k, metric, value, users  <----------+
+
+A model plugs in by having `fit(train_events, items)` and `recommend(user_ids, k,
+exclude_seen=True) -> DataFrame[user_id, item_id, rank, score]` (see `Recommender`).
+With `fit=True` the harness fits it on `split.history(window)` and the items existing at
+the window's start, so nothing from the window can leak into the model; with `fit=False`
+the caller vouches for that. Slices: 'all', 'new' / 'returning' users, and
+'segment=<label>' when a user -> segment mapping is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from training.baselines import EASE, ItemCooccurrence, MostPopular, RecentlyPopular
+from training.config import EvaluationParams
+from training.metrics import (
+    METRICS,
+    per_user_metrics,
+    summarise,
+    user_slices,
+    validate_recommendations,
+)
+from training.oracle import Oracle
+from training.split import Split, read_events, read_items, temporal_split
+
+
+class Recommender(Protocol):
+    """What the harness needs from a model."""
+
+    def fit(self, train_events: pd.DataFrame, items: pd.DataFrame | None) -> Any: ...
+
+    def recommend(
+        self, user_ids: Iterable[str], k: int, exclude_seen: bool = True
+    ) -> pd.DataFrame: ...
+
+
+@dataclass
+class EvaluationResult:
+    """Metrics of several models on one window.
+
+    table: model, slice, k, metric, value, users (means over the slice's users).
+    per_user: model, user_id, status, k and one column per user-level metric.
+    timings: model -> {'fit_s', 'recommend_s'}. notes: things a reader should know."""
+
+    window: str
+    window_start: pd.Timestamp
+    window_end: pd.Timestamp
+    table: pd.DataFrame
+    per_user: pd.DataFrame
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def value(self, model: str, metric: str, k: int, slice: str = "all") -> float:
+        """One number of the table, e.g. value('ease', 'ndcg', 10)."""
+        t = self.table
+        hit = t[(t.model == model) & (t.metric == metric) & (t.k == k) & (t.slice == slice)]
+        if len(hit) != 1:
+            raise KeyError(f"no value for model={model!r} metric={metric!r} k={k} slice={slice!r}")
+        return float(hit["value"].iloc[0])
+
+    def to_markdown(
+        self,
+        slices: Sequence[str] | None = None,
+        ks: Sequence[int] | None = None,
+        metrics: Sequence[str] = METRICS,
+    ) -> str:
+        """One table per slice (rows: model x K, columns: metrics) plus timings."""
+        t = self.table
+        lines = [
+            f"Window `{self.window}`: {self.window_start:%Y-%m-%d %H:%M} .. "
+            f"{self.window_end:%Y-%m-%d %H:%M} UTC",
+        ]
+        for name in slices or list(dict.fromkeys(t["slice"])):
+            part = t[(t["slice"] == name) & t["metric"].isin(metrics)]
+            if ks is not None:
+                part = part[part["k"].isin(ks)]
+            if part.empty:
+                continue
+            wide = part.pivot_table(
+                index=["model", "k"], columns="metric", values="value", sort=False
+            )[[m for m in metrics if m in set(part["metric"])]]
+            lines += ["", f"### {name} ({int(part['users'].iloc[0]):,} users)", ""]
+            lines += _markdown_rows(
+                ["model", "k", *wide.columns],
+                [[m, str(k), *(f"{v:.4f}" for v in row)] for (m, k), row in wide.iterrows()],
+            )
+        if self.timings:
+            lines += ["", "### timings (s)", ""]
+            lines += _markdown_rows(
+                ["model", "fit", "recommend"],
+                [
+                    [m, f"{t.get('fit_s', float('nan')):.2f}", f"{t['recommend_s']:.2f}"]
+                    for m, t in self.timings.items()
+                ],
+            )
+        lines += [f"\n- {note}" for note in self.notes]
+        return "\n".join(lines) + "\n"
+
+
+def evaluate(
+    recommenders: Mapping[str, Recommender],
+    split: Split,
+    ks: Sequence[int] = (5, 10, 20),
+    segments: Mapping[str, str] | pd.Series | None = None,
+    *,
+    window: str = "test",
+    fit: bool = False,
+) -> EvaluationResult:
+    """Score each recommender on `window` of `split` (see the module docstring)."""
+    truth = split.truth(window)
+    users = truth.users["user_id"].to_numpy()
+    items = split.candidate_items(window) if split.items is not None else None
+    history = split.history(window)
+    catalogue_size = len(items) if items is not None else history["item_id"].nunique()
+    slices = user_slices(truth.users, segments)
+    seen = history[["user_id", "item_id"]].drop_duplicates().assign(_seen=True)
+    tables, per_users, timings, notes = [], [], {}, []
+    for name, model in recommenders.items():
+        timing = {}
+        if fit:
+            started = time.perf_counter()
+            model.fit(history, items)
+            timing["fit_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        recs = model.recommend(users, max(ks), exclude_seen=True)
+        timing["recommend_s"] = time.perf_counter() - started
+        timings[name] = timing
+        recs = validate_recommendations(recs)
+        leaked = recs.merge(seen, on=["user_id", "item_id"])["_seen"].sum()
+        if leaked:
+            notes.append(f"{name}: {leaked:,} recommendations were items the user had seen")
+        skipped = getattr(model, "skipped_users", None)
+        if skipped:
+            notes.append(f"{name}: {len(skipped):,} users not in the ground truth were skipped")
+        per_user = per_user_metrics(recs, truth.relevant, ks)
+        tables.append(summarise(per_user, recs, slices, catalogue_size).assign(model=name))
+        per_users.append(per_user.assign(model=name))
+    table = pd.concat(tables, ignore_index=True)[
+        ["model", "slice", "k", "metric", "value", "users"]
+    ]
+    per_user = pd.concat(per_users, ignore_index=True).merge(
+        truth.users[["user_id", "status"]], on="user_id"
+    )
+    notes.append(
+        f"{len(users):,} users with >= 1 relevant unseen item, "
+        f"{len(truth.relevant):,} relevant pairs, catalogue {catalogue_size:,} items"
+    )
+    return EvaluationResult(
+        window=window,
+        window_start=split.start(window),
+        window_end=split.end if window == "test" else split.test_start,
+        table=table,
+        per_user=per_user[["model", "user_id", "status", *per_user.columns[1:-2]]],
+        timings=timings,
+        notes=notes,
+    )
+
+
+def baselines(params: EvaluationParams) -> dict[str, Recommender]:
+    """The four unfitted baselines configured by `params`."""
+    return {
+        "most_popular": MostPopular(),
+        "recently_popular": RecentlyPopular(days=params.recent_days),
+        "item_cooccurrence": ItemCooccurrence(
+            recent_items=params.cooccurrence_recent_items, normalize=params.cooccurrence_normalize
+        ),
+        "ease": EASE(lambda_=params.ease_lambda, max_items=params.ease_max_items),
+    }
+
+
+def evaluate_baselines(
+    clean_dir: Path,
+    params: EvaluationParams,
+    ground_truth_dir: Path | None = None,
+    segments: Mapping[str, str] | pd.Series | None = None,
+) -> EvaluationResult:
+    """Fit the baselines (+ the oracle with ground truth) on train + validation, score test."""
+    split = temporal_split(read_events(clean_dir), params.split, read_items(clean_dir))
+    models = baselines(params)
+    if ground_truth_dir is not None:
+        models["oracle"] = Oracle(ground_truth_dir, at=split.test_start)
+    return evaluate(models, split, params.ks, segments, window="test", fit=True)
+
+
+def _markdown_rows(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m training.evaluate --clean DIR [--ground-truth DIR]`: print the table."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--clean", type=Path, required=True)
+    parser.add_argument("--ground-truth", type=Path, default=None)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    result = evaluate_baselines(args.clean, EvaluationParams(), args.ground_truth)
+    print(result.to_markdown())
+    print(f"wall time {time.perf_counter() - started:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
