@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
+from tailwise.features.build import build_features
+from tailwise.features.config import FeaturesParams
+from tailwise.features.store import apply
 from tailwise.ingest.pipeline import run_ingest
 from tailwise.params import IngestParams
+from tailwise.settings import Settings
 from tailwise.synthetic import GenerateConfig, generate
+
+ROOT = Path(__file__).resolve().parents[2]
 
 WEIGHTS = {"page_view": 0.1, "product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 
@@ -59,3 +69,33 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     generate(GenerateConfig(users=600, items=150, days=35, seed=11), root / "raw")
     run_ingest(root / "clean", IngestParams(), b"t" * 40, source=root / "raw")
     return root / "raw", root / "clean"
+
+
+@dataclass
+class FeatureWorld:
+    raw: Path  # generator output (ground_truth/ inside)
+    clean: Path  # tailwise ingest output
+    features: Path  # tailwise features build output
+    settings: Settings  # points Feast at this world's repo, features, project and registry
+    store: Any  # feast.FeatureStore with the repo applied (not materialised)
+
+
+@pytest.fixture(scope="session")
+def feature_world(
+    generated: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FeatureWorld]:
+    """`generated` plus its feature tables and a Feast store under this session's project."""
+    raw, clean = generated
+    root = tmp_path_factory.mktemp("feature_world")
+    build_features(clean, root / "features", FeaturesParams(duckdb_memory_limit="1GB"))
+    settings = Settings(
+        TAILWISE_FEATURE_REPO=ROOT / "feature_repo",
+        TAILWISE_FEATURES_DIR=root / "features",
+        TAILWISE_FEAST_PROJECT=f"tw_train_{uuid.uuid4().hex[:8]}",
+        TAILWISE_FEAST_REGISTRY=root / "registry.db",
+    )
+    store, _ = apply(settings)
+    try:
+        yield FeatureWorld(raw, clean, root / "features", settings, store)
+    finally:
+        store.teardown()  # the registry holds only this project: only its keys go

@@ -89,3 +89,12 @@ def test_reads_the_clean_events_of_ingest(generated) -> None:
     assert "event_date" not in frame.columns
     assert frame["timestamp"].is_monotonic_increasing
     assert str(frame["timestamp"].dt.tz) == "UTC"
+
+
+def test_feature_world_serves_point_in_time_features(feature_world) -> None:  # type: ignore[no-untyped-def]
+    events = pd.read_parquet(feature_world.clean / "events", columns=["user_id", "timestamp"])
+    sample = events.sample(50, random_state=0).rename(columns={"timestamp": "event_timestamp"})
+    frame = feature_world.store.get_historical_features(
+        entity_df=sample.reset_index(drop=True), features=["user_daily_engagement:views_7d"]
+    ).to_df()
+    assert len(frame) == 50
