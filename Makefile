@@ -60,7 +60,7 @@ bench-online: setup ## Measure materialisation and online lookups (100k people),
 
 bench-offline: setup ## Compare Feast's duckdb and file offline stores (after bench-online)
 	$(BIN)/python bench/offline_store.py --data bench/work/clean-100000u-10000i-60d-s42 \
-		--features bench/work/features-100000u-10000i-60d-s42 --rows 10000 100000
+		--features bench/work/features-100000u-10000i-60d-s42 --rows 10000
 
 clean: ## Remove generated data and caches (keeps .venv)
 	rm -rf data/raw data/clean data/features data/feast .pytest_cache .ruff_cache .mypy_cache
