@@ -246,5 +246,18 @@ def redis(
         console.print(ensure_redis(settings.redis_url, settings.home / "redis", start=start))
 
 
-if __name__ == "__main__":
+def load_plugins() -> None:
+    """Add the stages' commands (training, serving, monitoring) without importing them here."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="tailwise.commands"):
+        entry.load()(app)
+
+
+def main() -> None:
+    load_plugins()
     app()
+
+
+if __name__ == "__main__":
+    main()

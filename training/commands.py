@@ -1,0 +1,87 @@
+"""`tailwise evaluate` (and later `train`, `recommend`): the training stage's commands.
+
+Registered into the `tailwise` CLI through the `tailwise.commands` entry point, so the
+shared package never imports training code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="evaluate")(evaluate)
+
+
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Clean data (tailwise ingest --out).")] = Path(
+        "data/clean"
+    ),
+    features: Annotated[
+        Path | None, typer.Option(help="Feature tables, for slicing by user segment.")
+    ] = Path("data/features"),
+    ground_truth: Annotated[
+        Path | None, typer.Option(help="Generator ground truth, for the oracle ceiling.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where to write metrics and plots.")] = Path(
+        "data/evaluation"
+    ),
+    params: Annotated[Path, typer.Option(help="params.yaml with an evaluation: section.")] = Path(
+        "params.yaml"
+    ),
+) -> None:
+    """Evaluate the baselines (and the oracle) on the test window; write metrics and plots."""
+    from tailwise.cli import _errors
+    from training.config import EvaluationParams
+    from training.evaluate import evaluate_baselines
+    from training.split import read_events, temporal_split
+
+    with _errors():
+        p = EvaluationParams.model_validate(_section(params, "evaluation"))
+        segments = None
+        if features is not None and (features / "user_daily.parquet").exists():
+            split = temporal_split(read_events(data), p.split)
+            segments = latest_segments(features, split.test_start)
+        result = evaluate_baselines(data, p, ground_truth, segments)
+    write_evaluation(result, out)
+    console.print(result.to_markdown())
+    console.print(f"[green]wrote[/green] {out}/metrics.json, ndcg_at_k.csv, report.md")
+
+
+def _section(path: Path, name: str) -> dict[str, Any]:
+    from tailwise.params import load_params
+
+    extra = load_params(path).model_extra or {}
+    return dict(extra.get(name) or {})
+
+
+def latest_segments(features: Path, before: pd.Timestamp) -> pd.Series:
+    """Each user's segment name in their latest snapshot before `before`."""
+    daily = pd.read_parquet(
+        features / "user_daily.parquet", columns=["user_id", "event_timestamp", "segment_name"]
+    )
+    daily = daily.loc[daily["event_timestamp"] <= before].sort_values("event_timestamp")
+    latest = daily.drop_duplicates("user_id", keep="last")
+    return pd.Series(latest["segment_name"].to_numpy(), index=latest["user_id"])
+
+
+def write_evaluation(result: Any, out: Path) -> None:
+    """metrics.json for `dvc metrics show`, ndcg_at_k.csv for `dvc plots show`, report.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = result.table
+    overall = table.loc[table["slice"] == "all"]
+    metrics: dict[str, dict[str, float]] = {}
+    for row in overall.itertuples():
+        metrics.setdefault(row.model, {})[f"{row.metric}@{row.k}"] = round(float(row.value), 6)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    ndcg = overall.loc[overall["metric"] == "ndcg", ["model", "k", "value"]]
+    ndcg.rename(columns={"value": "ndcg"}).to_csv(out / "ndcg_at_k.csv", index=False)
+    (out / "report.md").write_text(result.to_markdown() + "\n")
