@@ -1,0 +1,344 @@
+"""Train, save, load and use the two-tower retriever.
+
+    examples (dataset.retrieval_examples) + items
+      --train_retrieval(cfg)--> RetrievalResult: query model, item vectors, input specs
+      --save(folder)--> query_model/ (SavedModel, serving_default takes raw features by name)
+                        item_embeddings.parquet (item_id, vector)
+                        manifest.json (ordered feature names + specs, feature service,
+                                       config, data range, training figures)
+      --load(folder)--> RetrievalResult backed by the SavedModel signature
+
+`TwoTowerRecommender` plugs this into the evaluation harness: `fit` builds examples from
+Feast and trains; `recommend` reads each user's features as of `as_of` (the window start;
+by default the last training event), embeds them and searches the item vectors,
+leaving out what the user has already seen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from training.dataset import (
+    SERVICE,
+    historical_user_features,
+    request_rows,
+    retrieval_examples,
+    user_features,
+)
+from training.index import ExactIndex
+from training.towers import (
+    USER_ID,
+    InputSpec,
+    build_towers,
+    candidate_specs,
+    fit_preprocessing,
+    query_specs,
+    raw_inputs,
+)
+
+FORMAT_VERSION = 1
+UNKNOWN_USER = "\x00unknown-user"  # never a real id: maps to the OOV row
+
+
+class RetrievalConfig(BaseModel):
+    """Hyper-parameters of the two-tower retriever."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    embedding_dim: int = Field(32, ge=2, description="Size of query and item vectors.")
+    hidden_units: int = Field(64, ge=1, description="Width of each tower's hidden layer.")
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(512, ge=2, description="Also the number of in-batch negatives.")
+    learning_rate: float = Field(0.005, gt=0, description="Adam learning rate.")
+    seed: int = 0
+    temperature: float = Field(0.1, gt=0, description="Softmax temperature over cosines.")
+    user_id_dropout: float = Field(
+        0.1, ge=0, lt=1, description="Share of examples trained as an unknown user (cold start)."
+    )
+    max_list_length: int = Field(10, ge=1, description="Slots kept of each list feature.")
+    ignored_features: tuple[str, ...] = Field(
+        ("signup_epoch", "segment"),
+        description="Service features the tower skips (absolute epoch; segment's int code "
+        "duplicates segment_name).",
+    )
+    service: str = Field(SERVICE, description="Feast feature service of the query tower.")
+
+
+@dataclass
+class RetrievalResult:
+    """A trained (or loaded) retriever: embed users, score against item vectors."""
+
+    config: RetrievalConfig
+    inputs: list[InputSpec]
+    item_ids: np.ndarray
+    item_vectors: np.ndarray
+    embed: Callable[[dict[str, np.ndarray]], np.ndarray]
+    query_model: Any = None  # the Keras model when trained in this process
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
+
+    def query_embeddings(self, frame: pd.DataFrame) -> np.ndarray:
+        """Vectors of the users in `frame` (raw feature columns named as in `inputs`)."""
+        return self.embed(raw_inputs(frame, self.inputs))
+
+    def index(self) -> ExactIndex:
+        return ExactIndex().build(self.item_ids, self.item_vectors)
+
+
+def _tensorflow() -> Any:
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import tensorflow as tf
+
+    return tf
+
+
+def train_retrieval(
+    cfg: RetrievalConfig,
+    train_examples: pd.DataFrame,
+    items: pd.DataFrame,
+    features: list | None = None,
+) -> RetrievalResult:
+    """Fit both towers on `train_examples` (dataset.retrieval_examples) for one seed.
+
+    `features`: the service's UserFeature list; by default every column of the examples
+    that is not an id, label or item attribute counts as numeric/categorical by dtype."""
+    tf = _tensorflow()
+    import tensorflow_recommenders as tfrs
+
+    if train_examples.empty:
+        raise ValueError("no training examples: the event log has no positive event")
+    features = features if features is not None else _features_from_frame(train_examples)
+    tf.keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    q_specs = query_specs(features, train_examples, cfg.ignored_features, cfg.max_list_length)
+    prep = fit_preprocessing(train_examples, items, q_specs)
+    query_model, candidate_model = build_towers(q_specs, prep, cfg.embedding_dim, cfg.hidden_units)
+
+    rng = np.random.default_rng(cfg.seed)
+    q_raw = raw_inputs(train_examples, q_specs)
+    dropped = rng.random(len(train_examples)) < cfg.user_id_dropout
+    q_raw[USER_ID] = np.where(dropped, UNKNOWN_USER, q_raw[USER_ID])
+    c_raw = raw_inputs(train_examples, candidate_specs())
+    counts = train_examples["item_id"].astype(str).map(train_examples["item_id"].value_counts())
+    probability = (counts / len(train_examples)).to_numpy(np.float32)
+    data = tf.data.Dataset.from_tensor_slices(
+        {
+            "query": q_raw,
+            "candidate": c_raw,
+            "weight": train_examples["weight"].to_numpy(np.float32),
+            "probability": probability,
+        }
+    )
+    data = data.shuffle(len(train_examples), seed=cfg.seed, reshuffle_each_iteration=True)
+    data = data.batch(cfg.batch_size).prefetch(2)
+
+    model = _TwoTower(tfrs, query_model, candidate_model, cfg.temperature)
+    model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate))
+    started = time.perf_counter()
+    history = model.fit(data, epochs=cfg.epochs, verbose=0)
+    seconds = time.perf_counter() - started
+
+    item_frame = items.drop_duplicates("item_id").sort_values("item_id")
+    item_vectors = candidate_model.predict(
+        raw_inputs(item_frame, candidate_specs()), batch_size=4096, verbose=0
+    )
+    stamps = pd.to_datetime(train_examples["event_timestamp"], utc=True)
+    info = {
+        "examples": len(train_examples),
+        "users": int(train_examples["user_id"].nunique()),
+        "items_trained": int(train_examples["item_id"].nunique()),
+        "catalogue_items": len(item_frame),
+        "data_from": stamps.min().isoformat(),
+        "data_to": stamps.max().isoformat(),
+        "loss": [float(v) for v in history.history["loss"]],
+        "train_seconds": round(seconds, 3),
+    }
+    return RetrievalResult(
+        config=cfg,
+        inputs=q_specs,
+        item_ids=item_frame["item_id"].astype(str).to_numpy(object),
+        item_vectors=np.asarray(item_vectors, dtype=np.float32),
+        embed=lambda arrays: np.asarray(query_model(arrays, training=False)),
+        query_model=query_model,
+        info=info,
+    )
+
+
+def _features_from_frame(examples: pd.DataFrame) -> list:
+    from training.dataset import ITEM_COLUMNS, UserFeature
+
+    skip = {"example_id", "user_id", "item_id", "event_timestamp", "weight", *ITEM_COLUMNS}
+    out = []
+    for name in examples.columns:
+        if name in skip:
+            continue
+        sample = examples[name].dropna()
+        if len(sample) and isinstance(sample.iloc[0], (list, np.ndarray)):
+            first = next((v for v in sample if len(v)), [""])
+            kind = "string_list" if isinstance(first[0], str) else "float_list"
+        elif examples[name].dtype == object:
+            kind = "categorical"
+        else:
+            kind = "numeric"
+        out.append(UserFeature("", name, kind))
+    return out
+
+
+def _TwoTower(tfrs: Any, query_model: Any, candidate_model: Any, temperature: float) -> Any:
+    """A tfrs.Model: in-batch softmax with sampling-bias correction and event weights."""
+
+    class TwoTower(tfrs.models.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.query_model = query_model
+            self.candidate_model = candidate_model
+            self.task = tfrs.tasks.Retrieval(temperature=temperature, remove_accidental_hits=True)
+
+        def compute_loss(self, batch: dict, training: bool = False) -> Any:
+            return self.task(
+                self.query_model(batch["query"], training=training),
+                self.candidate_model(batch["candidate"], training=training),
+                sample_weight=batch["weight"],
+                candidate_sampling_probability=batch["probability"],
+                candidate_ids=batch["candidate"]["item_id"],
+                compute_metrics=False,
+            )
+
+    return TwoTower()
+
+
+def save(result: RetrievalResult, folder: Path | str) -> Path:
+    """Write the self-describing model folder (see the module docstring)."""
+    tf = _tensorflow()
+    if result.query_model is None:
+        raise ValueError("only a freshly trained result can be saved (it holds the Keras model)")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = result.query_model
+    signature = {
+        s.name: tf.TensorSpec(
+            s.shape, tf.float32 if s.dtype == "float32" else tf.string, name=s.name
+        )
+        for s in result.inputs
+    }
+
+    @tf.function(input_signature=[signature])
+    def serve(features: dict) -> dict:
+        return {"query_embedding": model(features, training=False)}
+
+    model.save(folder / "query_model", save_format="tf", signatures={"serving_default": serve})
+    pd.DataFrame(
+        {"item_id": result.item_ids, "vector": list(result.item_vectors.astype(np.float32))}
+    ).to_parquet(folder / "item_embeddings.parquet", index=False)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model": "two_tower_retrieval",
+        "feature_service": result.config.service,
+        "feature_names": result.feature_names,
+        "inputs": [s.to_dict() for s in result.inputs],
+        "output": {"name": "query_embedding", "dim": result.config.embedding_dim},
+        "score": "inner product of L2-normalised vectors",
+        "config": result.config.model_dump(mode="json"),
+        "data": result.info,
+        "tensorflow": tf.__version__,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return folder
+
+
+def load(folder: Path | str) -> RetrievalResult:
+    """A RetrievalResult whose query embeddings come from the saved serving signature."""
+    tf = _tensorflow()
+    folder = Path(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{folder}: format_version {manifest.get('format_version')} unsupported")
+    inputs = [InputSpec(d["name"], d["kind"], d["length"]) for d in manifest["inputs"]]
+    serving = tf.saved_model.load(str(folder / "query_model")).signatures["serving_default"]
+    vectors = pd.read_parquet(folder / "item_embeddings.parquet")
+
+    def embed(arrays: dict[str, np.ndarray]) -> np.ndarray:
+        tensors = {
+            name: tf.constant(values.astype(str) if values.dtype == object else values)
+            for name, values in arrays.items()
+        }
+        return serving(**tensors)["query_embedding"].numpy()
+
+    return RetrievalResult(
+        config=RetrievalConfig(**manifest["config"]),
+        inputs=inputs,
+        item_ids=vectors["item_id"].astype(str).to_numpy(object),
+        item_vectors=np.stack(vectors["vector"].to_numpy()).astype(np.float32),
+        embed=embed,
+        info={**manifest["data"], "loaded": True},
+    )
+
+
+class TwoTowerRecommender:
+    """The retriever behind the harness interface (`training.evaluate.Recommender`)."""
+
+    name = "two_tower"
+
+    def __init__(
+        self, store: Any, config: RetrievalConfig | None = None, as_of: Any = None
+    ) -> None:
+        self.store = store
+        self.config = config or RetrievalConfig()
+        self.as_of = None if as_of is None else pd.Timestamp(as_of)
+
+    def fit(self, train_events: pd.DataFrame, items: pd.DataFrame | None) -> Self:
+        """Examples from Feast as of each event, then train; remember what users saw."""
+        if items is None:
+            raise ValueError("TwoTowerRecommender needs the items table (item attributes)")
+        features = user_features(self.store, self.config.service)
+        self.examples = retrieval_examples(self.store, train_events, items, self.config.service)
+        self.result = train_retrieval(self.config, self.examples, items, features)
+        self._index = self.result.index()
+        events = train_events.assign(user_id=train_events["user_id"].astype(str))
+        self.seen = events.groupby("user_id")["item_id"].agg(lambda s: set(s.astype(str)))
+        last = events.sort_values("timestamp").groupby("user_id").tail(1).set_index("user_id")
+        self.context = last.reindex(columns=["device", "country"])
+        self.trained_until = pd.to_datetime(train_events["timestamp"], utc=True).max()
+        return self
+
+    def recommend(self, user_ids: Iterable[str], k: int, exclude_seen: bool = True) -> pd.DataFrame:
+        """Top-k items per user as of `as_of` (rank 1 first); fewer when fewer are left."""
+        if not hasattr(self, "result"):
+            raise RuntimeError(f"{self.name}: call fit() before recommend()")
+        if k < 1:
+            raise ValueError(f"{self.name}: k must be >= 1, got {k}")
+        users = pd.unique(pd.Series(list(user_ids), dtype=object).astype(str))
+        if len(users) == 0:
+            return pd.DataFrame({"user_id": [], "item_id": [], "rank": [], "score": []})
+        when = self.as_of if self.as_of is not None else self.trained_until
+        context = self.context.reindex(users)
+        entity = request_rows(
+            pd.Series(users), pd.Series([when] * len(users)), context["device"], context["country"]
+        ).assign(row_id=np.arange(len(users)))
+        features = user_features(self.store, self.config.service)
+        frame = historical_user_features(self.store, entity, features)
+        vectors = self.result.query_embeddings(frame)
+        exclude = [self.seen.get(u, set()) for u in users] if exclude_seen else None
+        found = self._index.search(vectors, k, exclude)
+        keep = found.found.ravel()
+        return pd.DataFrame(
+            {
+                "user_id": np.repeat(users, k)[keep],
+                "item_id": found.ids.ravel()[keep],
+                "rank": np.tile(np.arange(1, k + 1), len(users))[keep],
+                "score": found.scores.ravel()[keep],
+            }
+        )
