@@ -293,6 +293,8 @@ class Reranker:
         cfg: RankerConfig | None = None,
         split_params: SplitParams | None = None,
     ) -> None:
+        # A model to copy, or a factory returning a fresh unfitted model (for models that hold
+        # a Feast store, which must be shared rather than copied).
         self.template = candidate_model
         self.store = store
         self.cfg = cfg or RankerConfig()
@@ -313,13 +315,23 @@ class Reranker:
         users = labels["user_id"].drop_duplicates().sort_values()
         if self.cfg.max_train_users and len(users) > self.cfg.max_train_users:
             users = users.sample(self.cfg.max_train_users, random_state=self.cfg.seed)
-        model = copy.deepcopy(self.template).fit(before, _existing(items, cut))
+        model = self._fresh().fit(before, _existing(items, cut))
         candidates = self._candidates(model, users, before, cut)
         examples = ranking_examples(self.store, candidates, labels.assign(label=1.0))
-        self.result = train_ranker(self.cfg, *self._holdout(examples))
-        self.candidate_model = copy.deepcopy(self.template).fit(events, items)
-        self.history, self.at = events, end + pd.Timedelta(seconds=1)
+        result = train_ranker(self.cfg, *self._holdout(examples))
+        return self.attach(result, self._fresh().fit(events, items), events)
+
+    def attach(self, result: RankerResult, candidate_model: Any, events: pd.DataFrame) -> Reranker:
+        """Serve a trained or loaded ranker over a fitted candidate model and its history."""
+        events = events.assign(timestamp=pd.to_datetime(events["timestamp"], utc=True))
+        self.result, self.candidate_model = result, candidate_model
+        self.history, self.at = events, events["timestamp"].max() + pd.Timedelta(seconds=1)
         return self
+
+    def _fresh(self) -> Any:
+        if callable(self.template) and not hasattr(self.template, "fit"):
+            return self.template()
+        return copy.deepcopy(self.template)
 
     def recommend(self, user_ids: Iterable[str], k: int, exclude_seen: bool = True) -> pd.DataFrame:
         """Rerank the candidate model's top-N at the end of the fitted history; top k."""

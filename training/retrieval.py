@@ -305,7 +305,13 @@ class TwoTowerRecommender:
             raise ValueError("TwoTowerRecommender needs the items table (item attributes)")
         features = user_features(self.store, self.config.service)
         self.examples = retrieval_examples(self.store, train_events, items, self.config.service)
-        self.result = train_retrieval(self.config, self.examples, items, features)
+        return self.attach(
+            train_retrieval(self.config, self.examples, items, features), train_events
+        )
+
+    def attach(self, result: RetrievalResult, train_events: pd.DataFrame) -> Self:
+        """Serve a trained or loaded `result`; `train_events` is what the users have seen."""
+        self.result = result
         self._index = self.result.index()
         events = train_events.assign(user_id=train_events["user_id"].astype(str))
         self.seen = events.groupby("user_id")["item_id"].agg(lambda s: set(s.astype(str)))
