@@ -24,7 +24,7 @@ setup: $(STAMP) ## Create .venv and install pinned dependencies (quick when noth
 
 demo: setup ## Run the platform end to end on generated data (DVC pipeline, Feast, Redis)
 	TAILWISE_DEMO=1 $(BIN)/tailwise redis
-	TAILWISE_DEMO=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	TAILWISE_DEMO=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro evaluate
 	$(BIN)/tailwise report --data data/clean
 	$(BIN)/tailwise features apply
 	$(BIN)/tailwise features materialize
