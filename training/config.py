@@ -7,6 +7,7 @@ plain pydantic models: the entry point builds them and passes them down.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -67,3 +68,33 @@ class EvaluationParams(BaseModel):
         if bad or not value:
             raise ValueError(f"ks must be a non-empty list of integers >= 1, got {list(value)}")
         return tuple(sorted(set(value)))
+
+
+class TuneParams(BaseModel):
+    """How `training.tune` searches (the `training.tune` section of params.yaml).
+
+    Trials run `max_concurrent_trials` at a time with `cpus_per_trial` each, inside a Ray
+    started with `cpus`; the search stops after `num_samples` trials or `time_budget_s`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_samples: int = Field(20, ge=1, description="Trials to run at most.")
+    time_budget_s: float = Field(3600.0, gt=0, description="Wall-clock budget of the search.")
+    max_concurrent_trials: int = Field(2, ge=1)
+    cpus: int = Field(2, ge=1, description="CPUs given to the Ray started for the search.")
+    cpus_per_trial: int = Field(1, ge=1)
+    seed: int = Field(0, description="Seed of the Optuna sampler.")
+    metric: str = Field("ndcg@10", description="<metric>@<k> on the validation window.")
+    grace_period: int = Field(1, ge=1, description="ASHA: reports before a trial may stop.")
+    evaluate_base: bool = Field(
+        True, description="Run the base config as the first trial (a reference point)."
+    )
+    storage: Path = Field(Path("data/tuning/ray"), description="Ray Tune's results folder.")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_at_k(cls, value: str) -> str:
+        name, _, k = value.partition("@")
+        if not name or not k.isdigit() or int(k) < 1:
+            raise ValueError(f"metric must look like 'ndcg@10' (<metric>@<k>), got {value!r}")
+        return value.lower()
