@@ -6,7 +6,6 @@ Each session registers its own project in a temporary registry and tears it down
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,10 +22,12 @@ from tailwise.features.online import ItemTable, OnlineFeatures
 from tailwise.features.store import apply, materialize
 from tailwise.ingest.pipeline import run_ingest
 from tailwise.params import IngestParams
-from tailwise.settings import Settings
 from tailwise.synthetic import GenerateConfig, generate
+from tests.feast_project import (
+    ROOT,
+    isolated_feast_settings,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 USER_VIEWS = [
     "user_profile_demographics",
     "user_daily_engagement",
@@ -44,12 +45,7 @@ def fs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         root / "clean", IngestParams(duckdb_memory_limit="1GB"), b"k" * 40, source=root / "raw"
     )
     build_features(root / "clean", root / "features", FeaturesParams())
-    settings = Settings(
-        TAILWISE_FEATURE_REPO=ROOT / "feature_repo",
-        TAILWISE_FEATURES_DIR=root / "features",
-        TAILWISE_FEAST_PROJECT=f"tw_test_{uuid.uuid4().hex[:8]}",
-        TAILWISE_FEAST_REGISTRY=root / "registry.db",
-    )
+    settings = isolated_feast_settings(root / "features", root / "registry.db")
     store, _ = apply(settings)
     materialize(settings)
     client = redis.Redis.from_url(settings.redis_url)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,7 @@ from tailwise.ingest.pipeline import run_ingest
 from tailwise.params import IngestParams
 from tailwise.settings import Settings
 from tailwise.synthetic import GenerateConfig, generate
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.feast_project import isolated_feast_settings
 
 WEIGHTS = {"page_view": 0.1, "product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 
@@ -88,12 +86,7 @@ def feature_world(
     raw, clean = generated
     root = tmp_path_factory.mktemp("feature_world")
     build_features(clean, root / "features", FeaturesParams(duckdb_memory_limit="1GB"))
-    settings = Settings(
-        TAILWISE_FEATURE_REPO=ROOT / "feature_repo",
-        TAILWISE_FEATURES_DIR=root / "features",
-        TAILWISE_FEAST_PROJECT=f"tw_train_{uuid.uuid4().hex[:8]}",
-        TAILWISE_FEAST_REGISTRY=root / "registry.db",
-    )
+    settings = isolated_feast_settings(root / "features", root / "registry.db", "tw_train")
     store, _ = apply(settings)
     try:
         yield FeatureWorld(raw, clean, root / "features", settings, store)
