@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tailwise.features.store import apply
+from tailwise.features.store import apply, teardown
 from tailwise.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def run_store(kind: str, features: Path, entity_df: pd.DataFrame) -> dict:  # ty
         frame = store.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
         seconds = time.perf_counter() - started
     finally:
-        store.teardown()
+        teardown(settings, store)
         shutil.rmtree(work, ignore_errors=True)
     return {
         "seconds": round(seconds, 2),

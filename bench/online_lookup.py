@@ -35,7 +35,7 @@ import redis
 from tailwise.features.build import build_features
 from tailwise.features.config import FeaturesParams
 from tailwise.features.online import ItemTable, OnlineFeatures
-from tailwise.features.store import apply, materialize
+from tailwise.features.store import apply, materialize, teardown
 from tailwise.ingest.pipeline import run_ingest
 from tailwise.params import IngestParams
 from tailwise.settings import Settings
@@ -103,7 +103,7 @@ def main() -> None:
         result = measure(store, settings, feats, args)
         result["realtime_update"] = measure_push(store, settings, clean, feats, args)
     finally:
-        store.teardown()
+        teardown(settings, store)
         (WORK / f"registry-{project}.db").unlink(missing_ok=True)
     result.update(
         {
@@ -147,7 +147,10 @@ def measure(store: Any, settings: Settings, feats: Path, args: argparse.Namespac
         client, store.project, "user_id", [store.get_feature_view(v) for v in USER_VIEWS]
     )
     udf = store.get_on_demand_feature_view("user_request_context").feature_transformation.udf
-    table = ItemTable.from_offline(feats)
+    item_views = [
+        store.get_feature_view(v) for v in ("item_profile_catalog", "item_daily_popularity")
+    ]
+    table = ItemTable.from_online(client, store.project, item_views, list(items))
 
     def fast_user() -> dict[str, Any]:
         f = fast.read(pick_user())

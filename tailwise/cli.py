@@ -38,6 +38,8 @@ console = Console(stderr=True)
 @contextmanager
 def _errors() -> Iterator[None]:
     """Turn the project's expected failures into one clear line and a meaningful exit code."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
     from tailwise.features.store import FeatureStoreError
     from tailwise.ingest.errors import IngestError
     from tailwise.params import ParamsError
@@ -54,6 +56,12 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(EXIT_PRIVACY) from exc
     except ServiceError as exc:
         console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_SERVICE) from exc
+    except RedisConnectionError as exc:
+        console.print(
+            f"[red]error:[/red] Redis does not answer ({exc}); check REDIS_URL or run "
+            "`tailwise redis`"
+        )
         raise typer.Exit(EXIT_SERVICE) from exc
 
 

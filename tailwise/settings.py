@@ -28,3 +28,13 @@ class Settings(BaseSettings):
     features_dir: Path = Field(Path("data/features"), validation_alias="TAILWISE_FEATURES_DIR")
     feast_project: str | None = Field(None, validation_alias="TAILWISE_FEAST_PROJECT")
     feast_registry: Path | None = Field(None, validation_alias="TAILWISE_FEAST_REGISTRY")
+
+    def resolved(self) -> Settings:
+        """The same settings with absolute paths (for work that runs in another folder)."""
+        update = {
+            name: getattr(self, name).resolve()
+            for name in ("params_path", "home", "feature_repo", "features_dir")
+        }
+        if self.feast_registry is not None:
+            update["feast_registry"] = self.feast_registry.resolve()
+        return self.model_copy(update=update)

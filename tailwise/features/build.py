@@ -223,7 +223,9 @@ def _segment(
     cutoff = (
         f"TIMESTAMPTZ {sql_str(pd.Timestamp(p.segment_cutoff).isoformat())}"
         if p.segment_cutoff is not None
-        else "(SELECT max(event_timestamp) FROM ud_tenure)"
+        # Short histories keep at least their first snapshot instant to fit on.
+        else f"(SELECT greatest(min(event_timestamp), max(event_timestamp) - INTERVAL "
+        f"{int(p.segment_holdout_days)} DAY) FROM ud_tenure)"
     )
     latest = con.execute(
         f"SELECT user_id, {', '.join(segments.SEGMENT_FEATURES)} FROM ud_tenure "

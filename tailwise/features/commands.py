@@ -118,14 +118,16 @@ def get(
         ctx = json.loads(context)
         if not isinstance(ctx, dict):
             raise ValueError("expected a JSON object")
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] --context: not a JSON object: {exc}")
+        request = {
+            "request_device": ctx.get("device"),
+            "request_country": ctx.get("country"),
+            "request_ts": int(ctx.get("request_ts", time.time())),
+        }
+    except (ValueError, TypeError) as exc:
+        console.print(
+            f"[red]error:[/red] --context: {exc} (device, country: text; request_ts: epoch seconds)"
+        )
         raise typer.Exit(EXIT_BAD_INPUT) from exc
-    request = {
-        "request_device": ctx.get("device"),
-        "request_country": ctx.get("country"),
-        "request_ts": int(ctx.get("request_ts", time.time())),
-    }
     with _errors():
         store = open_store(_settings(features))
         service = store.get_feature_service("ranking_v1" if item else "retrieval_v1")
@@ -135,6 +137,23 @@ def get(
             else [{"user_id": user, **request}]
         )
         vector = store.get_online_features(features=service, entity_rows=rows).to_dict()
+    user_views = [
+        p.name
+        for p in service.feature_view_projections
+        if p.name.startswith("user_") and p.name != "user_request_context"
+    ]
+    stored = [
+        n
+        for p in service.feature_view_projections
+        if p.name in user_views
+        for n in (f.name for f in p.features)
+    ]
+    if all(vector[n][0] is None for n in stored):
+        console.print(
+            f"[red]error:[/red] user {user!r} has no online features in project "
+            f"{store.project!r} (unknown user, or not materialised yet)"
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
     per_row = [{name: values[i] for name, values in vector.items()} for i in range(len(rows))]
     body = {
         "service": service.name,

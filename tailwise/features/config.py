@@ -21,7 +21,14 @@ class FeaturesParams(BaseModel):
     seed: int = 42
     segment_cutoff: datetime | None = Field(
         None,
-        description="Fit segments on snapshots at or before this instant (default: end of data).",
+        description="Fit segments on snapshots at or before this instant (default: the end of "
+        "the data minus segment_holdout_days).",
+    )
+    segment_holdout_days: int = Field(
+        15,
+        ge=0,
+        description="Without a cutoff, the last days the segment model never sees (cover the "
+        "evaluation windows, so segments used as features hold no later information).",
     )
     duckdb_memory_limit: str = "4GB"
     duckdb_threads: int = Field(2, ge=1)

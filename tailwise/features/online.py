@@ -109,7 +109,12 @@ def _decode_value(raw: bytes | None) -> Any:
 
 
 class ItemTable:
-    """Latest item features as in-memory columns, looked up by position in microseconds."""
+    """Item features as in-memory columns, looked up by position in microseconds.
+
+    Filled from Redis with the same reader as the user path (Feast's names, None where a
+    value is missing), so it holds exactly what was materialised; reload it when the
+    materialisation stamp (`materialized_stamp_key`) moves.
+    """
 
     def __init__(self, frame: pd.DataFrame, stamp: str | None = None):
         self.frame = frame.reset_index(drop=True)
@@ -118,12 +123,14 @@ class ItemTable:
         self.stamp = stamp
 
     @classmethod
-    def from_offline(cls, features_dir: Any, stamp: str | None = None) -> ItemTable:
-        """The newest catalogue and popularity row per item from the feature tables."""
-        catalog = _latest(pd.read_parquet(features_dir / "item_catalog.parquet"))
-        daily = _latest(pd.read_parquet(features_dir / "item_daily.parquet"))
-        frame = catalog.merge(daily, on="item_id", how="left", suffixes=("", "_daily"))
-        return cls(frame, stamp)
+    def from_online(
+        cls, client: redis.Redis, project: str, views: Sequence[Any], item_ids: Sequence[str]
+    ) -> ItemTable:
+        stamp = client.get(materialized_stamp_key(project))
+        reader = OnlineFeatures(client, project, "item_id", views)
+        frame = pd.DataFrame(reader.read_many(item_ids))
+        frame.insert(0, "item_id", list(item_ids))
+        return cls(frame, stamp.decode() if isinstance(stamp, bytes) else None)
 
     def lookup(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         pos = self.index.get_indexer(item_ids)
@@ -136,12 +143,6 @@ class ItemTable:
                 values[~found] = None
             out[name] = values
         return out
-
-
-def _latest(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.sort_values(["item_id", "event_timestamp", "created_timestamp"])
-    latest = frame.drop_duplicates("item_id", keep="last")
-    return latest.drop(columns=["event_timestamp", "created_timestamp"])
 
 
 def stamp_now(client: redis.Redis, project: str) -> str:

@@ -160,6 +160,9 @@ def write_user_realtime(
         for path in buckets:
             events = pq.read_table(path).to_pandas(types_mapper=None)
             state = realtime_state(events, item_category, n_items)
+            # Events at the same instant: only the state after the last of them is valid
+            # from that instant (Feast could otherwise pick either row).
+            state = state.drop_duplicates(["user_id", "event_timestamp"], keep="last")
             state.insert(2, "created_timestamp", created)
             table = to_arrow(state)
             writer = writer or pq.ParquetWriter(out, table.schema)

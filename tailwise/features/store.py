@@ -8,6 +8,7 @@ Definitions are read from feature_repo/ with Feast's own parser.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -47,8 +48,12 @@ def feast_connection_string(url: str) -> str:
     return ",".join(parts)
 
 
-def repo_config(settings: Settings) -> Any:
-    """The RepoConfig of feature_store.yaml with this environment's overrides."""
+def repo_config(settings: Settings, skip_dedup: bool = False) -> Any:
+    """The RepoConfig of feature_store.yaml with this environment's overrides.
+
+    skip_dedup makes Redis writes unconditional: a full reload after a rebuild must
+    overwrite values whose event time did not move (a corrected profile, a refit segment).
+    """
     from feast.repo_config import RepoConfig
 
     repo = settings.feature_repo.resolve()
@@ -57,6 +62,7 @@ def repo_config(settings: Settings) -> Any:
         raise FeatureStoreError(f"{path} not found; set TAILWISE_FEATURE_REPO to the feature repo")
     raw = yaml.safe_load(os.path.expandvars(path.read_text()))
     raw["online_store"]["connection_string"] = feast_connection_string(settings.redis_url)
+    raw["online_store"]["skip_dedup"] = skip_dedup
     if settings.feast_project:
         raw["project"] = settings.feast_project
     registry = settings.feast_registry or (repo / raw["registry"]["path"])
@@ -67,12 +73,12 @@ def repo_config(settings: Settings) -> Any:
     return config
 
 
-def open_store(settings: Settings) -> Any:
+def open_store(settings: Settings, skip_dedup: bool = False) -> Any:
     """A FeatureStore for this environment (registry, project and Redis from settings)."""
     from feast import FeatureStore
 
     os.environ["TAILWISE_FEATURES_DIR"] = str(settings.features_dir.resolve())
-    return FeatureStore(config=repo_config(settings))
+    return FeatureStore(config=repo_config(settings, skip_dedup))
 
 
 @contextmanager
@@ -106,40 +112,92 @@ def definitions(settings: Settings) -> list[Any]:
 
 
 def apply(settings: Settings) -> tuple[Any, list[str]]:
-    """Register the definitions (like `feast apply`); returns the store and object names."""
+    """Register the definitions like `feast apply`: new and changed objects are written, and
+    objects no longer defined in feature_repo/ are removed. Returns the store and names."""
+    _require_tables(settings)
     store = open_store(settings)
     objects = definitions(settings)
-    store.apply(objects)
+    defined = {(type(o).__name__, o.name) for o in objects}
+    registered = [
+        *store.list_feature_services(),
+        *store.list_on_demand_feature_views(),
+        *store.list_feature_views(),
+    ]
+    stale = [o for o in registered if (type(o).__name__, o.name) not in defined]
+    store.apply(objects, objects_to_delete=stale, partial=False)
     return store, sorted(f"{type(o).__name__}:{o.name}" for o in objects)
 
 
+def _require_tables(settings: Settings) -> dict[str, Any]:
+    """The build manifest of settings.features_dir; an error naming what is missing."""
+    manifest = settings.features_dir / "features_manifest.json"
+    if not manifest.exists():
+        raise FeatureStoreError(
+            f"{manifest} not found: run `tailwise features build --out {settings.features_dir}`"
+        )
+    return dict(json.loads(manifest.read_text()))
+
+
+def _check_sources(store: Any, settings: Settings) -> None:
+    """The registry must point at the tables this command was given."""
+    wanted = settings.features_dir.resolve()
+    for source in store.list_data_sources():
+        path = getattr(source, "path", None)
+        if path and Path(path).parent != wanted:
+            raise FeatureStoreError(
+                f"the registry reads {source.name} from {Path(path).parent}, not {wanted}: run "
+                f"`tailwise features apply --features {settings.features_dir}` first"
+            )
+
+
 def materialize(settings: Settings, end: datetime | None = None) -> dict[str, Any]:
-    """Newest values into Redis: everything the first time, then only what is new."""
+    """Newest values into Redis: all of them the first time and after every rebuild of the
+    tables (so corrected and late rows land), else only what is new since the last run."""
     import redis as redis_lib
 
     from tailwise.features.online import stamp_now
 
     started = time.perf_counter()
+    built_at = str(_require_tables(settings)["built_at"])
     store = open_store(settings)
+    _check_sources(store, settings)
     end = end or datetime.now(UTC)
     views = store.list_feature_views()
     if not views:
         raise FeatureStoreError("no feature views registered; run `tailwise features apply` first")
-    first = any(v.most_recent_end_time is None for v in views)
-    if first:
-        # A view's values are valid for its ttl (ttl=0: forever). Feast's incremental start
-        # for ttl=0 views is "a year ago", and profiles can be older, so start explicitly.
-        starts: dict[datetime, list[str]] = {}
-        for view in views:
-            start = max(EARLIEST, end - view.ttl) if view.ttl else EARLIEST
-            starts.setdefault(start, []).append(view.name)
-        for start, names in sorted(starts.items()):
-            store.materialize(start_date=start, end_date=end, feature_views=names)
+    client = redis_lib.Redis.from_url(settings.redis_url)
+    build_key = f"tailwise:{store.project}:built_at"
+    previous = client.get(build_key)
+    same_build = isinstance(previous, bytes) and previous.decode() == built_at
+    full = not same_build or any(v.most_recent_end_time is None for v in views)
+    if full:
+        _materialize_all(open_store(settings, skip_dedup=True), views, end)
     else:
         store.materialize_incremental(end_date=end)
-    stamp_now(redis_lib.Redis.from_url(settings.redis_url), store.project)
+    client.set(build_key, built_at)
+    stamp_now(client, store.project)
     return {
-        "mode": "full" if first else "incremental",
+        "mode": "full" if full else "incremental",
         "end": end.isoformat(),
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _materialize_all(store: Any, views: list[Any], end: datetime) -> None:
+    # A view's values are valid for its ttl (ttl=0: forever). Feast's incremental start for
+    # ttl=0 views is "a year ago", and profiles can be older, so start explicitly.
+    starts: dict[datetime, list[str]] = {}
+    for view in views:
+        start = max(EARLIEST, end - view.ttl) if view.ttl else EARLIEST
+        starts.setdefault(start, []).append(view.name)
+    for start, names in sorted(starts.items()):
+        store.materialize(start_date=start, end_date=end, feature_views=names)
+
+
+def teardown(settings: Settings, store: Any) -> None:
+    """Remove a project: Feast's teardown (its Redis keys, its registry) and our stamps."""
+    import redis as redis_lib
+
+    store.teardown()
+    client = redis_lib.Redis.from_url(settings.redis_url)
+    client.delete(*(f"tailwise:{store.project}:{k}" for k in ("built_at", "materialized_at")))

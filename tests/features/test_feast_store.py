@@ -19,7 +19,7 @@ import redis
 from tailwise.features.build import build_features
 from tailwise.features.config import FeaturesParams
 from tailwise.features.online import ItemTable, OnlineFeatures
-from tailwise.features.store import apply, materialize
+from tailwise.features.store import apply, materialize, teardown
 from tailwise.ingest.pipeline import run_ingest
 from tailwise.params import IngestParams
 from tailwise.synthetic import GenerateConfig, generate
@@ -52,7 +52,7 @@ def fs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         yield {"root": root, "settings": settings, "store": store, "client": client}
     finally:
-        store.teardown()  # removes this project's keys; the registry holds only this project
+        teardown(settings, store)  # this project's keys only: the registry holds no other
 
 
 def _features(store: Any, views: list[str]) -> list[str]:
@@ -146,30 +146,39 @@ def test_online_equals_offline_for_every_feature(fs: dict[str, Any], service: st
 
 def test_fast_reads_equal_the_sdk(fs: dict[str, Any]) -> None:
     store, settings = fs["store"], fs["settings"]
-    views = [store.get_feature_view(v) for v in USER_VIEWS]
+    views = [store.get_feature_view(v) for v in [*USER_VIEWS, "user_realtime_session"]]
     fast = OnlineFeatures(fs["client"], store.project, "user_id", views)
-    users = pd.read_parquet(settings.features_dir / "user_profile.parquet")["user_id"][:25]
+    users = [
+        *pd.read_parquet(settings.features_dir / "user_profile.parquet")["user_id"][:25],
+        "no-such-user",
+    ]
+    names = [f"{v.name}:{f.name}" for v in views for f in v.features]
     sdk = store.get_online_features(
-        features=_features(store, USER_VIEWS), entity_rows=[{"user_id": u} for u in users]
+        features=names, entity_rows=[{"user_id": u} for u in users]
     ).to_dict()
     for i, user in enumerate(users):
         got = fast.read(user)
+        assert set(got) == {n.split(":")[1] for n in names}
         for name, value in got.items():
             assert _same(value, sdk[name][i]), (user, name)
-    table = ItemTable.from_offline(settings.features_dir)
-    item_ids = [*list(table.frame["item_id"][:30]), "no-such-item"]
+
+    item_views = [
+        store.get_feature_view(v) for v in ("item_profile_catalog", "item_daily_popularity")
+    ]
+    catalog = pd.read_parquet(settings.features_dir / "item_catalog.parquet")["item_id"]
+    daily = set(pd.read_parquet(settings.features_dir / "item_daily.parquet")["item_id"])
+    quiet = [i for i in catalog if i not in daily][:3]  # items nobody touched: no daily rows
+    table = ItemTable.from_online(fs["client"], store.project, item_views, list(catalog))
+    item_ids = [*catalog[:30], *quiet, "no-such-item"]
     looked = table.lookup(item_ids)
+    item_names = [f"{v.name}:{f.name}" for v in item_views for f in v.features]
     sdk_items = store.get_online_features(
-        features=_features(store, ["item_profile_catalog", "item_daily_popularity"]),
-        entity_rows=[{"item_id": i} for i in item_ids],
+        features=item_names, entity_rows=[{"item_id": i} for i in item_ids]
     ).to_dict()
-    for name, feast_name in [
-        ("price", "price"),
-        ("category", "category"),
-        ("views_7d", "item_views_7d"),
-        ("popularity_rank_7d", "item_popularity_rank_7d"),
-    ]:
-        for a, b in zip(looked[name], sdk_items[feast_name], strict=True):
+    assert table.stamp is not None
+    for ref in item_names:
+        name = ref.split(":")[1]
+        for a, b in zip(looked[name], sdk_items[name], strict=True):
             assert _same(a, b), name
 
 
@@ -243,3 +252,30 @@ def test_declared_extra_attributes_join_the_demographics_view(tmp_path: Path) ->
         check=True,
     ).stdout
     assert "'loyalty_tier': 'String'" in out and "'lifetime_value': 'Float64'" in out
+
+
+def test_rebuilt_tables_reach_redis_and_unchanged_ones_load_incrementally(
+    fs: dict[str, Any],
+) -> None:
+    import json
+
+    settings, store = fs["settings"], fs["store"]
+    path = settings.features_dir / "user_profile.parquet"
+    manifest_path = settings.features_dir / "features_manifest.json"
+    original, manifest = pd.read_parquet(path), json.loads(manifest_path.read_text())
+    user = original["user_id"].iat[0]
+    try:
+        # A corrected value with the same event time, as a rebuild after a data fix gives.
+        original.assign(
+            country=original["country"].where(original["user_id"] != user, "ZZ")
+        ).to_parquet(path, index=False)
+        manifest_path.write_text(json.dumps({**manifest, "built_at": "2099-01-01T00:00:00"}))
+        assert materialize(settings)["mode"] == "full"
+        got = store.get_online_features(
+            features=["user_profile_demographics:country"], entity_rows=[{"user_id": user}]
+        ).to_dict()
+        assert got["country"] == ["ZZ"]
+        assert materialize(settings)["mode"] == "incremental"
+    finally:
+        original.to_parquet(path, index=False)
+        manifest_path.write_text(json.dumps(manifest))

@@ -12,7 +12,7 @@ import pytest
 
 from tailwise.features.build import build_features
 from tailwise.features.config import FeaturesParams
-from tailwise.features.store import apply
+from tailwise.features.store import apply, teardown
 from tailwise.ingest.pipeline import run_ingest
 from tailwise.params import IngestParams
 from tailwise.settings import Settings
@@ -91,4 +91,4 @@ def feature_world(
     try:
         yield FeatureWorld(raw, clean, root / "features", settings, store)
     finally:
-        store.teardown()  # the registry holds only this project: only its keys go
+        teardown(settings, store)  # the registry holds only this project: only its keys go
