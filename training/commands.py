@@ -78,6 +78,12 @@ def train(
     params: Annotated[Path, typer.Option(help="params.yaml (evaluation:, training:).")] = Path(
         "params.yaml"
     ),
+    tune: Annotated[
+        bool,
+        typer.Option(
+            help="First search both models' settings with Ray Tune (params training.tune)."
+        ),
+    ] = False,
 ) -> None:
     """Train the two-tower retriever and the ranker, evaluate them against the baselines."""
     from tailwise.cli import _errors
@@ -100,6 +106,12 @@ def train(
         store, _ = apply(settings)
         split = temporal_split(read_events(data), evaluation.split)
         segments = latest_segments(features, split.test_start)
+        if tune:
+            from training.pipeline import tune_both
+
+            console.print("tuning with Ray Tune (validation window) ...")
+            training = tune_both(settings, data, evaluation, training, models / "tuning")
+            console.print(f"best settings: {training.model_dump()}")
         console.print("training (two-tower retrieval, then the ranker) and evaluating ...")
         outcome = run_train(data, store, evaluation, training, models, ground_truth, segments)
     console.print(outcome.result.to_markdown())

@@ -42,6 +42,7 @@ class TrainingParams(BaseModel):
 
     retrieval: dict[str, Any] = Field(default_factory=dict, description="RetrievalConfig fields")
     ranker: dict[str, Any] = Field(default_factory=dict, description="RankerConfig fields")
+    tune: dict[str, Any] = Field(default_factory=dict, description="TuneParams fields")
 
 
 @dataclass
@@ -95,6 +96,40 @@ def train(
     _write_version(folder, version, dv, result, training, evaluation, split, seconds)
     (models_dir / "LATEST").write_text(version + "\n")
     return TrainOutcome(version, folder, result, seconds)
+
+
+def tune_both(
+    settings: Any,
+    clean: Path,
+    evaluation: EvaluationParams,
+    training: TrainingParams,
+    out: Path,
+) -> TrainingParams:
+    """Search the retriever's then the ranker's settings on the validation window (the test
+    window is never seen); keep every trial under `out`; return the best settings."""
+    from tailwise.features.store import open_store
+    from training.config import TuneParams
+    from training.tune import save as save_tuning
+    from training.tune import tune_ranker, tune_retrieval
+
+    params = TuneParams(**training.tune)
+    settings = settings.resolved()  # trials run in their own working folders
+    split = temporal_split(read_events(clean), evaluation.split, read_items(clean))
+    found = tune_retrieval(settings, split, RetrievalConfig(**training.retrieval), params)
+    save_tuning(found, out / "retrieval")
+    best_retrieval = found.best_config
+
+    def candidates() -> TwoTowerRecommender:
+        return TwoTowerRecommender(open_store(settings), best_retrieval)  # type: ignore[arg-type]
+
+    ranked = tune_ranker(settings, split, candidates, RankerConfig(**training.ranker), params)
+    save_tuning(ranked, out / "ranker")
+    return training.model_copy(
+        update={
+            "retrieval": best_retrieval.model_dump(mode="json"),
+            "ranker": ranked.best_config.model_dump(mode="json"),
+        }
+    )
 
 
 def _merge(a: EvaluationResult, b: EvaluationResult) -> EvaluationResult:

@@ -7,7 +7,7 @@ This module only declares search spaces and wraps the single-run code path:
         ray.init (TF_USE_LEGACY_KERAS for every worker) -> Tuner(OptunaSearch, ASHA)
           each trial: cfg = base + sampled values (validated by the pydantic model)
                       open_store(settings) inside the trial
-                      TwoTowerRecommender(cfg) / Reranker(factory(), cfg)
+                      TwoTowerRecommender(cfg) / Reranker(factory, cfg)
                       evaluate(window='validation', fit=True) -> report <metric>@<k>
         ray.shutdown
       --> TuneOutcome(best_config, best_metric, trials) --save(folder)--> best_config.json,
@@ -209,7 +209,9 @@ def _ranker_trial(config: dict, *, settings: Any, split: Split, base: Any, env: 
     cfg = build_config(base, config)
     # Threads follow the trial's CPUs; the returned best config keeps base.n_jobs.
     cfg = cfg.model_copy(update={"n_jobs": env["cpus"]})
-    model = Reranker(env["factory"](), open_store(settings), cfg, split.params)
+    # The factory itself: Reranker builds fresh candidate models (copying one would copy
+    # the Feast store it holds).
+    model = Reranker(env["factory"], open_store(settings), cfg, split.params)
     started = time.perf_counter()
     value = validation_score(model, "reranker", split, env["metric"])
     tune.report({env["key"]: value, "fit_eval_s": time.perf_counter() - started})
