@@ -86,7 +86,7 @@ def train(
     ] = False,
 ) -> None:
     """Train the two-tower retriever and the ranker, evaluate them against the baselines."""
-    from tailwise.cli import _errors
+    from tailwise.cli import EXIT_BAD_INPUT, _errors
     from tailwise.features.build import build_features
     from tailwise.features.store import apply
     from tailwise.params import load_params
@@ -108,9 +108,14 @@ def train(
         segments = latest_segments(features, split.test_start)
         if tune:
             from training.pipeline import tune_both
+            from training.tune import TuneError
 
             console.print("tuning with Ray Tune (validation window) ...")
-            training = tune_both(settings, data, evaluation, training, models / "tuning")
+            try:
+                training = tune_both(settings, data, evaluation, training, models / "tuning")
+            except TuneError as exc:
+                console.print(f"[red]error:[/red] {exc}")
+                raise typer.Exit(EXIT_BAD_INPUT) from exc
             console.print(f"best settings: {training.model_dump()}")
         console.print("training (two-tower retrieval, then the ranker) and evaluating ...")
         outcome = run_train(data, store, evaluation, training, models, ground_truth, segments)

@@ -122,6 +122,10 @@ RANKER_SPACE: dict[str, Domain] = {
 }
 
 
+class TuneError(RuntimeError):
+    """A search produced no usable trial; the message says why."""
+
+
 @dataclass
 class TuneOutcome:
     """The best config found, its validation metric, and one row per trial (config
@@ -260,7 +264,12 @@ def _run(
     ok = trials[trials["status"] == "TERMINATED"]
     if ok.empty:
         errors = [str(grid[i].error)[:300] for i in range(len(grid)) if grid[i].error]
-        raise RuntimeError(f"tune {kind}: no trial finished ({len(trials)} run); errors: {errors}")
+        if not errors:
+            raise TuneError(
+                f"tune {kind}: no trial finished within time_budget_s={params.time_budget_s:g}"
+                f" ({len(trials)} started); raise training.tune.time_budget_s in params.yaml"
+            )
+        raise TuneError(f"tune {kind}: no trial finished ({len(trials)} run); errors: {errors}")
     best = ok.loc[ok[params.metric].idxmax()]
     return TuneOutcome(
         best_config=build_config(base, {n: _plain(best[n]) for n in space}),
