@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import pandas as pd
 import typer
 from rich.console import Console
 
@@ -94,7 +93,6 @@ def train(
     from training.config import EvaluationParams
     from training.pipeline import TrainingParams
     from training.pipeline import train as run_train
-    from training.split import read_events, temporal_split
 
     with _errors():
         evaluation = EvaluationParams.model_validate(_section(params, "evaluation"))
@@ -104,8 +102,6 @@ def train(
             build_features(data, features, load_params(params).features)
         settings = Settings().model_copy(update={"features_dir": features})
         store, _ = apply(settings)
-        split = temporal_split(read_events(data), evaluation.split)
-        segments = latest_segments(features, split.test_start)
         if tune:
             from training.pipeline import tune_both
             from training.tune import TuneError
@@ -118,7 +114,7 @@ def train(
                 raise typer.Exit(EXIT_BAD_INPUT) from exc
             console.print(f"best settings: {training.model_dump()}")
         console.print("training (two-tower retrieval, then the ranker) and evaluating ...")
-        outcome = run_train(data, store, evaluation, training, models, ground_truth, segments)
+        outcome = run_train(data, store, evaluation, training, models, ground_truth, features)
     console.print(outcome.result.to_markdown())
     console.print(
         f"[green]model version {outcome.version}[/green] in {outcome.folder} "
@@ -147,15 +143,10 @@ def evaluate(
     from tailwise.cli import _errors
     from training.config import EvaluationParams
     from training.evaluate import evaluate_baselines
-    from training.split import read_events, temporal_split
 
     with _errors():
         p = EvaluationParams.model_validate(_section(params, "evaluation"))
-        segments = None
-        if features is not None and (features / "user_daily.parquet").exists():
-            split = temporal_split(read_events(data), p.split)
-            segments = latest_segments(features, split.test_start)
-        result = evaluate_baselines(data, p, ground_truth, segments)
+        result = evaluate_baselines(data, p, ground_truth, features)
     write_evaluation(result, out)
     console.print(result.to_markdown())
     console.print(f"[green]wrote[/green] {out}/metrics.json, ndcg_at_k.csv, report.md")
@@ -166,16 +157,6 @@ def _section(path: Path, name: str) -> dict[str, Any]:
 
     extra = load_params(path).model_extra or {}
     return dict(extra.get(name) or {})
-
-
-def latest_segments(features: Path, before: pd.Timestamp) -> pd.Series:
-    """Each user's segment name in their latest snapshot before `before`."""
-    daily = pd.read_parquet(
-        features / "user_daily.parquet", columns=["user_id", "event_timestamp", "segment_name"]
-    )
-    daily = daily.loc[daily["event_timestamp"] <= before].sort_values("event_timestamp")
-    latest = daily.drop_duplicates("user_id", keep="last")
-    return pd.Series(latest["segment_name"].to_numpy(), index=latest["user_id"])
 
 
 def write_evaluation(result: Any, out: Path) -> None:

@@ -182,17 +182,32 @@ def baselines(params: EvaluationParams) -> dict[str, Recommender]:
     }
 
 
+def segments_at(features: Path | None, before: pd.Timestamp) -> pd.Series | None:
+    """Each user's segment name in their latest feature snapshot at or before `before`
+    (None without feature tables, so results are not sliced by segment)."""
+    if features is None or not (features / "user_daily.parquet").exists():
+        return None
+    daily = pd.read_parquet(
+        features / "user_daily.parquet", columns=["user_id", "event_timestamp", "segment_name"]
+    )
+    daily = daily.loc[daily["event_timestamp"] <= before].sort_values("event_timestamp")
+    latest = daily.drop_duplicates("user_id", keep="last")
+    return pd.Series(latest["segment_name"].to_numpy(), index=latest["user_id"])
+
+
 def evaluate_baselines(
     clean_dir: Path,
     params: EvaluationParams,
     ground_truth_dir: Path | None = None,
-    segments: Mapping[str, str] | pd.Series | None = None,
+    features: Path | None = None,
 ) -> EvaluationResult:
-    """Fit the baselines (+ the oracle with ground truth) on train + validation, score test."""
+    """Fit the baselines (+ the oracle with ground truth) on train + validation, score test;
+    slice by segment when feature tables are given."""
     split = temporal_split(read_events(clean_dir), params.split, read_items(clean_dir))
     models = baselines(params)
     if ground_truth_dir is not None:
         models["oracle"] = Oracle(ground_truth_dir, at=split.test_start)
+    segments = segments_at(features, split.test_start)
     return evaluate(models, split, params.ks, segments, window="test", fit=True)
 
 

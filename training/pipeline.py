@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from training import ranker as ranker_io
 from training import retrieval as retrieval_io
 from training.config import EvaluationParams
-from training.evaluate import EvaluationResult, baselines, evaluate
+from training.evaluate import EvaluationResult, baselines, evaluate, segments_at
 from training.oracle import Oracle
 from training.ranker import RankerConfig, Reranker
 from training.retrieval import RetrievalConfig, TwoTowerRecommender
@@ -68,10 +68,11 @@ def train(
     training: TrainingParams,
     models_dir: Path,
     ground_truth: Path | None = None,
-    segments: pd.Series | None = None,
+    features: Path | None = None,
 ) -> TrainOutcome:
     started = time.perf_counter()
     split = temporal_split(read_events(clean), evaluation.split, read_items(clean))
+    segments = segments_at(features, split.test_start)
     retrieval_cfg = RetrievalConfig(**training.retrieval)
     reranker = Reranker(
         lambda: TwoTowerRecommender(store, retrieval_cfg),

@@ -107,6 +107,24 @@ class _Clock:
         self.progress(name, (STEPS.index(name) + within) / len(STEPS))
 
 
+def _copy_buckets(
+    con: duckdb.DuckDBPyConnection,
+    folder: Path,
+    n_buckets: int,
+    clock: _Clock,
+    sql_for: Callable[[int], str],
+) -> Path:
+    """One Parquet part per user/item-hash bucket (bounded memory); the step is the folder's
+    name."""
+    folder.mkdir()
+    clock.step(folder.name)
+    for b in range(n_buckets):
+        target = sql_str(str(folder / f"part-{b:05d}.parquet"))
+        con.execute(f"COPY ({sql_for(b)}) TO {target} (FORMAT parquet)")
+        clock.step(folder.name, (b + 1) / n_buckets)
+    return folder
+
+
 def _connect(work: Path, p: FeaturesParams) -> duckdb.DuckDBPyConnection:
     con = connect_duckdb(work / "features.duckdb", p.duckdb_memory_limit, p.duckdb_threads)
     con.execute("SET preserve_insertion_order=false")
@@ -173,24 +191,14 @@ def _build(
     for statement in daily.stage_daily(n_buckets):
         con.execute(statement)
 
-    clock.step("user_daily")
-    parts = work / "user_daily"
-    parts.mkdir()
-    for b in range(n_buckets):
-        target = sql_str(str(parts / f"part-{b:05d}.parquet"))
-        con.execute(f"COPY ({daily.user_daily_sql(b, p.top_n)}) TO {target} (FORMAT parquet)")
-        clock.step("user_daily", (b + 1) / n_buckets)
+    parts = _copy_buckets(
+        con, work / "user_daily", n_buckets, clock, lambda b: daily.user_daily_sql(b, p.top_n)
+    )
 
     clock.step("segments")
     model, _sizes = _segment(con, parts, out, p, created)
 
-    clock.step("item_daily")
-    item_parts = work / "item_daily"
-    item_parts.mkdir()
-    for b in range(n_buckets):
-        target = sql_str(str(item_parts / f"part-{b:05d}.parquet"))
-        con.execute(f"COPY ({daily.item_daily_sql(b)}) TO {target} (FORMAT parquet)")
-        clock.step("item_daily", (b + 1) / n_buckets)
+    item_parts = _copy_buckets(con, work / "item_daily", n_buckets, clock, daily.item_daily_sql)
     _copy_final(con, item_parts, out / "item_daily.parquet", created, "")
 
     rows = {name: pq.ParquetFile(out / f"{name}.parquet").metadata.num_rows for name in TABLE_KEYS}
