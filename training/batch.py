@@ -1,9 +1,9 @@
 """Batch recommendations from a saved model version (`tailwise recommend`).
 
-A version folder (data/models/<version>/) is loaded as it was trained: the exported
-query model and item embeddings (retrieval/) and the XGBoost ranker (ranker/). Features
-come from Feast as of the newest event, already-seen items come from the clean events,
-and the same Reranker code that evaluation measured produces the list.
+A version folder (data/models/<version>/, see training.version) is loaded as it was
+trained: the exported query model and item embeddings (retrieval/) and the XGBoost ranker
+(ranker/). Features come from Feast as of the newest event given, already-seen items come
+from those events, and the same Reranker code that evaluation measured produces the list.
 """
 
 from __future__ import annotations
@@ -15,33 +15,22 @@ import pandas as pd
 
 from training import ranker as ranker_io
 from training import retrieval as retrieval_io
-from training.ranker import Reranker
+from training.reranker import Reranker
 from training.retrieval import TwoTowerRecommender
-from training.split import read_events
+from training.version import ModelNotFoundError, version_folder
+
+__all__ = [
+    "ModelNotFoundError",
+    "load_recommender",
+    "read_user_ids",
+    "recommend_batch",
+    "version_folder",
+]
 
 
-class ModelNotFoundError(FileNotFoundError):
-    """No model version where one was asked for; the message says what exists."""
-
-
-def version_folder(models_dir: Path, version: str | None = None) -> Path:
-    """The named version, or the one data/models/LATEST names."""
-    if version is None:
-        latest = models_dir / "LATEST"
-        if not latest.exists():
-            raise ModelNotFoundError(
-                f"no trained model in {models_dir}: run `tailwise train` first"
-            )
-        version = latest.read_text().strip()
-    folder = models_dir / version
-    if not (folder / "manifest.json").exists():
-        known = sorted(p.name for p in models_dir.glob("*/manifest.json"))
-        raise ModelNotFoundError(f"model version {version!r} not in {models_dir} (have: {known})")
-    return folder
-
-
-def load_recommender(folder: Path, store: Any, clean: Path) -> Reranker:
-    events = read_events(clean)
+def load_recommender(folder: Path, store: Any, events: pd.DataFrame) -> Reranker:
+    """The version in `folder` behind the harness interface; `events` are what users have
+    seen (and their latest context), as of their last one."""
     retrieval = retrieval_io.load(folder / "retrieval")
     candidates = TwoTowerRecommender(store, retrieval.config).attach(retrieval, events)
     ranker = ranker_io.load(folder / "ranker")

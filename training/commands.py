@@ -1,12 +1,16 @@
-"""`tailwise evaluate` (and later `train`, `recommend`): the training stage's commands.
+"""The training stage's commands: `evaluate`, `train` and its stages (`tailwise recommend`
+lives with serving: it runs the serving graph).
 
 Registered into the `tailwise` CLI through the `tailwise.commands` entry point, so the
-shared package never imports training code.
+shared package never imports training code. `train` runs every stage in this process;
+`train-retrieval`, `train-ranker` and `evaluate --model` are the same stages one by one,
+as the DVC pipeline (dvc.yaml) calls them.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,141 +19,169 @@ from rich.console import Console
 
 console = Console(stderr=True)
 
+Data = Annotated[Path, typer.Option(help="Clean data (tailwise ingest --out).")]
+Features = Annotated[Path, typer.Option(help="Feature tables (tailwise features build --out).")]
+Params = Annotated[Path, typer.Option(help="params.yaml (evaluation:, training:).")]
+GroundTruth = Annotated[
+    Path | None, typer.Option(help="Generator ground truth, for the oracle ceiling.")
+]
+Tune = Annotated[
+    bool | None,
+    typer.Option(
+        "--tune/--no-tune",
+        help="Search the settings with Ray Tune first (default: training.tune.enabled).",
+    ),
+]
+DATA, FEATURES, PARAMS = Path("data/clean"), Path("data/features"), Path("params.yaml")
+WORK, EVALUATION, MODELS = Path("data/training"), Path("data/evaluation"), Path("data/models")
+
 
 def register(app: typer.Typer) -> None:
     app.command(name="evaluate")(evaluate)
     app.command(name="train")(train)
-    app.command(name="recommend")(recommend)
-
-
-def recommend(
-    users_file: Annotated[Path, typer.Option(help="User ids, one per line.")],
-    out: Annotated[Path, typer.Option(help="CSV to write: user_id,item_id,rank,score.")],
-    k: Annotated[int, typer.Option(help="Items per user.")] = 10,
-    model: Annotated[
-        str | None, typer.Option(help="Model version (default: the one data/models/LATEST names).")
-    ] = None,
-    models: Annotated[Path, typer.Option(help="Model versions folder.")] = Path("data/models"),
-    data: Annotated[Path, typer.Option(help="Clean data (seen items).")] = Path("data/clean"),
-    features: Annotated[Path, typer.Option(help="Feature tables.")] = Path("data/features"),
-) -> None:
-    """Batch recommendations for the listed users from a trained model version."""
-    from tailwise.cli import EXIT_BAD_INPUT, _errors
-    from tailwise.features.store import open_store
-    from tailwise.settings import Settings
-    from training.batch import (
-        ModelNotFoundError,
-        load_recommender,
-        read_user_ids,
-        recommend_batch,
-        version_folder,
-    )
-
-    try:
-        folder = version_folder(models, model)
-        user_ids = read_user_ids(users_file)
-    except (ModelNotFoundError, ValueError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT) from exc
-    with _errors():
-        store = open_store(Settings().model_copy(update={"features_dir": features}))
-        recs = recommend_batch(load_recommender(folder, store, data), user_ids, k)
-    recs.to_csv(out, index=False)
-    console.print(
-        f"[green]wrote[/green] {out}: {len(recs):,} rows for {recs['user_id'].nunique():,}"
-        f" of {len(user_ids):,} users (model {folder.name})"
-    )
+    app.command(name="train-retrieval")(train_retrieval)
+    app.command(name="train-ranker")(train_ranker)
 
 
 def train(
-    data: Annotated[Path, typer.Option(help="Clean data (tailwise ingest --out).")] = Path(
-        "data/clean"
-    ),
-    features: Annotated[Path, typer.Option(help="Feature tables (tailwise features build).")] = (
-        Path("data/features")
-    ),
-    ground_truth: Annotated[
-        Path | None, typer.Option(help="Generator ground truth, for the oracle ceiling.")
-    ] = None,
-    models: Annotated[Path, typer.Option(help="Where model versions are written.")] = Path(
-        "data/models"
-    ),
-    params: Annotated[Path, typer.Option(help="params.yaml (evaluation:, training:).")] = Path(
-        "params.yaml"
-    ),
-    tune: Annotated[
-        bool,
-        typer.Option(
-            help="First search both models' settings with Ray Tune (params training.tune)."
-        ),
-    ] = False,
+    data: Data = DATA,
+    features: Features = FEATURES,
+    ground_truth: GroundTruth = None,
+    models: Annotated[Path, typer.Option(help="Where evaluated versions are published.")] = MODELS,
+    work: Annotated[Path, typer.Option(help="The stages' outputs (as in dvc.yaml).")] = WORK,
+    evaluation_out: Annotated[
+        Path, typer.Option("--evaluation", help="Where the evaluation is written.")
+    ] = EVALUATION,
+    params: Params = PARAMS,
+    tune: Tune = None,
 ) -> None:
-    """Train the two-tower retriever and the ranker, evaluate them against the baselines."""
-    from tailwise.cli import EXIT_BAD_INPUT, _errors
+    """Features (when missing), optional tuning, the retriever, the ranker, the evaluation
+    next to the baselines; publishes the version to MODELS/<version> and MODELS/LATEST."""
+    from training.pipeline import train as run_train
+
+    with _training_errors():
+        evaluation, training, settings, store = _setup(data, features, params, build=True)
+        console.print("training (two-tower retrieval, then the ranker) and evaluating ...")
+        outcome = run_train(
+            data, store, evaluation, training, models, ground_truth, features, work, settings, tune
+        )
+    write_evaluation(outcome.result, evaluation_out)
+    console.print(outcome.result.to_markdown(slices=["all", "new", "returning"]))
+    console.print(
+        f"[green]model version {outcome.version}[/green] in {outcome.folder} "
+        f"({outcome.seconds:.0f}s); every slice in {evaluation_out}/report.md"
+    )
+
+
+def train_retrieval(
+    data: Data = DATA,
+    features: Features = FEATURES,
+    out: Annotated[Path, typer.Option(help="Stage output folder.")] = WORK / "retrieval",
+    params: Params = PARAMS,
+    tune: Tune = None,
+) -> None:
+    """Stage: the two-tower retriever and the ranker's labelled candidate lists."""
+    from training.pipeline import train_retrieval as stage
+
+    with _training_errors():
+        evaluation, training, settings, store = _setup(data, features, params)
+        stage(data, store, evaluation, training, out, settings, tune)
+    console.print(f"[green]wrote[/green] {out}/ (model/, candidates.parquet, tuning/)")
+
+
+def train_ranker(
+    data: Data = DATA,
+    features: Features = FEATURES,
+    retrieval: Annotated[Path, typer.Option(help="train-retrieval's output.")] = WORK / "retrieval",
+    out: Annotated[Path, typer.Option(help="Stage output folder.")] = WORK / "ranker",
+    params: Params = PARAMS,
+    tune: Tune = None,
+) -> None:
+    """Stage: the XGBoost ranker over the retriever's lists; writes OUT/version/."""
+    from training.pipeline import train_ranker as stage
+
+    with _training_errors():
+        evaluation, training, settings, store = _setup(data, features, params)
+        stage(data, store, evaluation, training, retrieval, out, settings, tune)
+    console.print(f"[green]wrote[/green] {out}/version/ (a model version) and {out}/tuning/")
+
+
+def evaluate(
+    data: Data = DATA,
+    features: Annotated[
+        Path | None, typer.Option(help="Feature tables (segments; Feast for --model).")
+    ] = FEATURES,
+    ground_truth: GroundTruth = None,
+    model: Annotated[
+        Path | None, typer.Option(help="A model version folder to evaluate with the baselines.")
+    ] = None,
+    publish: Annotated[
+        Path | None,
+        typer.Option(help="Copy the evaluated --model version here with its metrics (LATEST)."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where to write metrics and plots.")] = EVALUATION,
+    params: Params = PARAMS,
+) -> None:
+    """Evaluate the baselines (and the oracle, and a trained --model) on the test window."""
+    from training.config import EvaluationParams
+    from training.evaluate import evaluate_baselines
+    from training.pipeline import evaluate_version, evaluation_metrics
+    from training.version import publish as publish_version
+
+    with _training_errors():
+        p = EvaluationParams.model_validate(_section(params, "evaluation"))
+        if model is None:
+            result = evaluate_baselines(data, p, ground_truth, features)
+        else:
+            if features is None:
+                raise typer.BadParameter("--model needs --features (the feature store)")
+            _, _, _, store = _setup(data, features, params)
+            result = evaluate_version(data, store, p, model, ground_truth, features)
+    write_evaluation(result, out)
+    console.print(result.to_markdown(slices=["all", "new", "returning"]))
+    console.print(f"[green]wrote[/green] {out}/metrics.json, ndcg_at_k.csv, report.md")
+    if model is not None and publish is not None:
+        publish.mkdir(parents=True, exist_ok=True)
+        folder = publish_version(model, publish, evaluation_metrics(result), result.to_markdown())
+        console.print(f"[green]published[/green] {folder} (named in {publish}/LATEST)")
+
+
+def _setup(data: Path, features: Path, params: Path, build: bool = False) -> tuple[Any, ...]:
+    """Typed params, settings and the applied Feast store over `features` (built from
+    `data` first when `build` and they are missing)."""
     from tailwise.features.build import build_features
     from tailwise.features.store import apply
     from tailwise.params import load_params
     from tailwise.settings import Settings
     from training.config import EvaluationParams
     from training.pipeline import TrainingParams
-    from training.pipeline import train as run_train
+
+    evaluation = EvaluationParams.model_validate(_section(params, "evaluation"))
+    training = TrainingParams.model_validate(_section(params, "training"))
+    if build and not (features / "features_manifest.json").exists():
+        console.print(f"building features into {features} ...")
+        build_features(data, features, load_params(params).features)
+    settings = Settings().model_copy(update={"features_dir": features})
+    store, _ = apply(settings)
+    return evaluation, training, settings, store
+
+
+@contextmanager
+def _training_errors() -> Iterator[None]:
+    """The CLI's errors, plus the training ones a person fixes (exit 3, message names it)."""
+    from pydantic import ValidationError
+
+    from tailwise.cli import EXIT_BAD_INPUT, _errors
+    from training.pipeline import StageError
+    from training.tune import TuneError
+    from training.version import ModelNotFoundError
 
     with _errors():
-        evaluation = EvaluationParams.model_validate(_section(params, "evaluation"))
-        training = TrainingParams.model_validate(_section(params, "training"))
-        if not (features / "features_manifest.json").exists():
-            console.print(f"building features into {features} ...")
-            build_features(data, features, load_params(params).features)
-        settings = Settings().model_copy(update={"features_dir": features})
-        store, _ = apply(settings)
-        if tune:
-            from training.pipeline import tune_both
-            from training.tune import TuneError
-
-            console.print("tuning with Ray Tune (validation window) ...")
-            try:
-                training = tune_both(settings, data, evaluation, training, models / "tuning")
-            except TuneError as exc:
-                console.print(f"[red]error:[/red] {exc}")
-                raise typer.Exit(EXIT_BAD_INPUT) from exc
-            console.print(f"best settings: {training.model_dump()}")
-        console.print("training (two-tower retrieval, then the ranker) and evaluating ...")
-        outcome = run_train(data, store, evaluation, training, models, ground_truth, features)
-    console.print(outcome.result.to_markdown())
-    console.print(
-        f"[green]model version {outcome.version}[/green] in {outcome.folder} "
-        f"({outcome.seconds:.0f}s)"
-    )
-
-
-def evaluate(
-    data: Annotated[Path, typer.Option(help="Clean data (tailwise ingest --out).")] = Path(
-        "data/clean"
-    ),
-    features: Annotated[
-        Path | None, typer.Option(help="Feature tables, for slicing by user segment.")
-    ] = Path("data/features"),
-    ground_truth: Annotated[
-        Path | None, typer.Option(help="Generator ground truth, for the oracle ceiling.")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="Where to write metrics and plots.")] = Path(
-        "data/evaluation"
-    ),
-    params: Annotated[Path, typer.Option(help="params.yaml with an evaluation: section.")] = Path(
-        "params.yaml"
-    ),
-) -> None:
-    """Evaluate the baselines (and the oracle) on the test window; write metrics and plots."""
-    from tailwise.cli import _errors
-    from training.config import EvaluationParams
-    from training.evaluate import evaluate_baselines
-
-    with _errors():
-        p = EvaluationParams.model_validate(_section(params, "evaluation"))
-        result = evaluate_baselines(data, p, ground_truth, features)
-    write_evaluation(result, out)
-    console.print(result.to_markdown())
-    console.print(f"[green]wrote[/green] {out}/metrics.json, ndcg_at_k.csv, report.md")
+        try:
+            yield
+        except (StageError, TuneError, ModelNotFoundError, ValidationError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(EXIT_BAD_INPUT) from exc
 
 
 def _section(path: Path, name: str) -> dict[str, Any]:
@@ -160,14 +192,16 @@ def _section(path: Path, name: str) -> dict[str, Any]:
 
 
 def write_evaluation(result: Any, out: Path) -> None:
-    """metrics.json for `dvc metrics show`, ndcg_at_k.csv for `dvc plots show`, report.md."""
+    """metrics.json for `dvc metrics show`; ndcg_at_k.csv (k, one column per model) for
+    `dvc plots show`; report.md with every metric and slice."""
+    import json
+
+    from training.pipeline import evaluation_metrics
+
     out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(evaluation_metrics(result), indent=2) + "\n")
     table = result.table
-    overall = table.loc[table["slice"] == "all"]
-    metrics: dict[str, dict[str, float]] = {}
-    for row in overall.itertuples():
-        metrics.setdefault(row.model, {})[f"{row.metric}@{row.k}"] = round(float(row.value), 6)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    ndcg = overall.loc[overall["metric"] == "ndcg", ["model", "k", "value"]]
-    ndcg.rename(columns={"value": "ndcg"}).to_csv(out / "ndcg_at_k.csv", index=False)
+    ndcg = table.loc[(table["slice"] == "all") & (table["metric"] == "ndcg")]
+    wide = ndcg.pivot_table(index="k", columns="model", values="value", sort=False)
+    wide[list(dict.fromkeys(ndcg["model"]))].round(6).to_csv(out / "ndcg_at_k.csv")
     (out / "report.md").write_text(result.to_markdown() + "\n")

@@ -78,6 +78,9 @@ class TuneParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    enabled: bool = Field(
+        False, description="The training stages search first (`tailwise train --tune` too)."
+    )
     num_samples: int = Field(20, ge=1, description="Trials to run at most.")
     time_budget_s: float = Field(3600.0, gt=0, description="Wall-clock budget of the search.")
     max_concurrent_trials: int = Field(2, ge=1)

@@ -1,38 +1,55 @@
-"""`tailwise train`: split, train the retriever and the ranker, evaluate, write a version.
+"""The training pipeline as three stages, run by DVC one by one or by `tailwise train` in turn.
 
-    clean events --temporal_split--> train+validation | test
-    Reranker(two-tower candidates) fit on train+validation (features from Feast, as of
-    each event) --> evaluated on the test window next to the baselines (+ oracle)
-    --> data/models/<version>/ {retrieval/, ranker/, metrics.json, report.md, manifest.json}
-        and data/models/LATEST naming it.
+    clean events --temporal_split--> train+validation (the history) | test
+      train_retrieval(history) --> <work>/retrieval/
+          model/             the two-tower retriever fitted on the whole history
+          candidates.parquet the ranker's labelled lists: a two-tower fitted before each
+                             label window, its top-N for the users with a relevant item in it
+          tuning/            Ray Tune trials when tuning ran (trials.csv: header only if not)
+      train_ranker(candidates) --> <work>/ranker/
+          version/           the model version folder (training.version): retrieval/,
+                             ranker/, cold_start.parquet, manifest.json
+          tuning/
+      evaluate_version(version) --> test-window metrics next to the baselines (+ oracle) and
+          the candidates' own order --> publish to <models>/<version>/ with metrics.json
 
-The saved models are the evaluated ones: trained on everything before the test window.
+The saved models are the evaluated ones: trained on everything before the test window, so
+the evaluation never sees a model that saw the test window.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import shutil
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from training import cold_start
 from training import ranker as ranker_io
 from training import retrieval as retrieval_io
-from training.config import EvaluationParams
+from training import version as model_version
+from training.cold_start import ColdStartParams
+from training.config import EvaluationParams, TuneParams
 from training.evaluate import EvaluationResult, baselines, evaluate, segments_at
 from training.oracle import Oracle
-from training.ranker import RankerConfig, Reranker
+from training.ranker import RankerConfig
+from training.reranker import fit_ranker, labelled_candidates
 from training.retrieval import RetrievalConfig, TwoTowerRecommender
-from training.split import read_events, read_items, temporal_split
+from training.split import Split, read_events, read_items, temporal_split
 
 MODEL = "two_tower+ranker"
 CANDIDATES = "two_tower"
+CANDIDATES_FILE, STAGE_FILE, HISTORY = "candidates.parquet", "stage.json", "history.csv"
+LIFT_K = 10
+
+
+class StageError(ValueError):
+    """A stage's input was made from other data or another split; the message says which."""
 
 
 class TrainingParams(BaseModel):
@@ -43,6 +60,10 @@ class TrainingParams(BaseModel):
     retrieval: dict[str, Any] = Field(default_factory=dict, description="RetrievalConfig fields")
     ranker: dict[str, Any] = Field(default_factory=dict, description="RankerConfig fields")
     tune: dict[str, Any] = Field(default_factory=dict, description="TuneParams fields")
+    cold_start: ColdStartParams = Field(default_factory=ColdStartParams)
+
+    def tune_params(self) -> TuneParams:
+        return TuneParams(**self.tune)
 
 
 @dataclass
@@ -53,12 +74,154 @@ class TrainOutcome:
     seconds: float
 
 
-def data_version(clean: Path) -> str:
-    """A fingerprint of the clean data: its quality report and every file's size."""
-    digest = hashlib.sha256((clean / "quality_report.json").read_bytes())
-    for path in sorted(clean.rglob("*.parquet")):
-        digest.update(f"{path.relative_to(clean)}:{path.stat().st_size}".encode())
-    return digest.hexdigest()[:16]
+def load_split(clean: Path, evaluation: EvaluationParams) -> Split:
+    return temporal_split(read_events(clean), evaluation.split, read_items(clean))
+
+
+def train_retrieval(
+    clean: Path,
+    store: Any,
+    evaluation: EvaluationParams,
+    training: TrainingParams,
+    out: Path,
+    settings: Any = None,
+    tune: bool | None = None,
+) -> Path:
+    """Stage 1 (see the module docstring): `out/` holds model/, candidates.parquet, tuning/."""
+    started = time.perf_counter()
+    split = load_split(clean, evaluation)
+    cfg = RetrievalConfig(**training.retrieval)
+    _reset(out)
+    if _tuning(training, tune):
+        from training.tune import tune_retrieval
+
+        # Trials run in their own working folders: absolute paths.
+        found = tune_retrieval(_settings(settings).resolved(), split, cfg, training.tune_params())
+        _save_tuning(found, out / "tuning")
+        cfg = RetrievalConfig.model_validate(found.best_config.model_dump())
+    else:
+        _save_tuning(None, out / "tuning")
+    history, items = split.history("test"), split.candidate_items("test")
+    candidates = labelled_candidates(
+        lambda: TwoTowerRecommender(store, cfg),
+        history,
+        items,
+        RankerConfig(**training.ranker),
+        split.params,
+    )
+    candidates.to_parquet(out / CANDIDATES_FILE, index=False)
+    final = TwoTowerRecommender(store, cfg).fit(history, items)
+    retrieval_io.save(final.result, out / "model")
+    stage = {
+        "data_version": model_version.data_version(clean),
+        "trained_before": split.test_start.isoformat(),
+        "config": cfg.model_dump(mode="json"),
+        "candidate_lists": int(candidates["query"].nunique()),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (out / STAGE_FILE).write_text(json.dumps(stage, indent=2) + "\n")
+    return out
+
+
+def train_ranker(
+    clean: Path,
+    store: Any,
+    evaluation: EvaluationParams,
+    training: TrainingParams,
+    retrieval_dir: Path,
+    out: Path,
+    settings: Any = None,
+    tune: bool | None = None,
+) -> Path:
+    """Stage 2: the ranker on the retrieval stage's lists; `out/version/` is the version."""
+    started = time.perf_counter()
+    stage = json.loads((retrieval_dir / STAGE_FILE).read_text())
+    split = load_split(clean, evaluation)
+    _same_data(stage, clean, split, retrieval_dir)
+    cfg = RankerConfig(**training.ranker)
+    _reset(out)
+    if _tuning(training, tune):
+        from tailwise.features.store import open_store
+        from training.tune import tune_ranker
+
+        resolved = _settings(settings).resolved()
+        retrieval_cfg = RetrievalConfig(**stage["config"])
+
+        def candidates() -> TwoTowerRecommender:
+            return TwoTowerRecommender(open_store(resolved), retrieval_cfg)
+
+        found = tune_ranker(resolved, split, candidates, cfg, training.tune_params())
+        _save_tuning(found, out / "tuning")
+        cfg = RankerConfig.model_validate(found.best_config.model_dump())
+    else:
+        _save_tuning(None, out / "tuning")
+    result = fit_ranker(store, pd.read_parquet(retrieval_dir / CANDIDATES_FILE), cfg)
+    version = model_version.new_version()
+    folder = out / "version"
+    shutil.copytree(retrieval_dir / "model", folder / "retrieval")
+    ranker_io.save(result, folder / "ranker", data_version=stage["data_version"])
+    history = split.history("test")
+    table = cold_start.popular_by_context(
+        history, training.cold_start.days, training.cold_start.top
+    )
+    cold_start.write(table, folder)
+    final = training.model_copy(
+        update={"retrieval": stage["config"], "ranker": cfg.model_dump(mode="json")}
+    )
+    seconds = stage["seconds"] + time.perf_counter() - started
+    _write_manifest(folder, version, stage, final, evaluation, split, result, seconds)
+    return out
+
+
+def evaluate_version(
+    clean: Path,
+    store: Any,
+    evaluation: EvaluationParams,
+    folder: Path,
+    ground_truth: Path | None = None,
+    features: Path | None = None,
+) -> EvaluationResult:
+    """Stage 3: the saved version (loaded as serving would) on the test window, next to the
+    baselines fitted on the same history, the oracle, and the retriever's own order."""
+    from training.batch import load_recommender
+
+    manifest = model_version.read_manifest(folder)
+    split = load_split(clean, evaluation)
+    _same_data(manifest, clean, split, folder)
+    segments = segments_at(features, split.test_start)
+    fitted: dict[str, Any] = baselines(evaluation)
+    if ground_truth is not None:
+        fitted["oracle"] = Oracle(ground_truth, at=split.test_start)
+    result = evaluate(fitted, split, evaluation.ks, segments, window="test", fit=True)
+    reranker = load_recommender(folder, store, split.history("test"))
+    trained = {CANDIDATES: reranker.candidate_model, MODEL: reranker}
+    own = evaluate(trained, split, evaluation.ks, segments, window="test", fit=False)
+    result = _merge(result, own)
+    lift = ranker_lift(result)
+    if lift is not None:
+        result.notes.append(
+            f"{MODEL} NDCG@{LIFT_K} is {lift:+.1%} over {CANDIDATES}'s own order of the same "
+            "candidates"
+        )
+    return result
+
+
+def ranker_lift(result: EvaluationResult, k: int = LIFT_K) -> float | None:
+    """NDCG@k of the reranked list over the candidate model's own order, minus 1."""
+    try:
+        base = result.value(CANDIDATES, "ndcg", k)
+        return result.value(MODEL, "ndcg", k) / base - 1 if base > 0 else None
+    except KeyError:
+        return None
+
+
+def evaluation_metrics(result: EvaluationResult) -> dict[str, Any]:
+    """metrics.json: {model: {'<metric>@<k>': value}} plus the ranker's lift."""
+    metrics: dict[str, Any] = model_version.metrics_table(result.table)
+    lift = ranker_lift(result)
+    if lift is not None:
+        metrics["ranker_lift"] = {f"ndcg@{LIFT_K}": round(lift, 6)}
+    return metrics
 
 
 def train(
@@ -69,104 +232,121 @@ def train(
     models_dir: Path,
     ground_truth: Path | None = None,
     features: Path | None = None,
+    work: Path | None = None,
+    settings: Any = None,
+    tune: bool | None = None,
 ) -> TrainOutcome:
+    """Every stage in this process (what `dvc repro` runs stage by stage), then publish."""
     started = time.perf_counter()
-    split = temporal_split(read_events(clean), evaluation.split, read_items(clean))
-    segments = segments_at(features, split.test_start)
-    retrieval_cfg = RetrievalConfig(**training.retrieval)
-    reranker = Reranker(
-        lambda: TwoTowerRecommender(store, retrieval_cfg),
-        store,
-        RankerConfig(**training.ranker),
-        evaluation.split,
+    work = work or models_dir / ".work"
+    retrieval_dir = train_retrieval(
+        clean, store, evaluation, training, work / "retrieval", settings, tune
     )
-    models: dict[str, Any] = {**baselines(evaluation), MODEL: reranker}
-    if ground_truth is not None:
-        models["oracle"] = Oracle(ground_truth, at=split.test_start)
-    result = evaluate(models, split, evaluation.ks, segments, window="test", fit=True)
-    own_order = evaluate(
-        {CANDIDATES: reranker.candidate_model}, split, evaluation.ks, segments, window="test"
+    ranker_dir = train_ranker(
+        clean, store, evaluation, training, retrieval_dir, work / "ranker", settings, tune
     )
-    result = _merge(result, own_order)
-    version = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    folder = models_dir / version
-    dv = data_version(clean)
-    retrieval_io.save(reranker.candidate_model.result, folder / "retrieval")
-    ranker_io.save(reranker.result, folder / "ranker", data_version=dv)
-    seconds = time.perf_counter() - started
-    _write_version(folder, version, dv, result, training, evaluation, split, seconds)
-    (models_dir / "LATEST").write_text(version + "\n")
-    return TrainOutcome(version, folder, result, seconds)
+    folder = ranker_dir / "version"
+    result = evaluate_version(clean, store, evaluation, folder, ground_truth, features)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    published = model_version.publish(
+        folder, models_dir, evaluation_metrics(result), result.to_markdown()
+    )
+    return TrainOutcome(published.name, published, result, time.perf_counter() - started)
 
 
-def tune_both(
-    settings: Any,
-    clean: Path,
-    evaluation: EvaluationParams,
+def _write_manifest(
+    folder: Path,
+    version: str,
+    stage: dict[str, Any],
     training: TrainingParams,
-    out: Path,
-) -> TrainingParams:
-    """Search the retriever's then the ranker's settings on the validation window (the test
-    window is never seen); keep every trial under `out`; return the best settings."""
-    from tailwise.features.store import open_store
-    from training.config import TuneParams
-    from training.tune import save as save_tuning
-    from training.tune import tune_ranker, tune_retrieval
-
-    params = TuneParams(**training.tune)
-    settings = settings.resolved()  # trials run in their own working folders
-    split = temporal_split(read_events(clean), evaluation.split, read_items(clean))
-    found = tune_retrieval(settings, split, RetrievalConfig(**training.retrieval), params)
-    save_tuning(found, out / "retrieval")
-    best_retrieval = found.best_config
-
-    def candidates() -> TwoTowerRecommender:
-        return TwoTowerRecommender(open_store(settings), best_retrieval)  # type: ignore[arg-type]
-
-    ranked = tune_ranker(settings, split, candidates, RankerConfig(**training.ranker), params)
-    save_tuning(ranked, out / "ranker")
-    return training.model_copy(
-        update={
-            "retrieval": best_retrieval.model_dump(mode="json"),
-            "ranker": ranked.best_config.model_dump(mode="json"),
-        }
+    evaluation: EvaluationParams,
+    split: Split,
+    ranker: Any,
+    seconds: float,
+) -> None:
+    model_version.write_manifest(
+        folder,
+        {
+            "version": version,
+            "created_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+            "data_version": stage["data_version"],
+            "trained_before": stage["trained_before"],
+            "trained_on": f"events before {split.test_start.isoformat()}",
+            "evaluated_on": f"{split.test_start.isoformat()} .. {split.end.isoformat()}",
+            "feature_services": {"retrieval": "retrieval_v1", "ranking": ranker.feature_service},
+            "files": {
+                "retrieval": "retrieval/: query_model/ (SavedModel, serving_default takes the "
+                "raw inputs named in retrieval/manifest.json), item_embeddings.parquet",
+                "ranker": "ranker/: model.json (XGBoost), ranker.json (feature_names in "
+                "model order, categories)",
+                "cold_start": cold_start.DESCRIPTION,
+                "metrics": f"{model_version.METRICS}, {model_version.REPORT} (test window)",
+            },
+            "feature_names": {
+                "retrieval": retrieval_io.load_manifest(folder / "retrieval")["feature_names"],
+                "ranking": ranker.feature_names,
+            },
+            "params": {
+                "training": training.model_dump(mode="json"),
+                "evaluation": evaluation.model_dump(mode="json"),
+            },
+            "ranker_validation": ranker.metrics,
+            "training_seconds": round(seconds, 1),
+        },
     )
+
+
+def _same_data(recorded: dict[str, Any], clean: Path, split: Split, where: Path) -> None:
+    """The stage output was trained on this data and this split, else the evaluation or the
+    next stage would mix two data sets."""
+    now = model_version.data_version(clean)
+    if recorded.get("data_version") != now:
+        raise StageError(
+            f"{where} was trained on data version {recorded.get('data_version')}, but {clean} "
+            f"is {now}: rerun the training stages (dvc repro)"
+        )
+    if pd.Timestamp(recorded["trained_before"]) != split.test_start:
+        raise StageError(
+            f"{where} was trained on events before {recorded['trained_before']}, but the test "
+            f"window now starts at {split.test_start}: rerun the training stages"
+        )
 
 
 def _merge(a: EvaluationResult, b: EvaluationResult) -> EvaluationResult:
     a.table = pd.concat([a.table, b.table], ignore_index=True)
     a.per_user = pd.concat([a.per_user, b.per_user], ignore_index=True)
     a.timings.update(b.timings)
+    a.notes = [*b.notes[:-1], *a.notes]  # both end with the same users/catalogue note
     return a
 
 
-def _write_version(
-    folder: Path,
-    version: str,
-    dv: str,
-    result: EvaluationResult,
-    training: TrainingParams,
-    evaluation: EvaluationParams,
-    split: Any,
-    seconds: float,
-) -> None:
-    overall = result.table.loc[result.table["slice"] == "all"]
-    metrics: dict[str, dict[str, float]] = {}
-    for row in overall.itertuples():
-        metrics.setdefault(row.model, {})[f"{row.metric}@{row.k}"] = round(float(row.value), 6)
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (folder / "report.md").write_text(result.to_markdown() + "\n")
-    manifest = {
-        "version": version,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data_version": dv,
-        "trained_on": f"events before {split.test_start.isoformat()}",
-        "evaluated_on": f"{split.test_start.isoformat()} .. {split.end.isoformat()}",
-        "feature_services": {"retrieval": "retrieval_v1", "ranking": "ranking_v1"},
-        "params": {
-            "training": training.model_dump(),
-            "evaluation": evaluation.model_dump(mode="json"),
-        },
-        "training_seconds": round(seconds, 1),
-    }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+def _tuning(training: TrainingParams, tune: bool | None) -> bool:
+    return training.tune_params().enabled if tune is None else tune
+
+
+def _settings(settings: Any) -> Any:
+    if settings is None:
+        raise ValueError("tuning needs the Settings (trials open their own feature store)")
+    return settings
+
+
+def _reset(out: Path) -> None:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+
+
+def _save_tuning(found: Any, folder: Path) -> None:
+    """The search's files (training.tune.save) and history.csv for the DVC plot: trial,
+    validation metric, best so far. Header only when tuning did not run, so the plot
+    exists and is empty."""
+    folder.mkdir(parents=True, exist_ok=True)
+    history = pd.DataFrame({"trial": [], "value": [], "best": []})
+    if found is not None:
+        from training.tune import save
+
+        save(found, folder)
+        values = found.trials[found.metric].astype(float)
+        history = pd.DataFrame(
+            {"trial": found.trials["trial"], "value": values, "best": values.cummax().ffill()}
+        )
+    history.to_csv(folder / HISTORY, index=False)

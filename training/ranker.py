@@ -1,18 +1,14 @@
 """The learning-to-rank stage: candidates -> ranking_v1 features -> XGBoost ranker -> top k.
 
-    candidates (user_id, item_id, retrieval_score, retrieval_rank, event_timestamp, ...)
+    candidates (query, user_id, item_id, retrieval_score, retrieval_rank, event_timestamp,
+                label, ...)
       --ranking_examples(store)--> get_historical_features(feature service ranking_v1)
                                    + retrieval score/rank + cross_features
-                                   = Examples(X ordered columns, y, groups per user)
+                                   = Examples(X ordered columns, y, groups per query)
       --train_ranker(cfg)--> RankerResult (xgboost.XGBRanker) --save--> folder (JSON)
 
-`Reranker` wraps any harness recommender (EASE, ItemCooccurrence, later the two-tower
-retriever) and is itself one: `fit` cuts the history at `cut_days` before its end, fits
-the candidate model on the part before the cut, labels each user's top-N candidates with
-the items they interacted with positively after the cut (the harness's own definition of
-relevant: `training.split.window_truth`), trains the ranker, then refits the candidate
-model on the whole history; `recommend` reranks that model's top-N at the end of the
-history.
+Where the candidate lists come from and how a ranker reranks a candidate model is
+`training.reranker`.
 
 The feature list is read from the Feast feature service, never copied by hand: Feast
 field types decide which columns are numeric, which are categorical (pandas 'category',
@@ -22,7 +18,6 @@ and free text feed only `cross_features`; absolute epochs only the on-demand vie
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,9 +29,7 @@ import pandas as pd
 import xgboost as xgb
 from pydantic import BaseModel, ConfigDict, Field
 
-from training.config import SplitParams
-from training.cross_features import CROSS_FEATURES, cross_features
-from training.split import window_truth
+from tailwise.features.cross import CROSS_FEATURES, cross_features
 
 FEATURE_SERVICE = "ranking_v1"
 RETRIEVAL_FEATURES = ("retrieval_score", "retrieval_rank")
@@ -65,7 +58,13 @@ class RankerConfig(BaseModel):
     n_candidates: int = Field(200, ge=1, description="Candidates per user to rerank.")
     early_stopping_rounds: int = Field(40, ge=1)
     n_jobs: int = Field(2, ge=1)
-    cut_days: float = Field(7, gt=0, description="Label window at the end of the history.")
+    cut_days: float = Field(7, gt=0, description="Length of each label window.")
+    label_windows: int = Field(
+        1,
+        ge=1,
+        description="Label windows stacked back from the end of the history, each cut_days "
+        "long: the ranker learns from the candidates of every one.",
+    )
     validation_share: float = Field(
         0.2, ge=0, lt=1, description="Share of labelled users held out for early stopping."
     )
@@ -76,8 +75,9 @@ class RankerConfig(BaseModel):
 
 @dataclass
 class Examples:
-    """Rows sorted by user: X (ordered features), y (0/1), groups (rows per user, in order),
-    keys (user_id, item_id, retrieval_rank of each row), categorical (columns of X that are
+    """Rows sorted by query: X (ordered features), y (0/1), groups (rows per query, in order),
+    keys (query, user_id, item_id, retrieval_rank of each row; a query is one user's list,
+    at one label window when there are several), categorical (columns of X that are
     categories, from the feature service's String fields)."""
 
     X: pd.DataFrame
@@ -87,9 +87,10 @@ class Examples:
     categorical: list[str] = field(default_factory=list)
 
     def subset(self, users: Iterable[str]) -> Examples:
+        """The lists of `users` (every label window of theirs)."""
         mask = self.keys["user_id"].isin(set(users)).to_numpy()
         keys = self.keys[mask].reset_index(drop=True)
-        groups = keys.groupby("user_id", sort=False).size().to_numpy()
+        groups = keys.groupby("query", sort=False).size().to_numpy()
         X = self.X[mask].reset_index(drop=True)
         return Examples(X, self.y[mask], groups, keys, self.categorical)
 
@@ -134,12 +135,16 @@ def ranking_examples(
 ) -> Examples:
     """Point-in-time ranking_v1 features of every candidate row, plus retrieval and cross
     features. `candidates` may carry request_device / request_country (None otherwise:
-    UTC daypart, no device share); request_ts is taken from event_timestamp."""
+    UTC daypart, no device share); request_ts is taken from event_timestamp. A `query`
+    column groups rows into lists (default: one list per user_id); a `label` column gives
+    y when `labels` (user_id, item_id[, label]) is not given."""
     needed = ["user_id", "item_id", *RETRIEVAL_FEATURES, "event_timestamp"]
     missing = [c for c in needed if c not in candidates.columns]
     if missing:
         raise ValueError(f"candidates lack column(s) {missing}; got {list(candidates.columns)}")
-    rows = candidates.sort_values(["user_id", "retrieval_rank"], kind="stable")
+    if "query" not in candidates.columns:
+        candidates = candidates.assign(query=candidates["user_id"].astype(str))
+    rows = candidates.sort_values(["query", "retrieval_rank"], kind="stable")
     rows = rows.reset_index(drop=True).assign(_row=lambda f: np.arange(len(f)))
     stamps = pd.to_datetime(rows["event_timestamp"], utc=True)
     entity = pd.DataFrame(
@@ -172,11 +177,15 @@ def ranking_examples(
     y = np.zeros(len(rows))
     if labels is not None and len(labels):
         hit = rows[["user_id", "item_id"]].merge(
-            labels.assign(_y=labels.get("label", 1.0)), on=["user_id", "item_id"], how="left"
+            labels.assign(_y=labels.get("label", 1.0))[["user_id", "item_id", "_y"]],
+            on=["user_id", "item_id"],
+            how="left",
         )["_y"]
         y = hit.fillna(0.0).to_numpy(np.float64)
-    groups = rows.groupby("user_id", sort=False).size().to_numpy()
-    keys = rows[["user_id", "item_id", "retrieval_rank"]].copy()
+    elif "label" in rows.columns:
+        y = rows["label"].fillna(0.0).to_numpy(np.float64)
+    groups = rows.groupby("query", sort=False).size().to_numpy()
+    keys = rows[["query", "user_id", "item_id", "retrieval_rank"]].copy()
     return Examples(X, y, groups, keys, categorical)
 
 
@@ -279,121 +288,6 @@ def load(folder: Path) -> RankerResult:
         meta["feature_service"],
         meta.get("metrics", {}),
     )
-
-
-class Reranker:
-    """A harness recommender: `candidate_model`'s top-N reranked by an XGBoost ranker."""
-
-    name = "reranker"
-
-    def __init__(
-        self,
-        candidate_model: Any,
-        store: Any,
-        cfg: RankerConfig | None = None,
-        split_params: SplitParams | None = None,
-    ) -> None:
-        # A model to copy, or a factory returning a fresh unfitted model (for models that hold
-        # a Feast store, which must be shared rather than copied).
-        self.template = candidate_model
-        self.store = store
-        self.cfg = cfg or RankerConfig()
-        self.split_params = split_params or SplitParams()
-
-    def fit(self, train_events: pd.DataFrame, items: pd.DataFrame | None) -> Reranker:
-        """Train the ranker on a cut inside `train_events`, then refit the candidates."""
-        events = train_events.assign(timestamp=pd.to_datetime(train_events["timestamp"], utc=True))
-        end = events["timestamp"].max()
-        cut = end - pd.Timedelta(days=self.cfg.cut_days)
-        before, after = events[events["timestamp"] < cut], events[events["timestamp"] >= cut]
-        if before.empty or after.empty:
-            raise ValueError(
-                f"Reranker: cut_days={self.cfg.cut_days} leaves no events on one side of "
-                f"{cut}; the history spans {events['timestamp'].min()} .. {end}"
-            )
-        labels = window_truth(after, before, self.split_params).relevant
-        users = labels["user_id"].drop_duplicates().sort_values()
-        if self.cfg.max_train_users and len(users) > self.cfg.max_train_users:
-            users = users.sample(self.cfg.max_train_users, random_state=self.cfg.seed)
-        model = self._fresh().fit(before, _existing(items, cut))
-        candidates = self._candidates(model, users, before, cut)
-        examples = ranking_examples(self.store, candidates, labels.assign(label=1.0))
-        result = train_ranker(self.cfg, *self._holdout(examples))
-        return self.attach(result, self._fresh().fit(events, items), events)
-
-    def attach(self, result: RankerResult, candidate_model: Any, events: pd.DataFrame) -> Reranker:
-        """Serve a trained or loaded ranker over a fitted candidate model and its history."""
-        events = events.assign(timestamp=pd.to_datetime(events["timestamp"], utc=True))
-        self.result, self.candidate_model = result, candidate_model
-        self.history, self.at = events, events["timestamp"].max() + pd.Timedelta(seconds=1)
-        return self
-
-    def _fresh(self) -> Any:
-        if callable(self.template) and not hasattr(self.template, "fit"):
-            return self.template()
-        return copy.deepcopy(self.template)
-
-    def recommend(self, user_ids: Iterable[str], k: int, exclude_seen: bool = True) -> pd.DataFrame:
-        """Rerank the candidate model's top-N at the end of the fitted history; top k."""
-        if not hasattr(self, "result"):
-            raise RuntimeError("Reranker: call fit() before recommend()")
-        if k < 1:
-            raise ValueError(f"Reranker: k must be >= 1, got {k}")
-        users = pd.unique(pd.Series(list(user_ids), dtype=object).astype(str))
-        candidates = self._candidates(
-            self.candidate_model, users, self.history, self.at, exclude_seen
-        )
-        if candidates.empty:
-            return pd.DataFrame({"user_id": [], "item_id": [], "rank": [], "score": []})
-        examples = ranking_examples(self.store, candidates)
-        scored = examples.keys.assign(score=self.result.predict(examples.X))
-        scored = scored.sort_values(
-            ["user_id", "score", "retrieval_rank"], ascending=[True, False, True], kind="stable"
-        )
-        scored["rank"] = scored.groupby("user_id", sort=False).cumcount() + 1
-        top = scored[scored["rank"] <= k]
-        return top[["user_id", "item_id", "rank", "score"]].reset_index(drop=True)
-
-    def _candidates(
-        self,
-        model: Any,
-        users: Iterable[str],
-        history: pd.DataFrame,
-        at: pd.Timestamp,
-        exclude_seen: bool = True,
-    ) -> pd.DataFrame:
-        recs = model.recommend(users, self.cfg.n_candidates, exclude_seen=exclude_seen)
-        recs = recs.rename(columns={"score": "retrieval_score", "rank": "retrieval_rank"})
-        return recs.merge(_request_context(history), on="user_id", how="left").assign(
-            event_timestamp=at
-        )
-
-    def _holdout(self, examples: Examples) -> tuple[Examples, Examples | None]:
-        """Users with at least one positive; a seeded share of them for early stopping."""
-        positive = examples.keys.loc[examples.y > 0, "user_id"].drop_duplicates()
-        positive = positive.sort_values().to_numpy()
-        if self.cfg.validation_share == 0 or len(positive) < 10:
-            return examples.subset(positive), None
-        rng = np.random.default_rng(self.cfg.seed)
-        held = rng.random(len(positive)) < self.cfg.validation_share
-        return examples.subset(positive[~held]), examples.subset(positive[held])
-
-
-def _request_context(history: pd.DataFrame) -> pd.DataFrame:
-    """Each user's device and country at their last event: the request we expect next
-    (a live request carries its own)."""
-    cols = [c for c in ("device", "country") if c in history.columns]
-    last = history.sort_values("timestamp", kind="stable").groupby("user_id").tail(1)
-    return last[["user_id", *cols]].rename(
-        columns={"device": "request_device", "country": "request_country"}
-    )
-
-
-def _existing(items: pd.DataFrame | None, at: pd.Timestamp) -> pd.DataFrame | None:
-    if items is None or "created_at" not in items.columns:
-        return items
-    created = pd.to_datetime(items["created_at"], utc=True)
-    return items[created.isna() | (created < at)]
 
 
 def _strings(frame: pd.DataFrame, name: str) -> pd.Series:

@@ -259,13 +259,20 @@ def save(result: RetrievalResult, folder: Path | str) -> Path:
     return folder
 
 
+def load_manifest(folder: Path | str) -> dict[str, Any]:
+    """The saved retriever's manifest.json (inputs, config, training figures)."""
+    folder = Path(folder)
+    manifest: dict[str, Any] = json.loads((folder / "manifest.json").read_text())
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{folder}: format_version {manifest.get('format_version')} unsupported")
+    return manifest
+
+
 def load(folder: Path | str) -> RetrievalResult:
     """A RetrievalResult whose query embeddings come from the saved serving signature."""
     tf = _tensorflow()
     folder = Path(folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{folder}: format_version {manifest.get('format_version')} unsupported")
+    manifest = load_manifest(folder)
     inputs = [InputSpec(d["name"], d["kind"], d["length"]) for d in manifest["inputs"]]
     serving = tf.saved_model.load(str(folder / "query_model")).signatures["serving_default"]
     vectors = pd.read_parquet(folder / "item_embeddings.parquet")

@@ -208,7 +208,7 @@ def _ranker_trial(config: dict, *, settings: Any, split: Split, base: Any, env: 
     from ray import tune
 
     from tailwise.features.store import open_store
-    from training.ranker import Reranker
+    from training.reranker import Reranker
 
     cfg = build_config(base, config)
     # Threads follow the trial's CPUs; the returned best config keeps base.n_jobs.

@@ -1,8 +1,9 @@
-"""`tailwise train` end to end on the feature world, then batch recommendations."""
+"""`tailwise train`'s stages end to end on the feature world, then batch recommendations."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -10,8 +11,17 @@ import pytest
 
 from training.batch import load_recommender, read_user_ids, recommend_batch, version_folder
 from training.config import EvaluationParams
-from training.pipeline import CANDIDATES, MODEL, TrainingParams, train
+from training.pipeline import (
+    CANDIDATES,
+    MODEL,
+    StageError,
+    TrainingParams,
+    evaluate_version,
+    train,
+    train_ranker,
+)
 from training.split import read_events
+from training.version import read_manifest
 
 TINY = TrainingParams(
     retrieval={"embedding_dim": 16, "hidden_units": 32, "epochs": 1, "batch_size": 256, "seed": 3},
@@ -21,34 +31,71 @@ TINY = TrainingParams(
         "n_candidates": 20,
         "seed": 3,
         "validation_share": 0.0,
+        "label_windows": 2,
     },
 )
 
 
-@pytest.mark.slow
-def test_train_writes_a_version_that_recommends(feature_world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    models = tmp_path / "models"
+@pytest.fixture(scope="module")
+def trained(feature_world, tmp_path_factory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("train")
     outcome = train(
         feature_world.clean,
         feature_world.store,
         EvaluationParams(),
         TINY,
-        models,
+        root / "models",
         ground_truth=feature_world.raw / "ground_truth",
+        features=feature_world.features,
+        work=root / "work",
     )
-    folder = version_folder(models)
+    return root, outcome
+
+
+@pytest.mark.slow
+def test_train_publishes_a_self_describing_evaluated_version(trained) -> None:  # type: ignore[no-untyped-def]
+    root, outcome = trained
+    folder = version_folder(root / "models")
     assert folder == outcome.folder
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = read_manifest(folder)
     assert manifest["feature_services"] == {"retrieval": "retrieval_v1", "ranking": "ranking_v1"}
     assert len(manifest["data_version"]) == 16
+    assert manifest["params"]["training"]["ranker"]["label_windows"] == 2
+    assert manifest["feature_names"]["ranking"][:2] == ["retrieval_score", "retrieval_rank"]
+    assert manifest["feature_names"]["retrieval"][0] == "user_id"
+    assert manifest["files"]["cold_start"]["file"] == "cold_start.parquet"
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert {MODEL, CANDIDATES, "most_popular", "ease", "oracle"} <= set(metrics)
+    assert {MODEL, CANDIDATES, "most_popular", "ease", "oracle", "ranker_lift"} <= set(metrics)
     assert 0 <= metrics[MODEL]["ndcg@10"] <= 1
-    for part in ("retrieval/query_model", "retrieval/item_embeddings.parquet", "ranker"):
+    assert metrics["ranker_lift"]["ndcg@10"] == pytest.approx(
+        metrics[MODEL]["ndcg@10"] / metrics[CANDIDATES]["ndcg@10"] - 1, abs=1e-5
+    )
+    for part in (
+        "retrieval/query_model",
+        "retrieval/item_embeddings.parquet",
+        "ranker/model.json",
+        "ranker/ranker.json",
+        "cold_start.parquet",
+        "report.md",
+    ):
         assert (folder / part).exists(), part
+    cold = pd.read_parquet(folder / "cold_start.parquet")
+    assert list(cold.columns) == ["dimension", "value", "item_id", "rank", "score"]
+    assert {"all", "device", "country"} == set(cold["dimension"])
+    # The stages' outputs stay where DVC expects them; tuning did not run.
+    work = root / "work"
+    assert (work / "retrieval" / "candidates.parquet").exists()
+    lists = pd.read_parquet(work / "retrieval" / "candidates.parquet")
+    assert set(lists["window"]) == {0, 1} and set(lists["label"]) == {0.0, 1.0}
+    history = pd.read_csv(work / "ranker" / "tuning" / "history.csv")
+    assert list(history.columns) == ["trial", "value", "best"] and history.empty
 
-    recommender = load_recommender(folder, feature_world.store, feature_world.clean)
+
+@pytest.mark.slow
+def test_published_version_recommends(trained, feature_world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, outcome = trained
     events = read_events(feature_world.clean)
+    recommender = load_recommender(outcome.folder, feature_world.store, events)
     known = list(events["user_id"].drop_duplicates()[:5])
     users_file = tmp_path / "users.txt"
     users_file.write_text("\n".join([*known, "# a comment", "never-seen-user"]) + "\n")
@@ -61,3 +108,64 @@ def test_train_writes_a_version_that_recommends(feature_world, tmp_path: Path) -
         recs.groupby("user_id")["rank"].apply(lambda r: list(r) == list(range(1, len(r) + 1))).all()
     )
     assert pd.api.types.is_numeric_dtype(recs["score"])
+
+
+@pytest.mark.slow
+def test_stages_refuse_outputs_of_another_split(trained, feature_world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root, outcome = trained
+    shorter = EvaluationParams.model_validate({"split": {"test_days": 5}})
+    with pytest.raises(StageError, match="test window now starts"):
+        evaluate_version(feature_world.clean, feature_world.store, shorter, outcome.folder)
+    retrieval = tmp_path / "retrieval"
+    shutil.copytree(root / "work" / "retrieval", retrieval)
+    stage = json.loads((retrieval / "stage.json").read_text())
+    (retrieval / "stage.json").write_text(json.dumps({**stage, "data_version": "0" * 16}))
+    with pytest.raises(StageError, match="data version"):
+        train_ranker(
+            feature_world.clean,
+            feature_world.store,
+            EvaluationParams(),
+            TINY,
+            retrieval,
+            tmp_path / "ranker",
+        )
+
+
+def test_tuning_history_feeds_the_dvc_plot_and_is_empty_without_tuning(tmp_path: Path) -> None:
+    from training.pipeline import _save_tuning
+    from training.ranker import RankerConfig
+    from training.tune import TuneOutcome
+
+    trials = pd.DataFrame(
+        {"trial": [0, 1, 2], "max_depth": [3, 5, 4], "ndcg@10": [0.1, float("nan"), 0.2]}
+    ).assign(status=["TERMINATED", "ERROR", "TERMINATED"], seconds=[1.0, 0.5, 2.0])
+    _save_tuning(TuneOutcome(RankerConfig(), 0.2, "ndcg@10", trials), tmp_path / "tuned")
+    history = pd.read_csv(tmp_path / "tuned" / "history.csv")
+    assert list(history["best"]) == [0.1, 0.1, 0.2] and history["value"].isna().sum() == 1
+    assert (tmp_path / "tuned" / "best_config.json").exists()
+    _save_tuning(None, tmp_path / "untuned")
+    assert (tmp_path / "untuned" / "history.csv").read_text().strip() == "trial,value,best"
+
+
+@pytest.mark.slow
+def test_retrieval_stage_tunes_when_asked_and_trains_with_the_best(
+    feature_world, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from training.pipeline import train_retrieval
+
+    tune = {"num_samples": 1, "max_concurrent_trials": 1, "cpus": 1, "storage": tmp_path / "ray"}
+    training = TINY.model_copy(update={"tune": tune, "ranker": {**TINY.ranker, "label_windows": 1}})
+    out = train_retrieval(
+        feature_world.clean,
+        feature_world.store,
+        EvaluationParams(),
+        training,
+        tmp_path / "retrieval",
+        settings=feature_world.settings,
+        tune=True,
+    )
+    history = pd.read_csv(out / "tuning" / "history.csv")
+    assert len(history) == 1 and history["value"].between(0, 1).all()
+    best = json.loads((out / "tuning" / "best_config.json").read_text())
+    assert json.loads((out / "stage.json").read_text())["config"] == best
+    assert (out / "model" / "query_model").exists()

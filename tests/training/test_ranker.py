@@ -1,5 +1,6 @@
-"""Ranker: cross features by hand, ranking examples from Feast, save/load, determinism,
-the Reranker's harness behaviour and its NDCG@10 next to its candidate model's order."""
+"""Ranker and reranker: cross features by hand, ranking examples from Feast, save/load,
+determinism, stacked label windows, the Reranker's harness behaviour and its NDCG@10 next
+to its candidate model's order."""
 
 from __future__ import annotations
 
@@ -9,19 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tailwise.features.cross import CROSS_FEATURES, cross_features
 from training.baselines import EASE
 from training.config import SplitParams
-from training.cross_features import CROSS_FEATURES, cross_features
 from training.evaluate import evaluate
 from training.ranker import (
     RankerConfig,
-    Reranker,
     feature_columns,
     load,
     ranking_examples,
     save,
     train_ranker,
 )
+from training.reranker import Reranker
 from training.split import read_events, read_items, temporal_split
 
 TINY = RankerConfig(n_estimators=20, max_depth=3, n_candidates=20, seed=3, validation_share=0.0)
@@ -162,3 +163,33 @@ def test_reranker_excludes_seen_respects_k_and_reports_lift(feature_world, world
     ease_order = result.value("ease_order", "ndcg", 10)
     print(f"\nvalidation NDCG@10 reranked={reranked:.4f} ease_order={ease_order:.4f}")
     assert 0.0 <= reranked <= 1.0 and 0.0 <= ease_order <= 1.0
+
+
+def test_labelled_candidates_stack_windows_back_from_the_end() -> None:
+    from tests.training.conftest import events, items
+    from training.baselines import MostPopular
+    from training.reranker import labelled_candidates
+
+    log = events(
+        ("u1", "i1", "2026-01-01"),
+        ("u2", "i2", "2026-01-02"),
+        ("u1", "i2", "2026-01-09"),  # window 1: 2026-01-08 .. 01-15
+        ("u3", "i1", "2026-01-10"),
+        ("u2", "i3", "2026-01-16"),  # window 0: 2026-01-15 .. the last event
+        ("u1", "i3", "2026-01-22"),
+    )
+    catalogue = items("i1", "i2", "i3", created={"i3": "2026-01-05"})
+    cfg = RankerConfig(cut_days=7, label_windows=2, n_candidates=3)
+    rows = labelled_candidates(MostPopular, log, catalogue, cfg, SplitParams())
+    assert set(rows["window"]) == {0, 1}
+    labelled = rows[rows["label"] == 1.0]
+    got = set(zip(labelled["window"], labelled["user_id"], labelled["item_id"], strict=True))
+    assert got == {(1, "u1", "i2"), (1, "u3", "i1"), (0, "u2", "i3"), (0, "u1", "i3")}
+    older = rows[rows["window"] == 1]
+    assert set(older["user_id"]) == {"u1", "u3"}
+    assert "i1" not in set(older.loc[older["user_id"] == "u1", "item_id"])  # seen before
+    assert (older["event_timestamp"] == pd.Timestamp("2026-01-08", tz="UTC")).all()  # its cut
+    assert set(rows["query"]) == {"1|u1", "1|u3", "0|u1", "0|u2"}
+    too_many = cfg.model_copy(update={"label_windows": 4})
+    with pytest.raises(ValueError, match=r"label window 2 .* needs events before"):
+        labelled_candidates(MostPopular, log, catalogue, too_many, SplitParams())

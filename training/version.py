@@ -1,0 +1,103 @@
+"""A model version: one folder that says what it is, and publishing it after evaluation.
+
+    <version>/
+      retrieval/           exported query model (SavedModel, takes raw feature values by
+                           name), item_embeddings.parquet, manifest.json (ordered inputs)
+      ranker/              model.json (XGBoost), ranker.json (ordered feature names,
+                           categories, config, feature service)
+      cold_start.parquet   popular items by context for people the model does not know
+      manifest.json        version, data version, windows, feature services, params, the
+                           files above and how to read them, training figures
+      metrics.json         test-window metrics of every model next to the baselines, and
+      report.md            the full evaluation (both added when the version is published)
+
+`tailwise train` and the DVC stages write the folder without metrics (train_ranker), the
+evaluation measures it, and `publish` copies it to `<models>/<version>/` with its metrics
+and names it in `<models>/LATEST`, so a published version is always an evaluated one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+MANIFEST, METRICS, REPORT, LATEST = "manifest.json", "metrics.json", "report.md", "LATEST"
+FORMAT_VERSION = 1
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No model version where one was asked for; the message says what exists."""
+
+
+def new_version() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def data_version(clean: Path) -> str:
+    """A fingerprint of the clean data: its quality report and every file's size."""
+    digest = hashlib.sha256((clean / "quality_report.json").read_bytes())
+    for path in sorted(clean.rglob("*.parquet")):
+        digest.update(f"{path.relative_to(clean)}:{path.stat().st_size}".encode())
+    return digest.hexdigest()[:16]
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    path = folder / MANIFEST
+    body = {"format_version": FORMAT_VERSION, **manifest}
+    path.write_text(json.dumps(body, indent=2, default=str) + "\n")
+    return path
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        raise ModelNotFoundError(f"{path} not found: {folder} is not a model version folder")
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {manifest.get('format_version')} unsupported")
+    return manifest
+
+
+def metrics_table(table: Any) -> dict[str, dict[str, float]]:
+    """{model: {'<metric>@<k>': value}} of the 'all' slice of an evaluation table."""
+    overall = table.loc[table["slice"] == "all"]
+    metrics: dict[str, dict[str, float]] = {}
+    for row in overall.itertuples():
+        metrics.setdefault(row.model, {})[f"{row.metric}@{row.k}"] = round(float(row.value), 6)
+    return metrics
+
+
+def publish(folder: Path, models_dir: Path, metrics: dict[str, Any], report: str) -> Path:
+    """Copy the version in `folder` to `models_dir/<version>/` with its metrics and report,
+    then point `models_dir/LATEST` at it. Publishing the same version again replaces it."""
+    version = str(read_manifest(folder)["version"])
+    target = models_dir / version
+    staging = models_dir / f".{version}.publishing"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(folder, staging)
+    (staging / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+    (staging / REPORT).write_text(report)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    (models_dir / LATEST).write_text(version + "\n")
+    return target
+
+
+def version_folder(models_dir: Path, version: str | None = None) -> Path:
+    """The named version, or the one `models_dir/LATEST` names."""
+    if version is None:
+        latest = models_dir / LATEST
+        if not latest.exists():
+            raise ModelNotFoundError(
+                f"no trained model in {models_dir}: run `tailwise train` first"
+            )
+        version = latest.read_text().strip()
+    folder = models_dir / version
+    if not (folder / MANIFEST).exists():
+        known = sorted(p.parent.name for p in models_dir.glob(f"*/{MANIFEST}"))
+        raise ModelNotFoundError(f"model version {version!r} not in {models_dir} (have: {known})")
+    return folder
