@@ -1,0 +1,261 @@
+"""Moving served traffic from Redis Streams into offline Parquet tables, exactly once.
+
+events stream (field `e`)  -> out_dir/events/event_date=YYYY-MM-DD/served-<id>.parquet
+served stream (field `r`)  -> out_dir/requests/date=YYYY-MM-DD/served-<id>.parquet
+
+Each stream is read by the consumer group `offline`. Entries left unacknowledged by a run
+that crashed are handled first (this consumer's own, and others' idle ones are claimed),
+then new ones. Rows whose id (event_id / request_id) is already in the target partition,
+or repeated in the batch, are dropped; the file is written under a temporary name and
+renamed, then the entries are acknowledged. A crash anywhere in between only means the
+same entries are read again and found to be duplicates. Event files have the same columns
+and types as the clean events, so training reads data/clean and data/served alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import redis
+from redis.exceptions import ResponseError
+
+from serving.events import parse_timestamp
+from serving.keys import Keys
+from tailwise.ingest.events import CLEAN_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+GROUP = "offline"
+DEFAULT_OUT = Path("data/served")
+EVENTS_SCHEMA = pa.schema(
+    [
+        pa.field(c, pa.timestamp("us", tz="UTC"))
+        if c == "timestamp"
+        else pa.field(c, pa.float64() if c in ("value", "price", "weight") else pa.string())
+        for c in CLEAN_COLUMNS
+    ]
+)
+REQUESTS_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("user_id", pa.string()),
+        ("model_version", pa.string()),
+        ("degraded", pa.bool_()),
+        ("latency_ms", pa.float64()),
+        ("items", pa.string()),  # JSON
+        ("features", pa.string()),  # JSON
+        ("extra", pa.string()),  # JSON of any other fields of the log entry
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ConsumeResult:
+    """Entries read, rows written, duplicates dropped, unreadable entries set aside (for the
+    events stream; `requests` holds the same counts for the served-request log)."""
+
+    read: int
+    written: int
+    duplicates: int
+    rejected: int = 0
+    requests: ConsumeResult | None = None
+
+
+@dataclass(frozen=True)
+class _Table:
+    field: bytes
+    folder: str
+    partition: str
+    key: str
+    time: str
+    schema: pa.Schema
+    parse: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _event_row(record: dict[str, Any]) -> dict[str, Any]:
+    if not record.get("event_id") or not record.get("user_id") or not record.get("item_id"):
+        raise ValueError("event without event_id, user_id or item_id")
+    row = {c: record.get(c) for c in CLEAN_COLUMNS}
+    row["timestamp"] = _time(record.get("timestamp"))
+    return row
+
+
+def _request_row(record: dict[str, Any]) -> dict[str, Any]:
+    if not record.get("request_id"):
+        raise ValueError("request log entry without request_id")
+    known = {"request_id", "ts", "user_id", "model_version", "degraded", "latency_ms"}
+    extra = {k: v for k, v in record.items() if k not in known | {"items", "features"}}
+    return {
+        "request_id": str(record["request_id"]),
+        "ts": _time(record.get("ts")),
+        "user_id": _opt_str(record.get("user_id")),
+        "model_version": _opt_str(record.get("model_version")),
+        "degraded": None if record.get("degraded") is None else bool(record["degraded"]),
+        "latency_ms": None if record.get("latency_ms") is None else float(record["latency_ms"]),
+        "items": _json(record.get("items")),
+        "features": _json(record.get("features")),
+        "extra": json.dumps(extra, default=str) if extra else None,
+    }
+
+
+def _time(value: Any) -> pd.Timestamp:
+    ts = parse_timestamp(value) if value is not None else "missing"
+    if isinstance(ts, str):
+        raise ValueError(f"bad timestamp: {ts}")
+    return pd.Timestamp(ts).as_unit("us")
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
+
+
+EVENTS = _Table(b"e", "events", "event_date", "event_id", "timestamp", EVENTS_SCHEMA, _event_row)
+REQUESTS = _Table(b"r", "requests", "date", "request_id", "ts", REQUESTS_SCHEMA, _request_row)
+
+
+def consume(
+    client: redis.Redis,
+    keys: Keys,
+    out_dir: Path = DEFAULT_OUT,
+    count: int = 5000,
+    block_ms: int = 0,
+    consumer: str = "offline-1",
+    claim_idle_ms: int = 60_000,
+) -> ConsumeResult:
+    """One batch (up to `count` entries) of each stream into Parquet under `out_dir`.
+
+    block_ms > 0 waits that long for new events when there are none (0: do not wait).
+    Entries another consumer read but did not acknowledge for `claim_idle_ms` are taken
+    over (a crashed consumer's work).
+    """
+    args = (client, Path(out_dir), count, block_ms, consumer, claim_idle_ms)
+    events = _consume_stream(keys.events, EVENTS, *args)
+    requests = _consume_stream(keys.served, REQUESTS, *args[:3], 0, *args[4:])
+    return ConsumeResult(
+        events.read, events.written, events.duplicates, events.rejected, requests=requests
+    )
+
+
+def _consume_stream(
+    stream: str,
+    table: _Table,
+    client: redis.Redis,
+    out_dir: Path,
+    count: int,
+    block_ms: int,
+    consumer: str,
+    claim_idle_ms: int,
+) -> ConsumeResult:
+    _ensure_group(client, stream)
+    # Crashed consumers' entries become this consumer's, then appear among its pending ones.
+    client.xautoclaim(stream, GROUP, consumer, claim_idle_ms, "0-0", count=count, justid=True)
+    entries = _read(client, stream, consumer, "0", count, None)
+    if not entries:
+        entries = _read(client, stream, consumer, ">", count, block_ms or None)
+    if not entries:
+        return ConsumeResult(0, 0, 0)
+    rows, rejected, ids = [], [], []
+    for entry_id, fields in entries:
+        ids.append(entry_id)
+        if not fields:  # deleted from the stream while pending
+            continue
+        raw = fields.get(table.field)
+        try:
+            if raw is None:
+                raise ValueError(f"entry has no {table.field.decode()!r} field")
+            row = table.parse(json.loads(raw))
+        except (TypeError, ValueError, AttributeError) as exc:
+            rejected.append({"id": entry_id.decode(), "raw": _text(raw), "problem": str(exc)})
+            continue
+        rows.append({**row, "_stream_id": entry_id.decode()})
+    written = _write(pd.DataFrame(rows), table, out_dir) if rows else 0
+    if rejected:
+        _set_aside(rejected, table, out_dir)
+    client.xack(stream, GROUP, *ids)
+    return ConsumeResult(len(entries), written, len(rows) - written, len(rejected))
+
+
+def _ensure_group(client: redis.Redis, stream: str) -> None:
+    try:
+        client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _read(
+    client: redis.Redis, stream: str, consumer: str, start: str, count: int, block: int | None
+) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    reply: Any = client.xreadgroup(GROUP, consumer, {stream: start}, count=count, block=block)
+    if not reply:
+        return []
+    # redis-py answers [[stream, entries]] over RESP2 and {stream: [entries]} over RESP3.
+    if isinstance(reply, dict):
+        groups = [v[0] if v and isinstance(v[0], list) else v for v in reply.values()]
+    else:
+        groups = [entries for _, entries in reply]
+    return [(i, f or {}) for entries in groups for i, f in entries]
+
+
+def _write(frame: pd.DataFrame, table: _Table, out_dir: Path) -> int:
+    """New rows per partition into one file each; returns how many rows were written."""
+    frame = frame.drop_duplicates(table.key, keep="first")
+    day = pd.to_datetime(frame[table.time], utc=True).dt.strftime("%Y-%m-%d")
+    written = 0
+    for date, part in frame.groupby(day, sort=True):
+        folder = out_dir / table.folder / f"{table.partition}={date}"
+        part = part.loc[~part[table.key].isin(_existing_ids(folder, table.key))]
+        if part.empty:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"served-{part['_stream_id'].iat[0]}.parquet"
+        n = 1
+        while target.exists():  # never overwrite rows already written
+            target = folder / f"served-{part['_stream_id'].iat[0]}-{n}.parquet"
+            n += 1
+        data = pa.Table.from_pandas(
+            part.drop(columns="_stream_id"), schema=table.schema, preserve_index=False
+        ).replace_schema_metadata()
+        tmp = folder / f".{target.name}.tmp"  # dot files are skipped by Parquet readers
+        pq.write_table(data, tmp, compression="zstd")
+        os.replace(tmp, target)
+        written += len(part)
+    return written
+
+
+def _existing_ids(folder: Path, key: str) -> set[str]:
+    files = [p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))]
+    if not files:
+        return set()
+    ids = ds.dataset([str(p) for p in files], format="parquet").to_table(columns=[key])
+    return set(ids.column(key).to_pylist())
+
+
+def _set_aside(rejected: list[dict[str, Any]], table: _Table, out_dir: Path) -> None:
+    """Unreadable entries are kept for a person to look at instead of blocking the group."""
+    folder = out_dir / "rejected"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{table.folder}-{rejected[0]['id']}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rejected))
+    logger.warning("%d unreadable %s entries set aside in %s", len(rejected), table.folder, path)
+
+
+def _text(raw: Any) -> str | None:
+    if isinstance(raw, bytes):
+        return raw.decode(errors="replace")
+    return None if raw is None else str(raw)
