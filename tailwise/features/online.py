@@ -11,6 +11,7 @@ in process memory as arrays and reloads them when the materialisation stamp move
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +68,14 @@ class OnlineFeatures:
         """All features of all views for one entity (None where absent), one round trip."""
         raw = self.client.hmget(self.key(entity_id), self._fields)  # type: ignore[arg-type]
         return self._decode(raw)  # type: ignore[arg-type]
+
+    def queue_read(self, pipe: Any, entity_id: str) -> None:
+        """Queue this entity's read on a pipeline; `decode` its reply (one round trip with
+        whatever else the caller queues)."""
+        pipe.hmget(self.key(entity_id), self._fields)
+
+    def decode(self, raw: list[bytes | None]) -> dict[str, Any]:
+        return self._decode(raw)
 
     def read_many(self, entity_ids: Iterable[str]) -> list[dict[str, Any]]:
         pipe = self.client.pipeline(transaction=False)
@@ -132,11 +141,19 @@ class ItemTable:
         frame.insert(0, "item_id", list(item_ids))
         return cls(frame, stamp.decode() if isinstance(stamp, bytes) else None)
 
-    def lookup(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    def lookup(
+        self, item_ids: Sequence[str], names: Iterable[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Columns (all, or those of `names` that exist) of `item_ids`; None if unknown."""
         pos = self.index.get_indexer(item_ids)
         found = pos >= 0
         out = {}
-        for name, col in self.columns.items():
+        wanted = (
+            self.columns
+            if names is None
+            else {n: self.columns[n] for n in names if n in self.columns}
+        )
+        for name, col in wanted.items():
             values = col[np.where(found, pos, 0)]
             if not found.all():
                 values = values.astype(object)
@@ -149,3 +166,31 @@ def stamp_now(client: redis.Redis, project: str) -> str:
     stamp = datetime.now(UTC).isoformat()
     client.set(materialized_stamp_key(project), stamp)
     return stamp
+
+
+def erase_online(client: redis.Redis, project: str, user_ids: Sequence[str]) -> int:
+    """Remove people from the online side: their Feast feature hash, every per-user key of
+    the serving app (`tailwise:<project>:<kind>:<user_id>`) and their entries in its event
+    and request streams. Returns the number of keys and stream entries removed."""
+    removed = 0
+    for user_id in user_ids:
+        reader = OnlineFeatures(client, project, "user_id", [])
+        removed += int(client.delete(reader.key(user_id)))  # type: ignore[arg-type]
+        for key in client.scan_iter(match=f"tailwise:{project}:*:{_glob(user_id)}", count=1000):
+            removed += int(client.delete(key))  # type: ignore[arg-type]
+    wanted = set(user_ids)
+    for stream in (f"tailwise:{project}:events", f"tailwise:{project}:served"):
+        for entry_id, fields in client.xrange(stream):  # type: ignore[union-attr]
+            for raw in fields.values():
+                if (
+                    isinstance(raw, bytes)
+                    and b'"user_id"' in raw
+                    and json.loads(raw).get("user_id") in wanted
+                ):
+                    removed += int(client.xdel(stream, entry_id))  # type: ignore[arg-type]
+    return removed
+
+
+def _glob(text: str) -> str:
+    """`text` with Redis glob characters escaped."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

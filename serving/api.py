@@ -1,0 +1,107 @@
+"""The HTTP contract applications code against: request and response bodies of the API.
+
+Pydantic models, so FastAPI validates every request before a handler runs and a bad field
+comes back as a 422 naming the field, and `/docs` shows the same shapes. Events follow the
+ingestion contract (`tailwise.schema.EVENTS`); the rules beyond types (known event type,
+time window, consent) are applied by `serving.events`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+MAX_EXCLUDE = 1000
+MAX_EVENTS = 1000
+
+
+class RequestContext(BaseModel):
+    """What the application knows about the request; every field is optional."""
+
+    model_config = ConfigDict(extra="allow")
+
+    device: str | None = Field(None, max_length=32, examples=["mobile"])
+    country: str | None = Field(None, max_length=8, examples=["DE"])
+    timestamp: datetime | None = Field(
+        None, description="When the request happens (default: now, UTC)."
+    )
+
+
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id = Field(examples=["u0000030"])
+    k: int = Field(10, ge=1, le=100, description="How many items to return (1..100).")
+    context: RequestContext = Field(default_factory=RequestContext)
+    exclude: list[Id] = Field(
+        default_factory=list, max_length=MAX_EXCLUDE, description="Item ids never to return."
+    )
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    reason: str = Field(description="Short human-readable explanation of why this item.")
+
+
+class RecommendResponse(BaseModel):
+    request_id: str
+    model_version: str
+    items: list[RecommendedItem]
+    degraded: bool = Field(
+        False, description="True when answered from the in-memory fallback (Redis down)."
+    )
+
+
+class Event(BaseModel):
+    """One interaction, as in the ingestion contract (tailwise.schema.EVENTS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
+    item_id: Id
+    event_type: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    timestamp: datetime | float | int | str = Field(
+        description="ISO-8601 (any offset; none means UTC) or epoch seconds."
+    )
+    event_id: Id | None = None
+    value: float | None = Field(None, ge=0)
+    price: float | None = Field(None, ge=0)
+    session_id: str | None = Field(None, max_length=128)
+    device: str | None = Field(None, max_length=32)
+    channel: str | None = Field(None, max_length=64)
+    country: str | None = Field(None, max_length=8)
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    event_ids: list[str]
+    spilled: int = Field(
+        0, description="Events kept in the local durable log while Redis is unreachable."
+    )
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str | None = Field(None, description="Model version (default: the LATEST one).")
+
+
+class ReloadResponse(BaseModel):
+    previous: str
+    model_version: str
+    seconds: float
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    detail: Any = None

@@ -1,0 +1,69 @@
+"""`tailwise recommend`: recommendations for a file of users through the serving graph.
+
+The same `RecommendGraph` the HTTP app runs (features from Redis, retrieval, ranking,
+rules), in this process, without Ray: what a batch job gets is what an application would
+have been served, except that already-seen items are always left out and nothing is
+cached or logged. Needs the features materialised (`tailwise features materialize`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import redis
+
+from serving.bundle import load_bundle, version_folder
+from serving.config import ServingConfig
+from serving.features import FeatureReader, check_features
+from serving.graph import RecommendGraph, Request
+from serving.history import bootstrap_history
+from serving.keys import Keys
+from tailwise.features.store import open_store
+from tailwise.settings import Settings
+
+
+def open_graph(config: ServingConfig, settings: Settings) -> RecommendGraph:
+    """A graph over the configured model version, with seen items excluded, no cache."""
+    bundle = load_bundle(version_folder(config.models_dir, config.model_version))
+    client = redis.Redis.from_url(settings.redis_url)
+    store = open_store(settings)
+    reader = FeatureReader(store, client, bundle.ranking_service, list(bundle.item_ids))
+    check_features(bundle, reader)
+    keys = Keys(store.project)
+    if (config.clean_dir / "events").exists():
+        bootstrap_history(client, keys, config.clean_dir)
+    rules = config.rules.model_copy(update={"exclude_seen": True})
+    batch = config.model_copy(update={"rules": rules, "cache_ttl_seconds": 0})
+    return RecommendGraph(bundle, reader, client, keys, batch, record=False)
+
+
+def read_user_ids(path: Path) -> list[str]:
+    """One user id per line; blank lines and '#' comments are skipped; order kept, once."""
+    ids = [line.strip() for line in path.read_text().splitlines()]
+    ids = [i for i in ids if i and not i.startswith("#")]
+    if not ids:
+        raise ValueError(f"{path}: no user ids (expected one id per line)")
+    return list(dict.fromkeys(ids))
+
+
+def recommend_users(
+    graph: RecommendGraph,
+    user_ids: Sequence[str],
+    k: int,
+    progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Rows user_id, item_id, rank (1 = best), score for every listed user."""
+    if not 1 <= k <= 1000:
+        raise ValueError(f"k must be between 1 and 1000, got {k}")
+    rows = []
+    for n, user in enumerate(user_ids, start=1):
+        answer = graph.recommend(Request(user_id=user, k=k, request_id=f"batch-{n}"))
+        if answer.body.get("degraded"):
+            raise redis.ConnectionError(f"Redis at {graph.client} is unreachable")
+        for rank, item in enumerate(answer.body["items"], start=1):
+            rows.append((user, item["item_id"], rank, item["score"]))
+        if progress is not None:
+            progress(n)
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rank", "score"])

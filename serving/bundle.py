@@ -1,0 +1,213 @@
+"""A model version folder loaded for serving: the query model, item vectors, the ranker.
+
+    data/models/<version>/
+      manifest.json           version, data version, feature services
+      retrieval/manifest.json ordered query-tower inputs (name, kind, length)
+      retrieval/query_model/  SavedModel; serving_default takes the raw inputs by name
+      retrieval/item_embeddings.parquet  item_id, vector (L2-normalised)
+      ranker/model.json       XGBoost model; ranker.json: ordered feature names, categories
+      cold_start.parquet      popular items by context, for people the model does not know
+
+Serving never imports training code: it reads these files. TensorFlow and XGBoost run
+single-threaded (one request is tiny; threads only contend on 2 cores), which measured
+1.8 ms per query embedding and 0.3 ms per 200-row ranking here, against 2.9 ms and 24 ms
+with the default thread pools while other work ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+class BundleError(RuntimeError):
+    """A model version folder is missing or unusable; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class TowerInput:
+    name: str
+    kind: str  # 'id' | 'categorical' | 'numeric' | 'string_list'
+    length: int = 0
+
+
+@dataclass
+class ColdStart:
+    """Popular items per context dimension ('all', 'device', 'country')."""
+
+    lists: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def scores(self, device: str | None, country: str | None) -> pd.Series:
+        """Item -> score blended over what is known of the context ('all' always counts)."""
+        parts = [("all", "")]
+        if device:
+            parts.append(("device", device.lower()))
+        if country:
+            parts.append(("country", country.upper()))
+        total: dict[str, float] = {}
+        for key in parts:
+            ids, scores = self.lists.get(key, (np.array([], object), np.array([])))
+            for item, score in zip(ids, scores, strict=True):
+                total[item] = total.get(item, 0.0) + float(score)
+        return pd.Series(total, dtype=np.float64).sort_values(ascending=False, kind="stable")
+
+
+@dataclass
+class ModelBundle:
+    version: str
+    folder: Path
+    manifest: dict[str, Any]
+    inputs: list[TowerInput]
+    item_ids: np.ndarray
+    item_vectors: np.ndarray
+    ranker: Any  # xgboost.Booster
+    ranker_features: list[str]
+    categories: dict[str, list[str]]
+    cold_start: ColdStart
+    _signature: Any = None
+    _packed: Any = None
+    _loaded: Any = None
+
+    @property
+    def retrieval_service(self) -> str:
+        return str(self.manifest.get("feature_services", {}).get("retrieval", "retrieval_v1"))
+
+    @property
+    def ranking_service(self) -> str:
+        return str(self.manifest.get("feature_services", {}).get("ranking", "ranking_v1"))
+
+    def embed(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """Query vectors for raw tower inputs (one row per user).
+
+        The SavedModel's signature takes 51 named tensors; binding them costs ~4 ms of
+        Python per call against ~1 ms of TensorFlow work, so the inputs go in packed as one
+        float matrix, one string matrix and the string lists, through a tf.function that
+        unpacks them inside the graph (`_packed_signature`)."""
+        if self._packed is None:
+            self._packed = _packed_signature(self._signature, self.inputs)
+        numeric = [s.name for s in self.inputs if s.kind == "numeric"]
+        strings = [s.name for s in self.inputs if s.kind in ("id", "categorical")]
+        lists = [s.name for s in self.inputs if s.kind == "string_list"]
+        n = len(arrays[self.inputs[0].name])
+        num = np.stack([arrays[k] for k in numeric], axis=1) if numeric else np.zeros((n, 0))
+        text = np.stack([arrays[k] for k in strings], axis=1) if strings else np.zeros((n, 0))
+        packed = [num.astype(np.float32), text.astype(str), *(arrays[k].astype(str) for k in lists)]
+        return np.asarray(self._packed(*packed))
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Per-feature contributions (approximate SHAP) of a few rows; last column = bias.
+
+        A plain DMatrix: the trees carry their categorical splits, and setting 85 names
+        and types costs more than the prediction (0.3 ms against 0.7 ms for 10 rows)."""
+        import xgboost as xgb
+
+        contributions = self.ranker.predict(
+            xgb.DMatrix(X), pred_contribs=True, approx_contribs=True, validate_features=False
+        )
+        return np.asarray(contributions)
+
+    def rank(self, X: np.ndarray) -> np.ndarray:
+        """Ranker scores of rows in `ranker_features` order (categoricals as codes)."""
+        return np.asarray(self.ranker.inplace_predict(X), dtype=np.float64)
+
+
+def version_folder(models_dir: Path, version: str | None = None) -> Path:
+    """The named version, or the one `models_dir/LATEST` names."""
+    if version is None:
+        latest = models_dir / "LATEST"
+        if not latest.exists():
+            raise BundleError(f"no trained model in {models_dir}: run `tailwise train` first")
+        version = latest.read_text().strip()
+    folder = models_dir / version
+    if not (folder / "manifest.json").exists():
+        known = sorted(p.parent.name for p in models_dir.glob("*/manifest.json"))
+        raise BundleError(f"model version {version!r} not in {models_dir} (have: {known})")
+    return folder
+
+
+def load_bundle(folder: Path) -> ModelBundle:
+    """Read a version folder; raises BundleError naming the missing or bad file."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import tensorflow as tf
+    import xgboost as xgb
+
+    _single_threaded(tf)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        tower = json.loads((folder / "retrieval" / "manifest.json").read_text())
+        meta = json.loads((folder / "ranker" / "ranker.json").read_text())
+        vectors = pd.read_parquet(folder / "retrieval" / "item_embeddings.parquet")
+        loaded = tf.saved_model.load(str(folder / "retrieval" / "query_model"))
+        booster = xgb.Booster()
+        booster.load_model(folder / "ranker" / "model.json")
+    except (OSError, KeyError, ValueError, xgb.core.XGBoostError) as exc:
+        raise BundleError(f"{folder}: not a complete model version ({exc})") from exc
+    booster.set_param({"nthread": 1})
+    names = list(meta["feature_names"])
+    if list(booster.feature_names or []) != names:
+        raise BundleError(f"{folder}/ranker: model.json features differ from ranker.json")
+    return ModelBundle(
+        version=str(manifest.get("version", folder.name)),
+        folder=folder,
+        manifest=manifest,
+        inputs=[TowerInput(d["name"], d["kind"], int(d.get("length", 0))) for d in tower["inputs"]],
+        item_ids=vectors["item_id"].astype(str).to_numpy(object),
+        item_vectors=np.stack(vectors["vector"].to_numpy()).astype(np.float32),
+        ranker=booster,
+        ranker_features=names,
+        categories={k: list(v) for k, v in meta["categories"].items()},
+        cold_start=_cold_start(folder / "cold_start.parquet"),
+        _signature=loaded.signatures["serving_default"],
+        _loaded=loaded,  # owns the variables the signature reads
+    )
+
+
+def _packed_signature(signature: Any, inputs: list[TowerInput]) -> Any:
+    """A tf.function over (numeric matrix, string matrix, *string lists) that calls
+    `signature` with the named inputs, unpacked inside the graph."""
+    import tensorflow as tf
+
+    numeric = [s.name for s in inputs if s.kind == "numeric"]
+    strings = [s.name for s in inputs if s.kind in ("id", "categorical")]
+    lists = [s for s in inputs if s.kind == "string_list"]
+    spec = [
+        tf.TensorSpec([None, len(numeric)], tf.float32),
+        tf.TensorSpec([None, len(strings)], tf.string),
+        *(tf.TensorSpec([None, s.length], tf.string) for s in lists),
+    ]
+
+    @tf.function(input_signature=spec)
+    def packed(num: Any, text: Any, *rest: Any) -> Any:
+        named = {name: num[:, i] for i, name in enumerate(numeric)}
+        named |= {name: text[:, i] for i, name in enumerate(strings)}
+        named |= {s.name: rest[i] for i, s in enumerate(lists)}
+        return signature(**named)["query_embedding"]
+
+    return packed
+
+
+def _cold_start(path: Path) -> ColdStart:
+    if not path.exists():
+        return ColdStart()
+    frame = pd.read_parquet(path).sort_values(["dimension", "value", "rank"])
+    lists = {}
+    for (dimension, value), group in frame.groupby(["dimension", "value"], sort=False):
+        lists[(str(dimension), str(value))] = (
+            group["item_id"].astype(str).to_numpy(object),
+            group["score"].to_numpy(np.float64),
+        )
+    return ColdStart(lists)
+
+
+def _single_threaded(tf: Any) -> None:
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # already initialised in this process (a second bundle): keep its setting

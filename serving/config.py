@@ -1,0 +1,81 @@
+"""Typed configuration of the serving app: where the models are, the rules, the limits.
+
+`ServingConfig` is built once at the entry point (`tailwise serve`, a `serve deploy`
+config file or a test) and passed to `serving.app.build`, which hands it to the
+deployment. Values that are secrets or endpoints (REDIS_URL, the Feast project, API keys)
+come from the environment through `tailwise.settings.Settings` and `TAILWISE_API_KEYS`.
+The `serving:` section of params.yaml holds the rules and limits an ML engineer tunes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RulesConfig(BaseModel):
+    """Business rules applied after ranking (serving.rules)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exclude_purchased: bool = Field(True, description="Never recommend what the user bought.")
+    exclude_seen: bool = Field(
+        False, description="Also leave out every item the user interacted with."
+    )
+    max_per_category: int = Field(
+        3, ge=1, description="At most this many items of one category in a response."
+    )
+    boosts: dict[str, float] = Field(
+        default_factory=dict,
+        description="Category (leaf or top level) -> score multiplier > 0 (e.g. promotions).",
+    )
+    exclude_categories: list[str] = Field(
+        default_factory=list, description="Categories (leaf or top level) never recommended."
+    )
+
+
+class ServingConfig(BaseModel):
+    """Everything the serving deployment needs besides environment settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models_dir: Path = Field(Path("data/models"), description="Model versions folder.")
+    model_version: str | None = Field(None, description="Version to serve (default: LATEST).")
+    clean_dir: Path = Field(
+        Path("data/clean"), description="Clean data: consent, identity merges, history bootstrap."
+    )
+    spill_dir: Path = Field(
+        Path(".tailwise/spill"), description="Local durable log of events while Redis is down."
+    )
+    params_path: Path = Field(Path("params.yaml"), description="Ingestion rules for events.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    num_replicas: int | None = Field(
+        None, ge=1, description="Fixed replica count (default: Ray Serve's, or autoscaling)."
+    )
+    max_ongoing_requests: int = Field(64, ge=1)
+    n_candidates: int = Field(200, ge=1, le=5000, description="Retriever's top N to rank.")
+    cache_ttl_seconds: int = Field(300, ge=0, description="Per-user response cache; 0 = off.")
+    require_key_for_recommend: bool = Field(
+        False, description="Whether POST /recommend needs X-API-Key like the write endpoints."
+    )
+    log_feature_sample: float = Field(
+        0.05, ge=0, le=1, description="Share of served requests logged with feature vectors."
+    )
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Larger bodies get 413.")
+    redis_timeout_seconds: float = Field(0.25, gt=0, description="Per Redis call.")
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="Accepted X-API-Key values (default: TAILWISE_API_KEYS; generated if unset).",
+    )
+
+    def resolved(self) -> ServingConfig:
+        """Absolute paths: Ray Serve replicas may run in another working directory."""
+        update: dict[str, Any] = {
+            name: getattr(self, name).resolve()
+            for name in ("models_dir", "clean_dir", "spill_dir", "params_path")
+        }
+        return self.model_copy(update=update)

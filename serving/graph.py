@@ -1,0 +1,316 @@
+"""The inference graph of one request, fused in one process: every hop costs ~5 ms here.
+
+    request --one Redis round trip: cached response?, user features, purchased/seen sets
+      known user   --context (on-demand view)--> retrieval (query tower, top N)
+                   --ranking (cross features, XGBoost)--> rules --> reasons
+      unknown user --cold start: popular for the request's device and country--> rules
+      --one Redis round trip: cache the response, log it to the `served` stream-->
+
+If Redis cannot be reached the answer comes from memory (the user's last response, else
+the cold-start list) with degraded=True, and Redis is not tried again for `retry_after`
+seconds, so an outage costs no request more than one timeout. `tailwise recommend` runs
+the same `RecommendGraph` for a file of users.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import redis
+
+from serving.bundle import ModelBundle
+from serving.config import ServingConfig
+from serving.features import FeatureReader
+from serving.keys import Keys
+from serving.ranking import ItemBlock, ranking_matrix
+from serving.retrieval import Candidates, retrieve
+from serving.rules import apply_rules, reasons
+from tailwise.features.cross import CROSS_INPUTS
+
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+PROFILE_VIEW_PREFIX = "user_profile"
+SERVED_MAXLEN = 1_000_000
+LAST_RESPONSES = 50_000
+
+
+@dataclass
+class Answer:
+    """One response body plus what the caller measures and logs."""
+
+    body: dict[str, Any]
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    cache_hit: bool = False
+    cold_start: bool = False
+    features: dict[str, Any] | None = None  # sampled feature vector for the request log
+    after: Callable[[], None] | None = None  # deferred cache write + request log (see defer)
+
+
+@dataclass
+class Request:
+    user_id: str
+    k: int = 10
+    device: str | None = None
+    country: str | None = None
+    timestamp: datetime | None = None
+    exclude: tuple[str, ...] = ()
+    request_id: str = ""
+
+    def fingerprint(self, version: str) -> str:
+        """Cache field: what the answer depends on besides the user and their events."""
+        text = json.dumps([version, self.k, self.device, self.country, sorted(self.exclude)])
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+class RecommendGraph:
+    """features -> retrieval -> ranking -> rules for one request at a time."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        reader: FeatureReader,
+        client: redis.Redis,
+        keys: Keys,
+        config: ServingConfig,
+        retry_after: float = 1.0,
+        record: bool = True,
+    ) -> None:
+        self.bundle, self.reader, self.client, self.keys = bundle, reader, client, keys
+        self.config, self.retry_after = config, retry_after
+        self.record = record  # cache answers and log them to the served stream
+        self.down_until = 0.0
+        self.block: ItemBlock | None = None
+        self.last: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.profile_fields = [
+            f
+            for layout in reader.users.layouts
+            if layout.name.startswith(PROFILE_VIEW_PREFIX)
+            for f in layout.features
+        ]
+
+    @property
+    def degraded(self) -> bool:
+        return time.monotonic() < self.down_until
+
+    def recommend(self, req: Request, log_features: bool = False, defer: bool = False) -> Answer:
+        """The answer for `req`. With `defer`, caching it and logging it to the served
+        stream is left to `answer.after()`, for the caller to run once the response is out."""
+        started = time.perf_counter()
+        if self.degraded:
+            return self._fallback(req, started)
+        try:
+            answer = self._recommend(req, log_features, defer)
+        except REDIS_DOWN:
+            self.down_until = time.monotonic() + self.retry_after
+            return self._fallback(req, started)
+        answer.stages["total"] = time.perf_counter() - started
+        return answer
+
+    def _recommend(self, req: Request, log_features: bool, defer: bool) -> Answer:
+        t0 = time.perf_counter()
+        user, cached, purchased, seen = self._read(req)
+        if cached is not None:
+            body = {**json.loads(cached), "request_id": req.request_id}
+            self._remember(req.user_id, body)
+            return Answer(body, {"features": time.perf_counter() - t0}, cache_hit=True)
+        ts = int((req.timestamp or datetime.now(UTC)).timestamp())
+        exclude = set(req.exclude) | purchased | seen
+        known = any(user.get(f) is not None for f in self.profile_fields)
+        active = user.get("rt_last_items") is not None
+        if not known and not active:
+            answer = self._cold_start(req, exclude)
+            answer.stages["features"] = time.perf_counter() - t0
+        else:
+            answer = self._personal(req, user, ts, exclude, log_features, t0)
+        self._remember(req.user_id, answer.body)
+        if defer:
+            answer.after = lambda: self.store(req, answer)
+        else:
+            self.store(req, answer)
+        return answer
+
+    def warm_up(self) -> None:
+        """Run the personal path once (TensorFlow traces, XGBoost loads) before traffic."""
+        ts = int(datetime.now(UTC).timestamp())
+        empty = dict.fromkeys(self.reader.user_feature_names)
+        self._personal(Request("\x00warm-up", 10), empty, ts, set(), False, time.perf_counter())
+
+    def _read(self, req: Request) -> tuple[dict[str, Any], bytes | None, set[str], set[str]]:
+        """One round trip: cached answer, user features, purchased and seen items."""
+        pipe = self.client.pipeline(transaction=False)
+        use_cache = self.config.cache_ttl_seconds > 0 and req.timestamp is None
+        if use_cache:
+            pipe.hget(self.keys.rec(req.user_id), req.fingerprint(self.bundle.version))
+        self.reader.users.queue_read(pipe, req.user_id)
+        rules = self.config.rules
+        if rules.exclude_purchased:
+            pipe.smembers(self.keys.purchased(req.user_id))
+        if rules.exclude_seen:
+            pipe.smembers(self.keys.seen(req.user_id))
+        replies = pipe.execute()
+        cached = replies.pop(0) if use_cache else None
+        user = self.reader.users.decode(replies.pop(0))
+        purchased = _strings(replies.pop(0)) if rules.exclude_purchased else set()
+        seen = _strings(replies.pop(0)) if rules.exclude_seen else set()
+        return user, cached, purchased, seen
+
+    def _personal(
+        self,
+        req: Request,
+        user: dict[str, Any],
+        ts: int,
+        exclude: set[str],
+        log_features: bool,
+        t0: float,
+    ) -> Answer:
+        stages: dict[str, float] = {}
+        row = self.reader.with_context(user, req.device, req.country, ts)
+        row["user_id"] = req.user_id
+        t1 = time.perf_counter()
+        stages["features"] = t1 - t0
+        candidates = retrieve(self.bundle, row, self.config.n_candidates, exclude)
+        t2 = time.perf_counter()
+        stages["retrieval"] = t2 - t1
+        items = self.reader.item_columns(list(candidates.item_ids), ts, CROSS_INPUTS)
+        positions = self.reader.items.index.get_indexer(candidates.item_ids)
+        X = ranking_matrix(self.bundle, self._block(), positions, row, items, candidates)
+        scores = self.bundle.rank(X) if len(candidates) else np.zeros(0)
+        t3 = time.perf_counter()
+        stages["ranking"] = t3 - t2
+        chosen = apply_rules(
+            self.config.rules, candidates.item_ids, scores, items["category"], req.k, exclude
+        )
+        pos = chosen.positions
+        why = (
+            reasons(
+                self.bundle.contributions(X[pos]),
+                self.bundle.ranker_features,
+                {k: np.asarray(v)[pos] for k, v in items.items()},
+            )
+            if pos
+            else []
+        )
+        stages["rules"] = time.perf_counter() - t3
+        body = self._body(req, chosen.item_ids, chosen.scores, why)
+        features = None
+        if log_features:
+            features = {k: _plain(row.get(k)) for k in self.bundle.ranker_features if k in row}
+        return Answer(body, stages, features=features)
+
+    def _block(self) -> ItemBlock:
+        stamp = (self.bundle.version, self.reader.items.stamp)
+        if self.block is None or self.block.stamp != stamp:
+            self.block = ItemBlock.build(self.bundle, self.reader.items)
+        return self.block
+
+    def _cold_start(self, req: Request, exclude: set[str]) -> Answer:
+        ids, scores = self._popular(req)
+        categories = self.reader.items.lookup(list(ids))["category"]
+        chosen = apply_rules(self.config.rules, ids, scores, categories, req.k, exclude)
+        where = " ".join(
+            p
+            for p in (
+                f"on {req.device}" if req.device else "",
+                f"in {req.country}" if req.country else "",
+            )
+            if p
+        )
+        why = f"popular {where}".strip() if where else "popular right now"
+        body = self._body(req, chosen.item_ids, chosen.scores, [why] * len(chosen.item_ids))
+        return Answer(body, cold_start=True)
+
+    def _popular(self, req: Request) -> tuple[np.ndarray, np.ndarray]:
+        blended = self.bundle.cold_start.scores(req.device, req.country)
+        if len(blended):
+            return blended.index.to_numpy(object), blended.to_numpy(np.float64)
+        rank = self.reader.items.columns.get("item_popularity_rank_7d")
+        ids = self.reader.items.columns["item_id"]
+        if rank is None:
+            return ids, np.zeros(len(ids))
+        score = -np.nan_to_num(np.asarray(rank, dtype=np.float64), nan=1e9)
+        order = np.argsort(-score, kind="stable")
+        return ids[order], score[order]
+
+    def _fallback(self, req: Request, started: float) -> Answer:
+        last = self.last.get(req.user_id)
+        if last is not None:
+            kept = [i for i in last["items"] if i["item_id"] not in set(req.exclude)][: req.k]
+            body = {**last, "items": kept, "request_id": req.request_id, "degraded": True}
+            return Answer(body, {"total": time.perf_counter() - started})
+        answer = self._cold_start(req, set(req.exclude))
+        answer.body["degraded"] = True
+        answer.stages["total"] = time.perf_counter() - started
+        return answer
+
+    def _body(
+        self, req: Request, ids: list[str], scores: list[float], why: list[str]
+    ) -> dict[str, Any]:
+        return {
+            "request_id": req.request_id,
+            "model_version": self.bundle.version,
+            "items": [
+                {"item_id": i, "score": round(float(s), 6), "reason": r}
+                for i, s, r in zip(ids, scores, why, strict=True)
+            ],
+            "degraded": False,
+        }
+
+    def store(self, req: Request, answer: Answer) -> None:
+        """Cache the answer and log it to the served stream, one round trip; a Redis
+        failure here only costs the cache entry and the log line."""
+        if not self.record:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        if self.config.cache_ttl_seconds > 0 and req.timestamp is None:
+            key = self.keys.rec(req.user_id)
+            pipe.hset(
+                key,
+                req.fingerprint(self.bundle.version),
+                json.dumps({**answer.body, "request_id": ""}),
+            )
+            pipe.expire(key, self.config.cache_ttl_seconds)
+        entry = {
+            "request_id": req.request_id,
+            "ts": datetime.now(UTC).isoformat(),
+            "user_id": req.user_id,
+            "model_version": self.bundle.version,
+            "k": req.k,
+            "device": req.device,
+            "country": req.country,
+            "items": [i["item_id"] for i in answer.body["items"]],
+            "scores": [i["score"] for i in answer.body["items"]],
+            "cold_start": answer.cold_start,
+            "features": answer.features,
+        }
+        pipe.xadd(
+            self.keys.served, {"r": json.dumps(entry)}, maxlen=SERVED_MAXLEN, approximate=True
+        )
+        pipe.execute()
+
+    def _remember(self, user_id: str, body: dict[str, Any]) -> None:
+        self.last[user_id] = body
+        self.last.move_to_end(user_id)
+        if len(self.last) > LAST_RESPONSES:
+            self.last.popitem(last=False)
+
+
+def _strings(members: Any) -> set[str]:
+    return {m.decode() if isinstance(m, bytes) else str(m) for m in members or ()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    return value
+
+
+__all__ = ["Answer", "Candidates", "RecommendGraph", "Request"]

@@ -1,0 +1,355 @@
+"""The FastAPI ingress deployment: the HTTP API applications call, and the whole graph.
+
+(No `from __future__ import annotations` here: FastAPI reads the route signatures of the
+class-based ingress at runtime.)
+
+Routes (OpenAPI at /docs): POST /recommend, POST /events, GET /healthz, GET /readyz,
+GET /metrics, POST /admin/reload. The recommendation graph (serving.graph) runs inside
+this deployment: a second deployment would add a hop of ~5 ms per request on 2 cores
+(bench/results/serve_load.md measures the floor). Heavy things load once in __init__; a
+background thread replays spilled events, follows model switches made by other replicas
+and reloads item features after a materialisation.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from fastapi import BackgroundTasks, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from ray import serve
+
+from serving import api
+from serving.bundle import BundleError, load_bundle, version_folder
+from serving.config import ServingConfig
+from serving.events import ConsentBook, EventRejected, EventRules, EventWriter
+from serving.features import FeatureReader, check_features
+from serving.graph import RecommendGraph
+from serving.graph import Request as GraphRequest
+from serving.history import bootstrap_history
+from serving.keys import Keys
+from serving.metrics import ServingMetrics
+from serving.spill import SpillLog
+from tailwise.features.store import open_store
+from tailwise.params import load_params
+from tailwise.settings import Settings
+
+logger = logging.getLogger("tailwise.serving")
+
+app = FastAPI(
+    title="Tailwise",
+    description="Personalised recommendations and real-time events.",
+    version="1",
+)
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    return _problems(list(exc.errors()))
+
+
+@app.exception_handler(HTTPException)
+async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    body = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+@app.middleware("http")
+async def _limit_body(request: Request, call_next: Any) -> Any:
+    limit = getattr(app.state, "max_body_bytes", 1_000_000)
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        return JSONResponse(
+            {"error": f"request body of {length} bytes exceeds the limit of {limit} bytes"},
+            status_code=413,
+        )
+    return await call_next(request)
+
+
+# Everything the deployment uses is defined above it: @serve.deployment serialises the
+# class when the module is imported, with the module globals that exist at that point.
+
+
+def _api_keys(config: ServingConfig) -> list[str]:
+    keys = list(config.api_keys) or [
+        k.strip() for k in os.environ.get("TAILWISE_API_KEYS", "").split(",") if k.strip()
+    ]
+    if not keys:
+        keys = [secrets.token_urlsafe(24)]
+        logger.warning("TAILWISE_API_KEYS is not set: generated API key %s", keys[0])
+    return keys
+
+
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise HTTPException(
+            400, {"error": f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"}
+        ) from exc
+
+
+def _event_batch(payload: Any) -> api.EventBatch:
+    try:
+        if isinstance(payload, dict) and "events" in payload:
+            return api.EventBatch.model_validate(payload)
+        if isinstance(payload, list):
+            return api.EventBatch.model_validate({"events": payload})
+        return api.EventBatch(events=[api.Event.model_validate(payload)])
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        ) from exc
+
+
+def _problems(errors: list[Any]) -> JSONResponse:
+    detail = [
+        {
+            "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
+            "problem": e.get("msg", "invalid"),
+        }
+        for e in errors
+    ]
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return JSONResponse({"error": "malformed JSON body", "detail": detail}, status_code=400)
+    summary = "; ".join(f"{d['field']}: {d['problem']}" for d in detail)
+    return JSONResponse({"error": f"invalid request: {summary}", "detail": detail}, status_code=422)
+
+
+@serve.deployment
+@serve.ingress(app)
+class Ingress:
+    def __init__(self, config: dict[str, Any], settings: dict[str, Any]) -> None:
+        self.config = ServingConfig.model_validate(config)
+        self.settings = Settings.model_validate(settings)
+        app.state.max_body_bytes = self.config.max_body_bytes
+        self.metrics = ServingMetrics()
+        self.ready = False
+        timeout = self.config.redis_timeout_seconds
+        self.client = redis.Redis.from_url(
+            self.settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self.store = open_store(self.settings)
+        self.keys = Keys(self.store.project)
+        self.api_keys = _api_keys(self.config)
+        self.graph = self._load(self._wanted_version())
+        self.writer = self._event_writer()
+        self.served = 0
+        self._stop = threading.Event()
+        self._swap = threading.Lock()
+        threading.Thread(target=self._background, name="tailwise-background", daemon=True).start()
+        self.ready = True
+        logger.info("serving model %s (project %s)", self.graph.bundle.version, self.keys.project)
+
+    # -- routes --------------------------------------------------------------------------
+
+    @app.post("/recommend", response_model=api.RecommendResponse)
+    async def recommend(
+        self,
+        body: api.RecommendRequest,
+        background: BackgroundTasks,
+        x_api_key: str | None = Header(None),
+    ) -> dict[str, Any]:
+        """Top-k items for a user now, with a reason each; `degraded` when Redis is down."""
+        started = time.perf_counter()
+        if self.config.require_key_for_recommend:
+            self._authorise(x_api_key)
+        self.served += 1
+        every = round(1 / self.config.log_feature_sample) if self.config.log_feature_sample else 0
+        graph = self.graph
+        answer = graph.recommend(
+            GraphRequest(
+                user_id=body.user_id,
+                k=body.k,
+                device=body.context.device,
+                country=body.context.country,
+                timestamp=body.context.timestamp,
+                exclude=tuple(body.exclude),
+                request_id=uuid.uuid4().hex,
+            ),
+            log_features=bool(every) and self.served % every == 0,
+            defer=True,
+        )
+        if answer.after is not None:  # cache + request log once the response is out
+            background.add_task(answer.after)
+        for stage, seconds in answer.stages.items():
+            self.metrics.stage.labels(stage=stage).observe(seconds)
+        if self.config.cache_ttl_seconds and body.context.timestamp is None:
+            self.metrics.cache.labels(outcome="hit" if answer.cache_hit else "miss").inc()
+        if answer.body.get("degraded"):
+            self.metrics.degraded.inc()
+        if answer.cold_start:
+            self.metrics.cold_start.inc()
+        self._count("/recommend", 200, started)
+        return answer.body
+
+    @app.post("/events", response_model=api.EventsResponse, status_code=202)
+    async def events(
+        self, request: Request, x_api_key: str | None = Header(None)
+    ) -> dict[str, Any]:
+        """One event or {"events": [...]}: durably appended, real-time features updated."""
+        started = time.perf_counter()
+        self._authorise(x_api_key)
+        batch = _event_batch(await _json(request))
+        try:
+            clean = self.rules.clean(batch.events, datetime.now(UTC))
+        except EventRejected as exc:
+            self.metrics.events.labels(outcome="rejected").inc(len(batch.events))
+            raise HTTPException(422, {"error": str(exc), "detail": exc.problems}) from exc
+        result = self.writer.write(clean)
+        accepted = result.accepted - result.spilled
+        self.metrics.events.labels(outcome="accepted").inc(accepted)
+        self.metrics.events.labels(outcome="spilled").inc(result.spilled)
+        self._count("/events", 202, started)
+        return {
+            "accepted": result.accepted,
+            "event_ids": result.event_ids,
+            "spilled": result.spilled,
+        }
+
+    @app.get("/healthz")
+    async def healthz(self) -> dict[str, Any]:
+        """The process is up (liveness)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(self) -> JSONResponse:
+        """Ready: model and features loaded and a warm-up request passed."""
+        body = {
+            "ready": self.ready,
+            "model_version": self.graph.bundle.version,
+            "degraded": self.graph.degraded,
+            "spilled_events": self.writer.spill.pending(),
+        }
+        return JSONResponse(body, status_code=200 if self.ready else 503)
+
+    @app.get("/metrics")
+    async def prometheus(self) -> Response:
+        """Prometheus text format."""
+        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.post("/admin/reload", response_model=api.ReloadResponse)
+    async def reload(
+        self, body: api.ReloadRequest | None = None, x_api_key: str | None = Header(None)
+    ) -> dict[str, Any]:
+        """Switch to another model version; requests keep being answered meanwhile."""
+        self._authorise(x_api_key)
+        started = time.perf_counter()
+        version = body.version if body else None
+        try:
+            folder = version_folder(self.config.models_dir, version)
+        except BundleError as exc:
+            raise HTTPException(404, {"error": str(exc)}) from exc
+        previous = self.graph.bundle.version
+        try:
+            await asyncio.to_thread(self._switch, folder.name)
+        except BundleError as exc:
+            raise HTTPException(422, {"error": str(exc)}) from exc
+        try:
+            self.client.set(self.keys.model, folder.name)
+        except redis.RedisError:
+            logger.warning(
+                "could not record model %s in Redis; other replicas keep theirs", folder.name
+            )
+        return {
+            "previous": previous,
+            "model_version": self.graph.bundle.version,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+
+    # -- machinery ----------------------------------------------------------------------
+
+    def _load(self, version: str | None) -> RecommendGraph:
+        bundle = load_bundle(version_folder(self.config.models_dir, version))
+        reader = FeatureReader(
+            self.store, self.client, bundle.ranking_service, list(bundle.item_ids)
+        )
+        check_features(bundle, reader)
+        graph = RecommendGraph(bundle, reader, self.client, self.keys, self.config)
+        graph.warm_up()
+        self.metrics.set_model(bundle.version)
+        return graph
+
+    def _switch(self, version: str) -> None:
+        with self._swap:
+            if version == self.graph.bundle.version:
+                return
+            graph = self._load(version)
+            graph.last = self.graph.last
+            self.graph = graph  # one reference assignment: a request uses one graph throughout
+            self.writer.online = graph.reader.users
+            self.metrics.reloads.inc()
+            logger.info("switched to model %s", version)
+
+    def _wanted_version(self) -> str | None:
+        if self.config.model_version:
+            return self.config.model_version
+        try:
+            wanted = self.client.get(self.keys.model)
+        except redis.RedisError:
+            return None
+        if wanted is None:
+            return None
+        name = wanted.decode() if isinstance(wanted, bytes) else str(wanted)
+        return name if (self.config.models_dir / name / "manifest.json").exists() else None
+
+    def _event_writer(self) -> EventWriter:
+        params = load_params(self.config.params_path).ingest
+        clean = self.config.clean_dir
+        consent = (
+            ConsentBook.from_clean(clean, params)
+            if (clean / "users.parquet").exists()
+            else ConsentBook.empty(params)
+        )
+        self.rules = EventRules(params, consent)
+        if (clean / "events").exists():
+            loaded = bootstrap_history(self.client, self.keys, clean)
+            logger.info("history bootstrap: %d users", loaded)
+        items = self.graph.reader.items.columns
+        categories = dict(zip(items["item_id"], items["category"], strict=True))
+        spill = SpillLog(self.config.spill_dir / self.keys.project)
+        return EventWriter(self.client, self.keys, self.graph.reader.users, categories, spill)
+
+    def _background(self) -> None:
+        last_model_check = last_items_check = 0.0
+        while not self._stop.wait(0.5):
+            now = time.monotonic()
+            try:
+                if self.writer.spill.has_pending():
+                    replayed = self.writer.replay()
+                    if replayed:
+                        logger.info("replayed %d spilled event(s)", replayed)
+                if now - last_model_check > 2:
+                    last_model_check = now
+                    wanted = self._wanted_version()
+                    if wanted and wanted != self.graph.bundle.version:
+                        self._switch(wanted)
+                if now - last_items_check > 10:
+                    last_items_check = now
+                    self.graph.reader.refresh_items()
+            except (redis.RedisError, OSError, BundleError) as exc:
+                logger.warning("background task: %s", exc)
+
+    def _authorise(self, key: str | None) -> None:
+        if key is None or not any(secrets.compare_digest(key, k) for k in self.api_keys):
+            raise HTTPException(401, {"error": "missing or invalid X-API-Key header"})
+
+    def _count(self, route: str, status: int, started: float) -> None:
+        self.metrics.requests.labels(route=route, status=str(status)).inc()
+        self.metrics.latency.labels(route=route).observe(time.perf_counter() - started)
+
+    def __del__(self) -> None:
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()

@@ -1,0 +1,109 @@
+"""Ranking on the request path: candidates -> the ranker's feature matrix -> scores.
+
+    catalogue item features --once per (model, materialisation)--> ItemBlock: float32
+      columns in the ranker's order (categoricals as codes of the training categories)
+    per request: user scalars (converted once), per-item on-demand values, cross features
+      (tailwise.features.cross.cross_features_for_user, parity-tested against the
+      training definition) and the item block's rows of the candidates --> X --> XGBoost
+
+Unseen or missing categories and values become NaN, XGBoost's missing. A parity test
+checks this matrix and its scores against training's `ranker.encode` on the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from serving.bundle import ModelBundle
+from serving.retrieval import Candidates
+from tailwise.features.cross import CROSS_FEATURES, cross_features_for_user
+from tailwise.features.online import ItemTable
+
+RETRIEVAL_SCORE, RETRIEVAL_RANK = "retrieval_score", "retrieval_rank"
+
+
+@dataclass
+class ItemBlock:
+    """The item-level ranker columns for the whole catalogue, ready to index."""
+
+    columns: list[int]  # positions in the ranker's feature order
+    values: np.ndarray  # (catalogue items, len(columns)) float32
+    stamp: tuple[str, str | None]  # (model version, materialisation stamp)
+
+    @classmethod
+    def build(cls, bundle: ModelBundle, items: ItemTable) -> ItemBlock:
+        columns, blocks = [], []
+        for j, name in enumerate(bundle.ranker_features):
+            if name in items.columns and name != "item_id":
+                columns.append(j)
+                blocks.append(encode_column(items.columns[name], bundle.categories.get(name)))
+        values = np.stack(blocks, axis=1) if blocks else np.zeros((len(items.frame), 0))
+        return cls(columns, values.astype(np.float32), (bundle.version, items.stamp))
+
+
+def ranking_matrix(
+    bundle: ModelBundle,
+    block: ItemBlock,
+    positions: np.ndarray,
+    row: dict[str, Any],
+    items: dict[str, np.ndarray],
+    candidates: Candidates,
+) -> np.ndarray:
+    """X (candidates x ranker features, float32) for one user's candidates.
+
+    `positions`: each candidate's row in the item table (-1 when unknown); `items`: the
+    candidates' item columns plus per-item on-demand values (item_age_days)."""
+    n = len(candidates)
+    X = np.full((n, len(bundle.ranker_features)), np.nan, dtype=np.float32)
+    known = positions >= 0
+    if block.columns:
+        X[np.ix_(known, np.asarray(block.columns, dtype=np.intp))] = block.values[positions[known]]
+    cross = cross_features_for_user(row, {**items, "item_id": candidates.item_ids}, n)
+    named = {
+        **cross,
+        RETRIEVAL_SCORE: candidates.scores,
+        RETRIEVAL_RANK: np.arange(1, n + 1, dtype=np.float64),
+    }
+    in_block = set(block.columns)
+    for j, name in enumerate(bundle.ranker_features):
+        if j in in_block:
+            continue
+        categories = bundle.categories.get(name)
+        if name in named:
+            X[:, j] = named[name]
+        elif name in items:
+            X[:, j] = encode_column(items[name], categories)
+        else:
+            X[:, j] = encode_column(np.array([row.get(name)], dtype=object), categories)[0]
+    return X
+
+
+def encode_column(values: np.ndarray, categories: list[str] | None) -> np.ndarray:
+    """Float column: category codes (NaN if unseen/missing) or numbers (NaN if missing)."""
+    if categories is not None:
+        index = {c: i for i, c in enumerate(categories)}
+        return np.array(
+            [np.nan if _absent(v) else index.get(str(v), np.nan) for v in values], np.float32
+        )
+    if values.dtype != object:
+        return values.astype(np.float32)
+    return np.array([_number(v) for v in values], dtype=np.float32)
+
+
+def _absent(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _number(value: Any) -> float:
+    if value is None:
+        return np.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+__all__ = ["CROSS_FEATURES", "ItemBlock", "encode_column", "ranking_matrix"]

@@ -1,0 +1,130 @@
+"""Business rules after ranking, and the one-line reason shown with each item.
+
+    ranked candidates --filters (excluded ids, excluded categories)--> --boosts (category
+    multipliers on the score's rank-preserving transform)--> --diversity (at most
+    max_per_category of one category, in score order)--> top k
+
+Reasons come from the ranker itself: the feature with the largest positive contribution
+(XGBoost's approximate SHAP values) to an item's score among those a person can read,
+worded with the user's own values ("more from Electronics/Phones, which you are browsing
+now"). Retrieval-only and cold-start answers say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from serving.config import RulesConfig
+
+
+@dataclass
+class Ranked:
+    item_ids: list[str]
+    scores: list[float]
+    positions: list[int]  # row of each chosen item in the candidate arrays
+
+
+def apply_rules(
+    rules: RulesConfig,
+    item_ids: np.ndarray,
+    scores: np.ndarray,
+    categories: Sequence[Any] | np.ndarray,
+    k: int,
+    exclude: Iterable[str] = (),
+) -> Ranked:
+    """Top `k` of the candidates under the rules (fewer when fewer qualify)."""
+    drop = set(exclude)
+    banned = set(rules.exclude_categories)
+    adjusted = np.asarray(scores, dtype=np.float64).copy()
+    if rules.boosts:
+        # Scores are margins of any sign: boost on exp(score), which keeps the order.
+        factor = np.array([_boost(rules.boosts, c) for c in categories], dtype=np.float64)
+        adjusted = adjusted + np.log(factor)
+    order = np.lexsort((np.arange(len(adjusted)), -adjusted))
+    chosen: Ranked = Ranked([], [], [])
+    per_category: dict[str, int] = {}
+    for pos in order:
+        item, category = str(item_ids[pos]), categories[pos]
+        if item in drop or _matches(category, banned):
+            continue
+        key = str(category) if category is not None else ""
+        if key and per_category.get(key, 0) >= rules.max_per_category:
+            continue
+        per_category[key] = per_category.get(key, 0) + 1
+        chosen.item_ids.append(item)
+        chosen.scores.append(float(adjusted[pos]))
+        chosen.positions.append(int(pos))
+        if len(chosen.item_ids) == k:
+            break
+    return chosen
+
+
+def _matches(category: Any, names: set[str]) -> bool:
+    if not names or category is None:
+        return False
+    text = str(category)
+    return text in names or text.split("/")[0] in names
+
+
+def _boost(boosts: dict[str, float], category: Any) -> float:
+    if category is None:
+        return 1.0
+    text = str(category)
+    return boosts.get(text, boosts.get(text.split("/")[0], 1.0))
+
+
+# Feature -> wording, tried in the order of each item's largest positive contribution.
+_REASONS = {
+    "x_in_rt_last_items": "you looked at it in this session",
+    "x_same_rt_category": "more from {category}, which you are browsing now",
+    "x_cat_share": "you often shop {category}",
+    "x_cat_l1_share": "you often shop {category_l1}",
+    "x_cat_rank": "one of your favourite categories: {category}",
+    "x_is_top_category": "your favourite category: {category}",
+    "x_brand_match": "a brand you like: {brand}",
+    "x_in_recent_items": "you viewed it recently",
+    "x_log_popularity_rank": "popular this week",
+    "item_views_7d": "popular this week",
+    "item_purchases_7d": "selling well this week",
+    "x_conversion_7d": "often bought after being viewed",
+    "x_is_new_item": "new in {category}",
+    "x_log_item_age_days": "new in {category}",
+    "x_price_ratio": "in your usual price range",
+    "x_log_price_ratio": "in your usual price range",
+    "retrieval_score": "close to what you usually interact with",
+}
+FALLBACK_REASON = "close to what you usually interact with"
+
+
+def reasons(
+    contributions: np.ndarray, feature_names: Sequence[str], items: dict[str, np.ndarray]
+) -> list[str]:
+    """One reason per row of `contributions` (rows = chosen items, last column = bias)."""
+    out = []
+    for row, contrib in enumerate(contributions):
+        text = FALLBACK_REASON
+        for j in np.argsort(-contrib[:-1], kind="stable"):
+            if contrib[j] <= 0:
+                break
+            template = _REASONS.get(feature_names[j])
+            if template is None:
+                continue
+            values = {k: _text(items.get(k), row) for k in ("category", "category_l1", "brand")}
+            if "{" in template and any(
+                values[k] == "" for k in values if "{" + k + "}" in template
+            ):
+                continue
+            text = template.format(**values)
+            break
+        out.append(text)
+    return out
+
+
+def _text(column: np.ndarray | None, row: int) -> str:
+    if column is None or column[row] is None:
+        return ""
+    return str(column[row])

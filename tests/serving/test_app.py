@@ -1,0 +1,312 @@
+"""The real Ray Serve app over HTTP: contract, bad input, cold start, events, cache, reload,
+and a Redis outage (a private redis-server stopped with SIGSTOP) with nothing lost."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import pytest
+import redis
+
+from serving.config import ServingConfig
+from serving.keys import Keys
+from tests.serving.world import ServedWorld, free_port, generated, served_world  # noqa: F401
+
+pytestmark = pytest.mark.slow
+KEY = "test-key"
+
+
+class Client:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        key: str | None = KEY,
+        raw: bytes | None = None,
+    ) -> tuple[int, Any]:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["X-API-Key"] = key
+        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                text = response.read().decode()
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            text, status = exc.read().decode(), exc.code
+        try:
+            return status, json.loads(text)
+        except json.JSONDecodeError:
+            return status, text
+
+    def recommend(self, user: str, k: int = 10, **extra: Any) -> dict[str, Any]:
+        status, body = self.call("POST", "/recommend", {"user_id": user, "k": k, **extra})
+        assert status == 200, body
+        return body
+
+    def event(self, user: str, item: str, kind: str = "purchase", **extra: Any) -> dict[str, Any]:
+        event = {
+            "user_id": user,
+            "item_id": item,
+            "event_type": kind,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "event_id": f"t-{uuid.uuid4().hex}",
+            **extra,
+        }
+        status, body = self.call("POST", "/events", event)
+        assert status == 202, body
+        return body
+
+    def metric(self, name: str) -> float:
+        _, text = self.call("GET", "/metrics")
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and not line.startswith("#"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+@pytest.fixture(scope="module")
+def app(served_world: ServedWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:  # noqa: F811
+    import os
+
+    from serving import server
+
+    world = served_world
+    env = {
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    config = ServingConfig(
+        models_dir=world.models,
+        clean_dir=world.clean,
+        spill_dir=tmp_path_factory.mktemp("spill"),
+        port=free_port(),
+        api_keys=[KEY],
+        cache_ttl_seconds=60,
+    )
+    try:
+        url = server.start(config, world.settings, ready_timeout=300)
+        yield Client(url)
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def users(served_world: ServedWorld) -> list[str]:  # noqa: F811
+    frame = pd.read_parquet(served_world.features / "user_profile.parquet")
+    return sorted(frame["user_id"].astype(str))
+
+
+def test_contract_of_recommend(app: Client, users: list[str], served_world: ServedWorld) -> None:  # noqa: F811
+    body = app.recommend(users[0], k=5, context={"device": "mobile", "country": "DE"})
+    assert set(body) == {"request_id", "model_version", "items", "degraded"}
+    assert body["model_version"] == served_world.version and body["degraded"] is False
+    assert len(body["items"]) == 5
+    assert len({i["item_id"] for i in body["items"]}) == 5
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(isinstance(i["reason"], str) and i["reason"] for i in body["items"])
+    status, health = app.call("GET", "/healthz")
+    assert status == 200 and health == {"status": "ok"}
+    status, ready = app.call("GET", "/readyz")
+    assert status == 200 and ready["ready"] is True
+    status, docs = app.call("GET", "/openapi.json")
+    assert status == 200 and "/recommend" in docs["paths"] and "/events" in docs["paths"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"user_id": "u1", "k": 0}, "k"),
+        ({"user_id": "u1", "k": 101}, "k"),
+        ({"user_id": "u1", "k": "ten"}, "k"),
+        ({"k": 5}, "user_id"),
+        ({"user_id": "", "k": 5}, "user_id"),
+        ({"user_id": "u1", "exclude": "i1"}, "exclude"),
+        ({"user_id": "u1", "surprise": 1}, "surprise"),
+    ],
+)
+def test_bad_recommend_requests_name_the_field(app: Client, body: dict, field: str) -> None:
+    status, answer = app.call("POST", "/recommend", body)
+    assert status == 422
+    assert field in answer["error"] and any(d["field"] == field for d in answer["detail"])
+
+
+def test_malformed_and_oversized_bodies_are_4xx(app: Client) -> None:
+    status, answer = app.call("POST", "/recommend", raw=b'{"user_id": "u1", "k": ')
+    assert status in (400, 422) and "JSON" in answer["error"]
+    status, answer = app.call("POST", "/events", raw=b"{not json")
+    assert status == 400 and "malformed JSON" in answer["error"]
+    big = json.dumps({"user_id": "u1", "exclude": ["x" * 100] * 20_000}).encode()
+    status, answer = app.call("POST", "/recommend", raw=big)
+    assert status == 413 and "exceeds" in answer["error"]
+
+
+def test_unknown_user_gets_cold_start_for_the_context(app: Client) -> None:
+    body = app.recommend(f"new-{uuid.uuid4().hex[:6]}", k=7, context={"device": "mobile"})
+    assert len(body["items"]) == 7 and body["degraded"] is False
+    assert all(i["reason"].startswith("popular") for i in body["items"])
+
+
+def test_unknown_items_in_exclude_and_events_are_fine(app: Client, users: list[str]) -> None:
+    body = app.recommend(users[1], k=5, exclude=["no-such-item", "another"])
+    first = body["items"][0]["item_id"]
+    assert first not in app.recommend(users[1], k=5, exclude=[first])["items"]
+    app.event(users[1], "brand-new-item", "product_view")
+
+
+def test_events_need_a_key_and_valid_fields(app: Client, users: list[str]) -> None:
+    event = {"user_id": users[2], "item_id": "i1", "event_type": "purchase", "timestamp": "now"}
+    assert app.call("POST", "/events", event, key=None)[0] == 401
+    assert app.call("POST", "/events", event, key="wrong")[0] == 401
+    status, answer = app.call("POST", "/events", event)
+    assert status == 422 and "timestamp" in json.dumps(answer)
+    status, answer = app.call(
+        "POST", "/events", {**event, "timestamp": 1.79e9, "event_type": "clickk"}
+    )
+    assert status == 422 and "event_type" in json.dumps(answer)
+    status, answer = app.call("POST", "/events", {"events": [{"user_id": users[2]}]})
+    assert status == 422 and "item_id" in json.dumps(answer)
+
+
+def test_an_event_changes_the_next_recommendation(app: Client, users: list[str]) -> None:
+    user = users[3]
+    before = app.recommend(user, k=10)
+    top = before["items"][0]["item_id"]
+    app.event(user, top, "purchase")
+    after = app.recommend(user, k=10)
+    assert top not in [i["item_id"] for i in after["items"]]
+
+
+def test_cache_hits_and_is_invalidated_by_the_users_events(
+    app: Client,
+    users: list[str],
+    served_world: ServedWorld,  # noqa: F811
+) -> None:
+    user = users[4]
+    client = redis.Redis.from_url(served_world.redis.url)
+    cached = Keys(str(served_world.settings.feast_project)).rec(user)
+    app.recommend(user, k=6)
+    _wait_for(lambda: client.exists(cached) == 1)  # written once the response is out
+    hits = app.metric('tailwise_cache_total{outcome="hit"}')
+    app.recommend(user, k=6)
+    assert app.metric('tailwise_cache_total{outcome="hit"}') == hits + 1
+    app.event(user, "i000001", "product_view")
+    assert client.exists(cached) == 0
+    misses = app.metric('tailwise_cache_total{outcome="miss"}')
+    app.recommend(user, k=6)
+    assert app.metric('tailwise_cache_total{outcome="miss"}') == misses + 1
+    assert app.metric("tailwise_stage_seconds_count") > 0
+
+
+def _wait_for(condition: Any, seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def test_reload_switches_versions_without_failed_requests(
+    app: Client,
+    users: list[str],
+    served_world: ServedWorld,  # noqa: F811
+) -> None:
+    models = served_world.models
+    copy = f"{served_world.version}-copy"
+    shutil.copytree(models / served_world.version, models / copy)
+    manifest = json.loads((models / copy / "manifest.json").read_text())
+    (models / copy / "manifest.json").write_text(json.dumps({**manifest, "version": copy}))
+    failures: list[Any] = []
+    versions: set[str] = set()
+    stop = threading.Event()
+
+    def load() -> None:
+        n = 0
+        while not stop.is_set():
+            status, body = app.call("POST", "/recommend", {"user_id": users[n % 50], "k": 5})
+            n += 1
+            if status != 200:
+                failures.append((status, body))
+            else:
+                versions.add(body["model_version"])
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        status, body = app.call("POST", "/admin/reload", {"version": copy})
+        assert status == 200, body
+        assert body == {**body, "previous": served_world.version, "model_version": copy}
+        time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert copy in versions
+    assert app.call("POST", "/admin/reload", {"version": "nope"})[0] == 404
+    assert app.call("POST", "/admin/reload", {"version": copy}, key=None)[0] == 401
+    status, body = app.call("POST", "/admin/reload", {"version": served_world.version})
+    assert status == 200 and body["model_version"] == served_world.version
+
+
+def test_redis_outage_degrades_spills_and_recovers_without_losing_events(
+    app: Client,
+    users: list[str],
+    served_world: ServedWorld,  # noqa: F811
+) -> None:
+    user = users[5]
+    app.recommend(user, k=5)  # remembered in memory for the fallback
+    stream = Keys(str(served_world.settings.feast_project)).events
+    client = redis.Redis.from_url(served_world.redis.url)
+    served_world.redis.pause()
+    try:
+        degraded = app.recommend(user, k=5)
+        assert degraded["degraded"] is True and len(degraded["items"]) == 5
+        stranger = app.recommend("never-seen-before", k=4, context={"country": "DE"})
+        assert stranger["degraded"] is True and len(stranger["items"]) == 4
+        spilled = [app.event(user, f"i{n:06d}", "product_view") for n in range(5)]
+        assert all(r["spilled"] == 1 for r in spilled)
+    finally:
+        served_world.redis.resume()
+    ids = {e for r in spilled for e in r["event_ids"]}
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        in_stream = {json.loads(f[b"e"])["event_id"] for _, f in client.xrange(stream)}
+        if ids <= in_stream:
+            break
+        time.sleep(0.2)
+    assert ids <= in_stream, f"lost: {ids - in_stream}"
+    recovered = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        recovered = app.recommend(user, k=5)
+        if not recovered["degraded"]:
+            break
+        time.sleep(0.3)
+    assert recovered is not None and recovered["degraded"] is False
+    assert app.metric("tailwise_degraded_responses_total") >= 2
