@@ -205,18 +205,44 @@ def print_report(report: dict[str, Any]) -> None:
 def forget(
     user: Annotated[str, typer.Option(help="The user id to erase (canonical or merged).")],
     data: Annotated[Path, typer.Option(help="Ingest output directory.")] = Path("data/clean"),
+    served: Annotated[
+        Path, typer.Option(help="Served traffic logged by the API (tailwise events consume).")
+    ] = Path("data/served"),
+    online: Annotated[
+        bool, typer.Option(help="Also erase the person from Redis (features, history, streams).")
+    ] = True,
 ) -> None:
-    """Erase a user from the clean data and keep them out of later ingests."""
-    from tailwise.ingest.erasure import forget_user
+    """Erase a user from the clean data, served logs and the online store; keep them out of
+    later ingests."""
+    from tailwise.ingest.erasure import forget_served, forget_user
     from tailwise.privacy import load_key
     from tailwise.settings import Settings
 
+    settings = Settings()
     with _errors():
-        result = forget_user(data, user, load_key(Settings()))
+        result = forget_user(data, user, load_key(settings))
+        served_rows = forget_served(served, result.ids) if served.exists() else 0
     console.print(
         f"erased {', '.join(result.ids)}: {result.users_removed} user rows, "
-        f"{result.events_removed} events, {result.other_rows_removed} other rows"
+        f"{result.events_removed} events, {result.other_rows_removed} other rows, "
+        f"{served_rows} served rows"
     )
+    if online:
+        import redis as redis_lib
+
+        from tailwise.features.online import erase_online
+        from tailwise.features.store import repo_config
+
+        try:
+            client = redis_lib.Redis.from_url(settings.redis_url)
+            removed = erase_online(client, repo_config(settings).project, result.ids)
+        except redis_lib.ConnectionError as exc:
+            console.print(
+                f"[red]error:[/red] the clean data is erased but Redis at {settings.redis_url} "
+                f"did not answer ({exc}); run `tailwise forget --user {user}` again when it is up"
+            )
+            raise typer.Exit(EXIT_SERVICE) from exc
+        console.print(f"online store: {removed} keys and stream entries removed")
 
 
 @app.command()

@@ -57,7 +57,7 @@ def test_generate_ingest_report_forget(env: Path, monkeypatch: pytest.MonkeyPatc
     user = (
         report and __import__("pandas").read_parquet(env / "clean" / "users.parquet")["user_id"][0]
     )
-    result = runner.invoke(app, ["forget", "--user", user, "--data", "clean"])
+    result = runner.invoke(app, ["forget", "--user", user, "--data", "clean", "--no-online"])
     assert result.exit_code == 0 and f"erased {user}" in result.output
 
 

@@ -4,7 +4,8 @@ The id may be the canonical id or any source id merged onto it; every id of the 
 is removed from users, events, quarantine, corrections and user_merges, and their keyed
 hashes are appended to erasures.parquet, which ingestion reads so a re-ingest of the
 same raw data does not bring the person back. Only event partitions that contain the
-person are rewritten.
+person are rewritten. `forget_served` does the same for the traffic the serving app logged
+(data/served/events and requests); `tailwise.features.online.erase_online` for Redis.
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ def forget_user(data: Path, user_id: str, key: bytes) -> ErasureResult:
     other += _filter_file(data / "corrections.parquet", "user_id", ids)
     _record(data, ids, key)
     return ErasureResult(ids, users_removed, events_removed, other)
+
+
+def forget_served(served: Path, ids: list[str]) -> int:
+    """Remove the person's served events and logged requests (rows removed)."""
+    removed = 0
+    for part in sorted(served.glob("*/*/*.parquet")):  # events/event_date=.../, requests/date=.../
+        removed += _filter_file(part, "user_id", ids)
+    return removed
 
 
 def _filter_file(path: Path, column: str, ids: list[str]) -> int:
