@@ -8,7 +8,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help setup demo test test-fast lint format bench-generate bench-ingest bench-features \
-	bench-online bench-offline clean repro
+	bench-online bench-offline bench-serve bench-train bench-drift clean repro serve
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -22,14 +22,23 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP) ## Create .venv and install pinned dependencies (quick when nothing changed)
 
-demo: setup ## Run the platform end to end on generated data (DVC pipeline, Feast, Redis)
+demo: setup ## Run the platform end to end on generated data, ending with the API up
 	TAILWISE_DEMO=1 $(BIN)/tailwise redis
 	TAILWISE_DEMO=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro evaluate
 	$(BIN)/tailwise report --data data/clean
 	$(BIN)/tailwise features apply
 	$(BIN)/tailwise features materialize
 	$(BIN)/tailwise features get --user $$($(BIN)/python -c "import pandas as pd; print(pd.read_parquet('data/features/user_profile.parquet')['user_id'].iloc[0])") --context '{"device": "mobile", "country": "DE"}'
-	@echo "Data: data/raw -> data/clean -> data/features (segments_report.md); registry: data/feast"
+	$(BIN)/tailwise serve --stop
+	$(BIN)/tailwise serve --background
+	serving/demo_requests.sh
+	$(BIN)/tailwise events consume --once
+	$(BIN)/tailwise monitor run
+	@echo "Data: data/raw -> data/clean -> data/features -> data/models -> data/served; reports: monitoring/reports/index.html"
+	@echo "The API is still up at http://127.0.0.1:8000 (docs: /docs; stop: $(BIN)/tailwise serve --stop)"
+
+serve: setup ## Serve the HTTP API in the foreground (Ctrl-C stops it)
+	$(BIN)/tailwise serve
 
 test: setup ## Run every test (fast and slow)
 	$(BIN)/pytest -q
@@ -55,6 +64,15 @@ bench-ingest: setup ## Measure ingestion of the 20M-event data set
 bench-features: setup ## Measure the feature build on the 20M-event clean set (after bench-ingest)
 	$(BIN)/python bench/features_build.py
 
+bench-train: setup ## Model quality over 3 seeds against the baselines and the oracle
+	$(BIN)/python bench/train_quality.py
+
+bench-drift: setup ## Drift on 100k rows x 40 features
+	$(BIN)/python bench/monitor_drift.py
+
+bench-serve: setup ## Load-test the API at 25..200 req/s against a no-op app (after make demo)
+	$(BIN)/python bench/serve_load.py
+
 bench-online: setup ## Measure materialisation and online lookups (100k people), SDK vs direct
 	$(BIN)/python bench/online_lookup.py --users 100000 --items 10000
 
@@ -63,7 +81,8 @@ bench-offline: setup ## Compare Feast's duckdb and file offline stores (after be
 		--features bench/work/features-100000u-10000i-60d-s42 --rows 10000
 
 clean: ## Remove generated data and caches (keeps .venv)
-	rm -rf data/raw data/clean data/features data/feast .pytest_cache .ruff_cache .mypy_cache
+	rm -rf data/raw data/clean data/features data/feast data/training data/evaluation data/models \
+		data/served monitoring/reports .pytest_cache .ruff_cache .mypy_cache
 
 repro: setup ## Rebuild the DVC pipeline (dvc.yaml) where inputs or params changed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
