@@ -100,6 +100,12 @@ def definitions(settings: Settings) -> list[Any]:
 
     os.environ["TAILWISE_FEATURES_DIR"] = str(settings.features_dir.resolve())
     repo = settings.feature_repo.resolve()
+    # Feast imports the repo's files as top-level modules and Python caches them: drop
+    # earlier imports so sources.py reads this call's TAILWISE_FEATURES_DIR, not the first.
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None)
+        if origin and Path(origin).resolve().parent == repo:
+            del sys.modules[name]
     with _inside(repo):
         contents = parse_repo(repo)
     return [

@@ -279,3 +279,28 @@ def test_rebuilt_tables_reach_redis_and_unchanged_ones_load_incrementally(
     finally:
         original.to_parquet(path, index=False)
         manifest_path.write_text(json.dumps(manifest))
+
+
+def test_applying_a_second_feature_dir_in_one_process_points_at_it(tmp_path: Path) -> None:
+    """Feast imports the repo as cached modules; a second project over other tables must
+    still read its own tables (regression: the first import's paths were reused)."""
+    from tests.features.conftest import build_small, event, item, user
+
+    stores = []
+    for n in (1, 2):
+        features = build_small(
+            tmp_path / f"w{n}",
+            [user("u1")],
+            [item("i1")],
+            [event("u1", "i1", "2026-10-01 10:00:00")],
+        )
+        settings = isolated_feast_settings(features, tmp_path / f"w{n}" / "registry.db", "tw_two")
+        store, _ = apply(settings)
+        stores.append((settings, store, features))
+    try:
+        for _, store, features in stores:
+            paths = [s.path for s in store.list_data_sources() if getattr(s, "path", None)]
+            assert paths and all(p.startswith(str(features.resolve())) for p in paths), paths
+    finally:
+        for settings, store, _ in stores:
+            teardown(settings, store)
