@@ -33,7 +33,7 @@ demo: setup ## Run the platform end to end on generated data, ending with the AP
 	$(BIN)/tailwise serve --background
 	serving/demo_requests.sh
 	$(BIN)/tailwise events consume --once
-	$(BIN)/tailwise monitor run
+	$(BIN)/tailwise monitor run --model $$(cat data/models/LATEST)
 	@echo "Data: data/raw -> data/clean -> data/features -> data/models -> data/served; reports: monitoring/reports/index.html"
 	@echo "The API is still up at http://127.0.0.1:8000 (docs: /docs; stop: $(BIN)/tailwise serve --stop)"
 
