@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from monitoring.config import MonitoringParams, RetrainPolicy
+from tailwise.ingest.events import CLEAN_COLUMNS
 
 TRAINED_BEFORE = datetime(2026, 10, 25, tzinfo=UTC)
 DAY1 = datetime(2026, 11, 1, tzinfo=UTC)  # the model's first served day
@@ -40,20 +41,7 @@ REQUESTS_SCHEMA = pa.schema(
         ("extra", pa.string()),
     ]
 )
-EVENT_COLUMNS = [
-    "event_id",
-    "user_id",
-    "item_id",
-    "event_type",
-    "timestamp",
-    "value",
-    "price",
-    "weight",
-    "session_id",
-    "device",
-    "channel",
-    "country",
-]
+EVENT_COLUMNS = CLEAN_COLUMNS  # the clean events' columns, which served events share
 EVENTS_SCHEMA = pa.schema(
     [
         pa.field(c, pa.timestamp("us", tz="UTC"))
