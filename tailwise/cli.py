@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +27,9 @@ from rich.progress import (
 from rich.table import Table
 
 from tailwise.features.commands import app as features_app
+
+if TYPE_CHECKING:
+    from tailwise.synthetic.config import GenerateConfig
 
 EXIT_BAD_INPUT, EXIT_PRIVACY, EXIT_SERVICE = 3, 4, 5
 
@@ -86,29 +89,36 @@ def generate(
     items: Annotated[int | None, typer.Option(help="Number of catalogue items.")] = None,
     days: Annotated[int | None, typer.Option(help="Days of activity, ending at end_date.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed; same seed, same tables.")] = None,
+    shift: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML/JSON file with a distribution shift (keys at, top_taste, device_mix, "
+            "new_items, as generate.shift in params.yaml); replaces params' shift."
+        ),
+    ] = None,
+    no_defects: Annotated[
+        bool, typer.Option("--no-defects", help="Clean data: every defect rate 0.")
+    ] = False,
     params: Annotated[Path, typer.Option(help="params.yaml with a generate: section.")] = Path(
         "params.yaml"
     ),
 ) -> None:
     """Write a synthetic e-commerce data set (users, items, events, ground truth, defects)."""
-    from pydantic import ValidationError
-
-    from tailwise.params import ParamsError, load_params
+    from tailwise.params import load_params
     from tailwise.synthetic import generate as run_generate
 
     with _errors():
         base = load_params(params).generate
-        overrides = {
+        overrides: dict[str, Any] = {
             k: v
             for k, v in dict(users=users, items=items, days=days, seed=seed).items()
             if v is not None
         }
-        try:
-            cfg = base.model_validate({**base.model_dump(), **overrides})
-        except ValidationError as exc:
-            raise ParamsError(
-                "; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors())
-            ) from exc
+        if shift is not None:
+            overrides["shift"] = _read_shift(shift)
+        if no_defects:
+            overrides["defects"] = dict.fromkeys(type(base.defects).model_fields, 0.0)
+        cfg = _generate_config(base, overrides)
         with _progress() as bar:
             task = bar.add_task("generating users", total=cfg.users)
             summary = run_generate(cfg, out, progress=lambda done: bar.update(task, completed=done))
@@ -117,6 +127,39 @@ def generate(
         + ", ".join(f"{name} {n:,}" for name, n in summary.rows.items())
         + f" in {summary.seconds:.1f}s"
     )
+
+
+def _read_shift(path: Path) -> Any:
+    """The shift mapping of a YAML (or JSON) file; bad files are ParamsError."""
+    import yaml
+
+    from tailwise.params import ParamsError
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParamsError(f"--shift {path}: cannot read a YAML mapping: {exc}") from exc
+
+
+def _generate_config(base: GenerateConfig, overrides: dict[str, Any]) -> GenerateConfig:
+    """params' generate section with the flags applied; errors name flag and field."""
+    from pydantic import ValidationError
+
+    from tailwise.params import ParamsError
+
+    try:
+        return base.model_validate({**base.model_dump(), **overrides})
+    except ValidationError as exc:
+        messages = []
+        for e in exc.errors():
+            loc = ".".join(str(p) for p in e["loc"])
+            msg = e["msg"].removeprefix("Value error, ")
+            # Whole-config checks have no location; the shift's window check names shift.at.
+            key = str(e["loc"][0]) if e["loc"] else ("shift" if "shift." in msg else "")
+            where = f"--{key.replace('_', '-')}" if key in overrides else "params generate"
+            field = f" {loc}" if loc and loc != key else ""
+            messages.append(f"{where}{field}: {msg}")
+        raise ParamsError("; ".join(messages)) from exc
 
 
 @app.command()
@@ -128,6 +171,13 @@ def ingest(
     ] = None,
     mapping: Annotated[
         Path | None, typer.Option(help="YAML mapping of any files and columns onto the contract.")
+    ] = None,
+    served: Annotated[
+        Path | None,
+        typer.Option(
+            help="Events the API accepted (data/served/events, written by `tailwise events "
+            "consume`): they join the clean events, so retraining sees served traffic."
+        ),
     ] = None,
     params: Annotated[Path, typer.Option(help="params.yaml with an ingest: section.")] = Path(
         "params.yaml"
@@ -149,7 +199,9 @@ def ingest(
             def step(name: str) -> None:
                 bar.update(task, description=f"ingest: {name}", completed=STEPS.index(name))
 
-            report = run_ingest(out, p, key, source=source, mapping=mapping, step=step)
+            report = run_ingest(
+                out, p, key, source=source, mapping=mapping, served=served, step=step
+            )
             bar.update(task, description="ingest: done", completed=len(STEPS))
     if show:
         print_report(report)

@@ -16,6 +16,12 @@ import duckdb
 from tailwise.ingest import parse
 from tailwise.ingest.outcome import TableOutcome
 from tailwise.ingest.parse import sql_in, sql_str
+from tailwise.ingest.served import (
+    SERVED_TABLE,
+    register_served,
+    served_ok_sql,
+    served_quarantine_sql,
+)
 from tailwise.params import IngestParams
 from tailwise.schema import CONTEXT_COLUMNS, EVENTS
 
@@ -152,8 +158,10 @@ def ingest_events(
     types: dict[str, str],
     event_types: dict[str, str],
     out: Path,
+    served: Path | None = None,
 ) -> TableOutcome:
-    """Validate and clean raw_events into `out/events/event_date=.../*.parquet`."""
+    """Validate and clean raw_events into `out/events/event_date=.../*.parquet`, with the
+    events the API accepted (`served`, see served.py) when given."""
     con.execute(f"CREATE OR REPLACE TABLE typed_events AS {typed_sql(p, types, event_types)}")
     outcome = TableOutcome("events")
     counts = con.execute("""
@@ -161,13 +169,19 @@ def ingest_events(
                count(*) FILTER (problem IS NULL AND status <> 'kept')
         FROM typed_events""").fetchone() or (0, 0, 0)
     outcome.input, outcome.quarantined, outcome.excluded_no_consent = map(int, counts)
+    served_rows = register_served(con, served, CLEAN_COLUMNS) if served is not None else 0
+    if served is not None:
+        bad = con.execute(f"SELECT count(*) FROM {SERVED_TABLE} WHERE problem IS NOT NULL")
+        outcome.input += served_rows
+        outcome.quarantined += int((bad.fetchone() or (0,))[0])
+        outcome.add_quarantine_reasons(con, served_quarantine_sql())
     if outcome.excluded_no_consent:
         outcome.reasons["excluded_no_consent"]["user excluded (consent or erasure)"] = (
             outcome.excluded_no_consent
         )
     outcome.add_quarantine_reasons(con, quarantine_sql(p))
     outcome.add_corrections(con, corrections_sql(p))
-    exact, conflicting = _deduplicate(con)
+    exact, conflicting = _deduplicate(con, served is not None)
     outcome.kept = _write(con, out / "events")
     valid = outcome.input - outcome.quarantined - outcome.excluded_no_consent
     outcome.duplicates_merged = valid - outcome.kept
@@ -180,15 +194,16 @@ def ingest_events(
     return outcome
 
 
-def _deduplicate(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+def _deduplicate(con: duckdb.DuckDBPyConnection, served: bool) -> tuple[int, int]:
     """Exact copies first; then one row per event_id (latest timestamp, then by content)."""
     cols = ", ".join(CLEAN_COLUMNS).replace("timestamp", "ts AS timestamp")
     con.execute(f"""
-        CREATE OR REPLACE TABLE distinct_events AS
-        SELECT DISTINCT {cols} FROM typed_events WHERE problem IS NULL AND status = 'kept'""")
-    valid = con.execute(
-        "SELECT count(*) FROM typed_events WHERE problem IS NULL AND status = 'kept'"
-    ).fetchone()
+        CREATE OR REPLACE TABLE valid_events AS
+        SELECT {cols} FROM typed_events WHERE problem IS NULL AND status = 'kept'""")
+    if served:
+        con.execute(f"INSERT INTO valid_events BY NAME {served_ok_sql(CLEAN_COLUMNS)}")
+    con.execute("CREATE OR REPLACE TABLE distinct_events AS SELECT DISTINCT * FROM valid_events")
+    valid = con.execute("SELECT count(*) FROM valid_events").fetchone()
     n_distinct = con.execute("SELECT count(*) FROM distinct_events").fetchone()
     order = ", ".join(f"{c} DESC NULLS LAST" for c in ["timestamp", *CLEAN_COLUMNS])
     con.execute(f"""

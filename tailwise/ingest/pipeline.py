@@ -25,6 +25,7 @@ from tailwise.ingest.errors import IngestError
 from tailwise.ingest.outcome import TableOutcome
 from tailwise.ingest.parse import sql_str
 from tailwise.ingest.report import inventory, write_report
+from tailwise.ingest.served import served_quarantine_sql
 from tailwise.ingest.sources import Mapping, directory_mapping, load_mapping, register_table
 from tailwise.params import IngestParams
 from tailwise.schema import TABLES
@@ -51,9 +52,11 @@ def run_ingest(
     *,
     source: Path | None = None,
     mapping: Path | None = None,
+    served: Path | None = None,
     step: Callable[[str], None] = lambda _s: None,
 ) -> dict[str, Any]:
-    """Ingest one source into `out`; returns the quality report (also written to disk)."""
+    """Ingest one source (and the API's served events, when given) into `out`; returns the
+    quality report (also written to disk)."""
     if source is not None and mapping is None:
         spec, base = directory_mapping(source), Path(".")
     elif mapping is not None and source is None:
@@ -71,7 +74,7 @@ def run_ingest(
         types = {
             name: register_table(con, TABLES[name], getattr(spec, name), base) for name in TABLES
         }
-        report = _run(con, spec, types, staged, erased_hashes(out), p, key, step)
+        report = _run(con, spec, types, staged, erased_hashes(out), p, key, served, step)
         _swap_in(staged, out)
     finally:
         con.close()
@@ -100,6 +103,7 @@ def _run(
     erased: set[str],
     p: IngestParams,
     key: bytes,
+    served: Path | None,
     step: Callable[[str], None],
 ) -> dict[str, Any]:
     step(STEPS[1])
@@ -124,7 +128,7 @@ def _run(
     con.execute("CREATE OR REPLACE TABLE clean_items AS SELECT * FROM items_df")
     u.outcome.add_corrections(con, u.corrections_sql)
     con.execute("SET preserve_insertion_order=false")  # lets DuckDB stream the big table
-    ev = events.ingest_events(con, p, types["events"], spec.events.event_types, out)
+    ev = events.ingest_events(con, p, types["events"], spec.events.event_types, out, served)
 
     step(STEPS[4])
     # Country for imputation: the one the person's own (tracked) events most often come from.
@@ -139,7 +143,12 @@ def _run(
     _copy(
         con,
         out / "quarantine.parquet",
-        [u.quarantine_sql, it.quarantine_sql, events.quarantine_sql(p)],
+        [
+            u.quarantine_sql,
+            it.quarantine_sql,
+            events.quarantine_sql(p),
+            *([served_quarantine_sql()] if served is not None else []),
+        ],
         "row_json",
     )
     _copy(
@@ -152,6 +161,8 @@ def _run(
     step(STEPS[5])
     outcomes: dict[str, TableOutcome] = {"users": u.outcome, "items": it.outcome, "events": ev}
     sources = {name: getattr(spec, name).path for name in TABLES}
+    if served is not None:
+        sources["served_events"] = str(served)
     inv = inventory(con, out, sources, outcomes)
     return write_report(out, outcomes, inv, {"sources": sources})
 
