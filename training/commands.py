@@ -36,11 +36,85 @@ DATA, FEATURES, PARAMS = Path("data/clean"), Path("data/features"), Path("params
 WORK, EVALUATION, MODELS = Path("data/training"), Path("data/evaluation"), Path("data/models")
 
 
+models_app = typer.Typer(help="Model versions: the registry, champion against challenger.")
+Models = Annotated[Path, typer.Option(help="Published model versions and registry.jsonl.")]
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="evaluate")(evaluate)
     app.command(name="train")(train)
     app.command(name="train-retrieval")(train_retrieval)
     app.command(name="train-ranker")(train_ranker)
+    models_app.command(name="list")(models_list)
+    models_app.command(name="challenge")(models_challenge)
+    app.add_typer(models_app, name="models")
+
+
+def models_list(
+    models: Models = MODELS,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Every version with its last decision (published, promoted, rejected) and why."""
+    from rich.table import Table
+
+    from tailwise import registry
+
+    with _training_errors():
+        rows = registry.versions(models)
+    if as_json:
+        typer.echo(registry.summary_json(models))
+        return
+    table = Table(title=f"Model versions in {models} (registry.jsonl)")
+    for col in ("version", "published", "decision", "decided", "serving", "ndcg@10", "why"):
+        table.add_column(col)
+    for r in rows:
+        ndcg = r["scores"].get("ndcg@10")
+        table.add_row(
+            r["version"],
+            f"{r['published']:%Y-%m-%d %H:%M}",
+            r["status"],
+            f"{r['decided']:%Y-%m-%d %H:%M}",
+            "[green]yes[/green]" if r["serving"] else "",
+            f"{ndcg:.4f}" if ndcg is not None else "",
+            "\n".join(r["reasons"]),
+        )
+    Console().print(table)
+
+
+def models_challenge(
+    data: Data = DATA,
+    features: Features = FEATURES,
+    models: Models = MODELS,
+    challenger: Annotated[
+        str | None,
+        typer.Option(help="The version to challenge with (default: the newest undecided one)."),
+    ] = None,
+    params: Params = PARAMS,
+) -> None:
+    """Score the champion (LATEST) and a challenger on the newest holdout window; promote the
+    challenger only if it wins by params.yaml promotion.margin and holds the guards."""
+    from training.challenge import ChallengeError, PromotionPolicy, challenge
+
+    with _training_errors():
+        try:
+            policy = PromotionPolicy.model_validate(_section(params, "promotion"))
+            evaluation, _, _, store = _setup(data, features, params)
+            entry = challenge(models, data, store, evaluation, policy, challenger)
+        except ChallengeError as exc:
+            from tailwise.cli import EXIT_BAD_INPUT
+
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(EXIT_BAD_INPUT) from exc
+    if entry is None:
+        console.print(f"no challenger waiting in {models}: the champion stays")
+        return
+    colour = "green" if entry.action == "promoted" else "yellow"
+    console.print(
+        f"[{colour}]{entry.action}[/{colour}] {entry.version} against champion {entry.champion} "
+        f"on {entry.window['start'][:10]} .. {entry.window['end'][:10]}"
+    )
+    for reason in entry.reasons:
+        console.print(f"  - {reason}")
 
 
 def train(

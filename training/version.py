@@ -12,8 +12,10 @@
       report.md            the full evaluation (both added when the version is published)
 
 `tailwise train` and the DVC stages write the folder without metrics (train_ranker), the
-evaluation measures it, and `publish` copies it to `<models>/<version>/` with its metrics
-and names it in `<models>/LATEST`, so a published version is always an evaluated one.
+evaluation measures it, and `publish` copies it to `<models>/<version>/` with its metrics,
+so a published version is always an evaluated one. The first version becomes the champion
+(`<models>/LATEST`); later ones are challengers until `tailwise models challenge` (see
+challenge.py) promotes them. Both decisions go to the registry (tailwise/registry.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from tailwise import registry
 
 MANIFEST, METRICS, REPORT, LATEST = "manifest.json", "metrics.json", "report.md", "LATEST"
 FORMAT_VERSION = 1
@@ -73,7 +77,8 @@ def metrics_table(table: Any) -> dict[str, dict[str, float]]:
 
 def publish(folder: Path, models_dir: Path, metrics: dict[str, Any], report: str) -> Path:
     """Copy the version in `folder` to `models_dir/<version>/` with its metrics and report,
-    then point `models_dir/LATEST` at it. Publishing the same version again replaces it."""
+    and record it in the registry; with no champion yet it becomes the champion. Publishing
+    the same version again replaces its files."""
     version = str(read_manifest(folder)["version"])
     target = models_dir / version
     staging = models_dir / f".{version}.publishing"
@@ -83,7 +88,24 @@ def publish(folder: Path, models_dir: Path, metrics: dict[str, Any], report: str
     (staging / REPORT).write_text(report)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
-    (models_dir / LATEST).write_text(version + "\n")
+    current = registry.champion(models_dir)
+    if current is None:
+        registry.set_champion(models_dir, version)
+        reasons = ["first version: no champion to beat, so it serves"]
+    elif current == version:
+        reasons = ["published again: it is the champion, its files were replaced"]
+    else:
+        reasons = [f"challenger to {current}: `tailwise models challenge` decides"]
+    scores = {"version": metrics.get("two_tower+ranker", {})} if metrics else {}
+    entry = registry.Entry(
+        at=registry.now(),
+        action="published",
+        version=version,
+        champion=current,
+        reasons=reasons,
+        scores=scores,
+    )
+    registry.record(models_dir, entry)
     return target
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tailwise import registry
 from training.version import (
     ModelNotFoundError,
     publish,
@@ -24,7 +25,7 @@ def staged(root: Path, version: str) -> Path:
     return folder
 
 
-def test_publish_copies_the_version_with_metrics_and_points_latest(tmp_path: Path) -> None:
+def test_publish_copies_the_version_with_metrics_first_one_serves(tmp_path: Path) -> None:
     models = tmp_path / "models"
     models.mkdir()
     first = publish(staged(tmp_path, "v1"), models, {"ease": {"ndcg@10": 0.1}}, "# v1\n")
@@ -33,10 +34,19 @@ def test_publish_copies_the_version_with_metrics_and_points_latest(tmp_path: Pat
     assert (first / "report.md").read_text() == "# v1\n" and (first / "ranker/model.json").exists()
     assert read_manifest(first)["format_version"] == 1
     second = publish(staged(tmp_path, "v2"), models, {}, "")
-    assert version_folder(models) == second and version_folder(models, "v1") == first
+    # A later version is a challenger: v1 still serves until a challenge promotes v2.
+    assert version_folder(models) == first and version_folder(models, "v2") == second
     again = publish(staged(tmp_path / "again", "v2"), models, {"x": {}}, "")  # replaces v2
     assert json.loads((again / "metrics.json").read_text()) == {"x": {}}
     assert not list(models.glob(".*"))  # no staging folder left behind
+    log = registry.entries(models)
+    assert [(e.action, e.version, e.champion) for e in log] == [
+        ("published", "v1", None),
+        ("published", "v2", "v1"),
+        ("published", "v2", "v1"),
+    ]
+    assert "no champion" in log[0].reasons[0] and "challenger to v1" in log[1].reasons[0]
+    assert log[0].scores == {"version": {}}
 
 
 def test_missing_versions_and_foreign_folders_are_clear_errors(tmp_path: Path) -> None:
