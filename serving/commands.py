@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -52,6 +52,14 @@ def serve(
     stop: Annotated[
         bool, typer.Option("--stop", help="Stop a server started with --background.")
     ] = False,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Any ServingConfig field as KEY=VALUE (YAML value), repeatable: "
+            "--set log_feature_sample=1 --set rules.max_per_category=3",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (Ray Serve) on this machine; Ctrl-C stops it cleanly."""
     from tailwise.cli import EXIT_SERVICE, _errors
@@ -63,12 +71,17 @@ def serve(
     from serving.server import ServeError, ensure_api_key, run_until_stopped
 
     with _errors():
-        config = ServingConfig(
-            host=host, port=port, model_version=model, models_dir=models, num_replicas=replicas
-        )
+        fields = {
+            "host": host,
+            "port": port,
+            "model_version": model,
+            "models_dir": models,
+            "num_replicas": replicas,
+        }
+        config = ServingConfig.model_validate(_overrides(fields, settings or []))
         config, generated = ensure_api_key(config)
         if background:
-            _start_background(config, generated)
+            _start_background(config, generated, settings or [])
             return
 
         def ready(url: str) -> None:
@@ -88,7 +101,31 @@ def serve(
     console.print("stopped")
 
 
-def _start_background(config: ServingConfig, generated: str | None) -> None:
+def _overrides(fields: dict[str, Any], items: list[str]) -> dict[str, Any]:
+    """`fields` updated by KEY=VALUE items (dotted keys reach nested models); a malformed
+    item is a bad-parameter error naming it."""
+    import yaml
+
+    out: dict[str, Any] = dict(fields)
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise typer.BadParameter(f"--set {item!r}: the value is not YAML: {exc}") from exc
+        *parents, leaf = key.strip().split(".")
+        node = out
+        for name in parents:
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise typer.BadParameter(f"--set {item!r}: {name} is not a section")
+        node[leaf] = value
+    return out
+
+
+def _start_background(config: ServingConfig, generated: str | None, overrides: list[str]) -> None:
     import os
     import subprocess
     import sys
@@ -104,6 +141,8 @@ def _start_background(config: ServingConfig, generated: str | None) -> None:
         args += ["--model", config.model_version]
     if config.num_replicas:
         args += ["--replicas", str(config.num_replicas)]
+    for item in overrides:
+        args += ["--set", item]
     with LOG_FILE.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "tailwise.cli", "serve", *args],

@@ -28,3 +28,22 @@ def test_serve_config_validates_and_builds_the_app() -> None:
 def test_unknown_config_keys_are_refused_with_their_name() -> None:
     with pytest.raises(ValueError, match="cache_ttl"):
         ServingConfig.model_validate({"cache_ttl": 5})
+
+
+def test_serve_set_overrides_reach_nested_fields_and_name_bad_items() -> None:
+    import typer
+
+    from serving.commands import _overrides
+    from serving.config import ServingConfig
+
+    fields = _overrides(
+        {"port": 8000}, ["log_feature_sample=1", "rules.max_per_category=2", "port=8100"]
+    )
+    config = ServingConfig.model_validate(fields)
+    assert (config.port, config.log_feature_sample, config.rules.max_per_category) == (
+        8100,
+        1.0,
+        2,
+    )
+    with pytest.raises(typer.BadParameter, match="expected KEY=VALUE"):
+        _overrides({}, ["log_feature_sample"])
