@@ -1,11 +1,12 @@
 """Seeded synthetic e-commerce data: the platform's embedded default data source.
 
 `generate(cfg, out)` writes raw users/items/events (with deliberate, listed
-defects), the ground truth behind them and a defect manifest; `true_utility`
+defects; optionally a distribution shift part-way through, `ShiftConfig`), the
+ground truth behind them and a defect manifest; `true_utility`
 scores (user, item) pairs exactly as the simulation's deterministic part.
 """
 
-from tailwise.synthetic.config import DefectRates, GenerateConfig
+from tailwise.synthetic.config import DefectRates, GenerateConfig, ShiftConfig
 from tailwise.synthetic.generate import GenerateSummary, generate
 from tailwise.synthetic.utility import load_ground_truth, true_utility
 
@@ -13,6 +14,7 @@ __all__ = [
     "DefectRates",
     "GenerateConfig",
     "GenerateSummary",
+    "ShiftConfig",
     "generate",
     "load_ground_truth",
     "true_utility",

@@ -1,10 +1,11 @@
 """Entry point: generate a full synthetic data set into a folder, chunk by chunk.
 
-Flow: build the world and write items -> for each chunk of `chunk_users`
-people (own RNG from SeedSequence(seed, spawn_key=(1, chunk))): draw people,
-simulate events, create near-duplicate accounts, render raw and ground-truth
-tables and append them to parquet writers (one row group per chunk) -> write
-the defect manifest and world.json. Memory is bounded by one chunk.
+Flow: build the world, attach the optional shift (its new items come from their
+own RNGs, spawn keys (0, 2) and (0, 3), so nothing else changes) and write items
+-> for each chunk of `chunk_users` people (own RNG from SeedSequence(seed,
+spawn_key=(1, chunk))): draw people, simulate events, create near-duplicate
+accounts, render raw and ground-truth tables and append them to parquet writers
+(one row group per chunk) -> write the defect manifest and world.json. Memory is bounded by one chunk.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tailwise.synthetic.config import GenerateConfig
 from tailwise.synthetic.duplicates import make_near_duplicates, move_events
 from tailwise.synthetic.people import contact_columns, draw_people
 from tailwise.synthetic.sessions import simulate_events
+from tailwise.synthetic.shift import attach_shift, shift_json
 from tailwise.synthetic.world import (
     AGE_TOP,
     COEFFICIENTS,
@@ -59,10 +61,12 @@ def generate(
     started = time.perf_counter()
     out = Path(out)
     (out / "ground_truth").mkdir(parents=True, exist_ok=True)
-    world = build_world(cfg, _rng(cfg.seed, 0))
+    world = attach_shift(cfg, build_world(cfg, _rng(cfg.seed, 0)), _rng(cfg.seed, 0, 2))
     ids = tables.id_scheme(cfg)
     rec = defects.Records()
-    items, items_truth = tables.items_tables(cfg, world, _rng(cfg.seed, 0, 1), ids, rec)
+    items, items_truth = tables.items_tables(
+        cfg, world, _rng(cfg.seed, 0, 1), ids, rec, shift_rng=_rng(cfg.seed, 0, 3)
+    )
     pq.write_table(items, out / "items.parquet")
     pq.write_table(items_truth, out / "ground_truth" / "items.parquet")
     rows = Counter({"items": items.num_rows})
@@ -83,7 +87,9 @@ def generate(
     (out / "defects.json").write_text(
         json.dumps({"rates": cfg.defects.model_dump(), "counts": counts}, indent=2) + "\n"
     )
-    (out / "ground_truth" / "world.json").write_text(json.dumps(world_json(cfg, world), indent=2))
+    (out / "ground_truth" / "world.json").write_text(
+        json.dumps(world_json(cfg, world, ids.item_width), indent=2)
+    )
     return GenerateSummary(
         out=str(out),
         rows=dict(rows),
@@ -146,11 +152,17 @@ def _flush_defects(rec: defects.Records, writers: dict, paths: dict) -> int:
     return table.num_rows
 
 
-def world_json(cfg: GenerateConfig, world: World) -> dict:
-    """Taxonomy, brands, places, coefficients and window: what the oracle needs."""
+def world_json(cfg: GenerateConfig, world: World, item_width: int = 6) -> dict:
+    """Taxonomy, brands, places, coefficients, window and shift: what the oracle needs.
+
+    Without a shift neither `config.shift` nor `shift` appear, so the file is the
+    same as before shifts existed."""
+    shifted = cfg.shift is not None
+    extra = {"shift": shift_json(cfg, world, item_width)} if shifted else {}
     return {
-        "config": json.loads(cfg.model_dump_json()),
+        "config": json.loads(cfg.model_dump_json(exclude=None if shifted else {"shift"})),
         "window": {"start": cfg.window_start.isoformat(), "end": cfg.window_end.isoformat()},
+        **extra,
         "taxonomy": {
             "tops": TOPS,
             "leaves": world.leaf_names,

@@ -8,6 +8,13 @@ mostly in the intent leaf, each choosing among popularity-drawn candidates by
 Gumbel-max of `utility.item_affinity` (items not yet created are excluded) ->
 add_to_cart / purchase by logistic `personal_utility` -> some ratings.
 Returns plain numpy columns with local user positions; `tables.py` renders text.
+
+A `World.shift` changes every session starting at or after its instant: device
+mix, intent and wandering leaves by shifted logits, candidate items drawn from
+the catalogue including the new batch. Every random draw keeps its shape and
+parameters and a session's events never precede its start, so events before
+the shift are the same as without one (sessions straddling the shift instant
+stay unshifted).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from tailwise.synthetic.config import GenerateConfig
 from tailwise.synthetic.people import People
 from tailwise.synthetic.utility import category_logits, item_affinity, personal_utility
 from tailwise.synthetic.world import COEFFICIENTS as C
-from tailwise.synthetic.world import DAY, DEVICE_CONVERSION, DIURNAL, World
+from tailwise.synthetic.world import DAY, DEVICE_CONVERSION, DIURNAL, World, WorldShift
 
 N_CANDIDATES = 6
 # Scales activity so the population mean is cfg.events_per_user_per_day although
@@ -65,8 +72,8 @@ def _sessions(
     ok = (t0 >= lower[user]) & (t0 < upper[user])
     user, t0, hour, local = user[ok], t0[ok], hour[ok], local[ok]
     weekend = ((local // DAY + 3) % 7) >= 5
-    device = _categorical_rows(rng, p.device_probs[user])
-    logits = category_logits(p.taste[user], world.leaf_top, device, weekend)
+    device = _categorical_rows(rng, _device_probs(world, p, user, t0))
+    logits = _shifted(world, t0, category_logits(p.taste[user], world.leaf_top, device, weekend))
     return {
         "user": user,
         "t0": t0,
@@ -114,9 +121,10 @@ def _views(
         logits = category_logits(
             p.taste[s["user"][ws]], world.leaf_top, s["device"][ws], s["weekend"][ws]
         )
-        leaf[wander] = _gumbel_argmax(rng, logits + _leaf_mask(world))
+        shifted = _shifted(world, s["t0"][ws], logits)
+        leaf[wander] = _gumbel_argmax(rng, shifted + _leaf_mask(world))
     user = s["user"][sess]
-    item, util = _choose_items(world, p, rng, user, leaf, ts)
+    item, util = _choose_items(world, p, rng, user, leaf, ts, s["t0"][sess])
     return {"sess": sess, "ts": ts, "item": item, "util": util, "user": user}
 
 
@@ -127,14 +135,19 @@ def _choose_items(
     user: np.ndarray,
     leaf: np.ndarray,
     ts: np.ndarray,
+    t0: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Gumbel-max over popularity-drawn candidates plus the leaf's old fallback item."""
+    """Gumbel-max over popularity-drawn candidates plus the leaf's old fallback item.
+
+    Candidates of shifted sessions come from the shifted catalogue (same draws)."""
     n = len(leaf)
     draws = leaf[:, None] + rng.random((n, N_CANDIDATES))
-    pos = np.minimum(
-        np.searchsorted(world.leaf_keys, draws, side="right"), len(world.leaf_keys) - 1
-    )
-    cand = np.concatenate([world.leaf_order[pos], world.leaf_fallback[leaf][:, None]], axis=1)
+    drawn = _draw_candidates(world.leaf_order, world.leaf_keys, draws)
+    age = ts[:, None] - world.item["created_at"][drawn]
+    if world.shift is not None:
+        _shift_candidates(world, world.shift, draws, ts, t0, drawn, age)
+    cand = np.concatenate([drawn, world.leaf_fallback[leaf][:, None]], axis=1)
+    age = np.concatenate([age, ts[:, None] - world.item["created_at"][cand[:, -1:]]], axis=1)
     it = world.item
     fav = (p.favourite_brands[user][:, None, :] == it["brand"][cand][:, :, None]).any(axis=2)
     aff = item_affinity(
@@ -142,7 +155,7 @@ def _choose_items(
         fav,
         it["price"][cand] / world.leaf_median_price[leaf][:, None],
         p.price_sensitivity[user][:, None],
-        ts[:, None] - it["created_at"][cand],
+        age,
     )
     pick = np.argmax(aff + rng.gumbel(size=aff.shape), axis=1)
     rows = np.arange(n)
@@ -218,6 +231,49 @@ def _assemble(
     out["device"] = s["device"][out["sess"]]
     out["channel"] = s["channel"][out["sess"]]
     return out
+
+
+def _shift_candidates(
+    world: World,
+    ws: WorldShift,
+    draws: np.ndarray,
+    ts: np.ndarray,
+    t0: np.ndarray,
+    drawn: np.ndarray,
+    age: np.ndarray,
+) -> None:
+    """Redraw (in place) the candidates and their ages for sessions starting after the shift."""
+    after = t0 >= ws.at
+    if not after.any():
+        return
+    shifted = _draw_candidates(ws.leaf_order, ws.leaf_keys, draws[after])
+    drawn[after] = shifted
+    born = world.item["created_at"][shifted]
+    # A batch item must exist when its session starts: the landing page_view at t0
+    # shows the first product viewed.
+    unborn = (shifted >= ws.first_new_item) & (t0[after][:, None] < born)
+    age[after] = np.where(unborn, -1, ts[after][:, None] - born)
+
+
+def _draw_candidates(order: np.ndarray, keys: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Items at `draws` (leaf + uniform) of a popularity sampling table."""
+    return order[np.minimum(np.searchsorted(keys, draws, side="right"), len(keys) - 1)]
+
+
+def _device_probs(world: World, p: People, user: np.ndarray, t0: np.ndarray) -> np.ndarray:
+    """Each session owner's device mix, or the shift's mix from the shift on."""
+    probs = p.device_probs[user]
+    if world.shift is None or world.shift.device_probs is None:
+        return probs
+    return np.where((t0 >= world.shift.at)[:, None], world.shift.device_probs[None, :], probs)
+
+
+def _shifted(world: World, ts: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Category logits plus the shift's top-level change for rows at or after it."""
+    if world.shift is None:
+        return logits
+    after = (ts >= world.shift.at).astype(np.float64)
+    return logits + after[:, None] * world.shift.top[world.leaf_top][None, :]
 
 
 def _leaf_mask(world: World) -> np.ndarray:

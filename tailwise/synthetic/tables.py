@@ -78,8 +78,9 @@ class Ids:
 
 
 def id_scheme(cfg: GenerateConfig) -> Ids:
-    """Users 0..N-1 are real, N.. near duplicates, 2N..3N-1 unknown references."""
-    return Ids(formats.id_width(3 * cfg.users - 1, 7), formats.id_width(2 * cfg.items - 1, 6))
+    """Users 0..N-1 are real, N.. near duplicates, 2N..3N-1 unknown references; items
+    0..M-1 are real (M counts a shift's new items too), M..2M-1 unknown references."""
+    return Ids(formats.id_width(3 * cfg.users - 1, 7), formats.id_width(2 * cfg.total_items - 1, 6))
 
 
 def users_table(
@@ -222,7 +223,8 @@ def _unknown_refs(
     as_user = unknown & (rng.random(len(item)) < 0.5)
     as_item = unknown & ~as_user
     users = np.where(as_user, 2 * cfg.users + rng.integers(0, cfg.users, len(item)), user_number)
-    items = np.where(as_item, cfg.items + rng.integers(0, cfg.items, len(item)), item)
+    m = cfg.total_items
+    items = np.where(as_item, m + rng.integers(0, m, len(item)), item)
     rec.add("unknown_references", "events", event_id.filter(pa.array(as_user)), "user_id")
     rec.add("unknown_references", "events", event_id.filter(pa.array(as_item)), "item_id")
     return (
@@ -272,11 +274,39 @@ def _fixed_list(matrix: np.ndarray, width: int) -> pa.Array:
 
 
 def items_tables(
-    cfg: GenerateConfig, world: World, rng: np.random.Generator, ids: Ids, rec: defects.Records
+    cfg: GenerateConfig,
+    world: World,
+    rng: np.random.Generator,
+    ids: Ids,
+    rec: defects.Records,
+    shift_rng: np.random.Generator | None = None,
 ) -> tuple[pa.Table, pa.Table]:
-    """Raw items (category spellings, negative prices) and their ground truth."""
-    it, m = world.item, cfg.items
-    item_id = formats.format_ids("i", np.arange(m), ids.item_width)
+    """Raw items (category spellings, negative prices) and their ground truth.
+
+    The original catalogue is rendered with `rng`; a shift's new items follow it,
+    rendered with `shift_rng`, so the original rows do not depend on the shift."""
+    n_items = len(world.item["leaf"])
+    raw, truth = _item_rows(cfg, world, rng, ids, rec, np.arange(cfg.items))
+    if n_items > cfg.items:
+        if shift_rng is None:
+            raise ValueError("items_tables: a shift adds items, so shift_rng is required")
+        more = _item_rows(cfg, world, shift_rng, ids, rec, np.arange(cfg.items, n_items))
+        raw, truth = pa.concat_tables([raw, more[0]]), pa.concat_tables([truth, more[1]])
+    return raw, truth
+
+
+def _item_rows(
+    cfg: GenerateConfig,
+    world: World,
+    rng: np.random.Generator,
+    ids: Ids,
+    rec: defects.Records,
+    rows: np.ndarray,
+) -> tuple[pa.Table, pa.Table]:
+    """Raw and ground-truth rows of items at positions `rows`."""
+    it = {k: v[rows] for k, v in world.item.items()}
+    m = len(rows)
+    item_id = formats.format_ids("i", rows, ids.item_width)
     leaf_names = np.asarray(world.leaf_names, dtype=object)
     canonical = [
         a if b < 0 else f"{a}|{leaf_names[b]}"

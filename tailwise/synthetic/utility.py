@@ -14,16 +14,22 @@ pairs exactly as the simulation's deterministic part does:
 The simulation picks a session's intent leaf by softmax of the first two
 terms, an item within the leaf by popularity share times exp(item_affinity),
 and converts / rates by `personal_utility` (taste + item_affinity).
+
+When world.json records a shift, `true_utility` at instants at or after it adds
+the shift's top-level taste change and rescales the original items' popularity
+shares for the new batch, as the simulation does.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tailwise.synthetic.world import COEFFICIENTS, DAY, DEVICE_TOP, WEEKEND_TOP
@@ -95,7 +101,7 @@ def true_utility(
     users/items are ground_truth/users.parquet and items.parquet, world is
     world.json. device ("mobile"/"desktop"/"tablet"), weekend (bool) and at
     (epoch seconds) are optional context, scalars or per pair; without `at`
-    novelty and availability are ignored.
+    novelty, availability and any shift (world["shift"]) are ignored.
     """
     leaves = world["taxonomy"]["leaves"]
     leaf_of = {name: k for k, name in enumerate(leaves)}
@@ -125,7 +131,30 @@ def true_utility(
         world["coefficients"],
     )
     log_share = items.column("popularity_log_share").to_numpy()[i]
+    if world.get("shift") and at is not None:
+        cat, log_share = _apply_shift(world, items, leaf_top[leaf], leaf, i, at, cat, log_share)
     return cat + world["coefficients"]["beta_popularity"] * log_share + aff
+
+
+def _apply_shift(
+    world: dict[str, Any],
+    items: pa.Table,
+    top: np.ndarray,
+    leaf: np.ndarray,
+    i: np.ndarray,
+    at: Any,
+    cat: np.ndarray,
+    log_share: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Category logits and popularity shares of pairs scored at or after the shift."""
+    shift = world["shift"]
+    start = int(datetime.fromisoformat(shift["at"]).timestamp())
+    after = np.broadcast_to(np.asarray(at, np.int64) >= start, len(i))
+    shift_top = np.asarray([shift["top_taste"].get(t, 0.0) for t in world["taxonomy"]["tops"]])
+    batch = pc.is_in(items.column("item_id"), pa.array(shift["new_item_ids"], pa.string()))
+    diluted = after & ~batch.to_numpy(zero_copy_only=False)[i]
+    dilution = np.asarray(shift["leaf_log_dilution"])[leaf]
+    return cat + after * shift_top[top], log_share + diluted * dilution
 
 
 def load_ground_truth(out: Path) -> tuple[pa.Table, pa.Table, dict[str, Any]]:

@@ -4,7 +4,8 @@
 draws the item catalogue (category, brand, quality, price, popularity,
 created_at). The resulting `World` is read-only input to `people.py`,
 `sessions.py` and `utility.py`, and is serialised to `ground_truth/world.json`
-and `ground_truth/items.parquet` by `writer.py`.
+and `ground_truth/items.parquet` by `generate.py` and `tables.py`. A configured
+distribution shift is attached afterwards by `shift.py` as `World.shift`.
 """
 
 from __future__ import annotations
@@ -90,6 +91,23 @@ DEVICE_CONVERSION = [-0.15, 0.25, 0.0]
 
 
 @dataclass(frozen=True)
+class WorldShift:
+    """Behaviour from `at` on (see `config.ShiftConfig`); built by `shift.py`.
+
+    Items `first_new_item..` are the batch added at the shift. Candidate items of
+    product views at or after `at` are drawn from `leaf_order`/`leaf_keys` here,
+    which include the batch; earlier views keep `World`'s tables."""
+
+    at: int  # epoch seconds of the first shifted instant
+    top: np.ndarray  # (T,) additive shift of top-level category logits
+    device_probs: np.ndarray | None  # (3,) device shares of shifted sessions
+    first_new_item: int
+    leaf_order: np.ndarray
+    leaf_keys: np.ndarray
+    leaf_log_dilution: np.ndarray  # (L,) log(old leaf popularity / leaf popularity after)
+
+
+@dataclass(frozen=True)
 class World:
     """Arrays shared by every chunk; items are indexed 0..M-1."""
 
@@ -107,6 +125,7 @@ class World:
     leaf_keys: np.ndarray = field(default_factory=lambda: np.zeros(0))
     leaf_order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     leaf_fallback: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    shift: WorldShift | None = None
 
     @property
     def n_leaves(self) -> int:
@@ -164,12 +183,8 @@ def _draw_items(cfg: GenerateConfig, rng: np.random.Generator, world: World) -> 
     leaf_weight = rng.gamma(2.0, 1.0, n_leaves)
     leaf = rng.choice(n_leaves, size=m, p=leaf_weight / leaf_weight.sum())
     leaf[: min(m, n_leaves)] = np.arange(min(m, n_leaves))  # every leaf stocked if possible
-    second = np.where(rng.random(m) < 0.10, rng.integers(0, n_leaves, m), -1)
-    second[second == leaf] = -1
-    brand = _draw_brands(rng, world, world.leaf_top[leaf])
-    quality = world.brand_prestige[brand] + rng.normal(0.0, 0.8, m)
-    price = world.leaf_median_price[leaf] * np.exp(0.45 * rng.normal(0, 1, m) + 0.25 * quality)
-    popularity = rng.lognormal(0.0, 1.3, m) * np.exp(0.4 * quality)
+    attrs = draw_item_attributes(rng, world, leaf)
+    popularity = attrs["popularity"]
     leaf_total = np.bincount(leaf, weights=popularity, minlength=n_leaves)
     start = int(cfg.window_start.timestamp())
     is_new = rng.random(m) < 0.15
@@ -179,15 +194,31 @@ def _draw_items(cfg: GenerateConfig, rng: np.random.Generator, world: World) -> 
     old_at = start - rng.integers(DAY, 730 * DAY, m)
     new_at = start + rng.integers(0, max(cfg.days - 1, 1) * DAY, m)
     return {
+        **attrs,
+        "log_share": np.log(popularity / leaf_total[leaf]),
+        "created_at": np.where(is_new, new_at, old_at).astype(np.int64),
+        "is_new": is_new,
+    }
+
+
+def draw_item_attributes(
+    rng: np.random.Generator, world: World, leaf: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Second leaf, brand, quality, price and popularity of items in leaves `leaf`."""
+    m, n_leaves = len(leaf), world.n_leaves
+    second = np.where(rng.random(m) < 0.10, rng.integers(0, n_leaves, m), -1)
+    second[second == leaf] = -1
+    brand = _draw_brands(rng, world, world.leaf_top[leaf])
+    quality = world.brand_prestige[brand] + rng.normal(0.0, 0.8, m)
+    price = world.leaf_median_price[leaf] * np.exp(0.45 * rng.normal(0, 1, m) + 0.25 * quality)
+    popularity = rng.lognormal(0.0, 1.3, m) * np.exp(0.4 * quality)
+    return {
         "leaf": leaf,
         "second_leaf": second,
         "brand": brand,
         "quality": quality,
         "price": np.round(price, 2),
         "popularity": popularity,
-        "log_share": np.log(popularity / leaf_total[leaf]),
-        "created_at": np.where(is_new, new_at, old_at).astype(np.int64),
-        "is_new": is_new,
     }
 
 
@@ -203,7 +234,21 @@ def _leaf_sampling_tables(world: World, cfg: GenerateConfig) -> tuple:
     """Monotone keys `leaf + cumulative popularity share` so that one searchsorted
     draws items by popularity within any leaf, plus a per-leaf fallback item that
     exists before the window (the most popular old one), -1 for empty leaves."""
-    leaf, pop = world.item["leaf"], world.item["popularity"]
+    order, keys, starts, ends = leaf_sampling_keys(
+        world, world.item["leaf"], world.item["popularity"]
+    )
+    pop = world.item["popularity"]
+    old = world.item["created_at"] < int(cfg.window_start.timestamp())
+    fallback = np.full(world.n_leaves, -1, dtype=np.int64)
+    score = np.where(old, pop, -1.0)
+    for leaf_idx in np.flatnonzero(ends > starts):
+        seg = order[starts[leaf_idx] : ends[leaf_idx]]
+        fallback[leaf_idx] = seg[np.argmax(score[seg])]
+    return order, keys, fallback
+
+
+def leaf_sampling_keys(world: World, leaf: np.ndarray, pop: np.ndarray) -> tuple:
+    """Item order by leaf, searchsorted keys, and each leaf's start/end in that order."""
     order = np.argsort(leaf, kind="stable")
     cum = np.cumsum(pop[order])
     leaf_sorted = leaf[order]
@@ -213,10 +258,4 @@ def _leaf_sampling_tables(world: World, cfg: GenerateConfig) -> tuple:
     total = np.concatenate([[0.0], cum])[ends] - before
     keys = leaf_sorted + (cum - before[leaf_sorted]) / total[leaf_sorted]
     keys[np.r_[ends[ends > 0] - 1]] = leaf_sorted[ends[ends > 0] - 1] + 1.0
-    old = world.item["created_at"] < int(cfg.window_start.timestamp())
-    fallback = np.full(world.n_leaves, -1, dtype=np.int64)
-    score = np.where(old, pop, -1.0)
-    for leaf_idx in np.flatnonzero(ends > starts):
-        seg = order[starts[leaf_idx] : ends[leaf_idx]]
-        fallback[leaf_idx] = seg[np.argmax(score[seg])]
-    return order, keys, fallback
+    return order, keys, starts, ends
