@@ -1,4 +1,4 @@
-"""The monitoring stage's commands: `tailwise monitor run`.
+"""The monitoring stage's commands: `tailwise monitor run` and `tailwise monitor watch`.
 
 Registered into the `tailwise` CLI through the `tailwise.commands` entry point (the
 shared package never imports monitoring). The command builds the typed parameters and
@@ -11,6 +11,7 @@ with a message naming the file or key.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -82,6 +83,66 @@ def run(
     console.print(f"[green]index[/green]  {result.index}")
 
 
+@monitor_app.command("watch")
+def watch(
+    root: Annotated[
+        Path, typer.Option(help="The deployment's folder (dvc.yaml, params.yaml, data/).")
+    ] = Path("."),
+    every: Annotated[str, typer.Option(help="Time between passes: 30m, 6h, 1d.")] = "6h",
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    window: Annotated[
+        str | None, typer.Option(help="Monitoring window (default: params.yaml monitoring.window).")
+    ] = None,
+    serve_url: Annotated[
+        str | None,
+        typer.Option(help="The serving app to switch after a promotion (POST /admin/reload)."),
+    ] = "http://127.0.0.1:8000",
+) -> None:
+    """Run the loop on a schedule: consume served traffic, monitor, and when the policy
+    asks, retrain with `dvc repro`, challenge the champion and switch the serving app."""
+    from monitoring.config import parse_duration
+    from monitoring.loop import LoopConfig, LoopError, run_pass
+
+    with _monitoring_errors():
+        pause = parse_duration(every, "--every").total_seconds()
+        if window is not None:
+            parse_duration(window, "--window")
+    cfg = LoopConfig(root=root, window=window, serve_url=serve_url or None)
+    while True:
+        try:
+            with console.status("loop") as status:
+                outcome = run_pass(cfg, lambda name: status.update(f"loop: {name}"))
+        except LoopError as exc:
+            console.print(f"[red]loop pass failed:[/red] {exc}")
+            if once:
+                raise typer.Exit(1) from exc
+        else:
+            print_pass(outcome)
+        if once:
+            return
+        console.print(f"next pass in {every} (Ctrl-C stops)")
+        time.sleep(pause)
+
+
+def print_pass(outcome: Any) -> None:
+    """One loop pass as a few lines a person can act on."""
+    console.print(f"report {outcome.report}")
+    verdict = "retrain" if outcome.retrain else "no retraining"
+    console.print(f"[bold]{verdict}[/bold]: " + "; ".join(outcome.reasons))
+    if outcome.decision:
+        colour = "green" if outcome.decision == "promoted" else "yellow"
+        console.print(
+            f"[{colour}]{outcome.decision}[/{colour}] {outcome.challenger} "
+            f"(champion was {outcome.champion})"
+        )
+        for reason in outcome.decision_reasons:
+            console.print(f"  - {reason}")
+    if outcome.reloaded:
+        console.print(f"serving switched to {outcome.serving_version}")
+    steps = ", ".join(f"{k} {v:.0f}s" for k, v in outcome.seconds.items())
+    console.print(f"steps: {steps}")
+
+
 def print_summary(summary: Any) -> None:
     """The run's figures as a table on stdout."""
     from rich.table import Table
@@ -113,6 +174,15 @@ def print_summary(summary: Any) -> None:
         "incoming events",
         "; ".join(events.issues) or "no issues",
         f"{events.rows:,}",
+    )
+    behaviour = events.drift
+    table.add_row(
+        "event drift",
+        f"{behaviour.share:.0%} drifted ({len(behaviour.drifted)}/{len(behaviour.columns)})"
+        + (f": {', '.join(behaviour.drifted)}" if behaviour.drifted else "")
+        if behaviour.measured
+        else f"not measured: {behaviour.note}",
+        f"{behaviour.rows_current:,} vs {behaviour.rows_reference:,}",
     )
     kpis = ", ".join(f"{k} {v:.4f}" for k, v in quality.kpis.items())
     table.add_row(

@@ -45,8 +45,21 @@ class RetrainPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    drift_share: float = Field(
-        0.3, ge=0, le=1, description="Retrain when more than this share of features drift."
+    drift_share: float | None = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Retrain when more than this share of features drift (null: never).",
+    )
+    event_drift_share: float | None = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Retrain when more than this share of incoming-event columns drift "
+        "(null: never).",
+    )
+    min_event_rows: int = Field(
+        500, ge=1, description="Incoming events needed before their drift is judged."
     )
     prediction_drift: bool = Field(True, description="Retrain when the served scores drift.")
     kpi: str = Field("ctr@10", description="The KPI whose drop asks for retraining.")

@@ -6,6 +6,9 @@
       --Report([ValueDrift("score")], include_tests)------------> PredictionDrift + snapshot
     incoming events + the training window's events
       --Report([DataSummaryPreset]) + checks of our own---------> EventQuality + snapshot
+      --Report([ValueDrift(column) per behaviour column])-------> EventQuality.drift + snapshot
+        (event type, device, channel, country, the item's top category, where items outside
+        the catalogue count as their own category, and price)
 
 Evidently 0.7 API (`evidently.Report`, `Dataset`, `DataDefinition`, `evidently.metrics`).
 One ValueDrift per column rather than DataDriftPreset: the preset computes every column's
@@ -30,6 +33,9 @@ from monitoring.summary import ColumnDrift, EventQuality, FeatureDrift, Predicti
 
 EVENT_NUMERIC = ("value", "price", "weight")
 EVENT_CATEGORICAL = ("event_type", "device", "channel", "country")
+BEHAVIOUR_NUMERIC = ["price"]
+BEHAVIOUR_CATEGORICAL = ["event_type", "device", "channel", "country", "category"]
+NOT_IN_CATALOGUE = "(not in catalogue)"
 
 
 def feature_drift(
@@ -122,6 +128,32 @@ def event_quality(
             _event_frame(reference, numeric, usable), data_definition=definition
         )
     return quality, Report([DataSummaryPreset()]).run(cur, ref)
+
+
+def event_drift(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    categories: pd.Series | None,
+    params: MonitoringParams,
+) -> tuple[FeatureDrift, Any]:
+    """Behaviour drift of the incoming events; `categories` maps item_id -> category (its
+    top level is compared; None: no category column)."""
+    cur, ref = (_behaviour(frame, categories) for frame in (current, reference))
+    categorical = [c for c in BEHAVIOUR_CATEGORICAL if categories is not None or c != "category"]
+    return feature_drift(cur, ref, BEHAVIOUR_NUMERIC, categorical, params)
+
+
+def _behaviour(events: pd.DataFrame, categories: pd.Series | None) -> pd.DataFrame:
+    frame = events.reindex(columns=[*BEHAVIOUR_NUMERIC, *BEHAVIOUR_CATEGORICAL[:-1]]).copy()
+    frame["price"] = pd.to_numeric(frame["price"], errors="coerce").astype(float)
+    for column in BEHAVIOUR_CATEGORICAL[:-1]:
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    if categories is not None and "item_id" in events.columns:
+        top = categories.astype(str).str.split("/").str[0]
+        frame["category"] = (
+            events["item_id"].astype(str).map(top).fillna(NOT_IN_CATALOGUE).to_numpy()
+        )
+    return frame.reset_index(drop=True)
 
 
 def event_checks(

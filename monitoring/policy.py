@@ -4,7 +4,8 @@
     was made + now  --should_retrain-->  Decision(retrain, reasons, signals)
 
 Signals are looked for only where there is enough data (the policy's minimum sample
-sizes): feature drift above the allowed share, drift of the served scores, a relative
+sizes): feature drift above the allowed share, drift of what people do (the incoming
+events' columns) above its allowed share, drift of the served scores, a relative
 drop of the policy's KPI against its baseline (the median of earlier runs). Any signal
 asks for retraining unless the model is younger than the cool-down. Alerts go out on
 signals, whether or not the cool-down holds retraining back.
@@ -29,6 +30,7 @@ def should_retrain(
     signals: list[str] = []
     held: list[str] = []
     _feature_drift(summary, policy, signals, held)
+    _event_drift(summary, policy, signals, held)
     _prediction_drift(summary, policy, signals, held)
     _kpi_drop(summary, policy, signals, held)
     if not signals:
@@ -48,7 +50,7 @@ def _feature_drift(
     summary: RunSummary, policy: RetrainPolicy, signals: list[str], held: list[str]
 ) -> None:
     drift = summary.feature_drift
-    if not drift.measured:
+    if not drift.measured or policy.drift_share is None:
         return
     if drift.rows_current < policy.min_feature_rows:
         held.append(
@@ -60,6 +62,24 @@ def _feature_drift(
         signals.append(
             f"feature drift: {len(drift.drifted)}/{len(drift.columns)} features drifted "
             f"({drift.share:.0%} > {policy.drift_share:.0%}): {names}"
+        )
+
+
+def _event_drift(
+    summary: RunSummary, policy: RetrainPolicy, signals: list[str], held: list[str]
+) -> None:
+    drift = summary.events.drift
+    if not drift.measured or policy.event_drift_share is None:
+        return
+    if drift.rows_current < policy.min_event_rows:
+        held.append(
+            f"event drift not judged: {drift.rows_current} events "
+            f"< min_event_rows {policy.min_event_rows}"
+        )
+    elif drift.share > policy.event_drift_share:
+        signals.append(
+            f"incoming-event drift: {len(drift.drifted)}/{len(drift.columns)} columns drifted "
+            f"({drift.share:.0%} > {policy.event_drift_share:.0%}): {', '.join(drift.drifted)}"
         )
 
 

@@ -287,7 +287,13 @@ def _row(run: RunSummary, k: str) -> str:
         _number(quality.kpis.get(f"precision@{k}"), quality.measured),
         _number(quality.kpis.get(f"ndcg@{k}"), quality.measured),
         f"{run.events.rows:,}"
-        + (f" ({len(run.events.issues)} issues)" if run.events.issues else ""),
+        + (f" ({len(run.events.issues)} issues)" if run.events.issues else "")
+        + (
+            f"; drift {run.events.drift.share:.0%} ({len(run.events.drift.drifted)}/"
+            f"{len(run.events.drift.columns)})"
+            if run.events.drift.measured
+            else ""
+        ),
         ("retrain" if decision.retrain else "no") if decision else "-",
     ]
     return '<tr class="run">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"

@@ -28,7 +28,7 @@ import pandas as pd
 
 from monitoring.alerts import alert_payload, post_alert
 from monitoring.config import MonitoringParams
-from monitoring.drift import event_quality, feature_drift, prediction_drift
+from monitoring.drift import event_drift, event_quality, feature_drift, prediction_drift
 from monitoring.policy import should_retrain
 from monitoring.quality import attribute, outcome_kpis, ranking_kpis, relevant_after
 from monitoring.reference import (
@@ -123,7 +123,7 @@ def run_monitor(
     step("prediction drift")
     sections.append(_prediction_section(summary, requests, model, paths, window, params))
     step("incoming events")
-    sections.append(_events_section(summary, paths, window, reference, known_event_types))
+    sections += _events_section(summary, paths, window, reference, known_event_types, params)
     step("outcome KPIs")
     summary.quality = measure_quality(paths.served, model, window, params)
     summary.quality.baseline = kpi_baseline(
@@ -193,15 +193,31 @@ def _events_section(
     window: Window,
     reference: Reference,
     known_event_types: Iterable[str],
-) -> Section:
+    params: MonitoringParams,
+) -> list[Section]:
     events = load_events(paths.served / "events", window)
-    catalogue = _catalogue(paths.clean / "items.parquet")
-    summary.events, snapshot = event_quality(events, reference.events, known_event_types, catalogue)
-    return Section(
-        "Incoming events: data quality (vs the training window's events)",
-        snapshot,
-        "; ".join(summary.events.issues) or "no issues found",
+    known, categories = _catalogue(paths.clean / "items.parquet")
+    summary.events, snapshot = event_quality(events, reference.events, known_event_types, known)
+    drift, drift_snapshot = event_drift(events, reference.events, categories, params)
+    summary.events.drift = drift
+    overview = (
+        [drift_table(f"{drift.share:.0%} of event columns drifted", drift.columns)]
+        if drift.measured
+        else []
     )
+    return [
+        Section(
+            "Incoming events: behaviour drift (vs the training window's events)",
+            drift_snapshot,
+            drift.note,
+            overview,
+        ),
+        Section(
+            "Incoming events: data quality (vs the training window's events)",
+            snapshot,
+            "; ".join(summary.events.issues) or "no issues found",
+        ),
+    ]
 
 
 def _reference_note(reference: Reference) -> str:
@@ -245,7 +261,12 @@ def _most_served(requests: pd.DataFrame) -> str | None:
     return str(versions.value_counts().index[0]) if len(versions) else None
 
 
-def _catalogue(path: Path) -> set[str] | None:
+def _catalogue(path: Path) -> tuple[set[str] | None, pd.Series | None]:
+    """The catalogue's item ids and item_id -> category (None when missing)."""
     if not path.exists():
-        return None
-    return set(pd.read_parquet(path, columns=["item_id"])["item_id"].astype(str))
+        return None, None
+    items = pd.read_parquet(path)
+    ids = items["item_id"].astype(str)
+    if "category" not in items.columns:
+        return set(ids), None
+    return set(ids), items.set_index(ids)["category"]

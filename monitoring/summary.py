@@ -73,6 +73,9 @@ class EventQuality(BaseModel):
     unknown_items: int = 0
     bad_prices: int = 0
     issues: list[str] = Field(default_factory=list)
+    # What people do, per column (event type, device, channel, country, top category,
+    # price) against the training window's events: behaviour drift that needs no serving.
+    drift: FeatureDrift = Field(default_factory=FeatureDrift)
 
 
 class Quality(BaseModel):

@@ -79,3 +79,47 @@ def test_event_checks_count_duplicates_unknown_types_items_and_prices() -> None:
         "1 events with a negative or missing purchase price",
     ]
     assert event_checks(events.iloc[0:0], TYPES).issues == ["no incoming events in the window"]
+
+
+def _events(n: int, seed: int, tablet: float, toys: float, new_items: float) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    device = np.where(rng.random(n) < tablet, "tablet", rng.choice(["mobile", "desktop"], n))
+    item = np.where(rng.random(n) < toys, "toy", rng.choice(["phone", "lamp", "book"], n))
+    item = np.where(rng.random(n) < new_items, "brand-new", item)
+    return pd.DataFrame(
+        {
+            "event_type": rng.choice(["product_view", "add_to_cart"], n, p=[0.8, 0.2]),
+            "device": device,
+            "channel": rng.choice(["search", "email"], n),
+            "country": rng.choice(["DE", "US"], n),
+            "price": rng.lognormal(3, 0.5, n),
+            "item_id": item,
+        }
+    )
+
+
+def test_event_drift_sees_a_new_device_mix_new_tastes_and_new_items() -> None:
+    from monitoring.drift import NOT_IN_CATALOGUE, _behaviour, event_drift
+
+    categories = pd.Series(
+        {
+            "toy": "Toys/Dolls",
+            "phone": "Electronics/Phones",
+            "lamp": "Home/Lamps",
+            "book": "Books/X",
+        }
+    )
+    reference = _events(4000, 0, tablet=0.1, toys=0.15, new_items=0.0)
+    same = _events(3000, 1, tablet=0.1, toys=0.15, new_items=0.0)
+    shifted = _events(3000, 2, tablet=0.6, toys=0.5, new_items=0.1)
+    quiet, _ = event_drift(same, reference, categories, small_params())
+    assert quiet.measured and quiet.drifted == []
+    drift, snapshot = event_drift(shifted, reference, categories, small_params())
+    assert sorted(drift.drifted) == ["category", "device"] and snapshot is not None
+    assert NOT_IN_CATALOGUE in set(_behaviour(shifted, categories)["category"])
+    assert set(_behaviour(shifted, categories)["category"]) - {NOT_IN_CATALOGUE} == {
+        "Toys",
+        "Electronics",
+        "Home",
+        "Books",
+    }

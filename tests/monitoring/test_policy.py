@@ -126,3 +126,27 @@ def test_prediction_drift_counts_unless_the_policy_ignores_it() -> None:
     assert decision.retrain and decision.reasons[0].startswith("prediction drift: score")
     ignoring = POLICY.model_copy(update={"prediction_drift": False})
     assert not should_retrain(summary(scores_drift=True), ignoring, OLD_MODEL, NOW).retrain
+
+
+def _with_event_drift(base: RunSummary, drifted: int, rows: int = 5000) -> RunSummary:
+    base.events.drift = FeatureDrift(
+        measured=True, rows_current=rows, rows_reference=10_000, columns=columns(drifted, 6)
+    )
+    return base
+
+
+def test_incoming_event_drift_retrains_and_names_the_columns() -> None:
+    decision = should_retrain(_with_event_drift(summary(), 3), POLICY, OLD_MODEL, NOW)
+    assert decision.retrain
+    assert decision.reasons == ["incoming-event drift: 3/6 columns drifted (50% > 30%): f0, f1, f2"]
+    quiet = should_retrain(_with_event_drift(summary(), 1), POLICY, OLD_MODEL, NOW)
+    assert not quiet.retrain
+
+
+def test_event_drift_needs_enough_events_and_can_be_switched_off() -> None:
+    few = should_retrain(_with_event_drift(summary(), 6, rows=100), POLICY, OLD_MODEL, NOW)
+    assert not few.retrain
+    assert "event drift not judged: 100 events < min_event_rows 500" in few.reasons
+    off = POLICY.model_copy(update={"event_drift_share": None, "drift_share": None})
+    decision = should_retrain(_with_event_drift(summary(drifted=9), 6), off, OLD_MODEL, NOW)
+    assert not decision.retrain  # neither feature nor event drift is a trigger any more
