@@ -8,7 +8,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help setup demo test test-fast lint format bench-generate bench-ingest bench-features \
-	bench-online bench-offline bench-serve bench-train bench-drift clean repro serve
+	bench-online bench-offline bench-serve bench-train bench-drift clean repro serve drift-demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -25,6 +25,8 @@ setup: $(STAMP) ## Create .venv and install pinned dependencies (quick when noth
 demo: setup ## Run the platform end to end on generated data, ending with the API up
 	TAILWISE_DEMO=1 $(BIN)/tailwise redis
 	TAILWISE_DEMO=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro evaluate
+	$(BIN)/tailwise models challenge
+	$(BIN)/tailwise models list
 	$(BIN)/tailwise report --data data/clean
 	$(BIN)/tailwise features apply
 	$(BIN)/tailwise features materialize
@@ -70,6 +72,10 @@ bench-train: setup ## Model quality over 3 seeds against the baselines and the o
 bench-drift: setup ## Drift on 100k rows x 40 features
 	$(BIN)/python bench/monitor_drift.py
 
+drift-demo: setup ## The closed loop twice: a control run and a shifted world (~25 min)
+	$(BIN)/tailwise redis
+	$(BIN)/python bench/drift_scenario.py
+
 bench-serve: setup ## Load-test the API at 25..200 req/s against a no-op app (after make demo)
 	$(BIN)/python bench/serve_load.py
 
@@ -82,7 +88,7 @@ bench-offline: setup ## Compare Feast's duckdb and file offline stores (after be
 
 clean: ## Remove generated data and caches (keeps .venv)
 	rm -rf data/raw data/clean data/features data/feast data/training data/evaluation data/models \
-		data/served monitoring/reports .pytest_cache .ruff_cache .mypy_cache
+		data/served/requests data/served/events/event_date=* data/scenarios monitoring/reports .pytest_cache .ruff_cache .mypy_cache
 
 repro: setup ## Rebuild the DVC pipeline (dvc.yaml) where inputs or params changed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro

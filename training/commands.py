@@ -93,8 +93,11 @@ def models_challenge(
 ) -> None:
     """Score the champion (LATEST) and a challenger on the newest holdout window; promote the
     challenger only if it wins by params.yaml promotion.margin and holds the guards."""
-    from training.challenge import ChallengeError, PromotionPolicy, challenge
+    from training.challenge import ChallengeError, PromotionPolicy, challenge, pending_challenger
 
+    if challenger is None and pending_challenger(models) is None:
+        console.print(f"no challenger waiting in {models}: the champion stays")
+        return
     with _training_errors():
         try:
             policy = PromotionPolicy.model_validate(_section(params, "promotion"))
@@ -191,7 +194,7 @@ def evaluate(
     ] = None,
     publish: Annotated[
         Path | None,
-        typer.Option(help="Copy the evaluated --model version here with its metrics (LATEST)."),
+        typer.Option(help="Copy the evaluated --model version here with its metrics (registry)."),
     ] = None,
     out: Annotated[Path, typer.Option(help="Where to write metrics and plots.")] = EVALUATION,
     params: Params = PARAMS,
@@ -217,7 +220,9 @@ def evaluate(
     if model is not None and publish is not None:
         publish.mkdir(parents=True, exist_ok=True)
         folder = publish_version(model, publish, evaluation_metrics(result), result.to_markdown())
-        console.print(f"[green]published[/green] {folder} (named in {publish}/LATEST)")
+        champion = (publish / "LATEST").read_text().strip()
+        role = "the champion" if champion == folder.name else f"a challenger to {champion}"
+        console.print(f"[green]published[/green] {folder} as {role} ({publish}/registry.jsonl)")
 
 
 def _setup(data: Path, features: Path, params: Path, build: bool = False) -> tuple[Any, ...]:
