@@ -64,8 +64,10 @@ def models_list(
     if as_json:
         typer.echo(registry.summary_json(models))
         return
+    out = Console()
     table = Table(title=f"Model versions in {models} (registry.jsonl)")
-    for col in ("version", "published", "decision", "decided", "serving", "ndcg@10", "why"):
+    table.add_column("version", no_wrap=True)
+    for col in ("published", "decision", "decided", "serving", "ndcg@10 (its decision's window)"):
         table.add_column(col)
     for r in rows:
         ndcg = r["scores"].get("ndcg@10")
@@ -76,9 +78,12 @@ def models_list(
             f"{r['decided']:%Y-%m-%d %H:%M}",
             "[green]yes[/green]" if r["serving"] else "",
             f"{ndcg:.4f}" if ndcg is not None else "",
-            "\n".join(r["reasons"]),
         )
-    Console().print(table)
+    out.print(table)
+    for r in rows:
+        out.print(f"[bold]{r['version']}[/bold] {r['status']}:")
+        for reason in r["reasons"]:
+            out.print(f"  - {reason}")
 
 
 def models_challenge(
