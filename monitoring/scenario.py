@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -127,6 +128,7 @@ class ScenarioResult(BaseModel):
     replayed_events: int
     replayed_requests: int
     request_errors: int
+    error_samples: list[str] = Field(default_factory=list)
     loop: PassOutcome
     serving_version_after: str | None
     seconds: dict[str, float]
@@ -183,6 +185,7 @@ def run_scenario(
         replayed_events=sent["events"],
         replayed_requests=sent["requests"],
         request_errors=sent["errors"],
+        error_samples=sent["error_samples"],
         loop=loop,
         serving_version_after=after,
         seconds=seconds,
@@ -254,12 +257,13 @@ def replay_traffic(
     key: str | None,
     replay: dict[str, pd.DataFrame],
     step: Callable[[str], None],
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Each day: its events through POST /events, then recommendations for the people of a
     sample of that day's events, in the context (device, country) of that event."""
     events = replay["events"]
     rng = np.random.default_rng(cfg.seed)
-    counts = {"events": 0, "requests": 0, "errors": 0}
+    counts: dict[str, Any] = {"events": 0, "requests": 0, "errors": 0}
+    errors: list[str] = []
     days = events["_ts"].dt.floor("D")
     columns = [c for c in events.columns if c not in ("_ts",)]
     with ThreadPoolExecutor(cfg.concurrency) as pool:
@@ -267,8 +271,8 @@ def replay_traffic(
             step(f"replay: day {n}/{days.nunique()} ({day:%Y-%m-%d})")
             records = _records(part[columns])
             batches = [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
-            for ok in pool.map(lambda b: _post(url, "/events", {"events": b}, key), batches):
-                counts["errors"] += not ok
+            for error in pool.map(lambda b: _post(url, "/events", {"events": b}, key), batches):
+                _count(counts, errors, error)
             counts["events"] += len(records)
             # Requests just before sampled interactions, as the reference draws its rows.
             chosen = part.iloc[
@@ -282,10 +286,17 @@ def replay_traffic(
                 }
                 for r in chosen.itertuples()
             ]
-            for ok in pool.map(lambda b: _post(url, "/recommend", b, key), bodies):
-                counts["errors"] += not ok
+            for error in pool.map(lambda b: _post(url, "/recommend", b, key), bodies):
+                _count(counts, errors, error)
             counts["requests"] += len(bodies)
+    counts["error_samples"] = errors[:5]
     return counts
+
+
+def _count(counts: dict[str, Any], errors: list[str], error: str | None) -> None:
+    if error is not None:
+        counts["errors"] += 1
+        errors.append(error)
 
 
 def _set(row: Any, name: str) -> bool:
@@ -304,16 +315,19 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
-def _post(url: str, path: str, body: dict[str, Any], key: str | None) -> bool:
+def _post(url: str, path: str, body: dict[str, Any], key: str | None) -> str | None:
+    """None when the API answered 2xx, else what went wrong (status and body, or the error)."""
     headers = {"Content-Type": "application/json", **({"X-API-Key": key} if key else {})}
     request = urllib.request.Request(
         url + path, data=json.dumps(body).encode(), headers=headers, method="POST"
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as reply:
-            return 200 <= reply.status < 300
-    except OSError:
-        return False
+            return None if 200 <= reply.status < 300 else f"{path} {reply.status}"
+    except urllib.error.HTTPError as exc:
+        return f"{path} {exc.code}: {exc.read()[:300]!r}"
+    except OSError as exc:
+        return f"{path}: {exc!r}"
 
 
 def recommend_version(url: str, cfg: ScenarioConfig) -> str | None:

@@ -113,3 +113,13 @@ def test_bad_input_exits_3_with_a_message_naming_it(tmp_path: Path) -> None:
         ],
     )
     assert no_model.exit_code == 3 and "no trained model in" in no_model.output
+
+
+def test_watch_says_what_is_missing(tmp_path: Path) -> None:
+    load_plugins()
+    runner = CliRunner()
+    bad_every = runner.invoke(app, ["monitor", "watch", "--every", "often", "--once"])
+    assert bad_every.exit_code == 3 and "--every: expected a positive duration" in bad_every.output
+    no_model = runner.invoke(app, ["monitor", "watch", "--once", "--root", str(tmp_path)])
+    assert no_model.exit_code == 1
+    assert "loop pass failed" in no_model.output and "no champion in" in no_model.output

@@ -47,7 +47,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_control_run_retrains_nothing(tmp_path: Path, redis_url: str) -> None:
     result = _run("control", None, tmp_path, redis_url)
-    assert result.request_errors == 0 and result.replayed_requests == 300
+    assert result.request_errors == 0, result.error_samples
+    assert result.replayed_requests == 300
     assert not result.loop.retrain, result.loop.reasons
     assert result.loop.challenger is None and "retrain" not in result.loop.seconds
     models = tmp_path / "control/data/models"
@@ -61,7 +62,7 @@ def test_shift_is_detected_retrained_on_served_events_and_promoted(
     shift = {k: v for k, v in SHIFT.items() if k != "new_items_share"} | {"new_items": 20}
     result = _run("shift", shift, tmp_path, redis_url)
     root = tmp_path / "shift"
-    assert result.request_errors == 0
+    assert result.request_errors == 0, result.error_samples
     summary = json.loads((Path(result.loop.report or "").parent / "summary.json").read_text())
     assert {"device", "category"} <= set(summary["events"]["drift"]["drifted"])
     assert result.loop.retrain and any("incoming-event drift" in r for r in result.loop.reasons)
