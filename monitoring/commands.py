@@ -157,14 +157,7 @@ def print_summary(summary: Any) -> None:
     table.add_column("check")
     table.add_column("result")
     table.add_column("sample", justify="right")
-    table.add_row(
-        "feature drift",
-        f"{drift.share:.0%} drifted ({len(drift.drifted)}/{len(drift.columns)})"
-        + (f": {', '.join(drift.drifted[:6])}" if drift.drifted else "")
-        if drift.measured
-        else f"not measured: {drift.note}",
-        f"{drift.rows_current:,} vs {drift.rows_reference:,}",
-    )
+    table.add_row("feature drift", *_drift_cells(drift))
     table.add_row(
         "prediction drift",
         ("drift" if pred.drifted else "no drift") if pred.measured else pred.note,
@@ -175,15 +168,7 @@ def print_summary(summary: Any) -> None:
         "; ".join(events.issues) or "no issues",
         f"{events.rows:,}",
     )
-    behaviour = events.drift
-    table.add_row(
-        "event drift",
-        f"{behaviour.share:.0%} drifted ({len(behaviour.drifted)}/{len(behaviour.columns)})"
-        + (f": {', '.join(behaviour.drifted)}" if behaviour.drifted else "")
-        if behaviour.measured
-        else f"not measured: {behaviour.note}",
-        f"{behaviour.rows_current:,} vs {behaviour.rows_reference:,}",
-    )
+    table.add_row("event drift", *_drift_cells(events.drift))
     kpis = ", ".join(f"{k} {v:.4f}" for k, v in quality.kpis.items())
     table.add_row(
         "outcome KPIs",
@@ -198,6 +183,15 @@ def print_summary(summary: Any) -> None:
             "",
         )
     Console().print(table)
+
+
+def _drift_cells(drift: Any) -> tuple[str, str]:
+    """(verdict, sample sizes) of a FeatureDrift."""
+    if not drift.measured:
+        return f"not measured: {drift.note}", f"{drift.rows_current:,} vs {drift.rows_reference:,}"
+    named = f": {', '.join(drift.drifted[:6])}" if drift.drifted else ""
+    verdict = f"{drift.share:.0%} drifted ({len(drift.drifted)}/{len(drift.columns)}){named}"
+    return verdict, f"{drift.rows_current:,} vs {drift.rows_reference:,}"
 
 
 def _end(text: str | None) -> datetime:

@@ -17,7 +17,7 @@ import math
 from datetime import datetime
 
 from monitoring.config import RetrainPolicy
-from monitoring.summary import Decision, RunSummary
+from monitoring.summary import Decision, FeatureDrift, RunSummary
 
 
 def should_retrain(
@@ -49,37 +49,48 @@ def should_retrain(
 def _feature_drift(
     summary: RunSummary, policy: RetrainPolicy, signals: list[str], held: list[str]
 ) -> None:
-    drift = summary.feature_drift
-    if not drift.measured or policy.drift_share is None:
-        return
-    if drift.rows_current < policy.min_feature_rows:
-        held.append(
-            f"feature drift not judged: {drift.rows_current} feature rows "
-            f"< min_feature_rows {policy.min_feature_rows}"
-        )
-    elif drift.share > policy.drift_share:
-        names = ", ".join(drift.drifted[:8]) + (" ..." if len(drift.drifted) > 8 else "")
-        signals.append(
-            f"feature drift: {len(drift.drifted)}/{len(drift.columns)} features drifted "
-            f"({drift.share:.0%} > {policy.drift_share:.0%}): {names}"
-        )
+    _share_drift(
+        summary.feature_drift,
+        policy.drift_share,
+        (policy.min_feature_rows, "min_feature_rows", "feature rows"),
+        ("feature drift", "features"),
+        signals,
+        held,
+    )
 
 
 def _event_drift(
     summary: RunSummary, policy: RetrainPolicy, signals: list[str], held: list[str]
 ) -> None:
-    drift = summary.events.drift
-    if not drift.measured or policy.event_drift_share is None:
+    _share_drift(
+        summary.events.drift,
+        policy.event_drift_share,
+        (policy.min_event_rows, "min_event_rows", "events"),
+        ("incoming-event drift", "columns"),
+        signals,
+        held,
+    )
+
+
+def _share_drift(
+    drift: FeatureDrift,
+    allowed: float | None,
+    minimum: tuple[int, str, str],
+    names: tuple[str, str],
+    signals: list[str],
+    held: list[str],
+) -> None:
+    """A signal when more than `allowed` of the columns drifted on enough rows."""
+    if not drift.measured or allowed is None:
         return
-    if drift.rows_current < policy.min_event_rows:
-        held.append(
-            f"event drift not judged: {drift.rows_current} events "
-            f"< min_event_rows {policy.min_event_rows}"
-        )
-    elif drift.share > policy.event_drift_share:
+    (least, key, rows), (what, unit) = minimum, names
+    if drift.rows_current < least:
+        held.append(f"{what} not judged: {drift.rows_current} {rows} < {key} {least}")
+    elif drift.share > allowed:
+        listed = ", ".join(drift.drifted[:8]) + (" ..." if len(drift.drifted) > 8 else "")
         signals.append(
-            f"incoming-event drift: {len(drift.drifted)}/{len(drift.columns)} columns drifted "
-            f"({drift.share:.0%} > {policy.event_drift_share:.0%}): {', '.join(drift.drifted)}"
+            f"{what}: {len(drift.drifted)}/{len(drift.columns)} {unit} drifted "
+            f"({drift.share:.0%} > {allowed:.0%}): {listed}"
         )
 
 

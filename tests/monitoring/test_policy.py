@@ -146,7 +146,7 @@ def test_incoming_event_drift_retrains_and_names_the_columns() -> None:
 def test_event_drift_needs_enough_events_and_can_be_switched_off() -> None:
     few = should_retrain(_with_event_drift(summary(), 6, rows=100), POLICY, OLD_MODEL, NOW)
     assert not few.retrain
-    assert "event drift not judged: 100 events < min_event_rows 500" in few.reasons
+    assert "incoming-event drift not judged: 100 events < min_event_rows 500" in few.reasons
     off = POLICY.model_copy(update={"event_drift_share": None, "drift_share": None})
     decision = should_retrain(_with_event_drift(summary(drifted=9), 6), off, OLD_MODEL, NOW)
     assert not decision.retrain  # neither feature nor event drift is a trigger any more
