@@ -1,10 +1,12 @@
 """Retrieval on the request path: raw user values -> query vector -> top-N items.
 
-`tower_inputs` turns one feature row into the exported query model's raw inputs exactly as
-training's `towers.raw_inputs` does (missing numeric -> 0, missing text -> '', lists padded
-with '' and cut to their length); a parity test holds the two together. The item index is
-exact inner-product search over the version's item vectors: 1,000 x 32 floats take
-microseconds; `training.index` measured where an ANN index starts to pay.
+The query vector comes from the numpy query tower (serving.tower), which reads a feature
+row as training's `towers.raw_inputs` does (missing numeric -> 0, missing text -> '', lists
+cut to their length and padded with ''); `tower_inputs` gives the same row in the
+SavedModel's raw input format for the reference signature, and parity tests hold the three
+together. The item index is exact inner-product search over the version's item vectors:
+1,000 x 32 floats take microseconds; `training.index` measured where an ANN index starts
+to pay.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from serving.bundle import ModelBundle
+from serving.tower import raw_inputs
 
 
 @dataclass
@@ -28,31 +31,21 @@ class Candidates:
 
 
 def tower_inputs(bundle: ModelBundle, row: dict[str, Any]) -> dict[str, np.ndarray]:
-    """One user's raw query-tower inputs (batch of one)."""
-    out: dict[str, np.ndarray] = {}
-    for spec in bundle.inputs:
-        value = row.get(spec.name)
-        if spec.kind == "numeric":
-            number = _float(value)
-            out[spec.name] = np.array([0.0 if np.isnan(number) else number], np.float32)
-        elif spec.kind == "string_list":
-            grid = np.full((1, spec.length), "", dtype=object)
-            if value is not None:
-                head = [str(v) for v in list(value)[: spec.length] if v is not None]
-                grid[0, : len(head)] = head
-            out[spec.name] = grid.astype(str)
-        else:
-            out[spec.name] = np.array(["" if _missing(value) else str(value)])
-    return out
+    """One user's raw query-tower inputs (batch of one), as the SavedModel takes them."""
+    return raw_inputs(bundle.inputs, [row])
 
 
 def retrieve(
     bundle: ModelBundle, row: dict[str, Any], n: int, exclude: Iterable[str] = ()
 ) -> Candidates:
     """The top `n` items for the user in `row`, leaving out `exclude`."""
-    query = bundle.embed(tower_inputs(bundle, row))[0]
-    scores = bundle.item_vectors @ query
-    return top_n(bundle.item_ids, scores.astype(np.float64), n, exclude)
+    query = bundle.embed_row(row)
+    scores = (bundle.item_vectors @ query).astype(np.float64)
+    positions = bundle.item_positions
+    dropped = [p for p in (positions.get(i) for i in exclude) if p is not None]
+    if dropped:
+        scores[dropped] = -np.inf
+    return top_n(bundle.item_ids, scores, n)
 
 
 def top_n(ids: np.ndarray, scores: np.ndarray, n: int, exclude: Iterable[str] = ()) -> Candidates:
@@ -67,16 +60,3 @@ def top_n(ids: np.ndarray, scores: np.ndarray, n: int, exclude: Iterable[str] = 
     part = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
     order = part[np.lexsort((part, -scores[part]))]
     return Candidates(ids[order], scores[order])
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
-
-
-def _float(value: Any) -> float:
-    if value is None:
-        return float("nan")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
