@@ -79,6 +79,7 @@ class FeatureReader:
         self.items = ItemTable.from_online(client, self.project, item_views, self.item_ids)
         self.user_feature_names = [f for layout in self.users.layouts for f in layout.features]
         self._on_demand_cache: tuple[Any, dict[str, np.ndarray]] | None = None
+        self._positions: tuple[ItemTable, dict[str, int]] | None = None
 
     def user(self, user_id: str) -> dict[str, Any]:
         """The user's features (None where absent); raises redis errors to the caller."""
@@ -95,16 +96,39 @@ class FeatureReader:
                 row.update({k: v[0] for k, v in odfv.udf(inputs).items()})
         return row
 
+    def item_positions(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Rows of `item_ids` in the item table (-1 where unknown), from a dict built once
+        per table: pandas' get_indexer builds an Index of the ids on every call."""
+        table = self.items
+        if self._positions is None or self._positions[0] is not table:
+            self._positions = (table, {str(i): n for n, i in enumerate(table.index)})
+        rows = self._positions[1]
+        return np.fromiter((rows.get(i, -1) for i in item_ids), np.intp, len(item_ids))
+
     def item_columns(
-        self, item_ids: Sequence[str], ts: int, names: Sequence[str] | None = None
+        self,
+        item_ids: Sequence[str],
+        ts: int,
+        names: Sequence[str] | None = None,
+        positions: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Item features of `item_ids` (None where unknown): `names` (default all) plus the
-        per-item on-demand features.
+        per-item on-demand features. `positions`: their `item_positions`, if known.
 
         Per-item on-demand views depend only on the item and the request time, so they run
         once per second over the whole catalogue and requests index the result."""
-        columns = self.items.lookup(item_ids, names)
-        pos = self.items.index.get_indexer(item_ids)
+        pos = self.item_positions(item_ids) if positions is None else positions
+        found = pos >= 0
+        wanted = self.items.columns if names is None else {n: None for n in names}
+        columns: dict[str, np.ndarray] = {}
+        for name in wanted:  # as ItemTable.lookup: absent names left out, unknown ids None
+            if name not in self.items.columns:
+                continue
+            values = self.items.columns[name][np.where(found, pos, 0)]
+            if not found.all():
+                values = values.astype(object)
+                values[~found] = None
+            columns[name] = values
         for name, values in self._catalogue_on_demand(ts).items():
             picked = values[np.where(pos >= 0, pos, 0)].astype(object)
             picked[pos < 0] = None

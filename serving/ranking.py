@@ -2,7 +2,7 @@
 
     catalogue item features --once per (model, materialisation)--> ItemBlock: float32
       columns in the ranker's order (categoricals as codes of the training categories)
-    per request: user scalars (converted once), per-item on-demand values, cross features
+    per request: user scalars (converted once, set in one assignment), per-item on-demand values, cross features
       (tailwise.features.cross.cross_features_for_user, parity-tested against the
       training definition) and the item block's rows of the candidates --> X --> XGBoost
 
@@ -12,7 +12,7 @@ checks this matrix and its scores against training's `ranker.encode` on the same
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,16 +32,18 @@ class ItemBlock:
     columns: list[int]  # positions in the ranker's feature order
     values: np.ndarray  # (catalogue items, len(columns)) float32
     stamp: tuple[str, str | None]  # (model version, materialisation stamp)
+    codes: dict[str, dict[str, int]] = field(default_factory=dict)  # category -> code, per name
 
     @classmethod
     def build(cls, bundle: ModelBundle, items: ItemTable) -> ItemBlock:
+        codes = {name: _codes(c) for name, c in bundle.categories.items()}
         columns, blocks = [], []
         for j, name in enumerate(bundle.ranker_features):
             if name in items.columns and name != "item_id":
                 columns.append(j)
-                blocks.append(encode_column(items.columns[name], bundle.categories.get(name)))
+                blocks.append(encode_column(items.columns[name], None, codes.get(name)))
         values = np.stack(blocks, axis=1) if blocks else np.zeros((len(items.frame), 0))
-        return cls(columns, values.astype(np.float32), (bundle.version, items.stamp))
+        return cls(columns, values.astype(np.float32), (bundle.version, items.stamp), codes)
 
 
 def ranking_matrix(
@@ -68,29 +70,48 @@ def ranking_matrix(
         RETRIEVAL_RANK: np.arange(1, n + 1, dtype=np.float64),
     }
     in_block = set(block.columns)
+    user_columns, user_values = [], []  # the user's scalars: the same in every row
     for j, name in enumerate(bundle.ranker_features):
         if j in in_block:
             continue
-        categories = bundle.categories.get(name)
+        codes = block.codes.get(name)
         if name in named:
             X[:, j] = named[name]
         elif name in items:
-            X[:, j] = encode_column(items[name], categories)
+            X[:, j] = encode_column(items[name], None, codes)
         else:
-            X[:, j] = encode_column(np.array([row.get(name)], dtype=object), categories)[0]
+            user_columns.append(j)
+            user_values.append(encode_value(row.get(name), codes))
+    if user_columns:
+        X[:, user_columns] = np.array(user_values, dtype=np.float32)
     return X
 
 
-def encode_column(values: np.ndarray, categories: list[str] | None) -> np.ndarray:
-    """Float column: category codes (NaN if unseen/missing) or numbers (NaN if missing)."""
-    if categories is not None:
-        index = {c: i for i, c in enumerate(categories)}
-        return np.array(
-            [np.nan if _absent(v) else index.get(str(v), np.nan) for v in values], np.float32
-        )
+def encode_column(
+    values: np.ndarray,
+    categories: list[str] | None,
+    codes: dict[str, int] | None = None,
+) -> np.ndarray:
+    """Float column: category codes (NaN if unseen/missing) or numbers (NaN if missing).
+    `codes`: the categories' code table, when the caller keeps one."""
+    if codes is None and categories is not None:
+        codes = _codes(categories)
+    if codes is not None:
+        return np.array([encode_value(v, codes) for v in values], np.float32)
     if values.dtype != object:
         return values.astype(np.float32)
     return np.array([_number(v) for v in values], dtype=np.float32)
+
+
+def encode_value(value: Any, codes: dict[str, int] | None) -> float:
+    """One value as `encode_column` encodes it."""
+    if codes is None:
+        return _number(value)
+    return np.nan if _absent(value) else codes.get(str(value), np.nan)
+
+
+def _codes(categories: list[str]) -> dict[str, int]:
+    return {c: i for i, c in enumerate(categories)}
 
 
 def _absent(value: Any) -> bool:
@@ -106,4 +127,4 @@ def _number(value: Any) -> float:
         return np.nan
 
 
-__all__ = ["CROSS_FEATURES", "ItemBlock", "encode_column", "ranking_matrix"]
+__all__ = ["CROSS_FEATURES", "ItemBlock", "encode_column", "encode_value", "ranking_matrix"]
