@@ -19,6 +19,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,16 +65,30 @@ async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
-@app.middleware("http")
-async def _limit_body(request: Request, call_next: Any) -> Any:
-    limit = getattr(app.state, "max_body_bytes", 1_000_000)
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        return JSONResponse(
-            {"error": f"request body of {length} bytes exceeds the limit of {limit} bytes"},
-            status_code=413,
-        )
-    return await call_next(request)
+class BodyLimit:
+    """413 for a declared Content-Length over the limit, before anything reads the body.
+
+    Plain ASGI: Starlette's @app.middleware("http") wraps every request in a task group and
+    memory streams: ~160 us of CPU per request, measured in process."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            limit = getattr(app.state, "max_body_bytes", 1_000_000)
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    if value.isdigit() and int(value) > limit:
+                        length = value.decode()
+                        error = f"request body of {length} bytes exceeds the limit of {limit} bytes"
+                        await JSONResponse({"error": error}, status_code=413)(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+
+app.add_middleware(BodyLimit)
 
 
 # Everything the deployment uses is defined above it: @serve.deployment serialises the
@@ -111,6 +126,14 @@ def _event_batch(payload: Any) -> api.EventBatch:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
         ) from exc
+
+
+async def _run_after(after: Callable[[], None]) -> None:
+    """A response's deferred Redis writes; failing costs only the cache entry and log line."""
+    try:
+        after()
+    except redis.RedisError as exc:
+        logger.warning("cache / served-log write failed: %s", exc)
 
 
 def _problems(errors: list[Any]) -> JSONResponse:
@@ -181,17 +204,20 @@ class Ingress:
             log_features=bool(every) and self.served % every == 0,
             defer=True,
         )
-        if answer.after is not None:  # cache + request log once the response is out
-            background.add_task(answer.after)
-        for stage, seconds in answer.stages.items():
-            self.metrics.stage.labels(stage=stage).observe(seconds)
+        self.metrics.observe_stages(answer.stages)
         if self.config.cache_ttl_seconds and body.context.timestamp is None:
-            self.metrics.cache.labels(outcome="hit" if answer.cache_hit else "miss").inc()
+            self.metrics.cache_outcome(answer.cache_hit)
         if answer.body.get("degraded"):
             self.metrics.degraded.inc()
         if answer.cold_start:
             self.metrics.cold_start.inc()
         self._count("/recommend", 200, started)
+        if answer.after is not None:
+            # Cache + request log once the response is out, on this event loop: a coroutine,
+            # so Starlette awaits it instead of handing a function to its thread pool
+            # (~60 us of CPU per request, and a thread hand-off, measured in process).
+            background.add_task(_run_after, answer.after)
+        # Validated against the response model on the way out: ~1 us here (pydantic 2).
         return answer.body
 
     @app.post("/events", response_model=api.EventsResponse, status_code=202)
@@ -346,8 +372,7 @@ class Ingress:
             raise HTTPException(401, {"error": "missing or invalid X-API-Key header"})
 
     def _count(self, route: str, status: int, started: float) -> None:
-        self.metrics.requests.labels(route=route, status=str(status)).inc()
-        self.metrics.latency.labels(route=route).observe(time.perf_counter() - started)
+        self.metrics.count(route, status, time.perf_counter() - started)
 
     def __del__(self) -> None:
         stop = getattr(self, "_stop", None)

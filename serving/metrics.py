@@ -7,6 +7,8 @@ Serve's own aggregated metrics (see the README's scaling section).
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Milliseconds matter here: the request path's stages take 0.1-10 ms.
@@ -63,6 +65,35 @@ class ServingMetrics:
             registry=r,
         )
         self.reloads = Counter("tailwise_model_reloads", "Model version switches", registry=r)
+
+        # Labelled children by label value: `.labels()` takes a lock and builds a key per call.
+        self._stages: dict[str, Any] = {}
+        self._routes: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._cache = {
+            True: self.cache.labels(outcome="hit"),
+            False: self.cache.labels(outcome="miss"),
+        }
+
+    def observe_stages(self, stages: dict[str, float]) -> None:
+        for stage, seconds in stages.items():
+            child = self._stages.get(stage)
+            if child is None:
+                child = self._stages[stage] = self.stage.labels(stage=stage)
+            child.observe(seconds)
+
+    def cache_outcome(self, hit: bool) -> None:
+        self._cache[hit].inc()
+
+    def count(self, route: str, status: int, seconds: float) -> None:
+        """One answered request: the counter by route and status, the latency by route."""
+        children = self._routes.get((route, status))
+        if children is None:
+            children = self._routes[(route, status)] = (
+                self.requests.labels(route=route, status=str(status)),
+                self.latency.labels(route=route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def set_model(self, version: str) -> None:
         self.model.clear()
