@@ -41,7 +41,7 @@ class PromotionPolicy(BaseModel):
     metric: str = Field("ndcg@10", description="The metric the challenger must win on.")
     margin: float = Field(0.02, ge=0, description="Relative win needed (0.02: 2% better).")
     coverage: str = Field("coverage@10", description="Guard: catalogue coverage.")
-    max_coverage_loss: float = Field(0.10, ge=0, le=1, description="Relative loss allowed.")
+    max_coverage_loss: float = Field(0.25, ge=0, le=1, description="Relative loss allowed.")
     max_latency_increase: float = Field(
         0.50, ge=0, description="Guard: relative rise of scoring time per user allowed."
     )
