@@ -4,6 +4,11 @@ Ray Serve's HAProxy ingress and throughput-optimised data plane are switched on 
 environment says otherwise (RAY_SERVE_ENABLE_HA_PROXY, RAY_SERVE_THROUGHPUT_OPTIMIZED;
 ray[serve] ships the haproxy binary). On 2 cores they tripled the requests per second a
 one-deployment app holds (bench/results/serve_load.md).
+
+With HAProxy on, Ray Serve also starts a fallback proxy on fixed ports (8500 HTTP, 9500
+gRPC) bound with SO_REUSEPORT: two local Ray instances (a demo and a test run, say) would
+share them, and the kernel would hand some requests of one app to the other. Unless the
+environment sets them, each server gets free ports of its own.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import threading
 import time
 import urllib.request
@@ -21,6 +27,7 @@ from serving.config import ServingConfig
 from tailwise.settings import Settings
 
 FAST_PATH = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+OWN_PORTS = ("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
 APP_NAME = "tailwise"
 
 
@@ -32,6 +39,8 @@ def start(config: ServingConfig, settings: Settings, ready_timeout: float = 180)
     """Start Ray and the app; return the base URL once /readyz answers 200."""
     for name, value in FAST_PATH.items():
         os.environ.setdefault(name, value)
+    for name in OWN_PORTS:
+        os.environ.setdefault(name, str(free_port()))
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import ray
     from ray import serve
@@ -49,6 +58,12 @@ def start(config: ServingConfig, settings: Settings, ready_timeout: float = 180)
     url = f"http://{config.host}:{config.port}"
     wait_ready(url, ready_timeout)
     return url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def stop() -> None:
