@@ -19,6 +19,7 @@ the demo's Redis keys alone.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -142,8 +143,9 @@ class ScenarioResult(BaseModel):
 def run_scenario(
     cfg: ScenarioConfig, root: Path, step: Callable[[str], None] = lambda _: None
 ) -> ScenarioResult:
-    """Run the scenario in `root` (created; an earlier run there is replaced)."""
+    """Run the scenario in `root` (created; an earlier run's outputs there are removed)."""
     seconds: dict[str, float] = {}
+    clear_outputs(root)
     env = workspace_env(root, cfg.project, cfg.redis_url)
     env.setdefault("TAILWISE_DEMO", "1")
     # HAProxy's side listeners default to fixed ports another server on the machine may hold.
@@ -201,6 +203,19 @@ def run_scenario(
     return result
 
 
+OUTPUTS = ("source", "replay", "data", "monitoring", ".tailwise", "dvc.lock", "scenario.json")
+
+
+def clear_outputs(root: Path) -> None:
+    """Remove what an earlier scenario run wrote in `root` (its DVC project stays)."""
+    for name in OUTPUTS:
+        path = root / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -237,8 +252,6 @@ def write_world(cfg: ScenarioConfig, root: Path) -> dict[str, pd.DataFrame]:
     events.loc[stamp < at].to_parquet(raw / "events.parquet", index=False)
     truth = raw / "ground_truth"
     if truth.exists():
-        import shutil
-
         shutil.rmtree(truth)
     (source / "ground_truth").rename(truth)
     later = events.loc[stamp >= at].assign(ts_utc=stamp[stamp >= at]).sort_values("ts_utc")
