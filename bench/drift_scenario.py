@@ -166,7 +166,7 @@ def main() -> None:
         )
         results.append(result)
     checks = goals(*results)
-    command = "python bench/drift_scenario.py" + (" --tiny" if args.tiny else "")
+    command = " ".join(["python bench/drift_scenario.py", *sys.argv[1:]])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(
         json.dumps(
