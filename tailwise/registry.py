@@ -90,6 +90,16 @@ def versions(models_dir: Path) -> list[dict[str, Any]]:
             reasons=e.reasons,
             scores=e.scores.get("challenger") or e.scores.get("version") or {},
         )
+    if current is not None and current not in rows:  # published before the registry existed
+        when = datetime.fromtimestamp((models_dir / LATEST).stat().st_mtime, UTC)
+        rows[current] = {
+            "version": current,
+            "published": when,
+            "status": "champion",
+            "decided": when,
+            "reasons": ["named in LATEST before the registry recorded decisions"],
+            "scores": {},
+        }
     for row in rows.values():
         row["serving"] = row["version"] == current
     return sorted(rows.values(), key=lambda r: r["published"])

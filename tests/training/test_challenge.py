@@ -99,3 +99,11 @@ def test_a_broken_registry_line_is_named(tmp_path: Path) -> None:
     (tmp_path / registry.REGISTRY).write_text('{"not": "an entry"}\n')
     with pytest.raises(ValueError, match="line 1: not a registry entry"):
         registry.entries(tmp_path)
+
+
+def test_a_champion_from_before_the_registry_is_listed(tmp_path: Path) -> None:
+    registry.set_champion(tmp_path, "v0")
+    _published(tmp_path, "v1", "v0")
+    rows = {r["version"]: r for r in registry.versions(tmp_path)}
+    assert rows["v0"]["serving"] and rows["v0"]["status"] == "champion"
+    assert not rows["v1"]["serving"]
