@@ -16,18 +16,7 @@ from serving.consumer import EVENTS_SCHEMA, GROUP, consume
 from serving.events import EventWriter, event_json
 from serving.keys import Keys
 from tests.feast_project import ROOT
-from tests.serving.events_support import (  # noqa: F401  (fixtures)
-    NOW,
-    REDIS_URL,
-    client_fixture,
-    down_client_fixture,
-    keys_fixture,
-    make_event,
-    make_writer_fixture,
-    online_fixture,
-    realtime_view_fixture,
-    rules,
-)
+from tests.serving.events_support import NOW, REDIS_URL, make_event, rules
 
 
 def clean_events(n: int, user: str = "u1") -> list[dict]:

@@ -24,18 +24,7 @@ from serving.events import (
 from serving.keys import RECENT_MAX, Keys
 from tailwise.features.online import OnlineFeatures
 from tailwise.params import IngestParams
-from tests.serving.events_support import (  # noqa: F401  (fixtures)
-    CATEGORIES,
-    NOW,
-    client_fixture,
-    down_client_fixture,
-    keys_fixture,
-    make_event,
-    make_writer_fixture,
-    online_fixture,
-    realtime_view_fixture,
-    rules,
-)
+from tests.serving.events_support import CATEGORIES, NOW, make_event, rules
 
 # -- rules ---------------------------------------------------------------------------
 

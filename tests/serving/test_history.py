@@ -13,17 +13,7 @@ import redis
 from serving.events import EventWriter, event_json
 from serving.history import bootstrap_history
 from serving.keys import Keys
-from tests.serving.events_support import (  # noqa: F401  (fixtures)
-    NOW,
-    client_fixture,
-    down_client_fixture,
-    keys_fixture,
-    make_event,
-    make_writer_fixture,
-    online_fixture,
-    realtime_view_fixture,
-    rules,
-)
+from tests.serving.events_support import NOW, make_event, rules
 
 
 def write_clean_events(clean: Path, rows: list[dict], name: str = "data_0") -> Path:
