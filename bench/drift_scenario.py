@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import sys
 import time
 from datetime import UTC, datetime
@@ -37,12 +36,7 @@ from monitoring.scenario import (
     run_scenario,
     scenario_params,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tailwise.services import free_port
 
 
 def configs(args: argparse.Namespace) -> list[ScenarioConfig]:

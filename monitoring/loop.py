@@ -84,13 +84,13 @@ def run_pass(cfg: LoopConfig, step: Callable[[str], None] = lambda _: None) -> P
     )
     if out.champion is None:
         raise LoopError(f"no champion in {models}: train and publish a first version")
-    _timed(out, "consume", step, lambda: _tailwise(cfg, "events", "consume", "--once"))
+    _timed(out, "consume", step, lambda: tailwise_command(cfg, "events", "consume", "--once"))
     window = ["--window", cfg.window] if cfg.window else []
     _timed(
         out,
         "monitor",
         step,
-        lambda: _tailwise(cfg, "monitor", "run", "--model", str(out.champion), *window),
+        lambda: tailwise_command(cfg, "monitor", "run", "--model", str(out.champion), *window),
     )
     summary_path = newest_summary(root / "monitoring/reports")
     summary = json.loads(summary_path.read_text())
@@ -105,9 +105,9 @@ def run_pass(cfg: LoopConfig, step: Callable[[str], None] = lambda _: None) -> P
 
 def _retrain(cfg: LoopConfig, out: PassOutcome, models: Path, step: Callable[[str], None]) -> None:
     dvc = shutil.which("dvc", path=_path(cfg)) or "dvc"
-    _timed(out, "retrain", step, lambda: _run(cfg, [dvc, "repro", "evaluate"]))
+    _timed(out, "retrain", step, lambda: run_command(cfg, [dvc, "repro", "evaluate"]))
     before = len(registry.entries(models))
-    _timed(out, "challenge", step, lambda: _tailwise(cfg, "models", "challenge"))
+    _timed(out, "challenge", step, lambda: tailwise_command(cfg, "models", "challenge"))
     decided = [e for e in registry.entries(models)[before:] if e.action != "published"]
     if not decided:
         out.decision_reasons = ["the retrain published no new version (nothing changed)"]
@@ -123,8 +123,8 @@ def _retrain(cfg: LoopConfig, out: PassOutcome, models: Path, step: Callable[[st
 
 
 def _materialize(cfg: LoopConfig) -> None:
-    _tailwise(cfg, "features", "apply")
-    _tailwise(cfg, "features", "materialize")
+    tailwise_command(cfg, "features", "apply")
+    tailwise_command(cfg, "features", "materialize")
 
 
 def _reload(cfg: LoopConfig, out: PassOutcome, version: str) -> None:
@@ -176,11 +176,12 @@ def _path(cfg: LoopConfig) -> str:
     return os.pathsep.join([str(Path(sys.executable).parent), cfg.env.get("PATH", "")])
 
 
-def _tailwise(cfg: LoopConfig, *args: str) -> None:
-    _run(cfg, [sys.executable, "-m", "tailwise.cli", *args])
+def tailwise_command(cfg: LoopConfig, *args: str) -> None:
+    """`tailwise ARGS` in the deployment's folder (LoopError names it if it fails)."""
+    run_command(cfg, [sys.executable, "-m", "tailwise.cli", *args])
 
 
-def _run(cfg: LoopConfig, command: list[str]) -> None:
+def run_command(cfg: LoopConfig, command: list[str]) -> None:
     env = {**cfg.env, "PATH": _path(cfg), "TF_USE_LEGACY_KERAS": "1"}
     done = subprocess.run(
         command,

@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -36,9 +33,17 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitoring.loop import LoopConfig, PassOutcome, api_key, run_pass
+from monitoring.loop import (
+    LoopConfig,
+    PassOutcome,
+    api_key,
+    run_command,
+    run_pass,
+    tailwise_command,
+)
 from monitoring.workspace import prepare, workspace_env
 from tailwise import registry
+from tailwise.services import free_port
 from tailwise.synthetic import GenerateConfig, generate
 from tailwise.synthetic.config import DefectRates, ShiftConfig
 
@@ -151,21 +156,22 @@ def run_scenario(
     # HAProxy's side listeners default to fixed ports another server on the machine may hold.
     env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
     env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
+    commands = LoopConfig(root=root, env=env)
     with _timer(seconds, "generate", step):
         prepare(root, cfg.params)
         replay = write_world(cfg, root)
     with _timer(seconds, "train champion", step):
-        _run(["dvc", "repro", "evaluate"], root, env)
+        run_command(commands, ["dvc", "repro", "evaluate"])
         champion = registry.champion(root / "data/models")
         if champion is None:
             raise ScenarioError(f"dvc repro published no model in {root}/data/models")
-        _tailwise(["features", "apply"], root, env)
-        _tailwise(["features", "materialize"], root, env)
+        tailwise_command(commands, "features", "apply")
+        tailwise_command(commands, "features", "materialize")
     url = f"http://127.0.0.1:{cfg.port}"
     with _timer(seconds, "start serving", step):
-        _tailwise(["serve", "--stop"], root, env)
+        tailwise_command(commands, "serve", "--stop")
         settings = [a for s in cfg.serve_settings for a in ("--set", s)]
-        _tailwise(["serve", "--background", "--port", str(cfg.port), *settings], root, env)
+        tailwise_command(commands, "serve", "--background", "--port", str(cfg.port), *settings)
     try:
         shift_started = time.monotonic()
         with _timer(seconds, "replay", step):
@@ -179,7 +185,7 @@ def run_scenario(
         decided = time.monotonic()
         after = recommend_version(url, cfg)
     finally:
-        _tailwise(["serve", "--stop"], root, env)
+        tailwise_command(commands, "serve", "--stop")
     promotion = loop.seconds.get("reload")
     result = ScenarioResult(
         name=cfg.name,
@@ -214,12 +220,6 @@ def clear_outputs(root: Path) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _shift(cfg: ScenarioConfig) -> ShiftConfig:
@@ -383,21 +383,3 @@ class _timer:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds[self.name] = round(time.perf_counter() - self.started, 1)
-
-
-def _tailwise(args: list[str], root: Path, env: dict[str, str]) -> None:
-    _run([sys.executable, "-m", "tailwise.cli", *args], root, env)
-
-
-def _run(command: list[str], root: Path, env: dict[str, str]) -> None:
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-30:])
-        raise ScenarioError(f"`{' '.join(command[:4])} ...` in {root} failed:\n{tail}")
-
-
-def iter_days(start: date, end: date) -> Iterator[date]:
-    day = start
-    while day <= end:
-        yield day
-        day += timedelta(days=1)

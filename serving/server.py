@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import threading
 import time
 import urllib.request
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from serving.config import ServingConfig
+from tailwise.services import free_port
 from tailwise.settings import Settings
 
 FAST_PATH = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
@@ -58,12 +58,6 @@ def start(config: ServingConfig, settings: Settings, ready_timeout: float = 180)
     url = f"http://{config.host}:{config.port}"
     wait_ready(url, ready_timeout)
     return url
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stop() -> None:

@@ -7,6 +7,7 @@ the URL points at this machine, starts a `redis-server` that keeps nothing on di
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -23,6 +24,13 @@ HOW_TO_GET_REDIS = (
 
 class ServiceError(RuntimeError):
     """A service the command needs is not available; the message says how to get it."""
+
+
+def free_port() -> int:
+    """A TCP port nothing on 127.0.0.1 holds right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def redis_alive(url: str, timeout: float = 0.5) -> bool:
