@@ -13,6 +13,7 @@ import pytest
 import xgboost as xgb
 
 from serving.bundle import BundleError, ColdStart, ModelBundle, TowerInput, check_tower
+from serving.forest import Forest
 from serving.ranking import ItemBlock, encode_column, ranking_matrix
 from serving.retrieval import Candidates, tower_inputs
 from serving.tower import read_query_tower
@@ -61,11 +62,24 @@ def _items(rng: np.random.Generator, n: int = 12) -> dict[str, np.ndarray]:
     }
 
 
-def test_cross_features_for_one_user_equal_the_frame_definition() -> None:
+def _untidy(items: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same items with NaN for a missing category and numbers for brands: values the
+    catalogue does not hold but the definition must still read like the frame does."""
+    out = dict(items)
+    out["category"] = np.array([np.nan if c is None else c for c in items["category"]], object)
+    out["brand"] = np.array([7 if b == "b1" else b for b in items["brand"]], dtype=object)
+    return out
+
+
+@pytest.mark.parametrize("tidy", [True, False])
+def test_cross_features_for_one_user_equal_the_frame_definition(tidy: bool) -> None:
     rng = np.random.default_rng(0)
-    items = _items(rng)
+    items = _items(rng) if tidy else _untidy(_items(rng))
     n = len(items["item_id"])
-    for user in _users(rng):
+    users = _users(rng)
+    if not tidy:
+        users = [{**u, "top_brands": [7, "b3"]} for u in users]
+    for user in users:
         frame = pd.DataFrame({k: list(v) for k, v in items.items()})
         for name, value in user.items():
             frame[name] = pd.Series([value] * n, dtype=object)
@@ -242,6 +256,7 @@ def test_ranking_matrix_scores_equal_training_encode_and_predict() -> None:
     booster = result.model.get_booster()
     booster.set_param({"nthread": 1})
     bundle = _bundle(ranker=booster, features=result.feature_names, categories=result.categories)
+    bundle.forest = Forest.from_booster(booster)  # what serving scores with
 
     items = _items(rng)
     catalogue = pd.DataFrame({k: list(v) for k, v in items.items() if k != "item_age_days"})
@@ -253,7 +268,12 @@ def test_ranking_matrix_scores_equal_training_encode_and_predict() -> None:
     looked_up = table.lookup(list(candidate_ids))
     looked_up["item_age_days"] = np.array([1.0, 30.0, None, None, 5.0], dtype=object)
     got = ranking_matrix(
-        bundle, ItemBlock.build(bundle, table), positions, user, looked_up, candidates
+        bundle,
+        ItemBlock.build(bundle, table, {"item_age_days"}),
+        positions,
+        user,
+        looked_up,
+        candidates,
     )
 
     frame = pd.DataFrame({k: list(v) for k, v in looked_up.items()})
@@ -269,6 +289,7 @@ def test_ranking_matrix_scores_equal_training_encode_and_predict() -> None:
     expected = encode(frame, result.feature_names, result.categories)
     np.testing.assert_allclose(got, _codes(expected), rtol=1e-6)
     np.testing.assert_allclose(bundle.rank(got), result.predict(frame), rtol=1e-5)
+    np.testing.assert_allclose(bundle.reference_rank(got), result.predict(frame), rtol=1e-5)
 
 
 def test_unseen_category_and_missing_number_become_missing() -> None:

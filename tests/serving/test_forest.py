@@ -1,0 +1,164 @@
+"""The compiled forest walks XGBoost's trees to XGBoost's answers, and the bundle holds it
+to them: scores, approximate contributions, the best iteration, refusal on a mismatch."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from serving.bundle import BundleError, ColdStart, ModelBundle, check_forest
+from serving.forest import Forest, ForestError, probe_matrix
+
+N_FEATURES = 6
+CATEGORICAL = [4, 5]
+
+
+def _data(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X = rng.normal(size=(n, N_FEATURES)).astype(np.float32)
+    X[:, 4] = rng.integers(0, 12, n)  # a categorical feature with many categories
+    X[:, 5] = rng.integers(0, 3, n)
+    X[rng.random((n, N_FEATURES)) < 0.1] = np.nan  # missing everywhere, categories too
+    signal = X[:, 0] - np.nan_to_num(X[:, 1]) + np.isin(X[:, 4], [2, 7, 9]) * 1.5
+    y = (np.nan_to_num(signal) + rng.normal(0, 0.5, n) > 0.8).astype(float)
+    qid = np.repeat(np.arange(n // 20), 20)
+    return X, y, qid
+
+
+def _ranker(early_stopping: bool, objective: str = "rank:ndcg") -> xgb.XGBRanker:
+    rng = np.random.default_rng(3)
+    X, y, qid = _data(rng, 800)
+    types = ["c" if j in CATEGORICAL else "q" for j in range(N_FEATURES)]
+    model = xgb.XGBRanker(
+        objective=objective,
+        n_estimators=60,
+        max_depth=4,
+        learning_rate=0.3,
+        tree_method="hist",
+        enable_categorical=True,
+        feature_types=types,
+        max_cat_to_onehot=1,  # partition splits: sets of categories per node
+        early_stopping_rounds=5 if early_stopping else None,
+        n_jobs=1,
+        random_state=0,
+    )
+    Xv, yv, qv = _data(np.random.default_rng(4), 400)
+    model.fit(X, y, qid=qid, eval_set=[(Xv, yv)], eval_qid=[qv], verbose=False)
+    return model
+
+
+@pytest.fixture(scope="module")
+def stopped_early() -> xgb.XGBRanker:
+    model = _ranker(early_stopping=True)
+    assert model.best_iteration + 1 < model.get_booster().num_boosted_rounds()
+    return model
+
+
+def test_scores_equal_the_scikit_learn_predict_up_to_the_best_iteration(
+    stopped_early: xgb.XGBRanker,
+) -> None:
+    booster = stopped_early.get_booster()
+    forest = Forest.from_booster(booster)
+    assert len(forest.roots) == stopped_early.best_iteration + 1
+    X, _, _ = _data(np.random.default_rng(5), 300)
+    np.testing.assert_allclose(forest.predict(X), stopped_early.predict(X), atol=1e-5)
+    # All trees would give other scores: what serving used to do.
+    assert not np.allclose(booster.inplace_predict(X), stopped_early.predict(X), atol=1e-3)
+
+
+def test_contributions_equal_xgboost_approximate_contributions(
+    stopped_early: xgb.XGBRanker,
+) -> None:
+    booster = stopped_early.get_booster()
+    forest = Forest.from_booster(booster)
+    X, _, _ = _data(np.random.default_rng(6), 50)
+    want = booster.predict(
+        xgb.DMatrix(X),
+        pred_contribs=True,
+        approx_contribs=True,
+        iteration_range=(0, stopped_early.best_iteration + 1),
+        validate_features=False,
+    )
+    got = forest.contributions(X)
+    assert got.shape == (50, N_FEATURES + 1)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(got.sum(axis=1), forest.predict(X), atol=1e-4)
+
+
+def test_probe_rows_reach_every_kind_of_branch(stopped_early: xgb.XGBRanker) -> None:
+    forest = Forest.from_booster(stopped_early.get_booster())
+    assert forest.categorical.any(), "the fixture must have categorical splits"
+    X = probe_matrix(forest, CATEGORICAL, rows=200)
+    assert np.isnan(X).any(axis=0).all()  # missing in every feature
+    assert (X[:, CATEGORICAL] < 0).any() and (X[:, CATEGORICAL] % 1 != 0).any()
+    reference = stopped_early.get_booster().inplace_predict(
+        X, iteration_range=(0, stopped_early.best_iteration + 1)
+    )
+    np.testing.assert_allclose(forest.predict(X), reference, atol=1e-5)
+
+
+def test_without_early_stopping_every_tree_counts() -> None:
+    model = _ranker(early_stopping=False)
+    booster = model.get_booster()
+    booster.set_attr(best_iteration=None)
+    forest = Forest.from_booster(booster)
+    assert len(forest.roots) == booster.num_boosted_rounds()
+    X, _, _ = _data(np.random.default_rng(7), 100)
+    np.testing.assert_allclose(forest.predict(X), booster.inplace_predict(X), atol=1e-5)
+
+
+def test_a_margin_base_score_is_carried() -> None:
+    model = _ranker(early_stopping=False, objective="rank:pairwise")
+    booster = model.get_booster()
+    booster.set_attr(best_iteration=None)
+    booster.set_param({"base_score": 0.75})
+    X, _, _ = _data(np.random.default_rng(8), 40)
+    np.testing.assert_allclose(
+        Forest.from_booster(booster).predict(X), booster.inplace_predict(X), atol=1e-5
+    )
+
+
+def test_boosters_of_other_shapes_are_refused_with_a_reason() -> None:
+    rng = np.random.default_rng(9)
+    X, y, _ = _data(rng, 200)
+    linear = xgb.train({"booster": "gblinear"}, xgb.DMatrix(np.nan_to_num(X), y), 3)
+    with pytest.raises(ForestError, match="gblinear"):
+        Forest.from_booster(linear)
+    forest = Forest.from_booster(xgb.train({"max_depth": 2}, xgb.DMatrix(X, y), 3))
+    with pytest.raises(ForestError, match="6 features expected"):
+        forest.predict(np.zeros((2, 3), np.float32))
+
+
+def _bundle(booster: xgb.Booster, forest: Forest) -> ModelBundle:
+    return ModelBundle(
+        version="test",
+        folder=None,  # type: ignore[arg-type]
+        manifest={},
+        inputs=[],
+        item_ids=np.array([], dtype=object),
+        item_vectors=np.zeros((0, 2), np.float32),
+        ranker=booster,
+        ranker_features=[f"f{j}" for j in range(N_FEATURES)],
+        categories={},
+        cold_start=ColdStart(),
+        forest=forest,
+    )
+
+
+def test_the_bundle_serves_the_forest_and_refuses_one_that_disagrees(
+    stopped_early: xgb.XGBRanker,
+) -> None:
+    booster = stopped_early.get_booster()
+    forest = Forest.from_booster(booster)
+    bundle = _bundle(booster, forest)
+    check_forest(bundle)  # agrees: no error
+    X, _, _ = _data(np.random.default_rng(10), 30)
+    np.testing.assert_allclose(bundle.rank(X), bundle.reference_rank(X), atol=1e-5)
+    np.testing.assert_allclose(
+        bundle.contributions(X), bundle.reference_contributions(X), atol=1e-5
+    )
+    wrong = dataclasses.replace(forest, threshold=forest.threshold + np.float32(0.5))
+    with pytest.raises(BundleError, match="compiled trees differ from XGBoost"):
+        check_forest(_bundle(booster, wrong))
