@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,11 @@ class FeatureReader:
         self._on_demand_cache: tuple[Any, dict[str, np.ndarray]] | None = None
         self._positions: tuple[ItemTable, dict[str, int]] | None = None
 
+    @property
+    def request_item_features(self) -> set[str]:
+        """Item features computed per request: the per-item on-demand views' outputs."""
+        return {name for odfv in self.on_demand if odfv.per_item for name in odfv.outputs}
+
     def user(self, user_id: str) -> dict[str, Any]:
         """The user's features (None where absent); raises redis errors to the caller."""
         return self.users.read(user_id)
@@ -102,8 +108,8 @@ class FeatureReader:
         table = self.items
         if self._positions is None or self._positions[0] is not table:
             self._positions = (table, {str(i): n for n, i in enumerate(table.index)})
-        rows = self._positions[1]
-        return np.fromiter((rows.get(i, -1) for i in item_ids), np.intp, len(item_ids))
+        rows, n = self._positions[1], len(item_ids)
+        return np.fromiter(map(rows.get, map(str, item_ids), repeat(-1, n)), np.intp, n)
 
     def item_columns(
         self,
@@ -112,8 +118,9 @@ class FeatureReader:
         names: Sequence[str] | None = None,
         positions: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
-        """Item features of `item_ids` (None where unknown): `names` (default all) plus the
-        per-item on-demand features. `positions`: their `item_positions`, if known.
+        """Item features of `item_ids` (None, NaN in numeric columns, where unknown): `names`
+        (default all) plus the per-item on-demand features. `positions`: their
+        `item_positions`, if known.
 
         Per-item on-demand views depend only on the item and the request time, so they run
         once per second over the whole catalogue and requests index the result."""
@@ -130,8 +137,10 @@ class FeatureReader:
                 values[~found] = None
             columns[name] = values
         for name, values in self._catalogue_on_demand(ts).items():
-            picked = values[np.where(pos >= 0, pos, 0)].astype(object)
-            picked[pos < 0] = None
+            picked = values[np.where(found, pos, 0)]
+            if not found.all():
+                picked = picked.astype(object if picked.dtype == object else np.float64)
+                picked[~found] = None if picked.dtype == object else np.nan
             columns[name] = picked
         return columns
 
@@ -146,7 +155,7 @@ class FeatureReader:
         for odfv in self.on_demand:
             if odfv.per_item:
                 for name, values in odfv.udf(inputs).items():
-                    out[name] = np.asarray(values, dtype=object)
+                    out[name] = _numbers_or_objects(values)
         self._on_demand_cache = (key, out)
         return out
 
@@ -160,6 +169,15 @@ class FeatureReader:
             self.client, self.project, self.item_views, self.item_ids
         )
         return True
+
+
+def _numbers_or_objects(values: Any) -> np.ndarray:
+    """float64 (NaN for missing) when every value is a number or missing, else objects:
+    numeric on-demand features then index and encode without a per-item Python step."""
+    array = np.asarray(values, dtype=object)
+    if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in array):
+        return np.array([np.nan if v is None else v for v in array], dtype=np.float64)
+    return array
 
 
 def check_features(bundle: ModelBundle, reader: FeatureReader) -> None:

@@ -211,7 +211,9 @@ class RecommendGraph:
     def _block(self) -> ItemBlock:
         stamp = (self.bundle.version, self.reader.items.stamp)
         if self.block is None or self.block.stamp != stamp:
-            self.block = ItemBlock.build(self.bundle, self.reader.items)
+            self.block = ItemBlock.build(
+                self.bundle, self.reader.items, self.reader.request_item_features
+            )
         return self.block
 
     def _cold_start(self, req: Request, exclude: set[str]) -> Answer:

@@ -1,10 +1,12 @@
 """Ranking on the request path: candidates -> the ranker's feature matrix -> scores.
 
-    catalogue item features --once per (model, materialisation)--> ItemBlock: float32
-      columns in the ranker's order (categoricals as codes of the training categories)
-    per request: user scalars (converted once, set in one assignment), per-item on-demand values, cross features
+    catalogue item features --once per (model, materialisation)--> ItemBlock: the
+      catalogue's rows of the ranker's matrix (float32, categoricals as codes of the
+      training categories), item columns filled, and which source fills each other column
+    per request: the candidates' rows of the block (one gather), then cross features
       (tailwise.features.cross.cross_features_for_user, parity-tested against the
-      training definition) and the item block's rows of the candidates --> X --> XGBoost
+      training definition), per-item on-demand values and the user's scalars (one
+      assignment) --> X --> the ranker (serving.forest)
 
 Unseen or missing categories and values become NaN, XGBoost's missing. A parity test
 checks this matrix and its scores against training's `ranker.encode` on the same rows.
@@ -12,6 +14,7 @@ checks this matrix and its scores against training's `ranker.encode` on the same
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,27 +26,45 @@ from tailwise.features.cross import CROSS_FEATURES, cross_features_for_user
 from tailwise.features.online import ItemTable
 
 RETRIEVAL_SCORE, RETRIEVAL_RANK = "retrieval_score", "retrieval_rank"
+NAMED = {*CROSS_FEATURES, RETRIEVAL_SCORE, RETRIEVAL_RANK}
 
 
 @dataclass
 class ItemBlock:
-    """The item-level ranker columns for the whole catalogue, ready to index."""
+    """The ranker's matrix for the whole catalogue with the item-level columns filled in
+    (NaN elsewhere), and the plan for the rest: built once per (model, materialisation),
+    so a request gathers its candidates' rows in one step and fills only the other columns.
+    """
 
-    columns: list[int]  # positions in the ranker's feature order
-    values: np.ndarray  # (catalogue items, len(columns)) float32
+    values: np.ndarray  # (catalogue items, ranker features) float32; NaN outside item columns
     stamp: tuple[str, str | None]  # (model version, materialisation stamp)
     codes: dict[str, dict[str, int]] = field(default_factory=dict)  # category -> code, per name
+    # The other columns by source, (position in the ranker's order, name):
+    named: list[tuple[int, str]] = field(default_factory=list)  # cross / retrieval features
+    per_item: list[tuple[int, str]] = field(default_factory=list)  # request-time item columns
+    per_user: list[tuple[int, str]] = field(default_factory=list)  # the user's values
+    columns: list[int] = field(default_factory=list)  # the item-level columns filled in
 
     @classmethod
-    def build(cls, bundle: ModelBundle, items: ItemTable) -> ItemBlock:
+    def build(
+        cls, bundle: ModelBundle, items: ItemTable, per_item: Collection[str] = ()
+    ) -> ItemBlock:
+        """`per_item`: item features computed per request (per-item on-demand views)."""
         codes = {name: _codes(c) for name, c in bundle.categories.items()}
-        columns, blocks = [], []
-        for j, name in enumerate(bundle.ranker_features):
+        names = bundle.ranker_features
+        values = np.full((len(items.frame), len(names)), np.nan, dtype=np.float32)
+        block = cls(values, (bundle.version, items.stamp), codes)
+        for j, name in enumerate(names):
             if name in items.columns and name != "item_id":
-                columns.append(j)
-                blocks.append(encode_column(items.columns[name], None, codes.get(name)))
-        values = np.stack(blocks, axis=1) if blocks else np.zeros((len(items.frame), 0))
-        return cls(columns, values.astype(np.float32), (bundle.version, items.stamp), codes)
+                values[:, j] = encode_column(items.columns[name], None, codes.get(name))
+                block.columns.append(j)
+            elif name in NAMED:
+                block.named.append((j, name))
+            elif name in per_item:
+                block.per_item.append((j, name))
+            else:
+                block.per_user.append((j, name))
+        return block
 
 
 def ranking_matrix(
@@ -59,31 +80,25 @@ def ranking_matrix(
     `positions`: each candidate's row in the item table (-1 when unknown); `items`: the
     candidates' item columns plus per-item on-demand values (item_age_days)."""
     n = len(candidates)
-    X = np.full((n, len(bundle.ranker_features)), np.nan, dtype=np.float32)
     known = positions >= 0
-    if block.columns:
-        X[np.ix_(known, np.asarray(block.columns, dtype=np.intp))] = block.values[positions[known]]
+    X = block.values[np.where(known, positions, 0)]
+    if not known.all():
+        X[~known] = np.nan
     cross = cross_features_for_user(row, {**items, "item_id": candidates.item_ids}, n)
     named = {
         **cross,
         RETRIEVAL_SCORE: candidates.scores,
         RETRIEVAL_RANK: np.arange(1, n + 1, dtype=np.float64),
     }
-    in_block = set(block.columns)
-    user_columns, user_values = [], []  # the user's scalars: the same in every row
-    for j, name in enumerate(bundle.ranker_features):
-        if j in in_block:
-            continue
-        codes = block.codes.get(name)
-        if name in named:
-            X[:, j] = named[name]
-        elif name in items:
-            X[:, j] = encode_column(items[name], None, codes)
-        else:
-            user_columns.append(j)
-            user_values.append(encode_value(row.get(name), codes))
-    if user_columns:
-        X[:, user_columns] = np.array(user_values, dtype=np.float32)
+    for j, name in block.named:
+        X[:, j] = named[name]
+    for j, name in block.per_item:
+        if name in items:
+            X[:, j] = encode_column(items[name], None, block.codes.get(name))
+    if block.per_user:
+        X[:, [j for j, _ in block.per_user]] = [
+            encode_value(row.get(name), block.codes.get(name)) for _, name in block.per_user
+        ]
     return X
 
 

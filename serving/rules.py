@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -104,24 +105,36 @@ def reasons(
     contributions: np.ndarray, feature_names: Sequence[str], items: dict[str, np.ndarray]
 ) -> list[str]:
     """One reason per row of `contributions` (rows = chosen items, last column = bias)."""
+    templates = _templates(tuple(feature_names))
+    worded = np.array([t != "" for t in templates], dtype=bool)
+    contrib = np.asarray(contributions)[:, :-1]
+    helped = np.where(worded & (contrib > 0), contrib, -np.inf)  # worded and positive
+    order = np.argsort(-helped, axis=1, kind="stable")  # largest contribution first
     out = []
-    for row, contrib in enumerate(contributions):
+    for row in range(len(helped)):
         text = FALLBACK_REASON
-        for j in np.argsort(-contrib[:-1], kind="stable"):
-            if contrib[j] <= 0:
+        values: dict[str, str] | None = None
+        for j in order[row]:
+            if helped[row, j] == -np.inf:
                 break
-            template = _REASONS.get(feature_names[j])
-            if template is None:
-                continue
-            values = {k: _text(items.get(k), row) for k in ("category", "category_l1", "brand")}
-            if "{" in template and any(
-                values[k] == "" for k in values if "{" + k + "}" in template
-            ):
-                continue
-            text = template.format(**values)
+            template = templates[j]
+            if "{" in template:
+                if values is None:
+                    values = {
+                        k: _text(items.get(k), row) for k in ("category", "category_l1", "brand")
+                    }
+                if any(values[k] == "" for k in values if "{" + k + "}" in template):
+                    continue
+            text = template.format(**(values or {}))
             break
         out.append(text)
     return out
+
+
+@lru_cache(maxsize=16)
+def _templates(feature_names: tuple[str, ...]) -> list[str]:
+    """Each feature's wording ("" for features a person cannot read)."""
+    return [_REASONS.get(name, "") for name in feature_names]
 
 
 def _text(column: np.ndarray | None, row: int) -> str:

@@ -40,7 +40,8 @@ Output columns (float64, one row per input row, same index):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -144,8 +145,8 @@ def cross_features_for_user(
     every row; a parity test feeds both the same rows, missing values and empty lists
     included. Costs ~0.1 ms for 200 items against ~10 ms for the frame version.
     """
-    item_id, category = _objects(items.get("item_id"), n), _objects(items.get("category"), n)
-    cat_l1, brand = _objects(items.get("category_l1"), n), _objects(items.get("brand"), n)
+    item_id, category = _keys(items.get("item_id"), n), _keys(items.get("category"), n)
+    cat_l1, brand = _keys(items.get("category_l1"), n), _keys(items.get("brand"), n)
     tops, shares = _as_list(user.get("top_categories")), _as_list(user.get("top_category_shares"))
     weights_ok = tops is not None and shares is not None and len(shares) == len(tops)
     cat_share, cat_first = _lookup(tops if weights_ok else None, category, shares)
@@ -160,12 +161,10 @@ def cross_features_for_user(
         age = _floats(items.get("item_age_days"), n)
         log_rank = np.log1p(np.where(rank >= 0, rank, np.nan))
     rt_category = user.get("rt_last_category")
-    same = np.array(
-        [
-            np.nan if _absent(c) or _absent(rt_category) else float(str(c) == str(rt_category))
-            for c in category
-        ]
-    )
+    if _absent(rt_category):
+        same = np.full(n, np.nan)
+    else:
+        same = _pick({str(rt_category): 1.0, None: np.nan}, category, 0.0)
     context = _scalar(user.get("ctx_device_share")) * _scalar(user.get("ctx_daypart_share"))
     out = {
         "x_cat_share": cat_share,
@@ -188,24 +187,48 @@ def cross_features_for_user(
 
 
 def _lookup(
-    elements: list[Any] | None, values: np.ndarray, weights: list[Any] | None = None
+    elements: list[Any] | None, keys: Sequence[str | None], weights: list[Any] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`_list_lookup` for one list against many values: (weight sum, first 1-based match)."""
-    n = len(values)
+    """`_list_lookup` for one list against many values: (weight sum, first 1-based match).
+
+    `keys`: the values as `_keys` gives them (str, None where absent). The per-value work
+    is one C-level dict lookup each (map over the keys), not a Python loop."""
+    n = len(keys)
     if elements is None:
         return np.full(n, np.nan), np.full(n, np.nan)
-    table: dict[str, tuple[float, int]] = {}
+    # Row 0: not in the list; row 1: value absent; then one row per distinct element.
+    sums, firsts = [0.0, np.nan], [0.0, np.nan]
+    rows: dict[str | None, int] = {None: 1}
     for pos, element in enumerate(elements, start=1):
         w = 1.0 if weights is None else _scalar(weights[pos - 1])
-        total, first = table.get(str(element), (0.0, pos))
-        table[str(element)] = (total + w, first)
-    sums, firsts = np.zeros(n), np.zeros(n)
-    for i, value in enumerate(values):
-        if _absent(value):
-            sums[i] = firsts[i] = np.nan
-        elif (hit := table.get(str(value))) is not None:
-            sums[i], firsts[i] = hit
-    return sums, firsts
+        key = str(element)
+        if key in rows:
+            sums[rows[key]] += w
+        else:
+            rows[key] = len(sums)
+            sums.append(w)
+            firsts.append(float(pos))
+    get: Any = rows.get  # (key, default): one C call per key
+    index = np.fromiter(map(get, keys, repeat(0, n)), np.intp, n)
+    return np.asarray(sums)[index], np.asarray(firsts)[index]
+
+
+def _pick(table: dict[str | None, float], keys: Sequence[str | None], default: float) -> np.ndarray:
+    n, get = len(keys), table.get
+    return np.fromiter(map(get, keys, repeat(default, n)), np.float64, n)
+
+
+def _keys(values: Any, n: int) -> Sequence[str | None]:
+    """Values as lookup keys: their text, None where absent (None or NaN). Catalogue columns
+    already hold str or None: then they are used as they are."""
+    if values is None:
+        return [None] * n
+    if set(map(type, values)) <= _TEXT_OR_NONE:
+        return values
+    return [None if _absent(v) else str(v) for v in values]
+
+
+_TEXT_OR_NONE = {str, type(None)}
 
 
 def _as_list(value: Any) -> list[Any] | None:
@@ -223,10 +246,6 @@ def _scalar(value: Any) -> float:
         return float(value) if value is not None else np.nan
     except (TypeError, ValueError):
         return np.nan
-
-
-def _objects(values: Any, n: int) -> np.ndarray:
-    return np.full(n, None, dtype=object) if values is None else np.asarray(values, dtype=object)
 
 
 def _floats(values: Any, n: int) -> np.ndarray:
