@@ -77,7 +77,7 @@ drift-demo: setup ## The closed loop twice: a control run and a shifted world (~
 	$(BIN)/python bench/drift_scenario.py
 
 bench-serve: setup ## Load-test the API at 25..200 req/s against a no-op app (after make demo)
-	$(BIN)/python bench/serve_load.py
+	$(BIN)/python bench/serve_load.py --config cache_ttl_seconds=0 --ray-worker-niceness 0
 
 bench-online: setup ## Measure materialisation and online lookups (100k people), SDK vs direct
 	$(BIN)/python bench/online_lookup.py --users 100000 --items 10000

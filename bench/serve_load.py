@@ -1,9 +1,13 @@
 """Benchmark: the serving app under open-loop load, next to a no-op app of the same topology.
 
-For each app (`--apps noop,full`): start Ray once, serve the app on 127.0.0.1:PORT behind
-HAProxy (Ray Serve's fast path) or the default Python proxy (`--no-haproxy`), wait for
-GET /healthz (and GET /readyz for the full app), then offer POST /recommend at fixed
-arrival rates (`--rates`, `--duration` s each after `--warmup` s not counted). Open loop:
+Start Ray once, serve the apps (`--apps noop,full`; the no-op one under /noop) on
+127.0.0.1:PORT behind HAProxy (Ray Serve's fast path) or the default Python proxy
+(`--no-haproxy`), wait for GET /healthz (and GET /readyz for the full app), then offer
+POST /recommend at fixed arrival rates (`--rates`, `--duration` s per app each after
+`--warmup` s not counted). With both apps, each rate runs in `--rounds` pairs of windows
+that alternate the apps (the same request bodies for both in a round), so drift on this
+shared machine falls on both alike; the full/no-op p50 ratio is taken round by round and
+its median is what the goal checks. Open loop:
 request i is sent at t0 + i/rate whatever happened to earlier ones, and its latency runs
 from that scheduled time (or from the actual send if the timer fired early), so queueing
 shows up instead of being hidden by a slower sender (no coordinated omission). Every
@@ -44,6 +48,8 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+from tailwise.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -431,14 +437,6 @@ def port_free(port: int) -> bool:
     return True
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def configure_env(haproxy: bool, worker_niceness: int | None) -> dict[str, str]:
     """Ray Serve reads these at import time in every Ray process: set them before ray.init."""
     os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1" if haproxy else "0"
@@ -637,6 +635,48 @@ def load_cmd(
     }
 
 
+def measure_window(
+    gen: Generator,
+    args: argparse.Namespace,
+    progress: Any,
+    label: str,
+    url: str,
+    rate: float,
+    bodies: list[bytes],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One open-loop run at `rate` with `bodies`: (the generator's raw result, CPU use)."""
+    task = progress.add_task(f"{label} warm-up", total=len(bodies), done=0, err=0)
+    cpu: dict[str, Any] = {}
+
+    def on_message(kind: str, payload: Any) -> None:
+        if kind == "measuring":
+            progress.update(task, description=label)
+            cpu["before"] = cpu_snapshot()
+        elif kind == "progress":
+            sent, done, err = payload
+            progress.update(task, completed=sent, done=done, err=err)
+
+    duration = len(bodies) / rate
+    deadline = args.warmup + duration + args.drain + 60
+    window = argparse.Namespace(**{**vars(args), "duration": duration})
+    raw = gen.run(load_cmd(window, url, rate, bodies), deadline, on_message)
+    usage = cpu_usage(cpu["before"], cpu_snapshot(), gen.proc.pid) if "before" in cpu else {}
+    return raw, usage
+
+
+def progress_bar() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("done {task.fields[done]}  errors {task.fields[err]}"),
+        TimeElapsedColumn(),
+    ]
+    return Progress(*columns, transient=False)
+
+
 def run_rates(
     gen: Generator,
     args: argparse.Namespace,
@@ -646,42 +686,93 @@ def run_rates(
     users: list[str],
 ) -> list[dict[str, Any]]:
     """One open-loop run per rate, with a progress bar fed by the generator."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     out = []
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("done {task.fields[done]}  errors {task.fields[err]}"),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns, transient=False) as progress:
+    with progress_bar() as progress:
         for rate in rates:
-            n = int(rate * args.duration)
-            bodies = recommend_bodies(users, n, args.seed + int(rate))
-            task = progress.add_task(f"{label} {rate:g} req/s warm-up", total=n, done=0, err=0)
-
-            cpu: dict[str, Any] = {}
-
-            def on_message(
-                kind: str, payload: Any, task: Any = task, rate: float = rate, cpu: Any = cpu
-            ) -> None:
-                if kind == "measuring":
-                    progress.update(task, description=f"{label} {rate:g} req/s")
-                    cpu["before"] = cpu_snapshot()
-                elif kind == "progress":
-                    sent, done, err = payload
-                    progress.update(task, completed=sent, done=done, err=err)
-
-            deadline = args.warmup + args.duration + args.drain + 60
-            raw = gen.run(load_cmd(args, url, rate, bodies), deadline, on_message)
-            figures = summarise(raw)
-            if "before" in cpu:
-                figures["cpu"] = cpu_usage(cpu["before"], cpu_snapshot(), gen.proc.pid)
-            out.append(figures)
+            bodies = recommend_bodies(users, int(rate * args.duration), args.seed + int(rate))
+            raw, usage = measure_window(
+                gen, args, progress, f"{label} {rate:g} req/s", url, rate, bodies
+            )
+            out.append({**summarise(raw), "cpu": usage} if usage else summarise(raw))
             time.sleep(1)  # let queues settle before the next rate
     return out
+
+
+def run_paired(
+    gen: Generator,
+    args: argparse.Namespace,
+    urls: dict[str, str],
+    rates: list[float],
+    users: list[str],
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """Both apps at each rate in `--rounds` alternating windows (noop first in odd rounds,
+    full first in even ones) of duration/rounds each, with the same request bodies in a
+    round: the machine's drift falls on both alike. Returns per app the figures over all
+    its windows of a rate, and per rate the full/noop p50 ratio of every round."""
+    names = list(urls)
+    figures: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    ratios: dict[str, dict[str, Any]] = {}
+    with progress_bar() as progress:
+        for rate in rates:
+            raws: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+            usage: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+            per_round = []
+            n = max(1, int(rate * args.duration / args.rounds))
+            for r in range(args.rounds):
+                bodies = recommend_bodies(users, n, args.seed + int(rate) + 1000 * r)
+                p50 = {}
+                for name in names if r % 2 == 0 else names[::-1]:
+                    label = f"{name} {rate:g} req/s, round {r + 1}/{args.rounds}"
+                    raw, cpu = measure_window(gen, args, progress, label, urls[name], rate, bodies)
+                    raws[name].append(raw)
+                    usage[name].append(cpu)
+                    p50[name] = summarise(raw)["p50_ms"]
+                    time.sleep(1)
+                if p50.get("noop") and p50.get("full"):
+                    per_round.append(round(p50["full"] / p50["noop"], 2))
+            for name in names:
+                merged = {**summarise(merge_raw(raws[name])), "windows": len(raws[name])}
+                figures[name].append({**merged, "cpu": mean_usage(usage[name])})
+            if per_round:
+                ratios[f"{rate:g}"] = {"rounds": per_round, "median": median(per_round)}
+    return figures, ratios
+
+
+def merge_raw(raws: list[dict[str, Any]]) -> dict[str, Any]:
+    """The generator's raw results of several windows at one rate, as one run."""
+    merged: dict[str, Any] = {
+        "offered_rps": raws[0]["offered_rps"],
+        "ok_ms": [v for r in raws for v in r["ok_ms"]],
+        "lag_ms": [v for r in raws for v in r["lag_ms"]],
+        "seconds": sum(r["seconds"] for r in raws),
+        "sent": sum(r["sent"] for r in raws),
+        "client_cpu_s": sum(r["client_cpu_s"] for r in raws),
+        "errors": dict(sum((Counter(r["errors"]) for r in raws), Counter())),
+        "statuses": dict(sum((Counter(r["statuses"]) for r in raws), Counter())),
+    }
+    for r in raws:  # every error kind listed, zeros included, as in one run
+        merged["errors"].update({k: merged["errors"].get(k, 0) for k in r["errors"]})
+    return merged
+
+
+def mean_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
+    """CPU use over windows of equal length: the mean of each figure."""
+    usages = [u for u in usages if u]
+    if not usages:
+        return {}
+    top: Counter[str] = Counter()
+    for u in usages:
+        top.update(u["top_processes_cores"])
+    keys = ["machine_busy_cores", "bench_cores", "other_work_cores"]
+    return {k: round(sum(u[k] for u in usages) / len(usages), 2) for k in keys} | {
+        "top_processes_cores": {k: round(v / len(usages), 3) for k, v in top.most_common(8)}
+    }
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else round((ordered[mid - 1] + ordered[mid]) / 2, 2)
 
 
 def client_floor(gen: Generator, args: argparse.Namespace, users: list[str]) -> dict[str, Any]:
@@ -747,50 +838,64 @@ def run_freshness_trials(
 
 def bench_apps(
     gen: Generator, args: argparse.Namespace, apps: list[str], users: list[str]
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Start Ray and Serve once; per app: deploy, wait ready, run the rates, delete."""
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, dict[str, Any]]]:
+    """Start Ray and Serve once. One app: deploy, wait ready, run the rates. Both: deploy
+    both (the no-op app under /noop), then measure them in alternating windows per rate.
+    Returns the figures per app, the freshness trials and the paired p50 ratios."""
     import ray
     from ray import serve
 
     results: dict[str, Any] = {}
-    freshness = None
+    freshness, ratios = None, {}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+        base = f"http://127.0.0.1:{args.port}"
+        urls = {name: base + PREFIX[name] for name in apps}
         for name in apps:
-            results[name], fresh = bench_app(gen, args, name, users)
-            freshness = fresh or freshness
-            serve.delete(name)
+            results[name] = deploy(args, name, urls[name], users)
+        if len(apps) == 1:
+            results[apps[0]]["rates"] = run_rates(
+                gen, args, apps[0], urls[apps[0]] + "/recommend", args.rates, users
+            )
+        else:
+            rates, ratios = run_paired(
+                gen, args, {n: urls[n] + "/recommend" for n in apps}, args.rates, users
+            )
+            for name in apps:
+                results[name]["rates"] = rates[name]
+        if "full" in apps and args.freshness > 0:
+            freshness = run_freshness_trials(gen, args, urls["full"], users)
     finally:
         serve.shutdown()
         ray.shutdown()
-    return results, freshness
+    return results, freshness, ratios
 
 
-def bench_app(
-    gen: Generator, args: argparse.Namespace, name: str, users: list[str]
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
+# Where each app is served: both can run at once, so the no-op app gets a prefix.
+PREFIX = {"full": "", "noop": "/noop"}
+
+
+def deploy(args: argparse.Namespace, name: str, url: str, users: list[str]) -> dict[str, Any]:
     from ray import serve
 
-    base, started = f"http://127.0.0.1:{args.port}", time.perf_counter()
-    serve.run(build_app(name, args), name=name, route_prefix="/")
-    wait_ready(base, name, users[0], args.ready_timeout)
+    started = time.perf_counter()
+    serve.run(build_app(name, args), name=name, route_prefix=PREFIX[name] or "/")
+    wait_ready(url, name, users[0], args.ready_timeout)
     ready_s = round(time.perf_counter() - started, 1)
     proxy, load = verify_proxy(args.port), round(os.getloadavg()[0], 2)
     owners = [f"{o['name']}:{o['pid']} (nice {o['nice']})" for o in proxy["port_owners"]]
-    print(f"{name}: ready in {ready_s} s; port {args.port} owned by {owners}; load avg {load}")
+    print(
+        f"{name}: ready in {ready_s} s at {url}; port {args.port} owned by {owners}; load avg {load}"
+    )
     if (proxy["proxy"] == "haproxy") == args.no_haproxy:
         print(f"warning: asked for {'no ' if args.no_haproxy else ''}HAProxy, got {owners}")
     if load > 1.5:
         print(f"warning: load average {load} before the run: other work shares the 2 cores")
-    rates = run_rates(gen, args, name, base + "/recommend", args.rates, users)
-    fresh = None
-    if name == "full" and args.freshness > 0:
-        fresh = run_freshness_trials(gen, args, base, users)
-    figures = {"ready_s": ready_s, "loadavg_1m_before": load, "proxy": proxy, "rates": rates}
+    figures: dict[str, Any] = {"ready_s": ready_s, "loadavg_1m_before": load, "proxy": proxy}
     if name == "full":
         figures["config"] = {k: v for k, v in full_config(args).items() if k != "api_keys"}
-    return figures, fresh
+    return figures
 
 
 # ----------------------------------------------------------------------------- report
@@ -875,7 +980,12 @@ def show(result: dict[str, Any]) -> None:
             f"{floor['client']['cpu_ms_per_request']} ms client CPU per request"
         )
     if result["full_over_noop_p50"]:
-        console.print(f"full/noop p50 ratio per rate: {result['full_over_noop_p50']}")
+        console.print(f"full/noop p50 ratio per rate, all windows: {result['full_over_noop_p50']}")
+    for rate, paired in result.get("full_over_noop_p50_paired", {}).items():
+        console.print(
+            f"full/noop p50 ratio at {rate} req/s, round by round: {paired['rounds']}"
+            f" (median {paired['median']})"
+        )
     if fresh := result.get("freshness"):
         console.print(f"freshness: {fresh}")
     for g in result["goals"]:
@@ -894,7 +1004,13 @@ def save(result: dict[str, Any]) -> None:
         f"{result['date']}; `{result['command']}`",
         "",
         f"Open loop (request i sent at t0 + i/rate, latency from that time), {s['duration']:g} s "
-        f"per rate after {s['warmup']:g} s warm-up, {s['timeout']:g} s timeout; percentiles over "
+        + (
+            f"per rate and app in {s['rounds']} windows alternating the apps (same request "
+            f"bodies for both in a window pair), each after {s['warmup']:g} s warm-up, "
+            if s.get("rounds")
+            else f"per rate after {s['warmup']:g} s warm-up, "
+        )
+        + f"{s['timeout']:g} s timeout; percentiles over "
         f"2xx, errors counted apart; {int(UNKNOWN_SHARE * 100)}% unknown users, k={K}, "
         "device/country sampled. The no-op app (bench/noop_app.py) has the same topology and "
         "routes with canned answers: the framework's floor. Cores: CPU used by this benchmark "
@@ -915,7 +1031,20 @@ def save(result: dict[str, Any]) -> None:
     if cfg := result["apps"].get("full", {}).get("config"):
         lines += ["", f"Full app: serving.app.build(ServingConfig({cfg}))."]
     if ratios := result["full_over_noop_p50"]:
-        lines += ["", "full/noop p50: " + ", ".join(f"{k} req/s {v}x" for k, v in ratios.items())]
+        lines += [
+            "",
+            "full/noop p50, all windows: "
+            + ", ".join(f"{k} req/s {v}x" for k, v in ratios.items()),
+        ]
+    if paired := result.get("full_over_noop_p50_paired"):
+        lines += [
+            "",
+            "full/noop p50 round by round (the goal takes the median): "
+            + "; ".join(
+                f"{k} req/s {' '.join(f'{v}x' for v in p['rounds'])} (median {p['median']}x)"
+                for k, p in paired.items()
+            ),
+        ]
     if f := result.get("freshness"):
         lines += [
             "",
@@ -942,7 +1071,15 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--apps", default="noop,full", help="comma-separated: noop, full")
     ap.add_argument("--rates", default="25,50,100,150,200", help="arrival rates, req/s")
-    ap.add_argument("--duration", type=float, default=60.0, help="measured seconds per rate")
+    ap.add_argument(
+        "--duration", type=float, default=60.0, help="measured seconds per rate and app"
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="with both apps: alternating windows per rate (each duration/rounds s)",
+    )
     ap.add_argument("--warmup", type=float, default=3.0, help="uncounted seconds before each rate")
     ap.add_argument("--timeout", type=float, default=2.0, help="per-request timeout (an error)")
     ap.add_argument("--drain", type=float, default=5.0, help="wait after the last send, s")
@@ -986,6 +1123,8 @@ def parse_args() -> argparse.Namespace:
     if unknown := set(args.apps) - {"noop", "full"}:
         ap.error(f"unknown app(s) {sorted(unknown)}: use noop and/or full")
     args.rates = [float(r) for r in args.rates.split(",")]
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
     if any(r <= 0 for r in args.rates):
         ap.error(f"rates must be positive, got {args.rates}")
     return args
@@ -1004,7 +1143,7 @@ def main() -> None:
     gen = Generator(args.client_nice)
     try:
         floor = client_floor(gen, args, users) if args.client_check > 0 else None
-        apps, freshness = bench_apps(gen, args, args.apps, users)
+        apps, freshness, paired = bench_apps(gen, args, args.apps, users)
     finally:
         gen.close()
     proxies = {a["proxy"]["proxy"] for a in apps.values()}
@@ -1030,12 +1169,16 @@ def main() -> None:
             k: getattr(args, k)
             for k in ["apps", "rates", "duration", "warmup", "timeout", "drain", "seed", "port"]
         }
-        | {"unknown_user_share": UNKNOWN_SHARE, "k": K, "known_users": len(users)},
+        | {"unknown_user_share": UNKNOWN_SHARE, "k": K, "known_users": len(users)}
+        | ({"rounds": args.rounds} if len(args.apps) > 1 else {}),
         "client_floor": floor,
         "apps": apps,
         "full_over_noop_p50": ratios,
+        "full_over_noop_p50_paired": paired,
         "freshness": freshness,
-        "goals": check_goals(apps, ratios, freshness),
+        "goals": check_goals(
+            apps, {k: v["median"] for k, v in paired.items()} or ratios, freshness
+        ),
     }
     show(result)
     if args.save if args.save is not None else "full" in apps:

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tailwise.services import ServiceError, ensure_redis, redis_alive
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tailwise.services import ServiceError, ensure_redis, free_port, redis_alive
 
 
 def test_running_redis_is_found() -> None:

@@ -17,7 +17,8 @@ import yaml
 
 from monitoring.scenario import SHIFT, ScenarioConfig, ScenarioResult, run_scenario, scenario_params
 from tailwise import registry
-from tests.serving.world import PrivateRedis, free_port
+from tailwise.services import free_port
+from tests.serving.world import PrivateRedis
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,8 @@ import redis
 
 from serving.config import ServingConfig
 from serving.keys import Keys
-from tests.serving.world import ServedWorld, free_port, generated, served_world  # noqa: F401
+from tailwise.services import free_port
+from tests.serving.world import ServedWorld, generated, served_world  # noqa: F401
 
 pytestmark = pytest.mark.slow
 KEY = "test-key"

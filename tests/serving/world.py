@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tailwise.services import free_port
 from tailwise.settings import Settings
 from tests.feast_project import ROOT, isolated_feast_settings
 
@@ -32,12 +32,6 @@ training:
   retrieval: {epochs: 1, batch_size: 256, embedding_dim: 8, seed: 0}
   ranker: {n_estimators: 20, min_child_weight: 1, n_candidates: 50, seed: 0}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PrivateRedis:
