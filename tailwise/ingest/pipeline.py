@@ -168,11 +168,17 @@ def _run(
 
 
 def _copy(con: duckdb.DuckDBPyConnection, path: Path, selects: list[str], last: str) -> None:
-    """Write the union of per-table selects (same columns, `last` being row_json or id)."""
+    """Write the union of per-table selects (same columns, `last` being row_json or id), in
+    a fixed order: the selects' order, then every column. The connection streams without
+    preserving insertion order, so without the ORDER BY two runs wrote the rows in
+    different orders."""
     extra = f"CAST({last} AS VARCHAR) AS {last}" if last == "row_json" else "id, user_id"
+    columns = f"table_name, column_name, value, reason, {last}"
+    columns += "" if last == "row_json" else ", user_id"
     union = " UNION ALL ".join(
-        "SELECT table_name, CAST(column_name AS VARCHAR) AS column_name, "
+        f"SELECT {n} AS part, table_name, CAST(column_name AS VARCHAR) AS column_name, "
         f"CAST(value AS VARCHAR) AS value, reason, {extra} FROM ({s})"
-        for s in selects
+        for n, s in enumerate(selects)
     )
-    con.execute(f"COPY ({union}) TO {sql_str(str(path))} (FORMAT parquet)")
+    ordered = f"SELECT {columns} FROM ({union}) ORDER BY part, {columns}"
+    con.execute(f"COPY ({ordered}) TO {sql_str(str(path))} (FORMAT parquet)")
