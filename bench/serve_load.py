@@ -717,13 +717,17 @@ def run_paired(
             raws: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
             usage: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
             per_round = []
+            inside: Counter[str] = Counter()  # the full app's handler and stage seconds
             n = max(1, int(rate * args.duration / args.rounds))
             for r in range(args.rounds):
                 bodies = recommend_bodies(users, n, args.seed + int(rate) + 1000 * r)
                 p50 = {}
                 for name in names if r % 2 == 0 else names[::-1]:
                     label = f"{name} {rate:g} req/s, round {r + 1}/{args.rounds}"
+                    before = scrape_handler(urls[name]) if name == "full" else {}
                     raw, cpu = measure_window(gen, args, progress, label, urls[name], rate, bodies)
+                    if name == "full":
+                        inside.update(handler_delta(before, scrape_handler(urls[name])))
                     raws[name].append(raw)
                     usage[name].append(cpu)
                     p50[name] = summarise(raw)["p50_ms"]
@@ -733,9 +737,44 @@ def run_paired(
             for name in names:
                 merged = {**summarise(merge_raw(raws[name])), "windows": len(raws[name])}
                 figures[name].append({**merged, "cpu": mean_usage(usage[name])})
+            if "full" in names and inside:
+                figures["full"][-1]["in_replica_mean_ms"] = handler_means(inside)
             if per_round:
                 ratios[f"{rate:g}"] = {"rounds": per_round, "median": median(per_round)}
     return figures, ratios
+
+
+_HANDLER = re.compile(
+    r'^tailwise_(stage|request)_seconds_(sum|count)\{(?:stage|route)="([^"]+)"\} (\S+)$', re.M
+)
+
+
+def scrape_handler(recommend_url: str) -> dict[str, float]:
+    """The full app's handler and stage histograms (sum and count per label) from
+    GET /metrics; with several replicas, whichever one answers."""
+    status, body = http("GET", recommend_url.removesuffix("/recommend") + "/metrics")
+    if status != 200:
+        return {}
+    return {
+        f"{label}:{kind}": float(value)
+        for _, kind, label, value in _HANDLER.findall(body.decode())
+        if label != "/events"
+    }
+
+
+def handler_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
+
+
+def handler_means(totals: Counter[str]) -> dict[str, float]:
+    """Mean milliseconds per request of the handler (/recommend) and each graph stage."""
+    out = {}
+    for key, total in totals.items():
+        label, _, kind = key.rpartition(":")
+        if kind == "sum" and totals.get(f"{label}:count"):
+            name = "handler" if label == "/recommend" else label
+            out[name] = round(1000 * total / totals[f"{label}:count"], 3)
+    return out
 
 
 def merge_raw(raws: list[dict[str, Any]]) -> dict[str, Any]:
@@ -981,6 +1020,9 @@ def show(result: dict[str, Any]) -> None:
         )
     if result["full_over_noop_p50"]:
         console.print(f"full/noop p50 ratio per rate, all windows: {result['full_over_noop_p50']}")
+    for r in result["apps"].get("full", {}).get("rates", []):
+        if means := r.get("in_replica_mean_ms"):
+            console.print(f"full app's replica at {r['offered_rps']:g} req/s, mean ms: {means}")
     for rate, paired in result.get("full_over_noop_p50_paired", {}).items():
         console.print(
             f"full/noop p50 ratio at {rate} req/s, round by round: {paired['rounds']}"
@@ -1030,6 +1072,26 @@ def save(result: dict[str, Any]) -> None:
             )
     if cfg := result["apps"].get("full", {}).get("config"):
         lines += ["", f"Full app: serving.app.build(ServingConfig({cfg}))."]
+    inside = [
+        (r["offered_rps"], r["in_replica_mean_ms"])
+        for r in result["apps"].get("full", {}).get("rates", [])
+        if r.get("in_replica_mean_ms")
+    ]
+    if inside:
+        lines += [
+            "",
+            "Inside the full app's replica (means per request from its /metrics histograms; "
+            "stages: features = Redis read and context, ranking = candidates' matrix and "
+            "trees, rules = rules and reasons):",
+            "",
+            "| req/s | handler ms | total graph | features | retrieval | ranking | rules |",
+            "|---|---|---|---|---|---|---|",
+            *(
+                f"| {rate:g} | {m.get('handler')} | {m.get('total')} | {m.get('features')} | "
+                f"{m.get('retrieval')} | {m.get('ranking')} | {m.get('rules')} |"
+                for rate, m in inside
+            ),
+        ]
     if ratios := result["full_over_noop_p50"]:
         lines += [
             "",
