@@ -91,7 +91,7 @@ class Forest:
         parts: dict[str, list[np.ndarray]] = {k: [] for k in _NODE_FIELDS}
         roots: list[int] = []
         cats: list[np.ndarray] = []
-        offset = 0
+        offset = n_cats = 0
         for tree in trees:
             if int(tree["tree_param"].get("size_leaf_vector", "1")) > 1:
                 raise ForestError("vector leaves are not walked here")
@@ -110,8 +110,8 @@ class Forest:
                 strict=True,
             ):
                 chosen = sorted(int(c) for c in node_cats[start : start + size])
-                cat_start[nid] = sum(len(c) for c in cats)
-                cat_end[nid] = cat_start[nid] + len(chosen)
+                cat_start[nid], cat_end[nid] = n_cats, n_cats + len(chosen)
+                n_cats += len(chosen)
                 cats.append(np.asarray(chosen, dtype=np.int32))
             conditions = np.asarray(tree["split_conditions"], dtype=np.float32)
             parts["left"].append(np.where(leaf, -1, left + offset).astype(np.int32))
