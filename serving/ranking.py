@@ -43,7 +43,6 @@ class ItemBlock:
     named: list[tuple[int, str]] = field(default_factory=list)  # cross / retrieval features
     per_item: list[tuple[int, str]] = field(default_factory=list)  # request-time item columns
     per_user: list[tuple[int, str]] = field(default_factory=list)  # the user's values
-    columns: list[int] = field(default_factory=list)  # the item-level columns filled in
 
     @classmethod
     def build(
@@ -57,7 +56,6 @@ class ItemBlock:
         for j, name in enumerate(names):
             if name in items.columns and name != "item_id":
                 values[:, j] = encode_column(items.columns[name], None, codes.get(name))
-                block.columns.append(j)
             elif name in NAMED:
                 block.named.append((j, name))
             elif name in per_item:

@@ -105,8 +105,7 @@ def reasons(
     contributions: np.ndarray, feature_names: Sequence[str], items: dict[str, np.ndarray]
 ) -> list[str]:
     """One reason per row of `contributions` (rows = chosen items, last column = bias)."""
-    templates = _templates(tuple(feature_names))
-    worded = np.array([t != "" for t in templates], dtype=bool)
+    templates, worded = _templates(tuple(feature_names))
     contrib = np.asarray(contributions)[:, :-1]
     helped = np.where(worded & (contrib > 0), contrib, -np.inf)  # worded and positive
     order = np.argsort(-helped, axis=1, kind="stable")  # largest contribution first
@@ -132,9 +131,10 @@ def reasons(
 
 
 @lru_cache(maxsize=16)
-def _templates(feature_names: tuple[str, ...]) -> list[str]:
-    """Each feature's wording ("" for features a person cannot read)."""
-    return [_REASONS.get(name, "") for name in feature_names]
+def _templates(feature_names: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+    """Each feature's wording ("" for features a person cannot read), and which have one."""
+    templates = [_REASONS.get(name, "") for name in feature_names]
+    return templates, np.array([t != "" for t in templates], dtype=bool)
 
 
 def _text(column: np.ndarray | None, row: int) -> str:
