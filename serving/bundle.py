@@ -235,15 +235,24 @@ def load_bundle(folder: Path) -> ModelBundle:
 
 
 def check_forest(bundle: ModelBundle) -> None:
-    """The compiled forest gives XGBoost's scores and contributions on probe rows; raises
-    BundleError naming the largest difference otherwise."""
-    if bundle.forest is None:
+    """The compiled forest gives XGBoost's scores and contributions on probe rows, also
+    when some columns hold one value in every row (a request's user features, which the
+    bit masks decide once); raises BundleError naming the largest difference otherwise."""
+    forest = bundle.forest
+    if forest is None:
         return
     categorical = [j for j, t in enumerate(bundle.ranker.feature_types or []) if t == "c"]
-    X = probe_matrix(bundle.forest, categorical)
+    X = probe_matrix(forest, categorical)
+    steady = X.copy()
+    steady[:, ::2] = X[:1, ::2]
+    walked = np.empty(len(X), dtype=np.float32)
+    forest.walk(X, walked)
+    reference = bundle.reference_rank(X)
     worst = max(
-        float(np.abs(bundle.reference_rank(X) - bundle.forest.predict(X)).max()),
-        float(np.abs(bundle.reference_contributions(X) - bundle.forest.contributions(X)).max()),
+        float(np.abs(reference - forest.predict(X)).max()),
+        float(np.abs(reference - walked).max()),
+        float(np.abs(bundle.reference_rank(steady) - forest.predict(steady)).max()),
+        float(np.abs(bundle.reference_contributions(X) - forest.contributions(X)).max()),
     )
     if not worst <= FOREST_TOLERANCE:
         raise BundleError(

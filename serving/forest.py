@@ -4,6 +4,15 @@
       arrays --numba--> margin scores of candidate rows; per-feature contributions
       (XGBoost's approximate SHAP, Saabas) of the chosen rows
 
+Scores come from the trees as bit masks (QuickScorer: Lucchese et al., SIGIR 2015): each
+tree's leaves are bits, left to right; every split a row goes right at clears the bits
+of the leaves to its left, and the row's leaf is the lowest bit left. Splits are taken
+one at a time over all rows (a vectorised loop over a feature's values) instead of one
+row at a time down each tree (a branch per step). Features with one value across the
+rows (the user's own, for one request's candidates) are decided once for all rows. On
+a request's 200 candidates this is ~5x faster than the walk, which still computes the
+contributions and scores trees of more than 64 leaves.
+
 Why not XGBoost's own predict: on one request's 200 candidates it costs ~0.2-0.35 ms,
 most of it fixed per call (proxy DMatrix, JSON configs, output copies), and its
 contributions need a DMatrix (~0.08 ms) before predicting (~0.2 ms for 10 rows). These
@@ -59,6 +68,7 @@ class Forest:
     mean: np.ndarray  # float32, hessian-weighted mean of the leaves below (contributions)
     base: float  # base margin
     n_features: int
+    quick: QuickForest | None = None  # the same trees as bit masks (None: too many leaves)
 
     @classmethod
     def from_booster(cls, booster: Any) -> Forest:
@@ -84,7 +94,7 @@ class Forest:
             row, predict_type="margin", iteration_range=(0, len(forest.roots) // per_round)
         )
         base = float(np.asarray(margin).reshape(-1)[0]) - float(forest.predict(row)[0])
-        return dataclasses.replace(forest, base=base)
+        return dataclasses.replace(forest, base=base, quick=QuickForest.of(forest))
 
     @classmethod
     def from_trees(cls, trees: list[dict[str, Any]], base: float, n_features: int) -> Forest:
@@ -131,20 +141,31 @@ class Forest:
             k: np.concatenate(v) if v else np.zeros(0, dtype=_NODE_FIELDS[k])
             for k, v in parts.items()
         }
-        return cls(
+        arrays: dict[str, Any] = {
+            k: np.ascontiguousarray(v, dtype=_NODE_FIELDS[k]) for k, v in flat.items()
+        }
+        forest = cls(
             roots=np.asarray(roots, dtype=np.int32),
             cats=np.concatenate(cats) if cats else np.zeros(0, dtype=np.int32),
             base=float(base),
             n_features=int(n_features),
-            **{k: np.ascontiguousarray(v, dtype=_NODE_FIELDS[k]) for k, v in flat.items()},
+            **arrays,
         )
+        return dataclasses.replace(forest, quick=QuickForest.of(forest))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Margin scores (float64) of rows of X (float32, n_features columns, NaN missing)."""
         X = self._rows(X)
         scores = np.empty(len(X), dtype=np.float32)
-        _compiled(X, *self._arrays(), np.float32(self.base), scores, _NONE)
+        if self.quick is not None and len(X):
+            self.quick.score(X, np.float32(self.base), scores)
+        else:
+            self.walk(X, scores)
         return scores.astype(np.float64)
+
+    def walk(self, X: np.ndarray, scores: np.ndarray) -> None:
+        """Scores by walking every row down every tree (what `predict` is checked against)."""
+        _compiled(self._rows(X), *self._arrays(), np.float32(self.base), scores, _NONE)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-feature contributions of rows of X, bias last (XGBoost's approx_contribs)."""
@@ -174,6 +195,111 @@ class Forest:
             self.value,
             self.mean,
         )
+
+
+@dataclass(frozen=True)
+class QuickForest:
+    """The trees as bit masks over their leaves (see the module docstring).
+
+    Splits are kept in two lists, numerical and categorical, each split with its tree,
+    feature, where a missing value goes, and `keep`: the tree's leaves that stay possible
+    when a row goes right (all but those of its left subtree)."""
+
+    tree: np.ndarray  # int32, numerical splits
+    feature: np.ndarray  # int32
+    threshold: np.ndarray  # float32
+    default_left: np.ndarray  # bool
+    keep: np.ndarray  # uint64
+    cat_tree: np.ndarray  # int32, categorical splits
+    cat_feature: np.ndarray  # int32
+    cat_default_left: np.ndarray  # bool
+    cat_keep: np.ndarray  # uint64
+    cat_right: np.ndarray  # bool (categorical splits, categories + 1): True goes right
+    leaf_values: np.ndarray  # float32 (trees, 64), each tree's leaves left to right
+    leaves: np.ndarray  # uint64 per tree: a bit per leaf
+
+    @classmethod
+    def of(cls, forest: Forest) -> QuickForest | None:
+        """None when a tree has more than 64 leaves or categories are too many to tabulate."""
+        n_trees = len(forest.roots)
+        leaf_values = np.zeros((n_trees, LEAF_BITS), dtype=np.float32)
+        leaves = np.zeros(n_trees, dtype=np.uint64)
+        numerical: list[tuple[int, int, int]] = []  # (tree, node, keep)
+        categorical: list[tuple[int, int, int]] = []
+        for t, root in enumerate(forest.roots):
+            count = 0
+            stack: list[tuple[int, int]] = [(int(root), -1)]  # (node, leaf count at entry)
+            while stack:  # depth first, left before right: leaves numbered left to right
+                nid, entered = stack.pop()
+                if forest.left[nid] == -1:
+                    if count == LEAF_BITS:
+                        return None
+                    leaf_values[t, count] = forest.value[nid]
+                    count += 1
+                elif entered < 0:
+                    stack.append((nid, count))
+                    stack.append((int(forest.left[nid]), -1))
+                else:  # left subtree done: its leaves are entered .. count-1
+                    left_leaves = ((1 << count) - 1) ^ ((1 << entered) - 1)
+                    keep = ~left_leaves & ALL_BITS
+                    split = (t, nid, keep)
+                    (categorical if forest.categorical[nid] else numerical).append(split)
+                    stack.append((int(forest.right[nid]), -1))
+            leaves[t] = (1 << count) - 1 if count < LEAF_BITS else ALL_BITS
+        largest = int(forest.cats.max()) + 1 if len(forest.cats) else 0
+        if largest > MAX_TABULATED:
+            return None
+        numerical.sort(key=lambda x: (int(forest.feature[x[1]]), x[0]))  # a feature's in a row
+        cat_right = np.zeros((len(categorical), largest + 1), dtype=bool)  # last: invalid
+        for k, (_, nid, _) in enumerate(categorical):
+            cat_right[k, forest.cats[forest.cat_start[nid] : forest.cat_end[nid]]] = True
+        num = np.array([n for _, n, _ in numerical], dtype=np.intp)
+        cat = np.array([n for _, n, _ in categorical], dtype=np.intp)
+        return cls(
+            tree=np.array([t for t, _, _ in numerical], dtype=np.int32),
+            feature=forest.feature[num],
+            threshold=forest.threshold[num],
+            default_left=forest.default_left[num],
+            keep=np.array([k for _, _, k in numerical], dtype=np.uint64),
+            cat_tree=np.array([t for t, _, _ in categorical], dtype=np.int32),
+            cat_feature=forest.feature[cat],
+            cat_default_left=forest.default_left[cat],
+            cat_keep=np.array([k for _, _, k in categorical], dtype=np.uint64),
+            cat_right=cat_right,
+            leaf_values=leaf_values,
+            leaves=leaves,
+        )
+
+    def score(self, X: np.ndarray, base: np.float32, scores: np.ndarray) -> None:
+        """Margin scores of the rows of X (float32, at least one row) into `scores`."""
+        _quick(
+            np.ascontiguousarray(X.T),
+            self.tree,
+            self.feature,
+            self.threshold,
+            self.default_left,
+            self.keep,
+            self.cat_tree,
+            self.cat_feature,
+            self.cat_default_left,
+            self.cat_keep,
+            self.cat_right,
+            self.leaf_values,
+            self.leaves,
+            _DE_BRUIJN_INDEX,
+            base,
+            scores,
+        )
+
+
+LEAF_BITS = 64
+ALL_BITS = (1 << LEAF_BITS) - 1
+MAX_TABULATED = 1 << 16  # categories per feature the categorical splits tabulate
+# The lowest set bit's index: (bit * constant) >> 58 is a distinct 6-bit index per bit.
+_DE_BRUIJN = 0x03F79D71B4CB0A89
+_DE_BRUIJN_INDEX = np.zeros(LEAF_BITS, dtype=np.int64)
+for _bit in range(LEAF_BITS):
+    _DE_BRUIJN_INDEX[((1 << _bit) * _DE_BRUIJN & ALL_BITS) >> 58] = _bit
 
 
 _NODE_FIELDS: dict[str, Any] = {
@@ -292,6 +418,90 @@ def _walk(
         scores[r] = total + base
         if explain:
             contributions[r, bias] += base
+
+
+@njit(cache=True, nogil=True)
+def _quick(
+    XT: np.ndarray,
+    tree: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    default_left: np.ndarray,
+    keep: np.ndarray,
+    cat_tree: np.ndarray,
+    cat_feature: np.ndarray,
+    cat_default_left: np.ndarray,
+    cat_keep: np.ndarray,
+    cat_right: np.ndarray,
+    leaf_values: np.ndarray,
+    leaves: np.ndarray,
+    de_bruijn_index: np.ndarray,
+    base: np.float32,
+    scores: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """QuickForest's scores; XT: the rows as columns (features x rows, float32)."""
+    n_features, n = XT.shape
+    everything = np.uint64(0xFFFFFFFFFFFFFFFF)
+    invalid = cat_right.shape[1] - 1  # the column of categories outside every set
+    top = np.float32(invalid)
+    # Features with one value in every row (NaN counts as a value) are decided once.
+    constant = np.zeros(n_features, dtype=np.bool_)
+    for j in range(n_features):
+        first = XT[j, 0]
+        same = True
+        for r in range(1, n):
+            x = XT[j, r]
+            if not (x == first or (x != x and first != first)):
+                same = False
+                break
+        constant[j] = same
+    start = leaves.copy()
+    for k in range(tree.shape[0]):
+        x = XT[feature[k], 0]
+        if constant[feature[k]] and ((x != x and not default_left[k]) or x >= threshold[k]):
+            start[tree[k]] &= keep[k]
+    for k in range(cat_tree.shape[0]):
+        x = XT[cat_feature[k], 0]
+        if constant[cat_feature[k]]:
+            code = np.int64(x) if (x >= 0 and x < top) else invalid
+            if (x != x and not cat_default_left[k]) or (x == x and cat_right[k, code]):
+                start[cat_tree[k]] &= cat_keep[k]
+    alive = np.empty((leaves.shape[0], n), dtype=np.uint64)
+    for t in range(leaves.shape[0]):
+        for r in range(n):
+            alive[t, r] = start[t]
+    # The other splits, each over all rows at once (no branch in the loop body).
+    for k in range(tree.shape[0]):
+        if constant[feature[k]]:
+            continue
+        values, bits, cut = XT[feature[k]], alive[tree[k]], threshold[k]
+        mask, missing_right = keep[k], not default_left[k]
+        for r in range(n):
+            x = values[r]
+            right = (x >= cut) or (missing_right and x != x)
+            bits[r] &= mask if right else everything
+    for k in range(cat_tree.shape[0]):
+        if constant[cat_feature[k]]:
+            continue
+        values, bits, table = XT[cat_feature[k]], alive[cat_tree[k]], cat_right[k]
+        mask, missing_right = cat_keep[k], not cat_default_left[k]
+        for r in range(n):
+            x = values[r]
+            code = np.int64(x) if (x >= 0 and x < top) else invalid
+            right = table[code] or (missing_right and x != x)
+            bits[r] &= mask if right else everything
+    # Each row's leaf: the lowest bit left; trees summed in order, as the walk does.
+    total = np.zeros(n, dtype=np.float32)
+    for t in range(leaves.shape[0]):
+        bits, values = alive[t], leaf_values[t]
+        for r in range(n):
+            v = bits[r]
+            lowest = v & (~v + np.uint64(1))
+            total[r] += values[
+                de_bruijn_index[(lowest * np.uint64(0x03F79D71B4CB0A89)) >> np.uint64(58)]
+            ]
+    for r in range(n):
+        scores[r] = total[r] + base
 
 
 _compiled: Any = _walk  # numba's dispatcher, called with the arrays above

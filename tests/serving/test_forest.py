@@ -10,7 +10,7 @@ import pytest
 import xgboost as xgb
 
 from serving.bundle import BundleError, ColdStart, ModelBundle, check_forest
-from serving.forest import Forest, ForestError, probe_matrix
+from serving.forest import LEAF_BITS, Forest, ForestError, probe_matrix
 
 N_FEATURES = 6
 CATEGORICAL = [4, 5]
@@ -97,6 +97,58 @@ def test_probe_rows_reach_every_kind_of_branch(stopped_early: xgb.XGBRanker) -> 
         X, iteration_range=(0, stopped_early.best_iteration + 1)
     )
     np.testing.assert_allclose(forest.predict(X), reference, atol=1e-5)
+
+
+def _walked(forest: Forest, X: np.ndarray) -> np.ndarray:
+    scores = np.empty(len(X), dtype=np.float32)
+    forest.walk(X, scores)
+    return scores.astype(np.float64)
+
+
+@pytest.mark.parametrize("steady", [(), (0,), (1, 4), (0, 2, 3, 5), tuple(range(N_FEATURES))])
+def test_bit_masks_score_as_the_walk_with_columns_that_never_change(
+    stopped_early: xgb.XGBRanker, steady: tuple[int, ...]
+) -> None:
+    """A request's candidates share the user's columns: the bit masks decide those splits
+    once, for every row; the scores must not move by a bit."""
+    booster = stopped_early.get_booster()
+    forest = Forest.from_booster(booster)
+    assert forest.quick is not None
+    X, _, _ = _data(np.random.default_rng(11), 200)
+    X[:, list(steady)] = X[:1, list(steady)]
+    X[:, 2] = np.nan if 2 in steady else X[:, 2]  # a column missing in every row
+    got = forest.predict(X)
+    np.testing.assert_array_equal(got, _walked(forest, X))
+    reference = booster.inplace_predict(X, iteration_range=(0, stopped_early.best_iteration + 1))
+    np.testing.assert_allclose(got, reference, atol=1e-5)
+    np.testing.assert_array_equal(forest.predict(X[:1]), _walked(forest, X[:1]))  # one row
+
+
+def test_trees_of_more_leaves_than_bits_are_walked() -> None:
+    """A tree of LEAF_BITS + 1 leaves (each split sends values below i left, to leaf i)."""
+    splits = LEAF_BITS
+    n = 2 * splits + 1
+    # Node 2i splits feature 0 at i + 1, node 2i + 1 is a leaf worth i, the last node a leaf.
+    lefts, rights, conditions = [-1] * n, [-1] * n, [0.0] * n
+    node = 0
+    for i in range(splits):
+        lefts[node], rights[node], conditions[node] = node + 1, node + 2, float(i + 1)
+        conditions[node + 1] = float(i)
+        node += 2
+    conditions[node] = float(splits)
+    tree = {
+        "tree_param": {"size_leaf_vector": "1"},
+        "left_children": lefts,
+        "right_children": rights,
+        "split_indices": [0] * n,
+        "split_conditions": conditions,
+        "default_left": [1] * n,
+        "sum_hessian": [1.0] * n,
+    }
+    forest = Forest.from_trees([tree], 0.0, 1)
+    assert forest.quick is None
+    X = np.array([[0.5], [3.5], [63.9], [64.0], [1e9], [np.nan]], dtype=np.float32)
+    np.testing.assert_array_equal(forest.predict(X), [0.0, 3.0, 63.0, 64.0, 64.0, 0.0])
 
 
 def test_without_early_stopping_every_tree_counts() -> None:
