@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,26 +51,55 @@ class QueryTower:
     scale: np.ndarray  # float32, max(sqrt(variance), EPSILON)
     hidden: tuple[np.ndarray, np.ndarray]  # relu(x @ kernel + bias)
     output: tuple[np.ndarray, np.ndarray]
+    # For one row at a time: every embedding row already through the hidden layer's
+    # kernel (its slice for that input), all vocabularies stacked; set in __post_init__.
+    projected: np.ndarray = field(init=False, repr=False)
+    offsets: tuple[int, ...] = field(init=False, repr=False)  # each lookup's first row
+
+    def __post_init__(self) -> None:
+        kernel = self.hidden[0]
+        blocks, offsets, row, column = [], [], 0, 0
+        for lookup in self.lookups:
+            width = lookup.table.shape[1]
+            blocks.append(lookup.table @ kernel[column : column + width])
+            offsets.append(row)
+            row += lookup.table.shape[0]
+            column += width
+        projected = (
+            np.concatenate(blocks).astype(np.float32)
+            if blocks
+            else np.zeros((0, kernel.shape[1]), np.float32)
+        )
+        object.__setattr__(self, "projected", projected)
+        object.__setattr__(self, "offsets", tuple(offsets))
 
     def embed_row(self, row: Mapping[str, Any]) -> np.ndarray:
-        """The L2-normalised query vector (float32) of one feature row."""
-        parts = []
-        for lookup in self.lookups:
+        """The L2-normalised query vector (float32) of one feature row.
+
+        The same arithmetic as `embed`, regrouped: the hidden layer is linear before its
+        relu, so each input's embedding row goes through its slice of the kernel ahead
+        of time (`projected`) and a row costs one gather and a weighted sum of its
+        inputs' projected rows (a bag's rows weighted by 1/count: their mean)."""
+        ids: list[int] = []
+        weights: list[float] = []
+        for lookup, offset in zip(self.lookups, self.offsets, strict=True):
             value = row.get(lookup.name)
             if lookup.bag:
-                ids = [lookup.index.get(t, OOV) for t in list_tokens(value, lookup.length) if t]
-                parts.append(
-                    lookup.table[ids].mean(axis=0)
-                    if ids
-                    else np.zeros(lookup.table.shape[1], np.float32)
-                )
+                found = [lookup.index.get(t, OOV) for t in list_tokens(value, lookup.length) if t]
+                if found:
+                    ids += [offset + i for i in found]
+                    weights += [1.0 / len(found)] * len(found)
             else:
                 token = text_token(value)
-                parts.append(lookup.table[lookup.index.get(token, OOV) if token else MASK])
+                ids.append(offset + (lookup.index.get(token, OOV) if token else MASK))
+                weights.append(1.0)
+        x = np.asarray(weights, np.float32) @ self.projected[ids] + self.hidden[1]
         if self.numeric:
-            x = np.array([number(row.get(n)) for n in self.numeric], np.float32)
-            parts.append(self._normalise(x))
-        return self._head(np.concatenate(parts)[np.newaxis, :])[0]
+            values = np.array([number(row.get(n)) for n in self.numeric], np.float32)
+            x += self._normalise(values) @ self.hidden[0][-len(self.numeric) :]
+        hidden = np.maximum(x, np.float32(0.0))
+        out = hidden @ self.output[0] + self.output[1]
+        return out / np.sqrt(np.maximum(out @ out, np.float32(1e-12)))
 
     def embed(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         """Query vectors for a batch in the SavedModel's raw input format
