@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -80,7 +79,6 @@ class FeatureReader:
         self.items = ItemTable.from_online(client, self.project, item_views, self.item_ids)
         self.user_feature_names = [f for layout in self.users.layouts for f in layout.features]
         self._on_demand_cache: tuple[Any, dict[str, np.ndarray]] | None = None
-        self._positions: tuple[ItemTable, dict[str, int]] | None = None
 
     @property
     def request_item_features(self) -> set[str]:
@@ -96,55 +94,17 @@ class FeatureReader:
     ) -> dict[str, Any]:
         """`user` plus the request fields and the per-user on-demand features."""
         row = {**user, "request_device": device, "request_country": country, "request_ts": ts}
-        inputs = {k: [v] for k, v in row.items()}
         for odfv in self.on_demand:
-            if not odfv.per_item:
+            if not odfv.per_item:  # given what Feast would give it: its sources' features
+                inputs = {k: [row.get(k)] for k in (*odfv.inputs, *REQUEST_FIELDS)}
                 row.update({k: v[0] for k, v in odfv.udf(inputs).items()})
         return row
 
-    def item_positions(self, item_ids: Sequence[str]) -> np.ndarray:
-        """Rows of `item_ids` in the item table (-1 where unknown), from a dict built once
-        per table: pandas' get_indexer builds an Index of the ids on every call."""
-        table = self.items
-        if self._positions is None or self._positions[0] is not table:
-            self._positions = (table, {str(i): n for n, i in enumerate(table.index)})
-        rows, n = self._positions[1], len(item_ids)
-        return np.fromiter(map(rows.get, map(str, item_ids), repeat(-1, n)), np.intp, n)
+    def catalogue_on_demand(self, ts: int) -> dict[str, np.ndarray]:
+        """The per-item on-demand features of every item in the item table at `ts`.
 
-    def item_columns(
-        self,
-        item_ids: Sequence[str],
-        ts: int,
-        names: Sequence[str] | None = None,
-        positions: np.ndarray | None = None,
-    ) -> dict[str, np.ndarray]:
-        """Item features of `item_ids` (None, NaN in numeric columns, where unknown): `names`
-        (default all) plus the per-item on-demand features. `positions`: their
-        `item_positions`, if known.
-
-        Per-item on-demand views depend only on the item and the request time, so they run
-        once per second over the whole catalogue and requests index the result."""
-        pos = self.item_positions(item_ids) if positions is None else positions
-        found = pos >= 0
-        wanted = self.items.columns if names is None else {n: None for n in names}
-        columns: dict[str, np.ndarray] = {}
-        for name in wanted:  # as ItemTable.lookup: absent names left out, unknown ids None
-            if name not in self.items.columns:
-                continue
-            values = self.items.columns[name][np.where(found, pos, 0)]
-            if not found.all():
-                values = values.astype(object)
-                values[~found] = None
-            columns[name] = values
-        for name, values in self._catalogue_on_demand(ts).items():
-            picked = values[np.where(found, pos, 0)]
-            if not found.all():
-                picked = picked.astype(object if picked.dtype == object else np.float64)
-                picked[~found] = None if picked.dtype == object else np.nan
-            columns[name] = picked
-        return columns
-
-    def _catalogue_on_demand(self, ts: int) -> dict[str, np.ndarray]:
+        They depend only on the item and the request time, so they run once per second
+        over the whole catalogue (the same dict until `ts` or the table moves)."""
         key = (ts, self.items.stamp, id(self.items))
         if self._on_demand_cache is not None and self._on_demand_cache[0] == key:
             return self._on_demand_cache[1]

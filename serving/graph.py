@@ -33,7 +33,6 @@ from serving.keys import Keys
 from serving.ranking import ItemBlock, ranking_matrix
 from serving.retrieval import Candidates, retrieve
 from serving.rules import apply_rules, reasons
-from tailwise.features.cross import CROSS_INPUTS
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 PROFILE_VIEW_PREFIX = "user_profile"
@@ -87,7 +86,9 @@ class RecommendGraph:
         self.config, self.retry_after = config, retry_after
         self.record = record  # cache answers and log them to the served stream
         self.down_until = 0.0
+        self.connection: Any = None  # redis Connection of the request path (_round_trip)
         self.block: ItemBlock | None = None
+        self.on_demand: tuple[Any, ItemBlock, dict[str, np.ndarray]] | None = None
         self.last: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.popular: OrderedDict[tuple[str | None, str | None], Any] = OrderedDict()
         self.popular_items: Any = None  # the item table `popular` was built on
@@ -147,22 +148,40 @@ class RecommendGraph:
 
     def _read(self, req: Request) -> tuple[dict[str, Any], bytes | None, set[str], set[str]]:
         """One round trip: cached answer, user features, purchased and seen items."""
-        pipe = self.client.pipeline(transaction=False)
         use_cache = self.config.cache_ttl_seconds > 0 and req.timestamp is None
-        if use_cache:
-            pipe.hget(self.keys.rec(req.user_id), req.fingerprint(self.bundle.version))
-        self.reader.users.queue_read(pipe, req.user_id)
         rules = self.config.rules
+        commands: list[tuple[Any, ...]] = []
+        if use_cache:
+            commands.append(
+                ("HGET", self.keys.rec(req.user_id), req.fingerprint(self.bundle.version))
+            )
+        commands.append(self.reader.users.read_command(req.user_id))
         if rules.exclude_purchased:
-            pipe.smembers(self.keys.purchased(req.user_id))
+            commands.append(("SMEMBERS", self.keys.purchased(req.user_id)))
         if rules.exclude_seen:
-            pipe.smembers(self.keys.seen(req.user_id))
-        replies = pipe.execute()
+            commands.append(("SMEMBERS", self.keys.seen(req.user_id)))
+        replies = self._round_trip(commands)
         cached = replies.pop(0) if use_cache else None
         user = self.reader.users.decode(replies.pop(0))
         purchased = _strings(replies.pop(0)) if rules.exclude_purchased else set()
         seen = _strings(replies.pop(0)) if rules.exclude_seen else set()
         return user, cached, purchased, seen
+
+    def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """`commands` in one write, and their replies, on the request path's own connection:
+        redis-py's pipeline costs ~0.1 ms more per call here (pool checkout, readiness
+        check, reply callbacks) than the round trip itself. Any failure drops the
+        connection (the next call connects again) and is raised."""
+        conn = self.connection
+        if conn is None:
+            pool = self.client.connection_pool
+            conn = self.connection = pool.connection_class(**pool.connection_kwargs)
+        try:
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            return [conn.read_response() for _ in commands]
+        except BaseException:
+            conn.disconnect()
+            raise
 
     def _personal(
         self,
@@ -181,22 +200,22 @@ class RecommendGraph:
         candidates = retrieve(self.bundle, row, self.config.n_candidates, exclude)
         t2 = time.perf_counter()
         stages["retrieval"] = t2 - t1
-        ids = list(candidates.item_ids)
-        positions = self.reader.item_positions(ids)
-        items = self.reader.item_columns(ids, ts, CROSS_INPUTS, positions)
-        X = ranking_matrix(self.bundle, self._block(), positions, row, items, candidates)
+        block = self._block()
+        X = ranking_matrix(self.bundle, block, row, self._on_demand(block, ts), candidates)
         scores = self.bundle.rank(X) if len(candidates) else np.zeros(0)
         t3 = time.perf_counter()
         stages["ranking"] = t3 - t2
+        categories = block.text["category"][candidates.rows]
         chosen = apply_rules(
-            self.config.rules, candidates.item_ids, scores, items["category"], req.k, exclude
+            self.config.rules, candidates.item_ids, scores, categories, req.k, exclude
         )
         pos = chosen.positions
+        rows = candidates.rows[pos]
         why = (
             reasons(
                 self.bundle.contributions(X[pos]),
                 self.bundle.ranker_features,
-                {k: np.asarray(v)[pos] for k, v in items.items()},
+                {k: v[rows] for k, v in block.text.items()},
             )
             if pos
             else []
@@ -215,6 +234,16 @@ class RecommendGraph:
                 self.bundle, self.reader.items, self.reader.request_item_features
             )
         return self.block
+
+    def _on_demand(self, block: ItemBlock, ts: int) -> dict[str, np.ndarray]:
+        """Per-item on-demand values at `ts` in the model's item order; they change once
+        per second (the reader computes them over the catalogue), so they are reordered
+        once per second too."""
+        values = self.reader.catalogue_on_demand(ts)
+        cached = self.on_demand
+        if cached is None or cached[0] is not values or cached[1] is not block:
+            cached = self.on_demand = (values, block, block.on_demand(values))
+        return cached[2]
 
     def _cold_start(self, req: Request, exclude: set[str]) -> Answer:
         ids, scores, categories = self._popular_in_context(req)

@@ -1,10 +1,12 @@
 """Ranking on the request path: candidates -> the ranker's feature matrix -> scores.
 
-    catalogue item features --once per (model, materialisation)--> ItemBlock: the
-      catalogue's rows of the ranker's matrix (float32, categoricals as codes of the
-      training categories), item columns filled, and which source fills each other column
+    catalogue item features --once per (model, materialisation)--> ItemBlock, in the
+      model's item order (retrieval's rows): the catalogue's rows of the ranker's matrix
+      (float32, categoricals as codes of the training categories) with the item columns
+      filled, the cross features' item side encoded (CrossItems), the text columns rules
+      and reasons read, and which source fills each other column
     per request: the candidates' rows of the block (one gather), then cross features
-      (tailwise.features.cross.cross_features_for_user, parity-tested against the
+      (tailwise.features.cross.cross_features_for_rows, parity-tested against the
       training definition), per-item on-demand values and the user's scalars (one
       assignment) --> X --> the ranker (serving.forest)
 
@@ -14,7 +16,7 @@ checks this matrix and its scores against training's `ranker.encode` on the same
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,22 +24,35 @@ import numpy as np
 
 from serving.bundle import ModelBundle
 from serving.retrieval import Candidates
-from tailwise.features.cross import CROSS_FEATURES, cross_features_for_user
+from tailwise.features.cross import (
+    CROSS_FEATURES,
+    CROSS_INPUTS,
+    CrossItems,
+    cross_features_for_rows,
+)
 from tailwise.features.online import ItemTable
 
 RETRIEVAL_SCORE, RETRIEVAL_RANK = "retrieval_score", "retrieval_rank"
 NAMED = {*CROSS_FEATURES, RETRIEVAL_SCORE, RETRIEVAL_RANK}
+TEXT = ("category", "category_l1", "brand")  # what rules and reasons read
+AGE = "item_age_days"
 
 
 @dataclass
 class ItemBlock:
-    """The ranker's matrix for the whole catalogue with the item-level columns filled in
-    (NaN elsewhere), and the plan for the rest: built once per (model, materialisation),
-    so a request gathers its candidates' rows in one step and fills only the other columns.
+    """Everything per item a request needs, in the model's item order (`bundle.item_ids`,
+    the rows retrieval returns), built once per (model, materialisation): the ranker's
+    matrix for the whole catalogue with the item-level columns filled in (NaN elsewhere,
+    and on items the feature store does not know), the cross features' item side, the
+    text columns, and the plan for the other columns. A request gathers its candidates'
+    rows in one step and fills only the other columns.
     """
 
-    values: np.ndarray  # (catalogue items, ranker features) float32; NaN outside item columns
+    values: np.ndarray  # (model items, ranker features) float32
     stamp: tuple[str, str | None]  # (model version, materialisation stamp)
+    table_rows: np.ndarray  # each model item's row in the item table, -1 where unknown
+    cross: CrossItems
+    text: dict[str, np.ndarray]  # TEXT columns, object, None where unknown or missing
     codes: dict[str, dict[str, int]] = field(default_factory=dict)  # category -> code, per name
     # The other columns by source, (position in the ranker's order, name):
     named: list[tuple[int, str]] = field(default_factory=list)  # cross / retrieval features
@@ -49,13 +64,30 @@ class ItemBlock:
         cls, bundle: ModelBundle, items: ItemTable, per_item: Collection[str] = ()
     ) -> ItemBlock:
         """`per_item`: item features computed per request (per-item on-demand views)."""
+        rows = {str(i): n for n, i in enumerate(items.columns["item_id"])}
+        table_rows = np.array([rows.get(str(i), -1) for i in bundle.item_ids], dtype=np.intp)
+        columns = {
+            name: _in_model_order(values, table_rows)
+            for name, values in items.columns.items()
+            if name != "item_id"
+        }
+        n = len(table_rows)
         codes = {name: _codes(c) for name, c in bundle.categories.items()}
         names = bundle.ranker_features
-        values = np.full((len(items.frame), len(names)), np.nan, dtype=np.float32)
-        block = cls(values, (bundle.version, items.stamp), codes)
+        values = np.full((n, len(names)), np.nan, dtype=np.float32)
+        inputs = {k: columns[k] for k in CROSS_INPUTS if k in columns}
+        inputs["item_id"] = bundle.item_ids
+        block = cls(
+            values,
+            (bundle.version, items.stamp),
+            table_rows,
+            CrossItems.encode(inputs, n),
+            {k: columns.get(k, np.full(n, None, dtype=object)) for k in TEXT},
+            codes,
+        )
         for j, name in enumerate(names):
-            if name in items.columns and name != "item_id":
-                values[:, j] = encode_column(items.columns[name], None, codes.get(name))
+            if name in columns:
+                values[:, j] = encode_column(columns[name], None, codes.get(name))
             elif name in NAMED:
                 block.named.append((j, name))
             elif name in per_item:
@@ -64,25 +96,29 @@ class ItemBlock:
                 block.per_user.append((j, name))
         return block
 
+    def on_demand(self, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-item on-demand values over the item table, in the model's item order."""
+        return {name: _in_model_order(v, self.table_rows) for name, v in values.items()}
+
 
 def ranking_matrix(
     bundle: ModelBundle,
     block: ItemBlock,
-    positions: np.ndarray,
     row: dict[str, Any],
-    items: dict[str, np.ndarray],
+    on_demand: Mapping[str, np.ndarray],
     candidates: Candidates,
 ) -> np.ndarray:
     """X (candidates x ranker features, float32) for one user's candidates.
 
-    `positions`: each candidate's row in the item table (-1 when unknown); `items`: the
-    candidates' item columns plus per-item on-demand values (item_age_days)."""
-    n = len(candidates)
-    known = positions >= 0
-    X = block.values[np.where(known, positions, 0)]
-    if not known.all():
-        X[~known] = np.nan
-    cross = cross_features_for_user(row, {**items, "item_id": candidates.item_ids}, n)
+    `on_demand`: per-item on-demand values (item_age_days) in the model's item order
+    (`ItemBlock.on_demand`)."""
+    rows = candidates.rows
+    n = len(rows)
+    X = block.values[rows]
+    age = on_demand.get(AGE)
+    cross = cross_features_for_rows(
+        row, block.cross, rows, age[rows] if age is not None else np.full(n, np.nan)
+    )
     named = {
         **cross,
         RETRIEVAL_SCORE: candidates.scores,
@@ -91,13 +127,27 @@ def ranking_matrix(
     for j, name in block.named:
         X[:, j] = named[name]
     for j, name in block.per_item:
-        if name in items:
-            X[:, j] = encode_column(items[name], None, block.codes.get(name))
+        if name in on_demand:
+            X[:, j] = encode_column(on_demand[name][rows], None, block.codes.get(name))
     if block.per_user:
         X[:, [j for j, _ in block.per_user]] = [
             encode_value(row.get(name), block.codes.get(name)) for _, name in block.per_user
         ]
     return X
+
+
+def _in_model_order(values: np.ndarray, table_rows: np.ndarray) -> np.ndarray:
+    """An item-table column in the model's item order: None (NaN in float columns) where
+    the item table does not have the item."""
+    missing = table_rows < 0
+    if len(values) == 0:
+        return np.full(len(table_rows), None, dtype=object)
+    picked = values[np.where(missing, 0, table_rows)]
+    if missing.any():
+        floats = picked.dtype.kind == "f"
+        picked = picked.astype(np.float64 if floats else object)
+        picked[missing] = np.nan if floats else None
+    return picked
 
 
 def encode_column(

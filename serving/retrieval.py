@@ -25,6 +25,7 @@ from serving.tower import raw_inputs
 class Candidates:
     item_ids: np.ndarray  # object, best first
     scores: np.ndarray  # float64 retrieval scores (cosine)
+    rows: np.ndarray  # intp, each candidate's row in the model's items (`bundle.item_ids`)
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -48,15 +49,13 @@ def retrieve(
     return top_n(bundle.item_ids, scores, n)
 
 
-def top_n(ids: np.ndarray, scores: np.ndarray, n: int, exclude: Iterable[str] = ()) -> Candidates:
-    """Best `n` of `scores` (ties by position), with `exclude`d ids left out."""
-    scores = scores.copy()
-    drop = set(exclude)
-    if drop:
-        scores[np.isin(ids, list(drop))] = -np.inf
+def top_n(ids: np.ndarray, scores: np.ndarray, n: int) -> Candidates:
+    """Best `n` of `scores` (ties by position), leaving out -inf scores."""
     n = min(n, int(np.isfinite(scores).sum()))
     if n <= 0:
-        return Candidates(np.array([], dtype=object), np.array([], dtype=np.float64))
+        return Candidates(
+            np.array([], dtype=object), np.array([], dtype=np.float64), np.zeros(0, np.intp)
+        )
     part = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
     order = part[np.lexsort((part, -scores[part]))]
-    return Candidates(ids[order], scores[order])
+    return Candidates(ids[order], scores[order], order)

@@ -41,6 +41,7 @@ Output columns (float64, one row per input row, same index):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
@@ -133,89 +134,135 @@ def cross_features(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+@dataclass(frozen=True)
+class CrossItems:
+    """The item side of the cross features, encoded once per catalogue.
+
+    Text columns (item_id, category, category_l1, brand) become codes into their own vocabulary of
+    the values' text, -1 where absent; numbers become float64, NaN where missing. A
+    request then looks its candidates up by row instead of by text."""
+
+    vocab: dict[str, dict[str, int]]  # text column -> value text -> code
+    codes: dict[str, np.ndarray]  # text column -> int32 code per row (-1: absent)
+    numbers: dict[str, np.ndarray]  # numeric column -> float64 per row (NaN: missing)
+
+    @classmethod
+    def encode(cls, items: Mapping[str, Any], n: int) -> CrossItems:
+        """`items`: the item-level inputs as length-n columns (absent columns: missing)."""
+        vocab: dict[str, dict[str, int]] = {}
+        codes: dict[str, np.ndarray] = {}
+        for name in _ITEM_TEXT:
+            keys = _keys(items.get(name), n)
+            table = vocab[name] = {}
+            for key in keys:
+                if key is not None and key not in table:
+                    table[key] = len(table)
+            get: Any = table.get
+            codes[name] = np.fromiter(map(get, keys, repeat(-1, n)), np.int32, n)
+        numbers = {name: _floats(items.get(name), n) for name in _ITEM_NUMBERS}
+        return cls(vocab, codes, numbers)
+
+
+_ITEM_TEXT = ("item_id", "category", "category_l1", "brand")
+_ITEM_NUMBERS = ("price", "item_popularity_rank_7d", "item_conversion_7d")
+
+
 def cross_features_for_user(
     user: Mapping[str, Any], items: Mapping[str, Any], n: int
 ) -> dict[str, np.ndarray]:
-    """The same x_* columns for ONE user against `n` items, without pandas (request path).
+    """The same x_* columns for ONE user against `n` items, without pandas.
 
     `user` holds the user-level inputs of CROSS_INPUTS (scalars and lists), `items` the
     item-level ones as length-n arrays (`item_id`, `category`, `category_l1`, `brand`,
     `price`, `item_popularity_rank_7d`, `item_conversion_7d`, `item_age_days`). Every
     rule is the one `cross_features` applies to a frame where the user's values repeat on
     every row; a parity test feeds both the same rows, missing values and empty lists
-    included. Costs ~0.1 ms for 200 items against ~10 ms for the frame version.
+    included. The request path encodes its catalogue once (`CrossItems`) and calls
+    `cross_features_for_rows`, which this wraps.
     """
-    item_id, category = _keys(items.get("item_id"), n), _keys(items.get("category"), n)
-    cat_l1, brand = _keys(items.get("category_l1"), n), _keys(items.get("brand"), n)
+    catalogue = CrossItems.encode(items, n)
+    return cross_features_for_rows(
+        user, catalogue, np.arange(n), _floats(items.get("item_age_days"), n)
+    )
+
+
+def cross_features_for_rows(
+    user: Mapping[str, Any], items: CrossItems, rows: np.ndarray, age: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The x_* columns for ONE user against the catalogue `rows` of `items`; `age`: those
+    rows' item_age_days. Per candidate only array lookups: the user's lists become small
+    tables over the catalogue's codes (~20 numpy steps for any number of rows)."""
+    n = len(rows)
+    category = items.codes["category"][rows]
     tops, shares = _as_list(user.get("top_categories")), _as_list(user.get("top_category_shares"))
     weights_ok = tops is not None and shares is not None and len(shares) == len(tops)
-    cat_share, cat_first = _lookup(tops if weights_ok else None, category, shares)
+    vocab = items.vocab
+    cat_share, cat_first = _tables(tops if weights_ok else None, vocab["category"], shares)
     l1 = None if tops is None else [str(t).split("/")[0] for t in tops]
-    l1_share, _ = _lookup(l1 if weights_ok else None, cat_l1, shares)
-    price = _floats(items.get("price"), n)
+    l1_share, _ = _tables(l1 if weights_ok else None, vocab["category_l1"], shares)
+    brands, _ = _tables(_as_list(user.get("top_brands")), vocab["brand"])
+    item = items.codes["item_id"][rows]
+    recent, _ = _tables(_as_list(user.get("recent_items")), vocab["item_id"])
+    session, _ = _tables(_as_list(user.get("rt_last_items")), vocab["item_id"])
+    price = items.numbers["price"][rows]
     usual = _scalar(user.get("avg_price_30d"))
     ratio = price / usual if usual > 0 else np.full(n, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         log_ratio = np.where(ratio > 0, np.log(np.where(ratio > 0, ratio, 1.0)), np.nan)
-        rank = _floats(items.get("item_popularity_rank_7d"), n)
-        age = _floats(items.get("item_age_days"), n)
+        rank = items.numbers["item_popularity_rank_7d"][rows]
         log_rank = np.log1p(np.where(rank >= 0, rank, np.nan))
+    first = cat_first[category]
     rt_category = user.get("rt_last_category")
     if _absent(rt_category):
         same = np.full(n, np.nan)
     else:
-        same = _pick({str(rt_category): 1.0, None: np.nan}, category, 0.0)
+        same_table = np.zeros(len(vocab["category"]) + 1)
+        same_table[-1] = np.nan  # code -1: the item's category is absent
+        code = vocab["category"].get(str(rt_category))
+        if code is not None:
+            same_table[code] = 1.0
+        same = same_table[category]
     context = _scalar(user.get("ctx_device_share")) * _scalar(user.get("ctx_daypart_share"))
     out = {
-        "x_cat_share": cat_share,
-        "x_cat_l1_share": l1_share,
-        "x_cat_rank": np.where(cat_first > 0, cat_first, np.nan),
-        "x_is_top_category": np.where(np.isnan(cat_first), np.nan, (cat_first == 1) * 1.0),
+        "x_cat_share": cat_share[category],
+        "x_cat_l1_share": l1_share[items.codes["category_l1"][rows]],
+        "x_cat_rank": np.where(first > 0, first, np.nan),
+        "x_is_top_category": np.where(np.isnan(first), np.nan, (first == 1) * 1.0),
         "x_price_ratio": ratio,
         "x_log_price_ratio": log_ratio,
-        "x_brand_match": _lookup(_as_list(user.get("top_brands")), brand)[0],
-        "x_in_recent_items": _lookup(_as_list(user.get("recent_items")), item_id)[0],
-        "x_in_rt_last_items": _lookup(_as_list(user.get("rt_last_items")), item_id)[0],
+        "x_brand_match": brands[items.codes["brand"][rows]],
+        "x_in_recent_items": recent[item],
+        "x_in_rt_last_items": session[item],
         "x_same_rt_category": same,
         "x_log_popularity_rank": log_rank,
-        "x_conversion_7d": _floats(items.get("item_conversion_7d"), n),
+        "x_conversion_7d": items.numbers["item_conversion_7d"][rows],
         "x_log_item_age_days": np.log1p(np.maximum(age, 0.0)),
         "x_is_new_item": np.where(np.isnan(age), np.nan, (age <= NEW_ITEM_DAYS) * 1.0),
         "x_context_share": np.full(n, context),
     }
-    return {k: np.asarray(out[k], dtype=np.float64) for k in CROSS_FEATURES}
+    return out
 
 
-def _lookup(
-    elements: list[Any] | None, keys: Sequence[str | None], weights: list[Any] | None = None
+def _tables(
+    elements: list[Any] | None, vocab: dict[str, int], weights: list[Any] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`_list_lookup` for one list against many values: (weight sum, first 1-based match).
-
-    `keys`: the values as `_keys` gives them (str, None where absent). The per-value work
-    is one C-level dict lookup each (map over the keys), not a Python loop."""
-    n = len(keys)
+    """`_list_lookup` for one list against a vocabulary: per code (weight sum of the list's
+    elements equal to it, first 1-based match or 0), and NaN at the end for code -1
+    (value absent). All NaN when the list is missing. An element outside the vocabulary
+    matches no item."""
+    size = len(vocab) + 1
     if elements is None:
-        return np.full(n, np.nan), np.full(n, np.nan)
-    # Row 0: not in the list; row 1: value absent; then one row per distinct element.
-    sums, firsts = [0.0, np.nan], [0.0, np.nan]
-    rows: dict[str | None, int] = {None: 1}
+        return np.full(size, np.nan), np.full(size, np.nan)
+    sums, firsts = np.zeros(size), np.zeros(size)
+    sums[-1] = firsts[-1] = np.nan
     for pos, element in enumerate(elements, start=1):
-        w = 1.0 if weights is None else _scalar(weights[pos - 1])
-        key = str(element)
-        if key in rows:
-            sums[rows[key]] += w
-        else:
-            rows[key] = len(sums)
-            sums.append(w)
-            firsts.append(float(pos))
-    get: Any = rows.get  # (key, default): one C call per key
-    index = np.fromiter(map(get, keys, repeat(0, n)), np.intp, n)
-    return np.asarray(sums)[index], np.asarray(firsts)[index]
-
-
-def _pick(table: dict[str | None, float], keys: Sequence[str | None], default: float) -> np.ndarray:
-    n, get = len(keys), table.get
-    return np.fromiter(map(get, keys, repeat(default, n)), np.float64, n)
+        code = vocab.get(str(element))
+        if code is None:
+            continue
+        sums[code] += 1.0 if weights is None else _scalar(weights[pos - 1])
+        if firsts[code] == 0:
+            firsts[code] = pos
+    return sums, firsts
 
 
 def _keys(values: Any, n: int) -> Sequence[str | None]:

@@ -57,6 +57,12 @@ class OnlineFeatures:
         self.client, self.project, self.join_key = client, project, join_key
         self.layouts = [ViewLayout.of(v) for v in views]
         self._fields = [f for layout in self.layouts for f in layout.fields]
+        # (feature, position of its field in `_fields`): every field but the _ts ones
+        self._slots: list[tuple[str, int]] = []
+        position = 0
+        for layout in self.layouts:
+            self._slots += [(name, position + i) for i, name in enumerate(layout.features)]
+            position += len(layout.fields)  # the view's features, then its _ts field
 
     def key(self, entity_id: str) -> bytes:
         proto = EntityKey(join_keys=[self.join_key], entity_values=[Value(string_val=entity_id)])
@@ -69,10 +75,10 @@ class OnlineFeatures:
         raw = self.client.hmget(self.key(entity_id), self._fields)  # type: ignore[arg-type]
         return self._decode(raw)  # type: ignore[arg-type]
 
-    def queue_read(self, pipe: Any, entity_id: str) -> None:
-        """Queue this entity's read on a pipeline; `decode` its reply (one round trip with
-        whatever else the caller queues)."""
-        pipe.hmget(self.key(entity_id), self._fields)
+    def read_command(self, entity_id: str) -> tuple[Any, ...]:
+        """This entity's read as a Redis command, to send with others in one round trip;
+        `decode` its reply."""
+        return ("HMGET", self.key(entity_id), *self._fields)
 
     def decode(self, raw: list[bytes | None]) -> dict[str, Any]:
         return self._decode(raw)
@@ -84,14 +90,7 @@ class OnlineFeatures:
         return [self._decode(raw) for raw in pipe.execute()]
 
     def _decode(self, raw: list[bytes | None]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        i = 0
-        for layout in self.layouts:
-            for name in layout.features:
-                out[name] = _decode_value(raw[i])
-                i += 1
-            i += 1  # the _ts field
-        return out
+        return {name: _decode_value(raw[i]) for name, i in self._slots}
 
     def write(self, entity_id: str, view: str, values: dict[str, Any], at: datetime) -> None:
         """Write one view's features for one entity, as Feast's push would."""
@@ -112,16 +111,36 @@ class OnlineFeatures:
 def _decode_value(raw: bytes | None) -> Any:
     """A stored ValueProto as `feast_value_type_to_python_type` returns it: plain numbers,
     strings, bools and their lists here (about half its cost per value, ~50 values a
-    request); every other kind (timestamps, sets, maps, JSON, ...) through Feast itself."""
+    request); every other kind (timestamps, sets, maps, JSON, ...) through Feast itself.
+
+    Plain values repeat across people (bands, flags, counts, category lists), so they are
+    remembered by their stored bytes (a bounded table; lists kept as tuples and copied)."""
     if raw is None:
         return None
+    known = _DECODED.get(raw)
+    if known is not None:
+        return list(known) if known.__class__ is tuple else known
     proto = Value.FromString(raw)
     kind = proto.WhichOneof("val")
     if kind in _PLAIN:
-        return getattr(proto, kind)
+        value = getattr(proto, kind)
+        _remember(raw, value)
+        return value
     if kind in _PLAIN_LISTS:
-        return list(getattr(proto, kind).val)
+        values = tuple(getattr(proto, kind).val)
+        _remember(raw, values)
+        return list(values)
     return feast_value_type_to_python_type(proto)
+
+
+_DECODED: dict[bytes, Any] = {}
+_DECODED_MAX = 50_000
+
+
+def _remember(raw: bytes, value: Any) -> None:
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.clear()
+    _DECODED[raw] = value
 
 
 _PLAIN = frozenset({"int32_val", "int64_val", "float_val", "double_val", "string_val", "bool_val"})

@@ -44,10 +44,19 @@ def _same(a: Any, b: Any) -> bool:
 
 @pytest.mark.parametrize("value", VALUES, ids=lambda v: v.WhichOneof("val") or "unset")
 def test_decode_value_equals_feast(value: Value) -> None:
-    got = _decode_value(value.SerializeToString())
+    raw = value.SerializeToString()
     want = feast_value_type_to_python_type(value)
-    assert type(got) is type(want)
-    assert _same(got, want)
+    for _ in range(2):  # decoded, then remembered by its bytes
+        got = _decode_value(raw)
+        assert type(got) is type(want)
+        assert _same(got, want)
+
+
+def test_remembered_lists_are_fresh_copies() -> None:
+    raw = Value(string_list_val=StringList(val=["i1", "i2"])).SerializeToString()
+    first = _decode_value(raw)
+    first.append("changed by the caller")
+    assert _decode_value(raw) == ["i1", "i2"]
 
 
 def test_absent_field_is_none() -> None:

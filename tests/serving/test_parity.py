@@ -262,18 +262,17 @@ def test_ranking_matrix_scores_equal_training_encode_and_predict() -> None:
     catalogue = pd.DataFrame({k: list(v) for k, v in items.items() if k != "item_age_days"})
     table = ItemTable(catalogue)
     candidate_ids = np.array(["i3", "i0", "i7", "unknown", "i11"], dtype=object)
-    candidates = Candidates(candidate_ids, np.array([0.9, 0.8, 0.5, 0.4, 0.1]))
-    positions = table.index.get_indexer(candidate_ids)
+    # The model's items: the candidates (one the feature store does not know) and one more.
+    bundle.item_ids = np.array([*candidate_ids, "i5"], dtype=object)
+    candidates = Candidates(candidate_ids, np.array([0.9, 0.8, 0.5, 0.4, 0.1]), np.arange(5))
     user = {**_users(rng)[5], "age": 44.0, "gender": "male"}
     looked_up = table.lookup(list(candidate_ids))
     looked_up["item_age_days"] = np.array([1.0, 30.0, None, None, 5.0], dtype=object)
+    ages = {"i3": 1.0, "i0": 30.0, "i11": 5.0}  # over the item table, as the reader has them
+    age_table = np.array([ages.get(i, np.nan) for i in table.columns["item_id"]])
+    block = ItemBlock.build(bundle, table, {"item_age_days"})
     got = ranking_matrix(
-        bundle,
-        ItemBlock.build(bundle, table, {"item_age_days"}),
-        positions,
-        user,
-        looked_up,
-        candidates,
+        bundle, block, user, block.on_demand({"item_age_days": age_table}), candidates
     )
 
     frame = pd.DataFrame({k: list(v) for k, v in looked_up.items()})
