@@ -24,12 +24,7 @@ import numpy as np
 
 from serving.bundle import ModelBundle
 from serving.retrieval import Candidates
-from tailwise.features.cross import (
-    CROSS_FEATURES,
-    CROSS_INPUTS,
-    CrossItems,
-    cross_features_for_rows,
-)
+from tailwise.features.cross import CROSS_FEATURES, CROSS_INPUTS, CrossItems, cross_matrix
 from tailwise.features.online import ItemTable
 
 RETRIEVAL_SCORE, RETRIEVAL_RANK = "retrieval_score", "retrieval_rank"
@@ -55,9 +50,14 @@ class ItemBlock:
     text: dict[str, np.ndarray]  # TEXT columns, object, None where unknown or missing
     codes: dict[str, dict[str, int]] = field(default_factory=dict)  # category -> code, per name
     # The other columns by source, (position in the ranker's order, name):
-    named: list[tuple[int, str]] = field(default_factory=list)  # cross / retrieval features
+    named: list[tuple[int, str]] = field(default_factory=list)  # retrieval features
+    cross_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))  # in X
+    cross_sources: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))  # of x_*
     per_item: list[tuple[int, str]] = field(default_factory=list)  # request-time item columns
     per_user: list[tuple[int, str]] = field(default_factory=list)  # the user's values
+    user_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
+    user_names: list[str] = field(default_factory=list)
+    user_codes: list[dict[str, int] | None] = field(default_factory=list)  # categoricals'
 
     @classmethod
     def build(
@@ -94,6 +94,15 @@ class ItemBlock:
                 block.per_item.append((j, name))
             else:
                 block.per_user.append((j, name))
+        cross = [
+            (j, CROSS_FEATURES.index(name)) for j, name in block.named if name in CROSS_FEATURES
+        ]
+        block.cross_columns = np.array([j for j, _ in cross], dtype=np.intp)
+        block.cross_sources = np.array([k for _, k in cross], dtype=np.intp)
+        block.named = [(j, name) for j, name in block.named if name not in CROSS_FEATURES]
+        block.user_columns = np.array([j for j, _ in block.per_user], dtype=np.intp)
+        block.user_names = [name for _, name in block.per_user]
+        block.user_codes = [codes.get(name) for name in block.user_names]
         return block
 
     def on_demand(self, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -116,22 +125,20 @@ def ranking_matrix(
     n = len(rows)
     X = block.values[rows]
     age = on_demand.get(AGE)
-    cross = cross_features_for_rows(
+    cross = cross_matrix(
         row, block.cross, rows, age[rows] if age is not None else np.full(n, np.nan)
     )
-    named = {
-        **cross,
-        RETRIEVAL_SCORE: candidates.scores,
-        RETRIEVAL_RANK: np.arange(1, n + 1, dtype=np.float64),
-    }
+    X[:, block.cross_columns] = cross[:, block.cross_sources]
+    named = {RETRIEVAL_SCORE: candidates.scores, RETRIEVAL_RANK: np.arange(1, n + 1)}
     for j, name in block.named:
         X[:, j] = named[name]
     for j, name in block.per_item:
         if name in on_demand:
             X[:, j] = encode_column(on_demand[name][rows], None, block.codes.get(name))
     if block.per_user:
-        X[:, [j for j, _ in block.per_user]] = [
-            encode_value(row.get(name), block.codes.get(name)) for _, name in block.per_user
+        X[:, block.user_columns] = [
+            value if codes is None and value.__class__ is float else encode_value(value, codes)
+            for codes, value in zip(block.user_codes, map(row.get, block.user_names), strict=True)
         ]
     return X
 

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 CROSS_FEATURES = (
     "x_cat_share",
@@ -138,33 +139,52 @@ def cross_features(frame: pd.DataFrame) -> pd.DataFrame:
 class CrossItems:
     """The item side of the cross features, encoded once per catalogue.
 
-    Text columns (item_id, category, category_l1, brand) become codes into their own vocabulary of
-    the values' text, -1 where absent; numbers become float64, NaN where missing. A
-    request then looks its candidates up by row instead of by text."""
+    Text columns (item_id, category, category_l1, brand) become codes into their own
+    vocabulary of the values' text; numbers become float64, NaN where missing. A request
+    then looks its candidates up by row instead of by text."""
 
     vocab: dict[str, dict[str, int]]  # text column -> value text -> code
-    codes: dict[str, np.ndarray]  # text column -> int32 code per row (-1: absent)
-    numbers: dict[str, np.ndarray]  # numeric column -> float64 per row (NaN: missing)
+    codes: np.ndarray  # int64 (items, _ITEM_TEXT): code per row, len(vocab) where absent
+    numbers: np.ndarray  # float64 (items, _ITEM_NUMBERS), NaN where missing
+    offsets: tuple[int, ...]  # where each of the user's tables starts (_user_tables)
+    size: int  # the user's tables together
 
     @classmethod
     def encode(cls, items: Mapping[str, Any], n: int) -> CrossItems:
         """`items`: the item-level inputs as length-n columns (absent columns: missing)."""
         vocab: dict[str, dict[str, int]] = {}
-        codes: dict[str, np.ndarray] = {}
-        for name in _ITEM_TEXT:
+        codes = np.zeros((n, len(_ITEM_TEXT)), dtype=np.int64)
+        for k, name in enumerate(_ITEM_TEXT):
             keys = _keys(items.get(name), n)
             table = vocab[name] = {}
             for key in keys:
                 if key is not None and key not in table:
                     table[key] = len(table)
             get: Any = table.get
-            codes[name] = np.fromiter(map(get, keys, repeat(-1, n)), np.int32, n)
-        numbers = {name: _floats(items.get(name), n) for name in _ITEM_NUMBERS}
-        return cls(vocab, codes, numbers)
+            codes[:, k] = np.fromiter(map(get, keys, repeat(len(table), n)), np.int64, n)
+        numbers = np.zeros((n, len(_ITEM_NUMBERS)), dtype=np.float64)
+        for k, name in enumerate(_ITEM_NUMBERS):
+            numbers[:, k] = _floats(items.get(name), n)
+        # One table per (kind, text column), each with a last slot for an absent value.
+        offsets, size = [], 0
+        for _, column in _TABLES:
+            offsets.append(size)
+            size += len(vocab[column]) + 1
+        return cls(vocab, codes, numbers, tuple(offsets), size)
 
 
 _ITEM_TEXT = ("item_id", "category", "category_l1", "brand")
 _ITEM_NUMBERS = ("price", "item_popularity_rank_7d", "item_conversion_7d")
+# The user's tables over the item codes (kind, column they index), in `offsets` order.
+_TABLES = (
+    ("cat_share", "category"),
+    ("cat_first", "category"),
+    ("same_category", "category"),
+    ("l1_share", "category_l1"),
+    ("brand", "brand"),
+    ("recent", "item_id"),
+    ("session", "item_id"),
+)
 
 
 def cross_features_for_user(
@@ -189,80 +209,129 @@ def cross_features_for_user(
 def cross_features_for_rows(
     user: Mapping[str, Any], items: CrossItems, rows: np.ndarray, age: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """The x_* columns for ONE user against the catalogue `rows` of `items`; `age`: those
-    rows' item_age_days. Per candidate only array lookups: the user's lists become small
-    tables over the catalogue's codes (~20 numpy steps for any number of rows)."""
-    n = len(rows)
-    category = items.codes["category"][rows]
-    tops, shares = _as_list(user.get("top_categories")), _as_list(user.get("top_category_shares"))
-    weights_ok = tops is not None and shares is not None and len(shares) == len(tops)
-    vocab = items.vocab
-    cat_share, cat_first = _tables(tops if weights_ok else None, vocab["category"], shares)
-    l1 = None if tops is None else [str(t).split("/")[0] for t in tops]
-    l1_share, _ = _tables(l1 if weights_ok else None, vocab["category_l1"], shares)
-    brands, _ = _tables(_as_list(user.get("top_brands")), vocab["brand"])
-    item = items.codes["item_id"][rows]
-    recent, _ = _tables(_as_list(user.get("recent_items")), vocab["item_id"])
-    session, _ = _tables(_as_list(user.get("rt_last_items")), vocab["item_id"])
-    price = items.numbers["price"][rows]
+    """The x_* columns (float64) for ONE user against the catalogue `rows` of `items`;
+    `age`: those rows' item_age_days."""
+    out = cross_matrix(user, items, rows, age)
+    return {name: out[:, k] for k, name in enumerate(CROSS_FEATURES)}
+
+
+def cross_matrix(
+    user: Mapping[str, Any], items: CrossItems, rows: np.ndarray, age: np.ndarray
+) -> np.ndarray:
+    """`cross_features_for_rows` as one (rows, CROSS_FEATURES) float64 matrix.
+
+    The user's lists become small tables over the catalogue's codes (a few list
+    elements each, in Python); one compiled loop then reads each candidate's row of
+    them and of the item numbers (~10 us for 200 rows, against ~25 numpy steps)."""
+    tables = _user_tables(user, items)
     usual = _scalar(user.get("avg_price_30d"))
-    ratio = price / usual if usual > 0 else np.full(n, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        log_ratio = np.where(ratio > 0, np.log(np.where(ratio > 0, ratio, 1.0)), np.nan)
-        rank = items.numbers["item_popularity_rank_7d"][rows]
-        log_rank = np.log1p(np.where(rank >= 0, rank, np.nan))
-    first = cat_first[category]
-    rt_category = user.get("rt_last_category")
-    if _absent(rt_category):
-        same = np.full(n, np.nan)
-    else:
-        same_table = np.zeros(len(vocab["category"]) + 1)
-        same_table[-1] = np.nan  # code -1: the item's category is absent
-        code = vocab["category"].get(str(rt_category))
-        if code is not None:
-            same_table[code] = 1.0
-        same = same_table[category]
     context = _scalar(user.get("ctx_device_share")) * _scalar(user.get("ctx_daypart_share"))
-    out = {
-        "x_cat_share": cat_share[category],
-        "x_cat_l1_share": l1_share[items.codes["category_l1"][rows]],
-        "x_cat_rank": np.where(first > 0, first, np.nan),
-        "x_is_top_category": np.where(np.isnan(first), np.nan, (first == 1) * 1.0),
-        "x_price_ratio": ratio,
-        "x_log_price_ratio": log_ratio,
-        "x_brand_match": brands[items.codes["brand"][rows]],
-        "x_in_recent_items": recent[item],
-        "x_in_rt_last_items": session[item],
-        "x_same_rt_category": same,
-        "x_log_popularity_rank": log_rank,
-        "x_conversion_7d": items.numbers["item_conversion_7d"][rows],
-        "x_log_item_age_days": np.log1p(np.maximum(age, 0.0)),
-        "x_is_new_item": np.where(np.isnan(age), np.nan, (age <= NEW_ITEM_DAYS) * 1.0),
-        "x_context_share": np.full(n, context),
-    }
+    out = np.empty((len(rows), len(CROSS_FEATURES)), dtype=np.float64)
+    _cross_rows(
+        np.asarray(rows, dtype=np.int64),
+        items.codes,
+        items.numbers,
+        np.asarray(age, dtype=np.float64),
+        tables,
+        np.asarray(items.offsets, dtype=np.int64),
+        usual,
+        context,
+        out,
+    )
     return out
 
 
-def _tables(
-    elements: list[Any] | None, vocab: dict[str, int], weights: list[Any] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """`_list_lookup` for one list against a vocabulary: per code (weight sum of the list's
-    elements equal to it, first 1-based match or 0), and NaN at the end for code -1
-    (value absent). All NaN when the list is missing. An element outside the vocabulary
-    matches no item."""
+def _user_tables(user: Mapping[str, Any], items: CrossItems) -> np.ndarray:
+    """The user's tables (_TABLES) over the item codes, packed at `items.offsets`."""
+    tables = np.zeros(items.size)
+    at = dict(zip((kind for kind, _ in _TABLES), items.offsets, strict=True))
+    vocab = items.vocab
+    tops, shares = _as_list(user.get("top_categories")), _as_list(user.get("top_category_shares"))
+    weights_ok = tops is not None and shares is not None and len(shares) == len(tops)
+    categories = vocab["category"]
+    _fill(tables, at["cat_share"], tops if weights_ok else None, categories, shares)
+    _fill(tables, at["cat_first"], tops if weights_ok else None, categories, None, first=True)
+    l1 = None if tops is None else [str(t).split("/")[0] for t in tops]
+    _fill(tables, at["l1_share"], l1 if weights_ok else None, vocab["category_l1"], shares)
+    _fill(tables, at["brand"], _as_list(user.get("top_brands")), vocab["brand"])
+    _fill(tables, at["recent"], _as_list(user.get("recent_items")), vocab["item_id"])
+    _fill(tables, at["session"], _as_list(user.get("rt_last_items")), vocab["item_id"])
+    rt_category = user.get("rt_last_category")
+    start, size = at["same_category"], len(categories) + 1
+    if _absent(rt_category):
+        tables[start : start + size] = np.nan
+    else:
+        tables[start + size - 1] = np.nan  # the item's category is absent
+        code = categories.get(str(rt_category))
+        if code is not None:
+            tables[start + code] = 1.0
+    return tables
+
+
+def _fill(
+    tables: np.ndarray,
+    start: int,
+    elements: list[Any] | None,
+    vocab: dict[str, int],
+    weights: list[Any] | None = None,
+    first: bool = False,
+) -> None:
+    """`_list_lookup` for one list against a vocabulary, into tables[start:start+len+1]:
+    per code the weight sum of the list's elements equal to it (or with `first`, the
+    first 1-based match, 0 for none); NaN in the last slot (value absent), everywhere
+    when the list is missing. An element outside the vocabulary matches no item."""
     size = len(vocab) + 1
     if elements is None:
-        return np.full(size, np.nan), np.full(size, np.nan)
-    sums, firsts = np.zeros(size), np.zeros(size)
-    sums[-1] = firsts[-1] = np.nan
+        tables[start : start + size] = np.nan
+        return
+    tables[start + size - 1] = np.nan
     for pos, element in enumerate(elements, start=1):
         code = vocab.get(str(element))
         if code is None:
             continue
-        sums[code] += 1.0 if weights is None else _scalar(weights[pos - 1])
-        if firsts[code] == 0:
-            firsts[code] = pos
-    return sums, firsts
+        if first:
+            if tables[start + code] == 0:
+                tables[start + code] = pos
+        else:
+            tables[start + code] += 1.0 if weights is None else _scalar(weights[pos - 1])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _cross_rows(
+    rows: np.ndarray,
+    codes: np.ndarray,
+    numbers: np.ndarray,
+    age: np.ndarray,
+    tables: np.ndarray,
+    at: np.ndarray,
+    usual: float,
+    context: float,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """The x_* columns in CROSS_FEATURES order, the rules of the module docstring."""
+    nan = np.nan
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        item, category, l1, brand = codes[r, 0], codes[r, 1], codes[r, 2], codes[r, 3]
+        first = tables[at[1] + category]
+        ratio = numbers[r, 0] / usual if usual > 0 else nan
+        rank = numbers[r, 1]
+        days = age[i]
+        out[i, 0] = tables[at[0] + category]
+        out[i, 1] = tables[at[3] + l1]
+        out[i, 2] = first if first > 0 else nan
+        out[i, 3] = nan if first != first else (1.0 if first == 1 else 0.0)
+        out[i, 4] = ratio
+        out[i, 5] = np.log(ratio) if ratio > 0 else nan
+        out[i, 6] = tables[at[4] + brand]
+        out[i, 7] = tables[at[5] + item]
+        out[i, 8] = tables[at[6] + item]
+        out[i, 9] = tables[at[2] + category]
+        out[i, 10] = np.log1p(rank) if rank >= 0 else nan
+        out[i, 11] = numbers[r, 2]
+        out[i, 12] = nan if days != days else np.log1p(days if days > 0 else 0.0)
+        out[i, 13] = nan if days != days else (1.0 if days <= NEW_ITEM_DAYS else 0.0)
+        out[i, 14] = context
 
 
 def _keys(values: Any, n: int) -> Sequence[str | None]:
