@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 MASK, OOV = 0, 1  # StringLookup(mask_token='', num_oov_indices=1): '' -> 0, unknown -> 1
 EPSILON = 1e-7  # Keras' backend epsilon: Normalization's floor on the standard deviation
@@ -55,6 +56,7 @@ class QueryTower:
     # kernel (its slice for that input), all vocabularies stacked; set in __post_init__.
     projected: np.ndarray = field(init=False, repr=False)
     offsets: tuple[int, ...] = field(init=False, repr=False)  # each lookup's first row
+    numeric_kernel: np.ndarray = field(init=False, repr=False)  # the numerics' kernel rows
 
     def __post_init__(self) -> None:
         kernel = self.hidden[0]
@@ -72,14 +74,17 @@ class QueryTower:
         )
         object.__setattr__(self, "projected", projected)
         object.__setattr__(self, "offsets", tuple(offsets))
+        numeric_rows = kernel[kernel.shape[0] - len(self.numeric) :]
+        object.__setattr__(self, "numeric_kernel", np.ascontiguousarray(numeric_rows))
 
     def embed_row(self, row: Mapping[str, Any]) -> np.ndarray:
         """The L2-normalised query vector (float32) of one feature row.
 
         The same arithmetic as `embed`, regrouped: the hidden layer is linear before its
         relu, so each input's embedding row goes through its slice of the kernel ahead
-        of time (`projected`) and a row costs one gather and a weighted sum of its
-        inputs' projected rows (a bag's rows weighted by 1/count: their mean)."""
+        of time (`projected`) and a row costs a weighted sum of its inputs' projected
+        rows (a bag's rows weighted by 1/count: their mean), then the rest in one
+        compiled loop (`_embed_row`)."""
         ids: list[int] = []
         weights: list[float] = []
         for lookup, offset in zip(self.lookups, self.offsets, strict=True):
@@ -93,13 +98,22 @@ class QueryTower:
                 token = text_token(value)
                 ids.append(offset + (lookup.index.get(token, OOV) if token else MASK))
                 weights.append(1.0)
-        x = np.asarray(weights, np.float32) @ self.projected[ids] + self.hidden[1]
-        if self.numeric:
-            values = np.array([number(row.get(n)) for n in self.numeric], np.float32)
-            x += self._normalise(values) @ self.hidden[0][-len(self.numeric) :]
-        hidden = np.maximum(x, np.float32(0.0))
-        out = hidden @ self.output[0] + self.output[1]
-        return out / np.sqrt(np.maximum(out @ out, np.float32(1e-12)))
+        numbers = np.array([number(row.get(n)) for n in self.numeric], np.float32)
+        query = np.empty(self.output[0].shape[1], dtype=np.float32)
+        _embed_row(
+            self.projected,
+            np.array(ids, dtype=np.int64),
+            np.array(weights, dtype=np.float32),
+            numbers,
+            self.mean,
+            self.scale,
+            self.numeric_kernel,
+            self.hidden[1],
+            self.output[0],
+            self.output[1],
+            query,
+        )
+        return query
 
     def embed(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         """Query vectors for a batch in the SavedModel's raw input format
@@ -128,6 +142,50 @@ class QueryTower:
         out = hidden @ self.output[0] + self.output[1]
         norm = np.sqrt(np.maximum((out * out).sum(axis=1, keepdims=True), np.float32(1e-12)))
         return (out / norm).astype(np.float32)
+
+
+@njit(cache=True, nogil=True)
+def _embed_row(
+    projected: np.ndarray,
+    ids: np.ndarray,
+    weights: np.ndarray,
+    numbers: np.ndarray,
+    mean: np.ndarray,
+    scale: np.ndarray,
+    numeric_kernel: np.ndarray,
+    hidden_bias: np.ndarray,
+    output_kernel: np.ndarray,
+    output_bias: np.ndarray,
+    query: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """`QueryTower.embed_row` after the token lookups, in one compiled loop: the weighted
+    projected rows, the normalised numerics through their kernel slice, relu, the output
+    layer and the L2 norm (`_normalise`, `_head`)."""
+    width = hidden_bias.shape[0]
+    hidden = hidden_bias.copy()
+    for i in range(ids.shape[0]):
+        w, row = weights[i], ids[i]
+        for h in range(width):
+            hidden[h] += w * projected[row, h]
+    for k in range(numbers.shape[0]):
+        x = numbers[k]
+        if not np.isfinite(x):
+            x = np.float32(0.0)
+        z = (np.sign(x) * np.log1p(np.abs(x)) - mean[k]) / scale[k]
+        for h in range(width):
+            hidden[h] += z * numeric_kernel[k, h]
+    for h in range(width):
+        hidden[h] = max(hidden[h], np.float32(0.0))
+    total = np.float32(0.0)
+    for j in range(output_bias.shape[0]):
+        value = output_bias[j]
+        for h in range(hidden.shape[0]):
+            value += hidden[h] * output_kernel[h, j]
+        query[j] = value
+        total += value * value
+    norm = np.sqrt(max(total, np.float32(1e-12)))
+    for j in range(query.shape[0]):
+        query[j] /= norm
 
 
 # ------------------------------------------------------------ raw values, as training has them
