@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from serving.bundle import ModelBundle
 from serving.tower import raw_inputs
@@ -41,21 +42,41 @@ def retrieve(
 ) -> Candidates:
     """The top `n` items for the user in `row`, leaving out `exclude`."""
     query = bundle.embed_row(row)
-    scores = (bundle.item_vectors @ query).astype(np.float64)
     positions = bundle.item_positions
-    dropped = [p for p in (positions.get(i) for i in exclude) if p is not None]
-    if dropped:
-        scores[dropped] = -np.inf
-    return top_n(bundle.item_ids, scores, n)
+    dropped = np.array(
+        [p for p in (positions.get(i) for i in exclude) if p is not None], dtype=np.int64
+    )
+    scores = (bundle.item_vectors @ query).astype(np.float64)
+    rows = _top_rows(scores, dropped, n)
+    return Candidates(bundle.item_ids[rows], scores[rows], rows)
 
 
-def top_n(ids: np.ndarray, scores: np.ndarray, n: int) -> Candidates:
-    """Best `n` of `scores` (ties by position), leaving out -inf scores."""
-    n = min(n, int(np.isfinite(scores).sum()))
+@njit(cache=True, nogil=True)
+def _top_rows(scores: np.ndarray, dropped: np.ndarray, n: int) -> np.ndarray:  # pragma: no cover
+    """The rows of the best `n` `scores` (ties by position), `dropped` rows set to -inf
+    first, in one compiled loop: the n-th best score by partition, the rows better than
+    it and the ties at it in item order, then those sorted, ties by position."""
+    for i in dropped:
+        scores[i] = -np.inf
+    finite = 0
+    for i in range(scores.shape[0]):
+        if np.isfinite(scores[i]):
+            finite += 1
+    n = min(n, finite)
     if n <= 0:
-        return Candidates(
-            np.array([], dtype=object), np.array([], dtype=np.float64), np.zeros(0, np.intp)
-        )
-    part = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
-    order = part[np.lexsort((part, -scores[part]))]
-    return Candidates(ids[order], scores[order], order)
+        return np.zeros(0, dtype=np.int64)
+    worst = -np.partition(-scores, n - 1)[n - 1]  # the n-th best score
+    chosen = np.empty(n, dtype=np.int64)
+    found = 0
+    for i in range(scores.shape[0]):
+        if scores[i] > worst:
+            chosen[found] = i
+            found += 1
+    for i in range(scores.shape[0]):
+        if found == n:
+            break
+        if scores[i] == worst:
+            chosen[found] = i
+            found += 1
+    order = np.argsort(-scores[chosen], kind="mergesort")  # stable: ties keep item order
+    return chosen[order]

@@ -1,0 +1,30 @@
+"""Retrieval's compiled top-n returns the rows a full stable sort would."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serving.retrieval import _top_rows
+
+
+def _expected(vectors: np.ndarray, query: np.ndarray, dropped: list[int], n: int) -> np.ndarray:
+    scores = (vectors @ query).astype(np.float64)
+    scores[dropped] = -np.inf
+    order = np.lexsort((np.arange(len(scores)), -scores))  # best first, ties by position
+    return order[np.isfinite(scores[order])][:n]
+
+
+@pytest.mark.parametrize(
+    ("n", "dropped"), [(5, []), (20, [3, 7, 7]), (200, [0]), (60, list(range(50))), (0, [])]
+)
+def test_top_rows_equal_a_stable_sort(n: int, dropped: list[int]) -> None:
+    rng = np.random.default_rng(n)
+    vectors = rng.normal(size=(60, 8)).astype(np.float32)
+    vectors[10:20] = vectors[0]  # ties: the same score eleven times
+    vectors[30] = 0.0
+    query = rng.normal(size=8).astype(np.float32)
+    scores = (vectors @ query).astype(np.float64)
+    got = _top_rows(scores, np.array(dropped, dtype=np.int64), n)
+    np.testing.assert_array_equal(got, _expected(vectors, query, dropped, n))
+    assert np.isneginf(scores[dropped]).all()
