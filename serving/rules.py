@@ -45,7 +45,7 @@ def apply_rules(
         # Scores are margins of any sign: boost on exp(score), which keeps the order.
         factor = np.array([_boost(rules.boosts, c) for c in categories], dtype=np.float64)
         adjusted = adjusted + np.log(factor)
-    order = np.lexsort((np.arange(len(adjusted)), -adjusted))
+    order = np.argsort(-adjusted, kind="stable")  # ties keep the candidates' order
     chosen: Ranked = Ranked([], [], [])
     per_category: dict[str, int] = {}
     for pos in order:
@@ -104,37 +104,41 @@ FALLBACK_REASON = "close to what you usually interact with"
 def reasons(
     contributions: np.ndarray, feature_names: Sequence[str], items: dict[str, np.ndarray]
 ) -> list[str]:
-    """One reason per row of `contributions` (rows = chosen items, last column = bias)."""
-    templates, worded = _templates(tuple(feature_names))
+    """One reason per row of `contributions` (rows = chosen items, last column = bias): the
+    worded feature with the largest positive contribution whose wording has the values
+    it names (first feature on ties), else FALLBACK_REASON."""
+    templates, worded, needs = _templates(tuple(feature_names))
     contrib = np.asarray(contributions)[:, :-1]
-    helped = np.where(worded & (contrib > 0), contrib, -np.inf)  # worded and positive
-    order = np.argsort(-helped, axis=1, kind="stable")  # largest contribution first
+    if len(contrib) == 0:
+        return []
+    texts = [[_text(items.get(k), row) for k in _FIELDS] for row in range(len(contrib))]
+    empty = np.array([[t == "" for t in row] for row in texts], dtype=np.int8)
+    blocked = (empty @ needs.T) > 0  # a value the wording names is missing
+    helped = np.where(worded & ~blocked & (contrib > 0), contrib, -np.inf)
+    best = helped.argmax(axis=1)
     out = []
-    for row in range(len(helped)):
-        text = FALLBACK_REASON
-        values: dict[str, str] | None = None
-        for j in order[row]:
-            if helped[row, j] == -np.inf:
-                break
-            template = templates[j]
-            if "{" in template:
-                if values is None:
-                    values = {
-                        k: _text(items.get(k), row) for k in ("category", "category_l1", "brand")
-                    }
-                if any(values[k] == "" for k in values if "{" + k + "}" in template):
-                    continue
-            text = template.format(**(values or {}))
-            break
-        out.append(text)
+    for row, j in enumerate(best):
+        if helped[row, j] == -np.inf:
+            out.append(FALLBACK_REASON)
+        elif "{" in templates[j]:
+            out.append(templates[j].format(**dict(zip(_FIELDS, texts[row], strict=True))))
+        else:
+            out.append(templates[j])
     return out
 
 
+_FIELDS = ("category", "category_l1", "brand")  # the values wordings name
+
+
 @lru_cache(maxsize=16)
-def _templates(feature_names: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
-    """Each feature's wording ("" for features a person cannot read), and which have one."""
+def _templates(feature_names: tuple[str, ...]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Each feature's wording ("" for features a person cannot read), which have one, and
+    which of _FIELDS each names (features x fields, int8)."""
     templates = [_REASONS.get(name, "") for name in feature_names]
-    return templates, np.array([t != "" for t in templates], dtype=bool)
+    needs = np.array(
+        [[("{" + f + "}") in t for f in _FIELDS] for t in templates], dtype=np.int8
+    ).reshape(len(templates), len(_FIELDS))
+    return templates, np.array([t != "" for t in templates], dtype=bool), needs
 
 
 def _text(column: np.ndarray | None, row: int) -> str:
