@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import redis
 
+from serving.api import RecommendResponse
 from serving.config import ServingConfig
 from serving.keys import Keys
 from tailwise.services import free_port
@@ -124,6 +125,8 @@ def users(served_world: ServedWorld) -> list[str]:  # noqa: F811
 def test_contract_of_recommend(app: Client, users: list[str], served_world: ServedWorld) -> None:  # noqa: F811
     body = app.recommend(users[0], k=5, context={"device": "mobile", "country": "DE"})
     assert set(body) == {"request_id", "model_version", "items", "degraded"}
+    # The body goes out without FastAPI re-validating it: it must be the model's shape.
+    assert RecommendResponse.model_validate(body, strict=True).model_dump(mode="json") == body
     assert body["model_version"] == served_world.version and body["degraded"] is False
     assert len(body["items"]) == 5
     assert len({i["item_id"] for i in body["items"]}) == 5
@@ -136,6 +139,8 @@ def test_contract_of_recommend(app: Client, users: list[str], served_world: Serv
     assert status == 200 and ready["ready"] is True
     status, docs = app.call("GET", "/openapi.json")
     assert status == 200 and "/recommend" in docs["paths"] and "/events" in docs["paths"]
+    answer = docs["paths"]["/recommend"]["post"]["responses"]["200"]["content"]
+    assert answer["application/json"]["schema"]["$ref"].endswith("/RecommendResponse")
 
 
 @pytest.mark.parametrize(
