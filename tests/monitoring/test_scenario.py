@@ -57,6 +57,7 @@ def test_control_run_retrains_nothing(tmp_path: Path, redis_url: str) -> None:
     assert result.serving_version_after == result.champion
 
 
+@pytest.mark.timeout(1800)  # serves, detects, retrains and promotes: ~5 min, 3x on a slow day
 def test_shift_is_detected_retrained_on_served_events_and_promoted(
     tmp_path: Path, redis_url: str
 ) -> None:

@@ -39,6 +39,7 @@ class Client:
         body: Any = None,
         key: str | None = KEY,
         raw: bytes | None = None,
+        timeout: float = 10.0,
     ) -> tuple[int, Any]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         headers = {"Content-Type": "application/json"}
@@ -46,7 +47,7 @@ class Client:
             headers["X-API-Key"] = key
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 text = response.read().decode()
                 status = response.status
         except urllib.error.HTTPError as exc:
@@ -264,7 +265,9 @@ def test_reload_switches_versions_without_failed_requests(
     for t in threads:
         t.start()
     try:
-        status, body = app.call("POST", "/admin/reload", {"version": copy})
+        # Loading a version (SavedModel, trees, checks, warm-up) takes seconds, longer on a
+        # busy machine while requests keep coming: what must not happen is a failed request.
+        status, body = app.call("POST", "/admin/reload", {"version": copy}, timeout=120)
         assert status == 200, body
         assert body == {**body, "previous": served_world.version, "model_version": copy}
         time.sleep(1)
@@ -276,7 +279,7 @@ def test_reload_switches_versions_without_failed_requests(
     assert copy in versions
     assert app.call("POST", "/admin/reload", {"version": "nope"})[0] == 404
     assert app.call("POST", "/admin/reload", {"version": copy}, key=None)[0] == 401
-    status, body = app.call("POST", "/admin/reload", {"version": served_world.version})
+    status, body = app.call("POST", "/admin/reload", {"version": served_world.version}, timeout=120)
     assert status == 200 and body["model_version"] == served_world.version
 
 
