@@ -6,7 +6,7 @@
       filled, the cross features' item side encoded (CrossItems), the text columns rules
       and reasons read, and which source fills each other column
     per request: the candidates' rows of the block (one gather), then cross features
-      (tailwise.features.cross.cross_features_for_rows, parity-tested against the
+      (tailwise.features.cross.cross_matrix, parity-tested against the
       training definition), per-item on-demand values and the user's scalars (one
       assignment) --> X --> the ranker (serving.forest)
 
@@ -51,13 +51,14 @@ class ItemBlock:
     codes: dict[str, dict[str, int]] = field(default_factory=dict)  # category -> code, per name
     # The other columns by source, (position in the ranker's order, name):
     named: list[tuple[int, str]] = field(default_factory=list)  # retrieval features
-    cross_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))  # in X
-    cross_sources: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))  # of x_*
     per_item: list[tuple[int, str]] = field(default_factory=list)  # request-time item columns
-    per_user: list[tuple[int, str]] = field(default_factory=list)  # the user's values
+    # Cross features: their columns in X, and each one's column of `cross_matrix`.
+    cross_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
+    cross_sources: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
+    # The user's values: their columns in X, names, and code tables (None: a number).
     user_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
     user_names: list[str] = field(default_factory=list)
-    user_codes: list[dict[str, int] | None] = field(default_factory=list)  # categoricals'
+    user_codes: list[dict[str, int] | None] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -85,23 +86,23 @@ class ItemBlock:
             {k: columns.get(k, np.full(n, None, dtype=object)) for k in TEXT},
             codes,
         )
+        cross: list[tuple[int, int]] = []
+        user: list[int] = []
         for j, name in enumerate(names):
             if name in columns:
                 values[:, j] = encode_column(columns[name], None, codes.get(name))
+            elif name in CROSS_FEATURES:
+                cross.append((j, CROSS_FEATURES.index(name)))
             elif name in NAMED:
                 block.named.append((j, name))
             elif name in per_item:
                 block.per_item.append((j, name))
             else:
-                block.per_user.append((j, name))
-        cross = [
-            (j, CROSS_FEATURES.index(name)) for j, name in block.named if name in CROSS_FEATURES
-        ]
+                user.append(j)
         block.cross_columns = np.array([j for j, _ in cross], dtype=np.intp)
         block.cross_sources = np.array([k for _, k in cross], dtype=np.intp)
-        block.named = [(j, name) for j, name in block.named if name not in CROSS_FEATURES]
-        block.user_columns = np.array([j for j, _ in block.per_user], dtype=np.intp)
-        block.user_names = [name for _, name in block.per_user]
+        block.user_columns = np.array(user, dtype=np.intp)
+        block.user_names = [names[j] for j in user]
         block.user_codes = [codes.get(name) for name in block.user_names]
         return block
 
@@ -135,7 +136,7 @@ def ranking_matrix(
     for j, name in block.per_item:
         if name in on_demand:
             X[:, j] = encode_column(on_demand[name][rows], None, block.codes.get(name))
-    if block.per_user:
+    if block.user_names:
         X[:, block.user_columns] = [
             value if codes is None and value.__class__ is float else encode_value(value, codes)
             for codes, value in zip(block.user_codes, map(row.get, block.user_names), strict=True)
