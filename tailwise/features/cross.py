@@ -198,27 +198,19 @@ def cross_features_for_user(
     rule is the one `cross_features` applies to a frame where the user's values repeat on
     every row; a parity test feeds both the same rows, missing values and empty lists
     included. The request path encodes its catalogue once (`CrossItems`) and calls
-    `cross_features_for_rows`, which this wraps.
+    `cross_matrix`, which this wraps.
     """
     catalogue = CrossItems.encode(items, n)
-    return cross_features_for_rows(
-        user, catalogue, np.arange(n), _floats(items.get("item_age_days"), n)
-    )
-
-
-def cross_features_for_rows(
-    user: Mapping[str, Any], items: CrossItems, rows: np.ndarray, age: np.ndarray
-) -> dict[str, np.ndarray]:
-    """The x_* columns (float64) for ONE user against the catalogue `rows` of `items`;
-    `age`: those rows' item_age_days."""
-    out = cross_matrix(user, items, rows, age)
+    age = _floats(items.get("item_age_days"), n)
+    out = cross_matrix(user, catalogue, np.arange(n), age)
     return {name: out[:, k] for k, name in enumerate(CROSS_FEATURES)}
 
 
 def cross_matrix(
     user: Mapping[str, Any], items: CrossItems, rows: np.ndarray, age: np.ndarray
 ) -> np.ndarray:
-    """`cross_features_for_rows` as one (rows, CROSS_FEATURES) float64 matrix.
+    """The x_* columns (float64, CROSS_FEATURES order) for ONE user against the catalogue
+    `rows` of `items`; `age`: those rows' item_age_days.
 
     The user's lists become small tables over the catalogue's codes (a few list
     elements each, in Python); one compiled loop then reads each candidate's row of
