@@ -33,6 +33,7 @@ from serving.keys import Keys
 from serving.ranking import ItemBlock, ranking_matrix
 from serving.retrieval import Candidates, retrieve
 from serving.rules import apply_rules, reasons
+from tailwise.features.online import resp_command
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 PROFILE_VIEW_PREFIX = "user_profile"
@@ -150,16 +151,15 @@ class RecommendGraph:
         """One round trip: cached answer, user features, purchased and seen items."""
         use_cache = self.config.cache_ttl_seconds > 0 and req.timestamp is None
         rules = self.config.rules
-        commands: list[tuple[Any, ...]] = []
+        commands: list[bytes] = []
         if use_cache:
-            commands.append(
-                ("HGET", self.keys.rec(req.user_id), req.fingerprint(self.bundle.version))
-            )
+            fingerprint = req.fingerprint(self.bundle.version)
+            commands.append(resp_command("HGET", self.keys.rec(req.user_id), fingerprint))
         commands.append(self.reader.users.read_command(req.user_id))
         if rules.exclude_purchased:
-            commands.append(("SMEMBERS", self.keys.purchased(req.user_id)))
+            commands.append(resp_command("SMEMBERS", self.keys.purchased(req.user_id)))
         if rules.exclude_seen:
-            commands.append(("SMEMBERS", self.keys.seen(req.user_id)))
+            commands.append(resp_command("SMEMBERS", self.keys.seen(req.user_id)))
         replies = self._round_trip(commands)
         cached = replies.pop(0) if use_cache else None
         user = self.reader.users.decode(replies.pop(0))
@@ -167,17 +167,18 @@ class RecommendGraph:
         seen = _strings(replies.pop(0)) if rules.exclude_seen else set()
         return user, cached, purchased, seen
 
-    def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """`commands` in one write, and their replies, on the request path's own connection:
-        redis-py's pipeline costs ~0.1 ms more per call here (pool checkout, readiness
-        check, reply callbacks) than the round trip itself. Any failure drops the
+    def _round_trip(self, commands: list[bytes]) -> list[Any]:
+        """Packed `commands` in one write, and their replies, on the request path's own
+        connection: redis-py's pipeline costs ~0.1 ms more per call here (pool checkout,
+        readiness check, packing, reply callbacks) than the round trip itself, and packing
+        the commands here costs a third of what its packer does. Any failure drops the
         connection (the next call connects again) and is raised."""
         conn = self.connection
         if conn is None:
             pool = self.client.connection_pool
             conn = self.connection = pool.connection_class(**pool.connection_kwargs)
         try:
-            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            conn.send_packed_command([b"".join(commands)], check_health=False)
             return [conn.read_response() for _ in commands]
         except BaseException:
             conn.disconnect()

@@ -1,10 +1,14 @@
-"""The request path's ValueProto decoding returns what Feast's own conversion returns."""
+"""The request path's Redis reads: Feast's keys, redis-py's packing, and ValueProto decoding
+that returns what Feast's own conversion returns."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from feast import Entity, FeatureView, Field, FileSource
+from feast.infra.key_encoding_utils import serialize_entity_key
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import (
     BoolList,
     DoubleList,
@@ -15,8 +19,10 @@ from feast.protos.feast.types.Value_pb2 import (
     Value,
 )
 from feast.type_map import feast_value_type_to_python_type
+from feast.types import String
+from redis.connection import Connection
 
-from tailwise.features.online import _decode_value
+from tailwise.features.online import OnlineFeatures, _decode_value, resp_command
 
 VALUES = [
     Value(int32_val=-3),
@@ -61,3 +67,48 @@ def test_remembered_lists_are_fresh_copies() -> None:
 
 def test_absent_field_is_none() -> None:
     assert _decode_value(None) is None
+
+
+def _features(names: list[str]) -> OnlineFeatures:
+    """OnlineFeatures over one view with string features `names` (no Redis needed)."""
+    user = Entity(name="user", join_keys=["user_id"])
+    source = FileSource(path="unused.parquet", timestamp_field="event_timestamp")
+    view = FeatureView(
+        name="profile",
+        entities=[user],
+        schema=[Field(name=n, dtype=String) for n in names],
+        source=source,
+    )
+    return OnlineFeatures(None, "tw_decode", "user_id", [view])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("user_id", ["u1", "", "Zoë-ünï", "x" * 300])
+def test_key_is_feasts(user_id: str) -> None:
+    proto = EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=user_id)])
+    want = serialize_entity_key(proto, entity_key_serialization_version=3) + b"tw_decode"
+    assert _features(["a"]).key(user_id) == want
+
+
+def test_read_command_is_what_redis_py_packs() -> None:
+    features = _features(["a", "b", "c"])
+    key = features.key("u1")
+    want = b"".join(Connection().pack_command("HMGET", key, *features._fields))
+    assert features.read_command("u1") == want
+    assert resp_command("SMEMBERS", "k:ü") == b"".join(Connection().pack_command("SMEMBERS", "k:ü"))
+
+
+def test_decoded_row_equals_feast() -> None:
+    names = [f"f{i}" for i in range(len(VALUES))]
+    features = _features(names)
+    raw: list[bytes | None] = [v.SerializeToString() for v in VALUES]
+    raw.insert(len(names), b"ts")  # the view's _ts field follows its features
+    raw[3] = None  # absent
+    for _ in range(2):  # decoded, then remembered by their bytes
+        row = features.decode(raw)
+        assert list(row) == names
+        for i, name in enumerate(names):
+            want = None if i == 3 else feast_value_type_to_python_type(VALUES[i])
+            assert type(row[name]) is type(want), name
+            assert _same(row[name], want), name
+    row["f11"].append("changed by the caller")
+    assert features.decode(raw)["f11"] == ["i1", "i2"]
