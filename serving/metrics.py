@@ -7,6 +7,9 @@ Serve's own aggregated metrics (see the README's scaling section).
 
 from __future__ import annotations
 
+import gc
+import time
+import weakref
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -65,6 +68,15 @@ class ServingMetrics:
             registry=r,
         )
         self.reloads = Counter("tailwise_model_reloads", "Model version switches", registry=r)
+        self.gc_pause = Histogram(
+            "tailwise_gc_pause_seconds",
+            "Python garbage-collection pauses of the process, generations 1 and 2 (the"
+            " request path waits them out)",
+            ["generation"],
+            buckets=BUCKETS,
+            registry=r,
+        )
+        _GC_WATCHERS.add(self)
 
         # Labelled children by label value: `.labels()` takes a lock and builds a key per call.
         self._stages: dict[str, Any] = {}
@@ -101,3 +113,23 @@ class ServingMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+# Every live ServingMetrics gets the process's collection pauses; one callback for all.
+_GC_WATCHERS: weakref.WeakSet[ServingMetrics] = weakref.WeakSet()
+_GC_STARTED = [0.0]
+
+
+def _gc_pause(phase: str, info: dict[str, Any]) -> None:
+    generation = info["generation"]
+    if generation == 0:  # every few hundred allocations: not worth a clock read
+        return
+    if phase == "start":
+        _GC_STARTED[0] = time.perf_counter()
+        return
+    seconds = time.perf_counter() - _GC_STARTED[0]
+    for metrics in list(_GC_WATCHERS):
+        metrics.gc_pause.labels(generation=str(generation)).observe(seconds)
+
+
+gc.callbacks.append(_gc_pause)
