@@ -217,6 +217,7 @@ class RecommendGraph:
                 self.bundle.contributions(X[pos]),
                 self.bundle.ranker_features,
                 {k: v[rows] for k, v in block.text.items()},
+                block.missing[rows],
             )
             if pos
             else []

@@ -24,6 +24,7 @@ import numpy as np
 
 from serving.bundle import ModelBundle
 from serving.retrieval import Candidates
+from serving.rules import text_missing
 from tailwise.features.cross import CROSS_FEATURES, CROSS_INPUTS, CrossItems, cross_matrix
 from tailwise.features.online import ItemTable
 
@@ -48,6 +49,7 @@ class ItemBlock:
     table_rows: np.ndarray  # each model item's row in the item table, -1 where unknown
     cross: CrossItems
     text: dict[str, np.ndarray]  # TEXT columns, object, None where unknown or missing
+    missing: np.ndarray  # rules.text_missing of `text`: what reasons may not name
     codes: dict[str, dict[str, int]] = field(default_factory=dict)  # category -> code, per name
     # The other columns by source, (position in the ranker's order, name):
     named: list[tuple[int, str]] = field(default_factory=list)  # retrieval features
@@ -78,12 +80,14 @@ class ItemBlock:
         values = np.full((n, len(names)), np.nan, dtype=np.float32)
         inputs = {k: columns[k] for k in CROSS_INPUTS if k in columns}
         inputs["item_id"] = bundle.item_ids
+        text = {k: columns.get(k, np.full(n, None, dtype=object)) for k in TEXT}
         block = cls(
             values,
             (bundle.version, items.stamp),
             table_rows,
             CrossItems.encode(inputs, n),
-            {k: columns.get(k, np.full(n, None, dtype=object)) for k in TEXT},
+            text,
+            text_missing(text, n),
             codes,
         )
         cross: list[tuple[int, int]] = []

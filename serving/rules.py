@@ -102,29 +102,41 @@ FALLBACK_REASON = "close to what you usually interact with"
 
 
 def reasons(
-    contributions: np.ndarray, feature_names: Sequence[str], items: dict[str, np.ndarray]
+    contributions: np.ndarray,
+    feature_names: Sequence[str],
+    items: dict[str, np.ndarray],
+    missing: np.ndarray | None = None,
 ) -> list[str]:
     """One reason per row of `contributions` (rows = chosen items, last column = bias): the
     worded feature with the largest positive contribution whose wording has the values
-    it names (first feature on ties), else FALLBACK_REASON."""
+    it names (first feature on ties), else FALLBACK_REASON. `missing`: those rows of
+    `text_missing` (the request path keeps it per catalogue)."""
     templates, worded, needs = _templates(tuple(feature_names))
     contrib = np.asarray(contributions)[:, :-1]
     if len(contrib) == 0:
         return []
-    texts = [[_text(items.get(k), row) for k in _FIELDS] for row in range(len(contrib))]
-    empty = np.array([[t == "" for t in row] for row in texts], dtype=np.int8)
-    blocked = (empty @ needs.T) > 0  # a value the wording names is missing
+    if missing is None:
+        missing = text_missing(items, len(contrib))
+    blocked = (missing.astype(np.int8) @ needs.T) > 0  # a value the wording names is missing
     helped = np.where(worded & ~blocked & (contrib > 0), contrib, -np.inf)
-    best = helped.argmax(axis=1)
+    best = helped.argmax(axis=1).tolist()
     out = []
     for row, j in enumerate(best):
+        template = templates[j]
         if helped[row, j] == -np.inf:
             out.append(FALLBACK_REASON)
-        elif "{" in templates[j]:
-            out.append(templates[j].format(**dict(zip(_FIELDS, texts[row], strict=True))))
+        elif "{" in template:
+            out.append(template.format(**{f: _text(items.get(f), row) for f in _FIELDS}))
         else:
-            out.append(templates[j])
+            out.append(template)
     return out
+
+
+def text_missing(items: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """(n, len(_FIELDS)) bool: where each value a wording can name is absent or empty."""
+    return np.array(
+        [[_text(items.get(f), row) == "" for f in _FIELDS] for row in range(n)], dtype=bool
+    ).reshape(n, len(_FIELDS))
 
 
 _FIELDS = ("category", "category_l1", "brand")  # the values wordings name

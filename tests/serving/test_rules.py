@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from serving.config import RulesConfig
-from serving.rules import FALLBACK_REASON, apply_rules, reasons
+from serving.rules import FALLBACK_REASON, apply_rules, reasons, text_missing
 
 IDS = np.array(["a", "b", "c", "d", "e", "f"], dtype=object)
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
@@ -54,9 +54,15 @@ def test_reason_names_the_strongest_readable_feature() -> None:
         "category": np.array(["Sports/Run", "Home", "Home", "Home"], dtype=object),
         "brand": np.array(["b1", "Acme", None, None], dtype=object),
     }
-    assert reasons(contributions, names, items) == [
+    want = [
         "more from Sports/Run, which you are browsing now",
         "a brand you like: Acme",
         FALLBACK_REASON,
         FALLBACK_REASON,
     ]
+    assert reasons(contributions, names, items) == want
+    # The request path passes the catalogue's `text_missing`, gathered for the rows.
+    catalogue = {k: np.concatenate([v, v]) for k, v in items.items()}
+    rows = np.array([4, 5, 2, 7])
+    chosen = {k: v[rows] for k, v in catalogue.items()}
+    assert reasons(contributions, names, chosen, text_missing(catalogue, 8)[rows]) == want
