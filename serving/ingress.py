@@ -13,17 +13,18 @@ and reloads item features after a materialisation.
 
 import asyncio
 import gc
+import itertools
 import json
 import logging
 import os
 import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import redis
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -48,6 +49,7 @@ from tailwise.params import load_params
 from tailwise.settings import Settings
 
 logger = logging.getLogger("tailwise.serving")
+JSON = "application/json"
 
 app = FastAPI(
     title="Tailwise",
@@ -184,6 +186,9 @@ class Ingress:
         self.graph = self._load(self._wanted_version())
         self.writer = self._event_writer()
         self.served = 0
+        # Request ids: 64 random bits per replica start, then a counter (uuid4 costs ~50 us
+        # of CPU after a pause between requests; this ~20): 32 hex digits, like uuid4's.
+        self._id_prefix, self._id_counter = secrets.token_hex(8), itertools.count()
         self._stop = threading.Event()
         self._swap = threading.Lock()
         threading.Thread(target=self._background, name="tailwise-background", daemon=True).start()
@@ -197,7 +202,7 @@ class Ingress:
         self,
         body: api.RecommendRequest,
         x_api_key: str | None = Header(None),
-    ) -> JSONResponse:
+    ) -> Response:
         """Top-k items for a user now, with a reason each; `degraded` when Redis is down."""
         started = time.perf_counter()
         if self.config.require_key_for_recommend:
@@ -213,7 +218,7 @@ class Ingress:
                 country=body.context.country,
                 timestamp=body.context.timestamp,
                 exclude=tuple(body.exclude),
-                request_id=uuid.uuid4().hex,
+                request_id=f"{self._id_prefix}{next(self._id_counter):016x}",
             ),
             log_features=bool(every) and self.served % every == 0,
             defer=True,
@@ -231,9 +236,10 @@ class Ingress:
         # of CPU per request, and a thread hand-off, measured in process). The body is
         # built by the graph in the response model's shape (tests/serving/test_app.py
         # holds it to the model), so it goes out as it is: FastAPI's validation and
-        # re-serialisation of a returned dict cost more than the JSON encoding itself.
+        # re-serialisation of a returned dict cost more than the JSON encoding itself,
+        # and orjson encodes it in a quarter of the json module's time.
         after = BackgroundTask(_run_after, answer.after) if answer.after is not None else None
-        return JSONResponse(answer.body, background=after)
+        return Response(orjson.dumps(answer.body), media_type=JSON, background=after)
 
     @app.post("/events", response_model=api.EventsResponse, status_code=202)
     async def events(
