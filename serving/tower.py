@@ -98,7 +98,11 @@ class QueryTower:
                 token = text_token(value)
                 ids.append(offset + (lookup.index.get(token, OOV) if token else MASK))
                 weights.append(1.0)
-        numbers = np.array([number(row.get(n)) for n in self.numeric], np.float32)
+        # Floats as they are: _embed_row reads a NaN or infinity as 0, as `number` would.
+        numbers = np.array(
+            [v if v.__class__ is float else number(v) for v in map(row.get, self.numeric)],
+            np.float32,
+        )
         query = np.empty(self.output[0].shape[1], dtype=np.float32)
         _embed_row(
             self.projected,
