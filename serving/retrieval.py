@@ -46,9 +46,24 @@ def retrieve(
     dropped = np.array(
         [p for p in (positions.get(i) for i in exclude) if p is not None], dtype=np.int64
     )
-    scores = (bundle.item_vectors @ query).astype(np.float64)
-    rows = _top_rows(scores, dropped, n)
+    scores = np.empty(len(bundle.item_vectors), dtype=np.float64)
+    rows = _best_rows(bundle.item_vectors, query, dropped, n, scores)
     return Candidates(bundle.item_ids[rows], scores[rows], rows)
+
+
+@njit(cache=True, nogil=True)
+def _best_rows(
+    vectors: np.ndarray, query: np.ndarray, dropped: np.ndarray, n: int, scores: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
+    """Every item's score (`vectors` . `query`, float64 sums) into `scores`, then the best
+    `n` rows (`_top_rows`). One compiled call: after a pause between requests, BLAS's
+    matrix-vector product and the float64 copy took ~70 us of CPU here, this loop ~20."""
+    for i in range(vectors.shape[0]):
+        total = 0.0
+        for j in range(vectors.shape[1]):
+            total += np.float64(vectors[i, j]) * np.float64(query[j])
+        scores[i] = total
+    return _top_rows(scores, dropped, n)
 
 
 @njit(cache=True, nogil=True)

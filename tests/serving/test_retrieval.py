@@ -1,11 +1,12 @@
-"""Retrieval's compiled top-n returns the rows a full stable sort would."""
+"""Retrieval's compiled scores are the matrix product's, and its top-n the rows a full stable
+sort would return."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from serving.retrieval import _top_rows
+from serving.retrieval import _best_rows, _top_rows
 
 
 def _expected(vectors: np.ndarray, query: np.ndarray, dropped: list[int], n: int) -> np.ndarray:
@@ -28,3 +29,16 @@ def test_top_rows_equal_a_stable_sort(n: int, dropped: list[int]) -> None:
     got = _top_rows(scores, np.array(dropped, dtype=np.int64), n)
     np.testing.assert_array_equal(got, _expected(vectors, query, dropped, n))
     assert np.isneginf(scores[dropped]).all()
+
+
+def test_best_rows_scores_are_the_products() -> None:
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(300, 32)).astype(np.float32)
+    vectors[100:110] = vectors[5]  # ties survive: the same vector, the same sum
+    query = rng.normal(size=32).astype(np.float32)
+    scores = np.empty(300)
+    got = _best_rows(vectors, query, np.array([2], dtype=np.int64), 50, scores)
+    want = vectors.astype(np.float64) @ query.astype(np.float64)
+    want[2] = -np.inf
+    np.testing.assert_allclose(scores, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got, _top_rows(scores.copy(), np.zeros(0, np.int64), 50))
