@@ -59,7 +59,7 @@ class OnlineFeatures:
         self.layouts = [ViewLayout.of(v) for v in views]
         self._fields = [f for layout in self.layouts for f in layout.fields]
         # Feast's key for a one-string-join-key entity is a fixed head, the value's length
-        # (uint32 little-endian), the value and the project; test_online_features holds
+        # (uint32 little-endian), the value and the project; test_online_decode.py holds
         # `key` to serialize_entity_key. The HMGET is packed once but for its key.
         empty = _feast_key(join_key, "")
         self._key_head, self._key_tail = empty[:-4], project.encode()
