@@ -24,13 +24,13 @@ import numpy as np
 
 from serving.bundle import ModelBundle
 from serving.retrieval import Candidates
-from serving.rules import text_missing
+from serving.rules import FIELDS, text_missing
 from tailwise.features.cross import CROSS_FEATURES, CROSS_INPUTS, CrossItems, cross_matrix
 from tailwise.features.online import ItemTable
 
 RETRIEVAL_SCORE, RETRIEVAL_RANK = "retrieval_score", "retrieval_rank"
 NAMED = {*CROSS_FEATURES, RETRIEVAL_SCORE, RETRIEVAL_RANK}
-TEXT = ("category", "category_l1", "brand")  # what rules and reasons read
+TEXT = FIELDS  # what rules and reasons read
 AGE = "item_age_days"
 
 

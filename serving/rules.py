@@ -126,30 +126,30 @@ def reasons(
         if helped[row, j] == -np.inf:
             out.append(FALLBACK_REASON)
         elif "{" in template:
-            out.append(template.format(**{f: _text(items.get(f), row) for f in _FIELDS}))
+            out.append(template.format(**{f: _text(items.get(f), row) for f in FIELDS}))
         else:
             out.append(template)
     return out
 
 
 def text_missing(items: dict[str, np.ndarray], n: int) -> np.ndarray:
-    """(n, len(_FIELDS)) bool: where each value a wording can name is absent or empty."""
+    """(n, len(FIELDS)) bool: where each value a wording can name is absent or empty."""
     return np.array(
-        [[_text(items.get(f), row) == "" for f in _FIELDS] for row in range(n)], dtype=bool
-    ).reshape(n, len(_FIELDS))
+        [[_text(items.get(f), row) == "" for f in FIELDS] for row in range(n)], dtype=bool
+    ).reshape(n, len(FIELDS))
 
 
-_FIELDS = ("category", "category_l1", "brand")  # the values wordings name
+FIELDS = ("category", "category_l1", "brand")  # the values wordings name
 
 
 @lru_cache(maxsize=16)
 def _templates(feature_names: tuple[str, ...]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Each feature's wording ("" for features a person cannot read), which have one, and
-    which of _FIELDS each names (features x fields, int8)."""
+    which of FIELDS each names (features x fields, int8)."""
     templates = [_REASONS.get(name, "") for name in feature_names]
     needs = np.array(
-        [[("{" + f + "}") in t for f in _FIELDS] for t in templates], dtype=np.int8
-    ).reshape(len(templates), len(_FIELDS))
+        [[("{" + f + "}") in t for f in FIELDS] for t in templates], dtype=np.int8
+    ).reshape(len(templates), len(FIELDS))
     return templates, np.array([t != "" for t in templates], dtype=bool), needs
 
 
