@@ -30,9 +30,9 @@ from serving.bundle import ModelBundle
 from serving.config import ServingConfig
 from serving.features import FeatureReader
 from serving.keys import Keys
-from serving.ranking import ItemBlock, ranking_matrix
+from serving.ranking import ItemBlock, OnDemandItems, ranking_matrix
 from serving.retrieval import Candidates, retrieve
-from serving.rules import apply_rules, reasons
+from serving.rules import CategoryRules, Ranked, reasons
 from tailwise.features.online import resp_command
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
@@ -89,10 +89,12 @@ class RecommendGraph:
         self.down_until = 0.0
         self.connection: Any = None  # redis Connection of the request path (_round_trip)
         self.block: ItemBlock | None = None
-        self.on_demand: tuple[Any, ItemBlock, dict[str, np.ndarray]] | None = None
+        # (block, rules per category of the item table, the block's items' category codes)
+        self.category_rules: tuple[ItemBlock, CategoryRules, np.ndarray] | None = None
+        self.on_demand: tuple[Any, ItemBlock, OnDemandItems] | None = None
         self.last: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.popular: OrderedDict[tuple[str | None, str | None], Any] = OrderedDict()
-        self.popular_items: Any = None  # the item table `popular` was built on
+        self.popular_items: Any = None  # the CategoryRules `popular` was coded for
         self.profile_fields = [
             f
             for layout in reader.users.layouts
@@ -207,11 +209,9 @@ class RecommendGraph:
         scores = self.bundle.rank(X) if len(candidates) else np.zeros(0)
         t3 = time.perf_counter()
         stages["ranking"] = t3 - t2
-        categories = block.text["category"][candidates.rows]
-        chosen = apply_rules(
-            self.config.rules, candidates.item_ids, scores, categories, req.k, exclude
-        )
-        pos = chosen.positions
+        # Retrieval left `exclude` out already: the rules need not look for it.
+        table, codes = self._category_rules()
+        pos, adjusted = table.choose(scores, codes[candidates.rows], req.k)
         rows = candidates.rows[pos]
         why = (
             reasons(
@@ -220,11 +220,11 @@ class RecommendGraph:
                 {k: v[rows] for k, v in block.text.items()},
                 block.missing[rows],
             )
-            if pos
+            if len(pos)
             else []
         )
         stages["rules"] = time.perf_counter() - t3
-        body = self._body(req, chosen.item_ids, chosen.scores, why)
+        body = self._body(req, candidates.item_ids[pos].tolist(), adjusted.tolist(), why)
         features = None
         if log_features:
             features = {k: _plain(row.get(k)) for k in self.bundle.ranker_features if k in row}
@@ -238,7 +238,19 @@ class RecommendGraph:
             )
         return self.block
 
-    def _on_demand(self, block: ItemBlock, ts: int) -> dict[str, np.ndarray]:
+    def _category_rules(self) -> tuple[CategoryRules, np.ndarray]:
+        """The rules per category of the item table, and the category code of each of the
+        model's items (`ItemBlock` order), rebuilt with the block."""
+        block = self._block()
+        found = self.category_rules
+        if found is None or found[0] is not block:
+            table = CategoryRules.build(
+                self.config.rules, self.reader.items.columns.get("category", ())
+            )
+            found = self.category_rules = (block, table, table.encode(block.text["category"]))
+        return found[1], found[2]
+
+    def _on_demand(self, block: ItemBlock, ts: int) -> OnDemandItems:
         """Per-item on-demand values at `ts` in the model's item order; they change once
         per second (the reader computes them over the catalogue), so they are reordered
         once per second too."""
@@ -249,8 +261,10 @@ class RecommendGraph:
         return cached[2]
 
     def _cold_start(self, req: Request, exclude: set[str]) -> Answer:
-        ids, scores, categories = self._popular_in_context(req)
-        chosen = apply_rules(self.config.rules, ids, scores, categories, req.k, exclude)
+        ids, scores, codes, table = self._popular_in_context(req)
+        dropped = np.array([i in exclude for i in ids], np.bool_) if exclude else None
+        pos, adjusted = table.choose(scores, codes, req.k, dropped)
+        chosen = Ranked(ids[pos].tolist(), adjusted.tolist(), pos.tolist())
         where = " ".join(
             p
             for p in (
@@ -263,18 +277,22 @@ class RecommendGraph:
         body = self._body(req, chosen.item_ids, chosen.scores, [why] * len(chosen.item_ids))
         return Answer(body, cold_start=True)
 
-    def _popular_in_context(self, req: Request) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ids, scores, categories) of the popular list for the request's context, kept per
-        context until the item table is reloaded (blending the lists costs ~0.3 ms)."""
-        items = self.reader.items
-        if self.popular_items is not items:
+    def _popular_in_context(
+        self, req: Request
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, CategoryRules]:
+        """(ids, scores, category codes, the rules they are coded for) of the popular list
+        for the request's context, kept per context until the item table is reloaded or
+        the model switches (blending the lists costs ~0.3 ms)."""
+        table, _ = self._category_rules()
+        if self.popular_items is not table:
             self.popular.clear()
-            self.popular_items = items
+            self.popular_items = table
         key = (req.device, req.country)
         found = self.popular.get(key)
         if found is None:
             ids, scores = self._popular(req)
-            found = self.popular[key] = (ids, scores, items.lookup(list(ids))["category"])
+            categories = self.reader.items.lookup(list(ids))["category"]
+            found = self.popular[key] = (ids, scores, table.encode(categories), table)
             if len(self.popular) > POPULAR_CONTEXTS:  # contexts are free text: bounded
                 self.popular.popitem(last=False)
         return found

@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from serving.config import RulesConfig
 
@@ -29,6 +30,66 @@ class Ranked:
     positions: list[int]  # row of each chosen item in the candidate arrays
 
 
+@dataclass(frozen=True)
+class CategoryRules:
+    """The rules per category, for categories coded 0..n-1 by their text (`codes`) and code
+    n for an item without one: each code's log boost, whether it is excluded, and whether
+    it counts towards `max_per_category`. The request path codes its catalogue once; then
+    filters, boosts and diversity run in one compiled loop (`_choose`)."""
+
+    codes: dict[str, int]
+    log_boost: np.ndarray  # float64 (n + 1,)
+    banned: np.ndarray  # bool (n + 1,)
+    limited: np.ndarray  # bool (n + 1,)
+    max_per_category: int
+
+    @classmethod
+    def build(cls, rules: RulesConfig, categories: Iterable[Any]) -> CategoryRules:
+        codes: dict[str, int] = {}
+        for category in categories:
+            if category is not None:
+                codes.setdefault(str(category), len(codes))
+        texts = [*codes, None]
+        boosts, banned = rules.boosts, set(rules.exclude_categories)
+        # Scores are margins of any sign: boost on exp(score), which keeps the order.
+        log_boost = np.log(np.array([_boost(boosts, t) for t in texts], dtype=np.float64))
+        return cls(
+            codes,
+            log_boost if boosts else np.zeros(len(texts)),
+            np.array([_matches(t, banned) for t in texts], dtype=np.bool_),
+            np.array([bool(t) for t in texts], dtype=np.bool_),  # "" and None: no limit
+            rules.max_per_category,
+        )
+
+    def encode(self, categories: Iterable[Any]) -> np.ndarray:
+        """The code (int64) of each category; unknown text and None get n (no category)."""
+        none = len(self.codes)
+        get = self.codes.get
+        return np.array([none if c is None else get(str(c), none) for c in categories], np.int64)
+
+    def choose(
+        self, scores: np.ndarray, codes: np.ndarray, k: int, dropped: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, adjusted scores) of the top `k` candidates under the rules; `codes`:
+        each candidate's category code, `dropped`: candidates never returned (bool)."""
+        n = len(scores)
+        adjusted = np.empty(n, dtype=np.float64)
+        positions = np.empty(min(k, n), dtype=np.int64)
+        found = _choose(
+            np.asarray(scores, dtype=np.float64),
+            codes,
+            self.log_boost,
+            self.banned,
+            self.limited,
+            np.zeros(n, np.bool_) if dropped is None else dropped,
+            self.max_per_category,
+            positions,
+            adjusted,
+        )
+        positions = positions[:found]
+        return positions, adjusted[positions]
+
+
 def apply_rules(
     rules: RulesConfig,
     item_ids: np.ndarray,
@@ -38,30 +99,50 @@ def apply_rules(
     exclude: Iterable[str] = (),
 ) -> Ranked:
     """Top `k` of the candidates under the rules (fewer when fewer qualify)."""
+    table = CategoryRules.build(rules, categories)
     drop = set(exclude)
-    banned = set(rules.exclude_categories)
-    adjusted = np.asarray(scores, dtype=np.float64).copy()
-    if rules.boosts:
-        # Scores are margins of any sign: boost on exp(score), which keeps the order.
-        factor = np.array([_boost(rules.boosts, c) for c in categories], dtype=np.float64)
-        adjusted = adjusted + np.log(factor)
-    order = np.argsort(-adjusted, kind="stable")  # ties keep the candidates' order
-    chosen: Ranked = Ranked([], [], [])
-    per_category: dict[str, int] = {}
+    dropped = np.array([str(i) in drop for i in item_ids], dtype=np.bool_).reshape(-1)
+    positions, adjusted = table.choose(scores, table.encode(categories), k, dropped)
+    return Ranked(
+        [str(i) for i in np.asarray(item_ids, dtype=object)[positions]],
+        adjusted.tolist(),
+        positions.tolist(),
+    )
+
+
+@njit(cache=True, nogil=True)
+def _choose(
+    scores: np.ndarray,
+    codes: np.ndarray,
+    log_boost: np.ndarray,
+    banned: np.ndarray,
+    limited: np.ndarray,
+    dropped: np.ndarray,
+    max_per_category: int,
+    positions: np.ndarray,
+    adjusted: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """Boosted scores into `adjusted`, then in their order (ties keep the candidates'
+    order) the candidates that are not dropped, not of an excluded category and not over
+    their category's limit, into `positions` until it is full; returns how many."""
+    for i in range(scores.shape[0]):
+        adjusted[i] = scores[i] + log_boost[codes[i]]
+    order = np.argsort(-adjusted, kind="mergesort")
+    taken = np.zeros(log_boost.shape[0], dtype=np.int64)
+    found = 0
     for pos in order:
-        item, category = str(item_ids[pos]), categories[pos]
-        if item in drop or _matches(category, banned):
-            continue
-        key = str(category) if category is not None else ""
-        if key and per_category.get(key, 0) >= rules.max_per_category:
-            continue
-        per_category[key] = per_category.get(key, 0) + 1
-        chosen.item_ids.append(item)
-        chosen.scores.append(float(adjusted[pos]))
-        chosen.positions.append(int(pos))
-        if len(chosen.item_ids) == k:
+        if found == positions.shape[0]:
             break
-    return chosen
+        code = codes[pos]
+        if dropped[pos] or banned[code]:
+            continue
+        if limited[code]:
+            if taken[code] >= max_per_category:
+                continue
+            taken[code] += 1
+        positions[found] = pos
+        found += 1
+    return found
 
 
 def _matches(category: Any, names: set[str]) -> bool:
@@ -112,24 +193,49 @@ def reasons(
     it names (first feature on ties), else FALLBACK_REASON. `missing`: those rows of
     `text_missing` (the request path keeps it per catalogue)."""
     templates, worded, needs = _templates(tuple(feature_names))
-    contrib = np.asarray(contributions)[:, :-1]
+    contrib = np.asarray(contributions)
     if len(contrib) == 0:
         return []
     if missing is None:
         missing = text_missing(items, len(contrib))
-    blocked = (missing.astype(np.int8) @ needs.T) > 0  # a value the wording names is missing
-    helped = np.where(worded & ~blocked & (contrib > 0), contrib, -np.inf)
-    best = helped.argmax(axis=1).tolist()
+    best = np.empty(len(contrib), dtype=np.int64)
+    _strongest(contrib, worded, needs, np.asarray(missing, dtype=np.bool_), best)
     out = []
-    for row, j in enumerate(best):
-        template = templates[j]
-        if helped[row, j] == -np.inf:
+    for row, j in enumerate(best.tolist()):
+        if j < 0:
             out.append(FALLBACK_REASON)
-        elif "{" in template:
-            out.append(template.format(**{f: _text(items.get(f), row) for f in FIELDS}))
-        else:
-            out.append(template)
+            continue
+        template = templates[j]
+        if "{" in template:
+            template = template.format(**{f: _text(items.get(f), row) for f in FIELDS})
+        out.append(template)
     return out
+
+
+@njit(cache=True, nogil=True)
+def _strongest(
+    contributions: np.ndarray,
+    worded: np.ndarray,
+    needs: np.ndarray,
+    missing: np.ndarray,
+    best: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Per row, the worded feature with the largest positive contribution whose wording's
+    values are not missing (the first on ties), or -1; the last column (bias) is never
+    one."""
+    for r in range(contributions.shape[0]):
+        chosen, strongest = -1, 0.0
+        for j in range(contributions.shape[1] - 1):
+            value = contributions[r, j]
+            if not worded[j] or not value > strongest:  # NaN is never stronger
+                continue
+            blocked = False
+            for f in range(needs.shape[1]):
+                if needs[j, f] and missing[r, f]:
+                    blocked = True
+            if not blocked:
+                chosen, strongest = j, value
+        best[r] = chosen
 
 
 def text_missing(items: dict[str, np.ndarray], n: int) -> np.ndarray:
