@@ -27,13 +27,16 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from serving.forest import Forest, ForestError, probe_matrix
 from serving.tower import QueryTower, TowerError, raw_inputs, read_query_tower
+
+if TYPE_CHECKING:  # serving.ranking imports this module
+    from serving.ranking import RankInputs
 
 # Rows the numpy tower and the SavedModel, the compiled trees and XGBoost, must agree on
 # before a version serves.
@@ -151,6 +154,12 @@ class ModelBundle:
         if self.forest is not None:
             return self.forest.predict(X)
         return self.reference_rank(X)
+
+    def rank_inputs(self, inputs: RankInputs) -> np.ndarray:
+        """`rank` of one user's candidates (serving.ranking.ranking_inputs)."""
+        if self.forest is not None:
+            return self.forest.predict_split(inputs.varying, inputs.slot, inputs.fixed)
+        return self.reference_rank(inputs.rows())
 
     def reference_rank(self, X: np.ndarray) -> np.ndarray:
         """`rank` through XGBoost itself: what the compiled forest is held to."""

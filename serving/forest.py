@@ -163,6 +163,21 @@ class Forest:
             self.walk(X, scores)
         return scores.astype(np.float64)
 
+    def predict_split(self, varying: np.ndarray, slot: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+        """`predict` of rows given as the features that differ between them and those that
+        do not: feature f of row r is varying[slot[f], r] where slot[f] >= 0, else fixed[f]
+        (float32). One user's candidates share every user feature: their splits are decided
+        once, and those columns are neither written per row nor read."""
+        n = varying.shape[1]
+        scores = np.empty(n, dtype=np.float32)
+        if self.quick is not None and n:
+            self.quick.score_split(varying, slot, fixed, np.float32(self.base), scores)
+        else:
+            X = np.repeat(fixed[np.newaxis, :], n, axis=0)
+            X[:, slot >= 0] = varying[slot[slot >= 0]].T
+            self.walk(X, scores)
+        return scores.astype(np.float64)
+
     def walk(self, X: np.ndarray, scores: np.ndarray) -> None:
         """Scores by walking every row down every tree (what `predict` is checked against)."""
         _compiled(self._rows(X), *self._arrays(), np.float32(self.base), scores, _NONE)
@@ -272,8 +287,28 @@ class QuickForest:
 
     def score(self, X: np.ndarray, base: np.float32, scores: np.ndarray) -> None:
         """Margin scores of the rows of X (float32, at least one row) into `scores`."""
+        n_features = X.shape[1]
+        self.score_split(
+            np.ascontiguousarray(X.T, dtype=np.float32),
+            np.arange(n_features, dtype=np.int64),
+            np.zeros(n_features, dtype=np.float32),
+            base,
+            scores,
+        )
+
+    def score_split(
+        self,
+        varying: np.ndarray,
+        slot: np.ndarray,
+        fixed: np.ndarray,
+        base: np.float32,
+        scores: np.ndarray,
+    ) -> None:
+        """`score` of rows given as in `Forest.predict_split`."""
         _quick(
-            np.ascontiguousarray(X.T),
+            varying,
+            slot,
+            fixed,
             self.tree,
             self.feature,
             self.threshold,
@@ -422,7 +457,9 @@ def _walk(
 
 @njit(cache=True, nogil=True)
 def _quick(
-    XT: np.ndarray,
+    varying: np.ndarray,
+    slot: np.ndarray,
+    fixed: np.ndarray,
     tree: np.ndarray,
     feature: np.ndarray,
     threshold: np.ndarray,
@@ -439,29 +476,38 @@ def _quick(
     base: np.float32,
     scores: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """QuickForest's scores; XT: the rows as columns (features x rows, float32)."""
-    n_features, n = XT.shape
+    """QuickForest's scores of rows given as in `Forest.predict_split`: `varying` holds
+    the features that differ between rows as rows (features x rows, float32)."""
+    n_features, n = slot.shape[0], varying.shape[1]
     everything = np.uint64(0xFFFFFFFFFFFFFFFF)
     invalid = cat_right.shape[1] - 1  # the column of categories outside every set
     top = np.float32(invalid)
-    # Features with one value in every row (NaN counts as a value) are decided once.
+    # Features with one value in every row (NaN counts as a value) are decided once:
+    # the fixed ones, and varying ones that happen to be the same in every row.
     constant = np.zeros(n_features, dtype=np.bool_)
+    first_value = np.empty(n_features, dtype=np.float32)
     for j in range(n_features):
-        first = XT[j, 0]
+        if slot[j] < 0:
+            constant[j] = True
+            first_value[j] = fixed[j]
+            continue
+        row = varying[slot[j]]
+        first = row[0]
+        first_value[j] = first
         same = True
         for r in range(1, n):
-            x = XT[j, r]
+            x = row[r]
             if not (x == first or (x != x and first != first)):
                 same = False
                 break
         constant[j] = same
     start = leaves.copy()
     for k in range(tree.shape[0]):
-        x = XT[feature[k], 0]
+        x = first_value[feature[k]]
         if constant[feature[k]] and ((x != x and not default_left[k]) or x >= threshold[k]):
             start[tree[k]] &= keep[k]
     for k in range(cat_tree.shape[0]):
-        x = XT[cat_feature[k], 0]
+        x = first_value[cat_feature[k]]
         if constant[cat_feature[k]]:
             code = np.int64(x) if (x >= 0 and x < top) else invalid
             if (x != x and not cat_default_left[k]) or (x == x and cat_right[k, code]):
@@ -474,7 +520,7 @@ def _quick(
     for k in range(tree.shape[0]):
         if constant[feature[k]]:
             continue
-        values, bits, cut = XT[feature[k]], alive[tree[k]], threshold[k]
+        values, bits, cut = varying[slot[feature[k]]], alive[tree[k]], threshold[k]
         mask, missing_right = keep[k], not default_left[k]
         for r in range(n):
             x = values[r]
@@ -483,7 +529,7 @@ def _quick(
     for k in range(cat_tree.shape[0]):
         if constant[cat_feature[k]]:
             continue
-        values, bits, table = XT[cat_feature[k]], alive[cat_tree[k]], cat_right[k]
+        values, bits, table = varying[slot[cat_feature[k]]], alive[cat_tree[k]], cat_right[k]
         mask, missing_right = cat_keep[k], not cat_default_left[k]
         for r in range(n):
             x = values[r]

@@ -30,7 +30,7 @@ from serving.bundle import ModelBundle
 from serving.config import ServingConfig
 from serving.features import FeatureReader
 from serving.keys import Keys
-from serving.ranking import ItemBlock, OnDemandItems, ranking_matrix
+from serving.ranking import ItemBlock, OnDemandItems, ranking_inputs
 from serving.retrieval import Candidates, retrieve
 from serving.rules import CategoryRules, Ranked, reasons
 from tailwise.features.online import resp_command
@@ -205,8 +205,8 @@ class RecommendGraph:
         t2 = time.perf_counter()
         stages["retrieval"] = t2 - t1
         block = self._block()
-        X = ranking_matrix(self.bundle, block, row, self._on_demand(block, ts), candidates)
-        scores = self.bundle.rank(X) if len(candidates) else np.zeros(0)
+        ranked = ranking_inputs(self.bundle, block, row, self._on_demand(block, ts), candidates)
+        scores = self.bundle.rank_inputs(ranked) if len(candidates) else np.zeros(0)
         t3 = time.perf_counter()
         stages["ranking"] = t3 - t2
         # Retrieval left `exclude` out already: the rules need not look for it.
@@ -215,7 +215,7 @@ class RecommendGraph:
         rows = candidates.rows[pos]
         why = (
             reasons(
-                self.bundle.contributions(X[pos]),
+                self.bundle.contributions(ranked.rows(pos)),
                 self.bundle.ranker_features,
                 {k: v[rows] for k, v in block.text.items()},
                 block.missing[rows],

@@ -122,6 +122,15 @@ def test_bit_masks_score_as_the_walk_with_columns_that_never_change(
     reference = booster.inplace_predict(X, iteration_range=(0, stopped_early.best_iteration + 1))
     np.testing.assert_allclose(got, reference, atol=1e-5)
     np.testing.assert_array_equal(forest.predict(X[:1]), _walked(forest, X[:1]))  # one row
+    # The same rows given split: the steady columns once, the others as rows.
+    slot = np.full(N_FEATURES, -1, dtype=np.int64)
+    moving = [j for j in range(N_FEATURES) if j not in steady]
+    slot[moving] = np.arange(len(moving))
+    fixed = np.where(slot < 0, X[0], np.float32(-7.0)).astype(np.float32)  # -7: never read
+    varying = np.ascontiguousarray(X[:, moving].T)
+    np.testing.assert_array_equal(forest.predict_split(varying, slot, fixed), got)
+    slow = dataclasses.replace(forest, quick=None)  # the walk's path of predict_split
+    np.testing.assert_array_equal(slow.predict_split(varying, slot, fixed), got)
 
 
 def test_trees_of_more_leaves_than_bits_are_walked() -> None:

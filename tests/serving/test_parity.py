@@ -14,7 +14,7 @@ import xgboost as xgb
 
 from serving.bundle import BundleError, ColdStart, ModelBundle, TowerInput, check_tower
 from serving.forest import Forest
-from serving.ranking import ItemBlock, encode_column, ranking_matrix
+from serving.ranking import ItemBlock, encode_column, ranking_inputs, ranking_matrix
 from serving.retrieval import Candidates, tower_inputs
 from serving.tower import read_query_tower
 from tailwise.features.cross import CROSS_FEATURES, cross_features, cross_features_for_user
@@ -289,6 +289,12 @@ def test_ranking_matrix_scores_equal_training_encode_and_predict() -> None:
     np.testing.assert_allclose(got, _codes(expected), rtol=1e-6)
     np.testing.assert_allclose(bundle.rank(got), result.predict(frame), rtol=1e-5)
     np.testing.assert_allclose(bundle.reference_rank(got), result.predict(frame), rtol=1e-5)
+    # The request path's form of the same matrix: the user's columns once.
+    inputs = ranking_inputs(
+        bundle, block, user, block.on_demand({"item_age_days": age_table}), candidates
+    )
+    np.testing.assert_array_equal(inputs.rows(np.array([3, 0])), got[[3, 0]])
+    np.testing.assert_array_equal(bundle.rank_inputs(inputs), bundle.rank(got))
 
 
 def test_unseen_category_and_missing_number_become_missing() -> None:
