@@ -173,9 +173,7 @@ class Forest:
         if self.quick is not None and n:
             self.quick.score_split(varying, slot, fixed, np.float32(self.base), scores)
         else:
-            X = np.repeat(fixed[np.newaxis, :], n, axis=0)
-            X[:, slot >= 0] = varying[slot[slot >= 0]].T
-            self.walk(X, scores)
+            self.walk(split_rows(varying, slot, fixed), scores)
         return scores.astype(np.float64)
 
     def walk(self, X: np.ndarray, scores: np.ndarray) -> None:
@@ -210,6 +208,27 @@ class Forest:
             self.value,
             self.mean,
         )
+
+
+def split_rows(
+    varying: np.ndarray, slot: np.ndarray, fixed: np.ndarray, positions: np.ndarray | None = None
+) -> np.ndarray:
+    """The rows (float32, one per feature column) of rows given as in
+    `Forest.predict_split`: all of them, or those at `positions`."""
+    if positions is None:
+        positions = np.arange(varying.shape[1])
+    X = np.empty((len(positions), len(slot)), dtype=np.float32)
+    _split_rows(varying, np.asarray(positions, dtype=np.int64), slot, fixed, X)
+    return X
+
+
+@njit(cache=True, nogil=True)
+def _split_rows(
+    varying: np.ndarray, positions: np.ndarray, slot: np.ndarray, fixed: np.ndarray, X: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    for i in range(positions.shape[0]):
+        for j in range(slot.shape[0]):
+            X[i, j] = fixed[j] if slot[j] < 0 else varying[slot[j], positions[i]]
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ class RecommendGraph:
         self.on_demand: tuple[Any, ItemBlock, OnDemandItems] | None = None
         self.last: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.popular: OrderedDict[tuple[str | None, str | None], Any] = OrderedDict()
-        self.popular_items: Any = None  # the CategoryRules `popular` was coded for
+        self.popular_rules: Any = None  # the CategoryRules `popular` was coded for
         self.profile_fields = [
             f
             for layout in reader.users.layouts
@@ -309,9 +309,9 @@ class RecommendGraph:
         for the request's context, kept per context until the item table is reloaded or
         the model switches (blending the lists costs ~0.3 ms)."""
         table, _ = self._category_rules()
-        if self.popular_items is not table:
+        if self.popular_rules is not table:
             self.popular.clear()
-            self.popular_items = table
+            self.popular_rules = table
         key = (req.device, req.country)
         found = self.popular.get(key)
         if found is None:

@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit
 
 from serving.bundle import ModelBundle
+from serving.forest import split_rows
 from serving.retrieval import Candidates
 from serving.rules import FIELDS, text_missing
 from tailwise.features.cross import CROSS_FEATURES, CROSS_INPUTS, CrossItems, cross_matrix
@@ -164,34 +165,11 @@ class RankInputs:
     varying: np.ndarray  # float32 (ItemBlock.varying, candidates)
     slot: np.ndarray  # int64 per ranker feature
     fixed: np.ndarray  # float32 per ranker feature (NaN where slot >= 0)
-    columns: np.ndarray  # intp: the ranker feature of each row of `varying`
-
-    def __len__(self) -> int:
-        return int(self.varying.shape[1])
 
     def rows(self, positions: np.ndarray | None = None) -> np.ndarray:
         """X (candidates x ranker features, float32) of the candidates at `positions`
         (all by default)."""
-        if positions is None:
-            positions = np.arange(len(self))
-        X = np.empty((len(positions), len(self.fixed)), dtype=np.float32)
-        _rows(self.varying, np.asarray(positions, dtype=np.int64), self.columns, self.fixed, X)
-        return X
-
-
-@njit(cache=True, nogil=True)
-def _rows(
-    varying: np.ndarray,
-    positions: np.ndarray,
-    columns: np.ndarray,
-    fixed: np.ndarray,
-    X: np.ndarray,
-) -> None:  # pragma: no cover - compiled
-    for i in range(positions.shape[0]):
-        for j in range(fixed.shape[0]):
-            X[i, j] = fixed[j]
-        for k in range(columns.shape[0]):
-            X[i, columns[k]] = varying[k, positions[i]]
+        return split_rows(self.varying, self.slot, self.fixed, positions)
 
 
 def ranking_matrix(
@@ -240,7 +218,7 @@ def ranking_inputs(
         np.asarray(candidates.scores, dtype=np.float64),
         on_demand.encoded,
     )
-    return RankInputs(varying, block.slot, fixed, block.varying)
+    return RankInputs(varying, block.slot, fixed)
 
 
 @njit(cache=True, nogil=True)
