@@ -1,6 +1,7 @@
 """The inference graph of one request, fused in one process: every hop costs ~5 ms here.
 
     request --one Redis round trip: cached response?, user features, purchased/seen sets
+              (sent ahead with `prefetch` where the caller has the request early)
       known user   --context (on-demand view)--> retrieval (query tower, top N)
                    --ranking (cross features, XGBoost)--> rules --> reasons
       unknown user --cold start: popular for the request's device and country--> rules
@@ -23,12 +24,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import hiredis
 import numpy as np
 import redis
 
 from serving.bundle import ModelBundle
 from serving.config import ServingConfig
+from serving.connection import Pending, RequestConnection
 from serving.features import FeatureReader
 from serving.keys import Keys
 from serving.ranking import ItemBlock, OnDemandItems, ranking_inputs
@@ -41,7 +42,6 @@ PROFILE_VIEW_PREFIX = "user_profile"
 SERVED_MAXLEN = 1_000_000
 LAST_RESPONSES = 50_000
 POPULAR_CONTEXTS = 256
-RECV_BYTES = 65536
 
 
 @dataclass
@@ -89,8 +89,7 @@ class RecommendGraph:
         self.config, self.retry_after = config, retry_after
         self.record = record  # cache answers and log them to the served stream
         self.down_until = 0.0
-        self.connection: Any = None  # redis Connection of the request path (_round_trip)
-        self.replies: Any = None  # its hiredis reply parser
+        self.line = RequestConnection(client)  # the request path's reads
         self.block: ItemBlock | None = None
         # (block, rules per category of the item table, the block's items' category codes)
         self.category_rules: tuple[ItemBlock, CategoryRules, np.ndarray] | None = None
@@ -109,23 +108,32 @@ class RecommendGraph:
     def degraded(self) -> bool:
         return time.monotonic() < self.down_until
 
-    def recommend(self, req: Request, log_features: bool = False, defer: bool = False) -> Answer:
+    def recommend(
+        self,
+        req: Request,
+        log_features: bool = False,
+        defer: bool = False,
+        prefetched: Pending | None = None,
+    ) -> Answer:
         """The answer for `req`. With `defer`, caching it and logging it to the served
-        stream is left to `answer.after()`, for the caller to run once the response is out."""
+        stream is left to `answer.after()`, for the caller to run once the response is out.
+        `prefetched`: `prefetch(req)`'s send, when the caller made one."""
         started = time.perf_counter()
         if self.degraded:
             return self._fallback(req, started)
         try:
-            answer = self._recommend(req, log_features, defer)
+            answer = self._recommend(req, log_features, defer, prefetched)
         except REDIS_DOWN:
             self.down_until = time.monotonic() + self.retry_after
             return self._fallback(req, started)
         answer.stages["total"] = time.perf_counter() - started
         return answer
 
-    def _recommend(self, req: Request, log_features: bool, defer: bool) -> Answer:
+    def _recommend(
+        self, req: Request, log_features: bool, defer: bool, prefetched: Pending | None
+    ) -> Answer:
         t0 = time.perf_counter()
-        user, cached, purchased, seen = self._read(req)
+        user, cached, purchased, seen = self._read(req, prefetched)
         if cached is not None:
             body = {**json.loads(cached), "request_id": req.request_id}
             self._remember(req.user_id, body)
@@ -152,12 +160,23 @@ class RecommendGraph:
         empty = dict.fromkeys(self.reader.user_feature_names)
         self._personal(Request("\x00warm-up", 10), empty, ts, set(), False, time.perf_counter())
 
-    def _read(self, req: Request) -> tuple[dict[str, Any], bytes | None, set[str], set[str]]:
-        """One round trip: cached answer, user features, purchased and seen items."""
-        use_cache = self.config.cache_ttl_seconds > 0 and req.timestamp is None
+    def prefetch(self, req: Request) -> Pending | None:
+        """Send `req`'s read now; `recommend(req, prefetched=...)` reads its replies, so
+        the round trip overlaps whatever runs in between (serving.ingress.Prefetch).
+        None when Redis is down."""
+        if self.degraded:
+            return None
+        try:
+            return self.line.send(self._read_commands(req))
+        except REDIS_DOWN:
+            self.down_until = time.monotonic() + self.retry_after
+            return None
+
+    def _read_commands(self, req: Request) -> list[bytes]:
+        """Cached answer (when caching), user features, purchased and seen items."""
         rules = self.config.rules
         commands: list[bytes] = []
-        if use_cache:
+        if self.config.cache_ttl_seconds > 0 and req.timestamp is None:
             fingerprint = req.fingerprint(self.bundle.version)
             commands.append(resp_command("HGET", self.keys.rec(req.user_id), fingerprint))
         commands.append(self.reader.users.read_command(req.user_id))
@@ -165,52 +184,29 @@ class RecommendGraph:
             commands.append(resp_command("SMEMBERS", self.keys.purchased(req.user_id)))
         if rules.exclude_seen:
             commands.append(resp_command("SMEMBERS", self.keys.seen(req.user_id)))
-        replies = self._round_trip(commands)
-        cached = replies.pop(0) if use_cache else None
-        user = self.reader.users.decode(replies.pop(0))
-        purchased = _strings(replies.pop(0)) if rules.exclude_purchased else set()
-        seen = _strings(replies.pop(0)) if rules.exclude_seen else set()
-        return user, cached, purchased, seen
+        return commands
 
-    def _round_trip(self, commands: list[bytes]) -> list[Any]:
-        """Packed `commands` in one write, and their replies, on the request path's own
-        connection: redis-py's pipeline costs ~0.1 ms more per call here (pool checkout,
-        readiness check, packing, reply callbacks) than the round trip itself. redis-py
-        opens the connection (authentication, database, timeouts); the commands go out
-        with one sendall on its socket and the replies are read with hiredis' parser.
-        Packed here (tailwise.features.online), a read after a 20 ms pause took 280 us
-        against 440 us with redis-py's packer. Any failure closes the connection (the
-        next call opens another) and is raised as redis-py's error."""
-        conn = self.connection
-        if conn is None:
-            pool = self.client.connection_pool
-            conn = self.connection = pool.connection_class(**pool.connection_kwargs)
-        try:
-            if conn._sock is None:
-                conn.connect()
-                self.replies = hiredis.Reader()
-            sock, reader = conn._sock, self.replies
-            sock.sendall(b"".join(commands))
-            out: list[Any] = []
-            while len(out) < len(commands):
-                reply = reader.gets()
-                if reply is False:
-                    data = sock.recv(RECV_BYTES)
-                    if not data:
-                        raise redis.ConnectionError("Redis closed the connection")
-                    reader.feed(data)
-                elif isinstance(reply, hiredis.ReplyError):
-                    raise redis.ResponseError(str(reply))
-                else:
-                    out.append(reply)
-            return out
-        except BaseException as exc:
-            conn.disconnect()
-            if isinstance(exc, TimeoutError):  # socket.timeout
-                raise redis.TimeoutError(f"Redis did not answer: {exc}") from exc
-            if isinstance(exc, OSError):
-                raise redis.ConnectionError(f"Redis connection failed: {exc}") from exc
-            raise
+    def _read(
+        self, req: Request, prefetched: Pending | None
+    ) -> tuple[dict[str, Any], bytes | None, set[str], set[str]]:
+        """One round trip (or `prefetched`'s, when it sent the same commands): cached
+        answer, user features, purchased and seen items."""
+        commands = self._read_commands(req)
+        if (
+            prefetched is not None
+            and prefetched.line is self.line  # not sent by the graph before a model switch
+            and prefetched.commands == commands
+        ):
+            replies = iter(self.line.receive(prefetched))
+        else:
+            replies = iter(self.line.round_trip(commands))
+        use_cache = self.config.cache_ttl_seconds > 0 and req.timestamp is None
+        rules = self.config.rules
+        cached = next(replies) if use_cache else None
+        user = self.reader.users.decode(next(replies))
+        purchased = _strings(next(replies)) if rules.exclude_purchased else set()
+        seen = _strings(next(replies)) if rules.exclude_seen else set()
+        return user, cached, purchased, seen
 
     def _personal(
         self,

@@ -36,6 +36,7 @@ from starlette.background import BackgroundTask
 from serving import api
 from serving.bundle import BundleError, load_bundle, version_folder
 from serving.config import ServingConfig
+from serving.connection import Pending
 from serving.events import ConsentBook, EventRejected, EventRules, EventWriter
 from serving.features import FeatureReader, check_features
 from serving.graph import RecommendGraph
@@ -92,7 +93,58 @@ class BodyLimit:
         await self.app(scope, receive, send)
 
 
-app.add_middleware(BodyLimit)
+PREFETCHED = "tailwise.prefetched"  # ASGI scope key: the request's Redis read, sent ahead
+
+
+class Prefetch:
+    """POST /recommend: the user's Redis read goes out as soon as the body is in, so its
+    round trip (~0.1 ms) overlaps FastAPI's routing and validation (~0.18 ms of CPU after
+    a pause between requests, measured in process) instead of following them.
+
+    The send is left in the scope; the handler's graph claims its replies when the
+    validated request sends the same commands (RecommendGraph.recommend), else reads its
+    own. Unclaimed (a 4xx, a model switch) it is read past once the response is out."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        start = getattr(app.state, "prefetch", None)
+        if (
+            start is None
+            or scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not scope["path"].endswith("/recommend")
+        ):
+            await self.app(scope, receive, send)
+            return
+        message = await receive()
+        sent = None
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            sent = scope[PREFETCHED] = start(message.get("body", b""))
+        first = [message]
+
+        async def replay() -> Any:
+            return first.pop() if first else await receive()
+
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            if sent is not None:
+                sent.line.release(sent)
+
+
+app.add_middleware(Prefetch)
+app.add_middleware(BodyLimit)  # outermost: a declared oversized body is never read
+
+
+def _configure_middleware(max_body_bytes: int, prefetch: Callable[[bytes], Any]) -> None:
+    """Hand the middlewares what they read. The deployment class below is pickled by value
+    with copies of the module globals, `app` included, while the middlewares (and this
+    function) are importable and see this module's own: setting `app.state` from the
+    class would not reach them."""
+    app.state.max_body_bytes = max_body_bytes
+    app.state.prefetch = prefetch
 
 
 # Everything the deployment uses is defined above it: @serve.deployment serialises the
@@ -173,7 +225,6 @@ class Ingress:
     def __init__(self, config: dict[str, Any], settings: dict[str, Any]) -> None:
         self.config = ServingConfig.model_validate(config)
         self.settings = Settings.model_validate(settings)
-        app.state.max_body_bytes = self.config.max_body_bytes
         self.metrics = ServingMetrics()
         self.ready = False
         timeout = self.config.redis_timeout_seconds
@@ -192,6 +243,7 @@ class Ingress:
         self._stop = threading.Event()
         self._swap = threading.Lock()
         threading.Thread(target=self._background, name="tailwise-background", daemon=True).start()
+        _configure_middleware(self.config.max_body_bytes, self._prefetch)
         self.ready = True
         logger.info("serving model %s (project %s)", self.graph.bundle.version, self.keys.project)
 
@@ -201,6 +253,7 @@ class Ingress:
     async def recommend(
         self,
         body: api.RecommendRequest,
+        request: Request,
         x_api_key: str | None = Header(None),
     ) -> Response:
         """Top-k items for a user now, with a reason each; `degraded` when Redis is down."""
@@ -222,6 +275,7 @@ class Ingress:
             ),
             log_features=bool(every) and self.served % every == 0,
             defer=True,
+            prefetched=request.scope.get(PREFETCHED),
         )
         self.metrics.observe_stages(answer.stages)
         if self.config.cache_ttl_seconds and body.context.timestamp is None:
@@ -327,6 +381,38 @@ class Ingress:
         graph.warm_up()
         self.metrics.set_model(bundle.version)
         return graph
+
+    def _prefetch(self, body: bytes) -> Pending | None:
+        """The graph's Redis read for a /recommend body, sent now (Prefetch); None when the
+        body is not a plain request (the handler's validation says what is wrong), when
+        it gives a timestamp (no cache read then) or when Redis is down."""
+        try:
+            raw = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(raw, dict):
+            return None
+        user, k, context, exclude = (
+            raw.get("user_id"),
+            raw.get("k", 10),
+            raw.get("context") or {},
+            raw.get("exclude", ()),
+        )
+        if not (
+            isinstance(user, str)
+            and type(k) is int
+            and isinstance(context, dict)
+            and context.get("timestamp") is None
+            and all(isinstance(context.get(f), str | None) for f in ("device", "country"))
+            and isinstance(exclude, list | tuple)
+            and all(isinstance(i, str) for i in exclude)
+        ):
+            return None
+        return self.graph.prefetch(
+            GraphRequest(
+                user, k, context.get("device"), context.get("country"), None, tuple(exclude)
+            )
+        )
 
     def _switch(self, version: str) -> None:
         with self._swap:

@@ -104,6 +104,7 @@ def app(served_world: ServedWorld, tmp_path_factory: pytest.TempPathFactory) -> 
         port=free_port(),
         api_keys=[KEY],
         cache_ttl_seconds=60,
+        max_body_bytes=100_000,
     )
     try:
         url = server.start(config, world.settings, ready_timeout=300)
@@ -170,6 +171,34 @@ def test_malformed_and_oversized_bodies_are_4xx(app: Client) -> None:
     big = json.dumps({"user_id": "u1", "exclude": ["x" * 100] * 20_000}).encode()
     status, answer = app.call("POST", "/recommend", raw=big)
     assert status == 413 and "exceeds" in answer["error"]
+    over = json.dumps({"user_id": "u1", "exclude": ["x" * 100] * 1_500}).encode()
+    status, answer = app.call("POST", "/recommend", raw=over)  # under the default limit
+    assert status == 413 and "limit of 100000 bytes" in answer["error"]
+
+
+def _hmget_calls(world: ServedWorld) -> int:
+    stats = redis.Redis.from_url(world.redis.url).info("commandstats")
+    return int(stats.get("cmdstat_hmget", {}).get("calls", 0))
+
+
+def test_the_read_sent_ahead_is_the_one_used_and_unclaimed_ones_are_read_past(
+    app: Client,
+    users: list[str],
+    served_world: ServedWorld,  # noqa: F811
+) -> None:
+    contexts = [{}, {"device": "mobile"}, {"device": "tablet", "country": "FR"}]
+    first = [app.recommend(u, k=4, context=c) for u, c in zip(users[1:4], contexts, strict=True)]
+    before = _hmget_calls(served_world)
+    for user, context in zip(users[1:4], contexts, strict=True):
+        body = {"user_id": user, "k": 4, "context": context, "exclude": ["nothing-like-it"]}
+        assert app.call("POST", "/recommend", body)[0] == 200
+    assert _hmget_calls(served_world) - before == 3  # one read each: the prefetched one
+    # Bodies that pass the early parse but fail validation send a read nobody claims.
+    for bad in ({"user_id": users[5], "k": 0}, {"user_id": " ", "k": 3}):
+        assert app.call("POST", "/recommend", bad)[0] == 422
+    assert _hmget_calls(served_world) - before == 5  # their reads went out all the same
+    again = [app.recommend(u, k=4, context=c) for u, c in zip(users[1:4], contexts, strict=True)]
+    assert [b["items"] for b in again] == [b["items"] for b in first]
 
 
 def test_unknown_user_gets_cold_start_for_the_context(app: Client) -> None:
