@@ -95,6 +95,7 @@ class ModelBundle:
     _packed: Any = None
     _loaded: Any = None
     _item_positions: dict[str, int] | None = None
+    _vector_columns: np.ndarray | None = None
 
     @property
     def retrieval_service(self) -> str:
@@ -110,6 +111,13 @@ class ModelBundle:
         if self._item_positions is None:
             self._item_positions = {str(i): n for n, i in enumerate(self.item_ids)}
         return self._item_positions
+
+    @property
+    def vector_columns(self) -> np.ndarray:
+        """`item_vectors` transposed (dimensions x items, C order), for retrieval's loop."""
+        if self._vector_columns is None:
+            self._vector_columns = np.ascontiguousarray(self.item_vectors.T)
+        return self._vector_columns
 
     def embed_row(self, row: dict[str, Any]) -> np.ndarray:
         """The query vector of one feature row (the numpy tower; the reference without it)."""

@@ -47,22 +47,26 @@ def retrieve(
         [p for p in (positions.get(i) for i in exclude) if p is not None], dtype=np.int64
     )
     scores = np.empty(len(bundle.item_vectors), dtype=np.float64)
-    rows = _best_rows(bundle.item_vectors, query, dropped, n, scores)
+    rows = _best_rows(bundle.vector_columns, query, dropped, n, scores)
     return Candidates(bundle.item_ids[rows], scores[rows], rows)
 
 
 @njit(cache=True, nogil=True)
 def _best_rows(
-    vectors: np.ndarray, query: np.ndarray, dropped: np.ndarray, n: int, scores: np.ndarray
+    columns: np.ndarray, query: np.ndarray, dropped: np.ndarray, n: int, scores: np.ndarray
 ) -> np.ndarray:  # pragma: no cover - compiled
-    """Every item's score (`vectors` . `query`, float64 sums) into `scores`, then the best
-    `n` rows (`_top_rows`). One compiled call: after a pause between requests, BLAS's
-    matrix-vector product and the float64 copy took ~70 us of CPU here, this loop ~20."""
-    for i in range(vectors.shape[0]):
-        total = 0.0
-        for j in range(vectors.shape[1]):
-            total += np.float64(vectors[i, j]) * np.float64(query[j])
-        scores[i] = total
+    """Every item's score (its vector . `query`, float64 sums over the dimensions in
+    order) into `scores`, then the best `n` rows (`_top_rows`). `columns`: the item
+    vectors transposed (dimensions x items), so the inner loop runs over items, which do
+    not depend on each other, and vectorises: 26 -> 10 us warm here against a loop per
+    item (whose sum is one chain of dependent additions), with the same sums bit for bit.
+    One compiled call: after a pause between requests, BLAS's matrix-vector product and
+    the float64 copy took ~70 us of CPU here."""
+    scores[:] = 0.0
+    for j in range(columns.shape[0]):
+        q = np.float64(query[j])
+        for i in range(columns.shape[1]):
+            scores[i] += np.float64(columns[j, i]) * q
     return _top_rows(scores, dropped, n)
 
 

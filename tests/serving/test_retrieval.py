@@ -36,9 +36,16 @@ def test_best_rows_scores_are_the_products() -> None:
     vectors = rng.normal(size=(300, 32)).astype(np.float32)
     vectors[100:110] = vectors[5]  # ties survive: the same vector, the same sum
     query = rng.normal(size=32).astype(np.float32)
-    scores = np.empty(300)
-    got = _best_rows(vectors, query, np.array([2], dtype=np.int64), 50, scores)
+    scores = np.full(300, np.nan)  # whatever it held before
+    columns = np.ascontiguousarray(vectors.T)
+    got = _best_rows(columns, query, np.array([2], dtype=np.int64), 50, scores)
     want = vectors.astype(np.float64) @ query.astype(np.float64)
     want[2] = -np.inf
     np.testing.assert_allclose(scores, want, rtol=1e-12, atol=1e-12)
+    # Exactly each item's float64 sum over the dimensions in order.
+    in_order = np.zeros(300)
+    for j in range(32):
+        in_order += vectors[:, j].astype(np.float64) * np.float64(query[j])
+    in_order[2] = -np.inf
+    np.testing.assert_array_equal(scores, in_order)
     np.testing.assert_array_equal(got, _top_rows(scores.copy(), np.zeros(0, np.int64), 50))
