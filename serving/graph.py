@@ -245,7 +245,7 @@ class RecommendGraph:
             else []
         )
         stages["rules"] = time.perf_counter() - t3
-        body = self._body(req, candidates.item_ids[pos].tolist(), adjusted.tolist(), why)
+        body = self._body(req, candidates.catalogue[rows].tolist(), adjusted.tolist(), why)
         features = None
         if log_features:
             features = {k: _plain(row.get(k)) for k in self.bundle.ranker_features if k in row}

@@ -24,12 +24,19 @@ from serving.tower import raw_inputs
 
 @dataclass
 class Candidates:
-    item_ids: np.ndarray  # object, best first
+    """Best first. Item ids are looked up only for what is asked (`catalogue[rows]` for
+    a response's k of the N)."""
+
+    catalogue: np.ndarray  # object: the model's item ids (`bundle.item_ids`)
     scores: np.ndarray  # float64 retrieval scores (cosine)
-    rows: np.ndarray  # intp, each candidate's row in the model's items (`bundle.item_ids`)
+    rows: np.ndarray  # intp, each candidate's row in `catalogue`
 
     def __len__(self) -> int:
-        return len(self.item_ids)
+        return len(self.rows)
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.catalogue[self.rows]
 
 
 def tower_inputs(bundle: ModelBundle, row: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -48,7 +55,7 @@ def retrieve(
     )
     scores = np.empty(len(bundle.item_vectors), dtype=np.float64)
     rows = _best_rows(bundle.vector_columns, query, dropped, n, scores)
-    return Candidates(bundle.item_ids[rows], scores[rows], rows)
+    return Candidates(bundle.item_ids, scores[rows], rows)
 
 
 @njit(cache=True, nogil=True)

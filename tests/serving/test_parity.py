@@ -264,7 +264,7 @@ def test_ranking_matrix_scores_equal_training_encode_and_predict() -> None:
     candidate_ids = np.array(["i3", "i0", "i7", "unknown", "i11"], dtype=object)
     # The model's items: the candidates (one the feature store does not know) and one more.
     bundle.item_ids = np.array([*candidate_ids, "i5"], dtype=object)
-    candidates = Candidates(candidate_ids, np.array([0.9, 0.8, 0.5, 0.4, 0.1]), np.arange(5))
+    candidates = Candidates(bundle.item_ids, np.array([0.9, 0.8, 0.5, 0.4, 0.1]), np.arange(5))
     user = {**_users(rng)[5], "age": 44.0, "gender": "male"}
     looked_up = table.lookup(list(candidate_ids))
     looked_up["item_age_days"] = np.array([1.0, 30.0, None, None, 5.0], dtype=object)
