@@ -8,7 +8,9 @@ Sending is split from reading so a request's read can go out as soon as its body
 (serving.ingress.Prefetch) and its round trip overlaps the framework's routing and
 validation, ~180 us here, instead of following it. Replies come back in the order the
 commands went out, so the pending sends are a queue; one that nobody claims (a request
-that failed validation) is read past and dropped.
+that failed validation) is read past by the next read and dropped, which costs that read
+no wait (those replies come before its own); past MAX_PENDING unread sends the
+connection starts over.
 
 redis-py opens the connection (authentication, database, timeouts); the commands go out
 with one sendall on its socket and the replies are read with hiredis' parser: redis-py's
@@ -20,7 +22,6 @@ again) and is raised as redis-py's error.
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -29,6 +30,7 @@ import hiredis
 import redis
 
 RECV_BYTES = 65536
+MAX_PENDING = 256  # sends not read yet; more means nobody will read them: start over
 
 
 @dataclass(eq=False)
@@ -56,6 +58,8 @@ class RequestConnection:
         return self.receive(self.send(commands))
 
     def send(self, commands: list[bytes]) -> Pending:
+        if len(self.pending) >= MAX_PENDING:  # unclaimed sends piling up (only 4xx lately)
+            self.close()
         try:
             if self.connection is None or self.connection._sock is None:
                 self._open()
@@ -86,13 +90,6 @@ class RequestConnection:
                 raise redis.ResponseError(str(reply))
         return sent.replies
 
-    def release(self, sent: Pending) -> None:
-        """Read past `sent` if nobody claimed its replies, so unread replies do not pile
-        up on the socket; a failure here only closes the connection."""
-        if sent.line is self and sent.replies is None and sent.generation == self.generation:
-            with contextlib.suppress(redis.RedisError):
-                self.receive(sent)
-
     def close(self) -> None:
         """Close the connection; the pending sends' owners send again on the next one."""
         if self.connection is not None:
@@ -106,7 +103,9 @@ class RequestConnection:
             self.connection = pool.connection_class(**pool.connection_kwargs)
         self.connection.connect()
         self.parser = hiredis.Reader()
-        self.pending.clear()
+        if self.pending:  # (every way to lose the socket goes through close)
+            self.pending.clear()
+            self.generation += 1
 
     def _read(self, count: int) -> list[Any]:
         sock, parser = self.connection._sock, self.parser
@@ -127,6 +126,6 @@ class RequestConnection:
         self.close()
         if isinstance(exc, TimeoutError):  # socket.timeout
             raise redis.TimeoutError(f"Redis did not answer: {exc}") from exc
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError | hiredis.ProtocolError):
             raise redis.ConnectionError(f"Redis connection failed: {exc}") from exc
         raise exc

@@ -163,13 +163,15 @@ class RecommendGraph:
     def prefetch(self, req: Request) -> Pending | None:
         """Send `req`'s read now; `recommend(req, prefetched=...)` reads its replies, so
         the round trip overlaps whatever runs in between (serving.ingress.Prefetch).
-        None when Redis is down."""
+        None when Redis is down (as a read would, it starts the degraded spell)."""
         if self.degraded:
             return None
         try:
             return self.line.send(self._read_commands(req))
         except REDIS_DOWN:
             self.down_until = time.monotonic() + self.retry_after
+            return None
+        except redis.RedisError:  # e.g. refused at connect: the request's own read says
             return None
 
     def _read_commands(self, req: Request) -> list[bytes]:

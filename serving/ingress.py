@@ -103,7 +103,8 @@ class Prefetch:
 
     The send is left in the scope; the handler's graph claims its replies when the
     validated request sends the same commands (RecommendGraph.recommend), else reads its
-    own. Unclaimed (a 4xx, a model switch) it is read past once the response is out."""
+    own. Unclaimed (a 4xx, a model switch), the next read on that connection reads past
+    it (serving.connection): no request waits for Redis on its behalf."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -119,26 +120,23 @@ class Prefetch:
             await self.app(scope, receive, send)
             return
         message = await receive()
-        sent = None
         if message["type"] == "http.request" and not message.get("more_body", False):
-            sent = scope[PREFETCHED] = start(message.get("body", b""))
+            sent = start(message.get("body", b""), scope["headers"])
+            if sent is not None:
+                scope[PREFETCHED] = sent
         first = [message]
 
         async def replay() -> Any:
             return first.pop() if first else await receive()
 
-        try:
-            await self.app(scope, replay, send)
-        finally:
-            if sent is not None:
-                sent.line.release(sent)
+        await self.app(scope, replay, send)
 
 
 app.add_middleware(Prefetch)
 app.add_middleware(BodyLimit)  # outermost: a declared oversized body is never read
 
 
-def _configure_middleware(max_body_bytes: int, prefetch: Callable[[bytes], Any]) -> None:
+def _configure_middleware(max_body_bytes: int, prefetch: Callable[[bytes, Any], Any]) -> None:
     """Hand the middlewares what they read. The deployment class below is pickled by value
     with copies of the module globals, `app` included, while the middlewares (and this
     function) are importable and see this module's own: setting `app.state` from the
@@ -382,10 +380,15 @@ class Ingress:
         self.metrics.set_model(bundle.version)
         return graph
 
-    def _prefetch(self, body: bytes) -> Pending | None:
+    def _prefetch(self, body: bytes, headers: list[tuple[bytes, bytes]]) -> Pending | None:
         """The graph's Redis read for a /recommend body, sent now (Prefetch); None when the
         body is not a plain request (the handler's validation says what is wrong), when
-        it gives a timestamp (no cache read then) or when Redis is down."""
+        it gives a timestamp (no cache read then), when the key it needs is not there or
+        when Redis cannot take it."""
+        if self.config.require_key_for_recommend:
+            given = next((v for k, v in headers if k == b"x-api-key"), None)
+            if given is None or not self._key_ok(given):
+                return None
         try:
             raw = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -476,8 +479,13 @@ class Ingress:
                 logger.warning("background task: %s", exc)
 
     def _authorise(self, key: str | None) -> None:
-        if key is None or not any(secrets.compare_digest(key, k) for k in self.api_keys):
+        # Starlette decodes headers as latin-1: back to the bytes sent, which compare_digest
+        # takes whatever they hold (a str with non-ASCII characters would raise).
+        if key is None or not self._key_ok(key.encode("latin-1")):
             raise HTTPException(401, {"error": "missing or invalid X-API-Key header"})
+
+    def _key_ok(self, key: bytes) -> bool:
+        return any(secrets.compare_digest(key, k.encode()) for k in self.api_keys)
 
     def _count(self, route: str, status: int, started: float) -> None:
         self.metrics.count(route, status, time.perf_counter() - started)

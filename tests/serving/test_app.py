@@ -218,6 +218,7 @@ def test_events_need_a_key_and_valid_fields(app: Client, users: list[str]) -> No
     event = {"user_id": users[2], "item_id": "i1", "event_type": "purchase", "timestamp": "now"}
     assert app.call("POST", "/events", event, key=None)[0] == 401
     assert app.call("POST", "/events", event, key="wrong")[0] == 401
+    assert app.call("POST", "/events", event, key="cl\u00e9")[0] == 401  # not ASCII: not a 500
     status, answer = app.call("POST", "/events", event)
     assert status == 422 and "timestamp" in json.dumps(answer)
     status, answer = app.call(

@@ -1,13 +1,13 @@
 """The request path's own Redis connection (serving.connection) against the real Redis:
-replies in order, sends read out of order, unclaimed sends read past, errors raised as
-redis-py's, and a fresh connection after a failure."""
+replies in order, sends read out of order, unclaimed sends read past or dropped, errors
+raised as redis-py's, and a fresh connection after a failure."""
 
 from __future__ import annotations
 
 import pytest
 import redis
 
-from serving.connection import RequestConnection
+from serving.connection import MAX_PENDING, RequestConnection
 from serving.keys import Keys
 from tailwise.features.online import resp_command
 
@@ -45,15 +45,23 @@ def test_sends_can_be_read_in_any_order(client: redis.Redis, keys: Keys) -> None
     assert line.receive(second) == [b"second", b"PONG"]
 
 
-def test_an_unclaimed_send_is_read_past(client: redis.Redis) -> None:
+def test_an_unclaimed_send_is_read_past_by_the_next_read(client: redis.Redis) -> None:
     line = RequestConnection(client)
     dropped = line.send([resp_command("ECHO", "nobody reads this")])
     kept = line.send([resp_command("ECHO", "kept")])
-    line.release(dropped)
-    assert dropped.replies == [b"nobody reads this"] and list(line.pending) == [kept]
     assert line.receive(kept) == [b"kept"]
-    line.release(kept)  # claimed already: nothing to read
+    assert dropped.replies == [b"nobody reads this"] and not line.pending
     assert line.round_trip([PING]) == [b"PONG"]
+
+
+def test_unread_sends_past_the_bound_start_the_connection_over(client: redis.Redis) -> None:
+    line = RequestConnection(client)
+    unread = [line.send([resp_command("ECHO", str(i))]) for i in range(MAX_PENDING)]
+    assert line.generation == 0 and len(line.pending) == MAX_PENDING
+    last = line.send([resp_command("ECHO", "last")])
+    assert line.generation == 1 and list(line.pending) == [last]
+    assert line.receive(last) == [b"last"]
+    assert line.receive(unread[7]) == [b"7"]  # its owner after all: sent again
 
 
 def test_an_error_reply_is_raised_and_the_connection_stays_in_step(
@@ -87,7 +95,6 @@ def test_a_send_belongs_to_its_connection(client: redis.Redis) -> None:
     sent = one.send([PING])
     with pytest.raises(ValueError, match="another connection"):
         other.receive(sent)
-    other.release(sent)  # not its own: left alone
     assert one.receive(sent) == [b"PONG"]
 
 
