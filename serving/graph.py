@@ -174,11 +174,15 @@ class RecommendGraph:
         except redis.RedisError:  # e.g. refused at connect: the request's own read says
             return None
 
+    def _cached(self, req: Request) -> bool:
+        """Whether `req`'s answer is looked up in (and written to) the response cache."""
+        return self.config.cache_ttl_seconds > 0 and req.timestamp is None
+
     def _read_commands(self, req: Request) -> list[bytes]:
         """Cached answer (when caching), user features, purchased and seen items."""
         rules = self.config.rules
         commands: list[bytes] = []
-        if self.config.cache_ttl_seconds > 0 and req.timestamp is None:
+        if self._cached(req):
             fingerprint = req.fingerprint(self.bundle.version)
             commands.append(resp_command("HGET", self.keys.rec(req.user_id), fingerprint))
         commands.append(self.reader.users.read_command(req.user_id))
@@ -202,9 +206,8 @@ class RecommendGraph:
             replies = iter(self.line.receive(prefetched))
         else:
             replies = iter(self.line.round_trip(commands))
-        use_cache = self.config.cache_ttl_seconds > 0 and req.timestamp is None
         rules = self.config.rules
-        cached = next(replies) if use_cache else None
+        cached = next(replies) if self._cached(req) else None
         user = self.reader.users.decode(next(replies))
         purchased = _strings(next(replies)) if rules.exclude_purchased else set()
         seen = _strings(next(replies)) if rules.exclude_seen else set()
@@ -362,7 +365,7 @@ class RecommendGraph:
         if not self.record:
             return
         pipe = self.client.pipeline(transaction=False)
-        if self.config.cache_ttl_seconds > 0 and req.timestamp is None:
+        if self._cached(req):
             key = self.keys.rec(req.user_id)
             pipe.hset(
                 key,
