@@ -34,10 +34,6 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.rows)
 
-    @property
-    def item_ids(self) -> np.ndarray:
-        return self.catalogue[self.rows]
-
 
 def tower_inputs(bundle: ModelBundle, row: dict[str, Any]) -> dict[str, np.ndarray]:
     """One user's raw query-tower inputs (batch of one), as the SavedModel takes them."""
