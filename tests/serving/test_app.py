@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import redis
 
-from serving.api import RecommendResponse
+from serving.api import RecommendRequest, RecommendResponse
 from serving.config import ServingConfig
 from serving.keys import Keys
 from tailwise.services import free_port
@@ -141,8 +141,17 @@ def test_contract_of_recommend(app: Client, users: list[str], served_world: Serv
     assert status == 200 and ready["ready"] is True
     status, docs = app.call("GET", "/openapi.json")
     assert status == 200 and "/recommend" in docs["paths"] and "/events" in docs["paths"]
-    answer = docs["paths"]["/recommend"]["post"]["responses"]["200"]["content"]
-    assert answer["application/json"]["schema"]["$ref"].endswith("/RecommendResponse")
+    recommend = docs["paths"]["/recommend"]["post"]
+    answer = recommend["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer["$ref"].endswith("/RecommendResponse")
+    # The body is validated outside FastAPI's parameters: /docs still shows its model.
+    asked = recommend["requestBody"]["content"]["application/json"]["schema"]
+    assert asked == {"$ref": "#/components/schemas/RecommendRequest"}
+    models = docs["components"]["schemas"]
+    assert set(models["RecommendRequest"]["properties"]) == set(RecommendRequest.model_fields)
+    assert "#/components/schemas/RequestContext" in json.dumps(models["RecommendRequest"])
+    assert "device" in models["RequestContext"]["properties"]
+    assert "x-api-key" in [p["name"] for p in recommend["parameters"]]
 
 
 @pytest.mark.parametrize(
@@ -181,7 +190,7 @@ def _hmget_calls(world: ServedWorld) -> int:
     return int(stats.get("cmdstat_hmget", {}).get("calls", 0))
 
 
-def test_the_read_sent_ahead_is_the_one_used_and_unclaimed_ones_are_read_past(
+def test_the_read_sent_ahead_is_the_one_used_and_bad_bodies_send_none(
     app: Client,
     users: list[str],
     served_world: ServedWorld,  # noqa: F811
@@ -193,10 +202,10 @@ def test_the_read_sent_ahead_is_the_one_used_and_unclaimed_ones_are_read_past(
         body = {"user_id": user, "k": 4, "context": context, "exclude": ["nothing-like-it"]}
         assert app.call("POST", "/recommend", body)[0] == 200
     assert _hmget_calls(served_world) - before == 3  # one read each: the prefetched one
-    # Bodies that pass the early parse but fail validation send a read nobody claims.
+    # Bodies that fail validation send no read; the handler says what is wrong.
     for bad in ({"user_id": users[5], "k": 0}, {"user_id": " ", "k": 3}):
         assert app.call("POST", "/recommend", bad)[0] == 422
-    assert _hmget_calls(served_world) - before == 5  # their reads went out all the same
+    assert _hmget_calls(served_world) - before == 3
     again = [app.recommend(u, k=4, context=c) for u, c in zip(users[1:4], contexts, strict=True)]
     assert [b["items"] for b in again] == [b["items"] for b in first]
 
