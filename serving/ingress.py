@@ -205,6 +205,11 @@ async def _json(request: Request) -> Any:
         ) from exc
 
 
+def _invalid_body(exc: ValidationError) -> RequestValidationError:
+    """A body's validation errors as FastAPI gives a body parameter's (under "body")."""
+    return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
+
+
 def _event_batch(payload: Any) -> api.EventBatch:
     try:
         if isinstance(payload, dict) and "events" in payload:
@@ -213,9 +218,7 @@ def _event_batch(payload: Any) -> api.EventBatch:
             return api.EventBatch.model_validate({"events": payload})
         return api.EventBatch(events=[api.Event.model_validate(payload)])
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
-        ) from exc
+        raise _invalid_body(exc) from exc
 
 
 async def _recommend_body(request: Request) -> api.RecommendRequest:
@@ -224,9 +227,7 @@ async def _recommend_body(request: Request) -> api.RecommendRequest:
     try:
         return api.RecommendRequest.model_validate_json(await request.body())
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
-        ) from exc
+        raise _invalid_body(exc) from exc
 
 
 def _graph_request(body: api.RecommendRequest, request_id: str = "") -> GraphRequest:
