@@ -5,10 +5,10 @@
                                 before them are read first and kept for their owners
 
 Sending is split from reading so a request's read can go out as soon as its body is in
-(serving.ingress.Prefetch) and its round trip overlaps the framework's routing and
-validation, ~180 us here, instead of following it. Replies come back in the order the
-commands went out, so the pending sends are a queue; one that nobody claims (a request
-that failed validation) is read past by the next read and dropped, which costs that read
+and validated (serving.ingress.Prefetch) and its round trip overlaps the framework's
+routing instead of following it. Replies come back in the order the commands went out,
+so the pending sends are a queue; one that nobody claims (its graph was replaced by a
+model switch in between) is read past by the next read and dropped, which costs that read
 no wait (those replies come before its own); past MAX_PENDING unread sends the
 connection starts over.
 
@@ -58,7 +58,7 @@ class RequestConnection:
         return self.receive(self.send(commands))
 
     def send(self, commands: list[bytes]) -> Pending:
-        if len(self.pending) >= MAX_PENDING:  # unclaimed sends piling up (only 4xx lately)
+        if len(self.pending) >= MAX_PENDING:  # unclaimed sends piling up
             self.close()
         try:
             if self.connection is None or self.connection._sock is None:
