@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tailwise.features.config import FeaturesParams
+from tailwise.repeats import RecommendParams
 from tailwise.synthetic.config import GenerateConfig
 
 
@@ -77,6 +78,7 @@ class Params(BaseModel):
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     ingest: IngestParams = Field(default_factory=IngestParams)
     features: FeaturesParams = Field(default_factory=FeaturesParams)
+    recommend: RecommendParams = Field(default_factory=RecommendParams)
 
 
 def load_params(path: Path) -> Params:
