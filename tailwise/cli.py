@@ -43,6 +43,7 @@ def _errors() -> Iterator[None]:
     """Turn the project's expected failures into one clear line and a meaningful exit code."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
+    from tailwise.errors import DataError
     from tailwise.features.store import FeatureStoreError
     from tailwise.ingest.errors import IngestError
     from tailwise.params import ParamsError
@@ -51,7 +52,7 @@ def _errors() -> Iterator[None]:
 
     try:
         yield
-    except (IngestError, ParamsError, FeatureStoreError) as exc:
+    except (DataError, IngestError, ParamsError, FeatureStoreError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from exc
     except PrivacyError as exc:
