@@ -44,13 +44,23 @@ class IngestParams(BaseModel):
     age_min: int = 13
     age_max: int = 110
     price_max: float = 1_000_000.0
-    earliest_timestamp: datetime = datetime(2000, 1, 1)
+    earliest_timestamp: datetime = Field(
+        datetime(1970, 1, 1),
+        description="Timestamps before this (UTC) are invalid; the default admits any era.",
+    )
     future_tolerance_hours: float = 24.0
     name_similarity: float = Field(
         88.0, ge=0, le=100, description="Name score (0-100) needed when only the phone matches."
     )
     consent_default: bool = Field(
         False, description="Consent assumed when a source has no consent column at all."
+    )
+    max_quarantine_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Ingest stops (exit 3) when one reason removes more than this share of a "
+        "table's rows; 1 stops only when a table keeps nothing.",
     )
     duckdb_memory_limit: str = "4GB"
     duckdb_threads: int = Field(2, ge=1)

@@ -161,10 +161,62 @@ EVENTS = Table(
     "One row per interaction (behavioural and contextual data).",
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (USERS, ITEMS, EVENTS)}
-
 PII_COLUMNS = ("email", "full_name", "phone")
 CONTEXT_COLUMNS = ("session_id", "device", "channel", "country")
+
+TABLES: dict[str, Table] = {t.name: t for t in (USERS, ITEMS, EVENTS)}
+
+# The clean tables ingest writes, column by column with their type. Every column is always
+# there with this type, even when the dataset has no value for it (then it is all null),
+# so no later stage meets a column of Arrow's `null` type or a missing one.
+CLEAN_USERS: dict[str, DType] = {
+    "user_id": "string",
+    "age": "int",
+    "age_imputed": "bool",
+    "gender": "string",
+    "gender_imputed": "bool",
+    "country": "string",
+    "country_imputed": "bool",
+    "region": "string",
+    "income_band": "string",
+    "income_band_imputed": "bool",
+    "region_imputed": "bool",
+    "signup_at": "timestamp",
+    "consent_tracking": "bool",
+    "email_hmac": "string",
+    "full_name_hmac": "string",
+    "phone_hmac": "string",
+    "source_records": "int",
+}
+CLEAN_ITEMS: dict[str, DType] = {
+    "item_id": "string",
+    "title": "string",
+    "description": "string",
+    "category": "string",
+    "category_l1": "string",
+    "brand": "string",
+    "price": "float",
+    "price_imputed": "bool",
+    "created_at": "timestamp",
+}
+CLEAN_EVENTS: dict[str, DType] = {
+    "event_id": "string",
+    "user_id": "string",
+    "item_id": "string",
+    "event_type": "string",
+    "timestamp": "timestamp",
+    "value": "float",
+    "price": "float",
+    "weight": "float",
+    **dict.fromkeys(CONTEXT_COLUMNS, "string"),
+}
+USER_MERGES: dict[str, DType] = {
+    "user_id": "string",
+    "canonical_user_id": "string",
+    "rule": "string",
+    "score": "float",
+}
+
 
 TIMESTAMP_RULE = (
     "Timestamps are read as ISO-8601 with any UTC offset ('2026-10-01T12:34:56+02:00', "

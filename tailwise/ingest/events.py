@@ -23,19 +23,9 @@ from tailwise.ingest.served import (
     served_quarantine_sql,
 )
 from tailwise.params import IngestParams
-from tailwise.schema import CONTEXT_COLUMNS, EVENTS
+from tailwise.schema import CLEAN_EVENTS, EVENTS
 
-CLEAN_COLUMNS = [
-    "event_id",
-    "user_id",
-    "item_id",
-    "event_type",
-    "timestamp",
-    "value",
-    "price",
-    "weight",
-    *CONTEXT_COLUMNS,
-]
+CLEAN_COLUMNS = list(CLEAN_EVENTS)
 
 
 def checks(p: IngestParams) -> list[parse.Check]:
@@ -183,6 +173,7 @@ def ingest_events(
     outcome.add_corrections(con, corrections_sql(p))
     exact, conflicting = _deduplicate(con, served is not None)
     outcome.kept = _write(con, out / "events")
+    outcome.columns_without_values = _without_values(con)
     valid = outcome.input - outcome.quarantined - outcome.excluded_no_consent
     outcome.duplicates_merged = valid - outcome.kept
     if exact:
@@ -218,6 +209,14 @@ def _deduplicate(con: duckdb.DuckDBPyConnection, served: bool) -> tuple[int, int
     exact = int(valid[0]) - int(n_distinct[0]) if valid and n_distinct else 0
     conflicting = int(n_distinct[0]) - int(n_clean[0]) if n_distinct and n_clean else 0
     return exact, conflicting
+
+
+def _without_values(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Optional contract columns that no kept event has a value for."""
+    optional = [c.name for c in EVENTS.columns if not c.required]
+    counts = ", ".join(f"count({c})" for c in optional)
+    row = con.execute(f"SELECT {counts} FROM clean_events").fetchone() or ()
+    return [c for c, n in zip(optional, row, strict=True) if not n]
 
 
 def _write(con: duckdb.DuckDBPyConnection, target: Path) -> int:

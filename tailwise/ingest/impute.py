@@ -12,8 +12,6 @@ Method (documented in data/README.md):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 
@@ -47,35 +45,29 @@ def impute_demographics(users: pd.DataFrame, event_country: pd.DataFrame) -> pd.
 
 
 def _fill_by_groups(df: pd.DataFrame, col: str, levels: list[list[str]], how: str) -> pd.Series:
-    values = df[col].astype(float) if how == "median" else df[col].copy()
+    """Fill missing `col` from the median (or mode) of known values in the same group, trying
+    each level of keys in turn; groups need `MIN_GROUP` known values. Group keys are read as
+    text with missing as a level of its own, so a key column that is absent or entirely null
+    (one object, one float column in pandas) still groups."""
+    known = df[col].notna()
+    values = df[col].astype(float) if how == "median" else df[col].astype(object)
+    values = values.where(known)
     for keys in levels:
         missing = values.isna()
         if not missing.any():
             return values
-        known = df.loc[df[col].notna(), [*keys, col]].assign(**{col: values[df[col].notna()]})
-        stats = known.groupby(keys, dropna=False)[col].agg(["size", _agg(how)])
-        stats = stats.loc[stats["size"] >= MIN_GROUP, _agg_name(how)]
-        if stats.empty:
-            continue
-        fill = df.loc[missing, keys].merge(
-            stats.rename("_fill"), left_on=keys, right_index=True, how="left"
-        )["_fill"]
-        values.loc[missing] = fill.to_numpy()
-    if values.isna().any():
-        overall = df[col].dropna()
-        if not overall.empty:
-            values = values.fillna(overall.median() if how == "median" else overall.mode().iat[0])
+        groups = [df[k].astype("string").fillna(_MISSING_KEY).to_numpy() for k in keys]
+        by = values.where(known).groupby(groups, dropna=False)
+        size = by.transform("count")
+        stat = by.transform("median") if how == "median" else by.transform(_mode)
+        values = values.where(~missing, stat.where(size >= MIN_GROUP))
+    if values.isna().any() and known.any():
+        overall = values[known]
+        values = values.fillna(overall.median() if how == "median" else _mode(overall))
     return values
 
 
-def _agg(how: str) -> str | Callable[[pd.Series], object]:
-    if how == "median":
-        return "median"
-    return _mode
-
-
-def _agg_name(how: str) -> str:
-    return "median" if how == "median" else "_mode"
+_MISSING_KEY = "\x00missing"
 
 
 def _mode(s: pd.Series) -> object:

@@ -18,6 +18,7 @@ import pandas as pd
 from tailwise.ingest import parse
 from tailwise.ingest.outcome import TableOutcome
 from tailwise.params import IngestParams
+from tailwise.schema import CLEAN_ITEMS, ITEMS
 
 _PATH_SPLIT = re.compile(r"\s*(?:/|>|»|\\)\s*")
 
@@ -101,24 +102,16 @@ def ingest_items(
     df["category"] = normalise_categories(df["category"])
     df["category_l1"] = df["category"].str.split("|").str[0].str.split("/").str[0]
     df["brand"] = _canonical_spelling(df["brand"])
-    df["price_imputed"] = df["price"].isna()
-    first_cat = df["category"].str.split("|").str[0]
-    by_cat = df.groupby(first_cat)["price"].transform("median")
-    df["price"] = df["price"].fillna(by_cat).fillna(df["price"].median())
-    outcome.kept = len(df)
-    keep = [
-        "item_id",
-        "title",
-        "description",
-        "category",
-        "category_l1",
-        "brand",
-        "price",
-        "price_imputed",
-        "created_at",
-        *extras_cat,
-        *extras_num,
+    outcome.columns_without_values = [
+        c.name for c in ITEMS.columns if not c.required and df[c.name].isna().all()
     ]
+    df["price_imputed"] = df["price"].isna()
+    if df["price"].notna().any():
+        first_cat = df["category"].str.split("|").str[0]
+        by_cat = df.groupby(first_cat)["price"].transform("median")
+        df["price"] = df["price"].fillna(by_cat).fillna(df["price"].median())
+    outcome.kept = len(df)
+    keep = [*CLEAN_ITEMS, *extras_cat, *extras_num]
     quarantine_sql = f"""
         SELECT 'items' AS table_name, 'item_id' AS column_name, NULL AS value,
                'required value is missing' AS reason, to_json(t) AS row_json

@@ -3,7 +3,8 @@
 Buckets are assigned in a fixed order: quarantined (the row cannot be used), then
 duplicates_merged (the row repeats one already counted), then excluded_no_consent (the
 person withheld consent or asked to be forgotten), else kept. Value corrections do not
-move a row between buckets; they are counted beside them.
+move a row between buckets; they are counted beside them, as are the contract columns
+that hold no value at all in the kept rows.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class TableOutcome:
     excluded_no_consent: int = 0
     reasons: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     corrections: Counter[str] = field(default_factory=Counter)
+    # Contract columns with no value in any kept row (absent, all null or all invalid).
+    columns_without_values: list[str] = field(default_factory=list)
 
     def add_corrections(self, con: duckdb.DuckDBPyConnection, corrections_sql: str) -> None:
         rows = con.execute(
@@ -57,4 +60,5 @@ class TableOutcome:
             **{b: getattr(self, b) for b in BUCKETS},
             "reasons": {k: dict(v.most_common()) for k, v in self.reasons.items() if v},
             "values_corrected": dict(self.corrections.most_common()),
+            "columns_without_values": list(self.columns_without_values),
         }

@@ -5,10 +5,17 @@ quarantine.parquet (rows that could not be used, with column and reason; persona
 left out), corrections.parquet (values nulled, with reason), user_merges.parquet,
 quality_report.json, data_inventory.md. `erasures.parquet` (hashed ids of forgotten
 users) is read, never overwritten, so a forgotten user stays forgotten on re-ingest.
+
+Everything is written to a staging folder first. When a table keeps no row, or one reason
+removes more than `ingest.max_quarantine_share` of it (limits.py), the run stops with
+`IngestStopped`: the clean tables in `out` are left as they were and only the reports
+(quality_report.json, data_inventory.md, quarantine.parquet, corrections.parquet) go to
+`out/rejected/`, where a person can see why. A run that passes removes `out/rejected/`.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -20,18 +27,26 @@ import duckdb
 import pandas as pd
 
 from tailwise.engine import connect_duckdb
-from tailwise.ingest import events, items, users
-from tailwise.ingest.errors import IngestError
+from tailwise.ingest import events, items, limits, users
+from tailwise.ingest.errors import IngestError, IngestStopped
 from tailwise.ingest.outcome import TableOutcome
+from tailwise.ingest.output import typed_columns, write_table
 from tailwise.ingest.parse import sql_str
 from tailwise.ingest.report import inventory, write_report
 from tailwise.ingest.served import served_quarantine_sql
 from tailwise.ingest.sources import Mapping, directory_mapping, load_mapping, register_table
 from tailwise.params import IngestParams
-from tailwise.schema import TABLES
+from tailwise.schema import CLEAN_ITEMS, CLEAN_USERS, TABLES, USER_MERGES
 
 ERASURES = "erasures.parquet"
 STEPS = ("read sources", "users", "items", "events", "write files", "report")
+REJECTED = "rejected"
+REPORT_FILES = (
+    "quality_report.json",
+    "data_inventory.md",
+    "quarantine.parquet",
+    "corrections.parquet",
+)
 
 
 def connect(work: Path, p: IngestParams) -> duckdb.DuckDBPyConnection:
@@ -74,14 +89,35 @@ def run_ingest(
         types = {
             name: register_table(con, TABLES[name], getattr(spec, name), base) for name in TABLES
         }
-        report = _run(con, spec, types, staged, erased_hashes(out), p, key, served, step)
+        report, outcomes = _run(con, spec, types, staged, erased_hashes(out), p, key, served, step)
+        consent = types["users"]["consent_personalization"] != "NULL"
+        stops = limits.violations(outcomes, p, consent)
+        if stops:
+            _reject(staged, out, report, stops)
+            raise IngestStopped(
+                "ingest stopped: " + " ".join(stops) + f" The reports are in {out / REJECTED}; "
+                f"the clean tables in {out} were not changed."
+            )
         _swap_in(staged, out)
+        shutil.rmtree(out / REJECTED, ignore_errors=True)
     finally:
         con.close()
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(staged, ignore_errors=True)
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
+
+
+def _reject(staged: Path, out: Path, report: dict[str, Any], stops: list[str]) -> None:
+    """Move this run's reports (not its tables) to `out/rejected/`, replacing older ones."""
+    report["stopped"] = stops
+    (staged / "quality_report.json").write_text(json.dumps(report, indent=2, default=str))
+    target = out / REJECTED
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir()
+    for name in REPORT_FILES:
+        if (staged / name).exists():
+            (staged / name).rename(target / name)
 
 
 def _swap_in(staged: Path, out: Path) -> None:
@@ -105,7 +141,7 @@ def _run(
     key: bytes,
     served: Path | None,
     step: Callable[[str], None],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, TableOutcome]]:
     step(STEPS[1])
     con.execute("SET preserve_insertion_order=true")  # first-record-wins merges stay stable
     u = users.ingest_users(
@@ -137,9 +173,11 @@ def _run(
         "WHERE country IS NOT NULL GROUP BY 1"
     ).df()
     clean_users = users.finish_users(u.clean, key, event_country, u.extras)
-    clean_users.to_parquet(out / "users.parquet", index=False)
-    it.clean.to_parquet(out / "items.parquet", index=False)
-    u.merges.to_parquet(out / "user_merges.parquet", index=False)
+    users_cols = typed_columns(CLEAN_USERS, spec.users.extra_categorical, spec.users.extra_numeric)
+    write_table(clean_users, out / "users.parquet", users_cols)
+    items_cols = typed_columns(CLEAN_ITEMS, spec.items.extra_categorical, spec.items.extra_numeric)
+    write_table(it.clean, out / "items.parquet", items_cols)
+    write_table(u.merges, out / "user_merges.parquet", USER_MERGES)
     _copy(
         con,
         out / "quarantine.parquet",
@@ -164,7 +202,7 @@ def _run(
     if served is not None:
         sources["served_events"] = str(served)
     inv = inventory(con, out, sources, outcomes)
-    return write_report(out, outcomes, inv, {"sources": sources})
+    return write_report(out, outcomes, inv, {"sources": sources}), outcomes
 
 
 def _copy(con: duckdb.DuckDBPyConnection, path: Path, selects: list[str], last: str) -> None:

@@ -3,7 +3,9 @@
 A source is either a directory holding `users`, `items` and `events` files (CSV, Parquet
 or JSONL, contract column names) or a YAML mapping that names files and columns. Either
 way each table becomes a DuckDB view `raw_<table>` whose columns are the contract's
-names (plus declared extras), so the validators never see source-specific names.
+names (plus declared extras), so the validators never see source-specific names. An
+optional column that is absent, or present without a single value, has source type
+"NULL": the parsers turn it into a typed NULL and consent columns into the default.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tailwise.ingest.errors import IngestError
-from tailwise.ingest.parse import sql_ident, sql_str
+from tailwise.ingest.parse import raw_text, sql_ident, sql_str
 from tailwise.schema import TABLES, Table
 
 Format = Literal["csv", "parquet", "jsonl"]
@@ -130,7 +132,25 @@ def register_table(
         raise IngestError(f"{table.name}: cannot read {path} as {fmt}: {exc}") from exc
     if n == 0:
         raise IngestError(f"{table.name}: {path} has a header but no rows")
-    return types
+    return _mark_empty(con, table, spec, types)
+
+
+def _mark_empty(
+    con: duckdb.DuckDBPyConnection, table: Table, spec: TableMapping, types: dict[str, str]
+) -> dict[str, str]:
+    """An optional column present but without one value is treated as absent (type "NULL"),
+    so every later step sees one shape for "this dataset has no such data"."""
+    present = [
+        c.name
+        for c in table.columns
+        if not c.required and types[c.name] != "NULL" and c.name not in spec.constants
+    ]
+    if not present:
+        return types
+    counts = ", ".join(f"count({raw_text(c, types[c])})" for c in present)
+    row = con.execute(f"SELECT {counts} FROM raw_{table.name}").fetchone() or ()
+    empty = {c for c, n in zip(present, row, strict=True) if not n}
+    return {c: "NULL" if c in empty else t for c, t in types.items()}
 
 
 def _reader_sql(fmt: Format, files: list[str], json_columns: list[str] | None = None) -> str:

@@ -20,7 +20,7 @@ from tailwise.ingest.impute import impute_demographics
 from tailwise.ingest.outcome import TableOutcome
 from tailwise.params import IngestParams
 from tailwise.privacy import pseudonymise
-from tailwise.schema import PII_COLUMNS
+from tailwise.schema import CLEAN_USERS, PII_COLUMNS, USERS
 
 INCOME_BANDS = ("low", "lower_mid", "upper_mid", "high")
 
@@ -164,6 +164,7 @@ def ingest_users(
 
     clean = df.loc[~excluded].reset_index(drop=True)
     outcome.kept = len(clean)
+    outcome.columns_without_values = _without_values(clean, types)
     kept_ids = set(clean["user_id"])
     return UsersResult(
         clean=clean,
@@ -183,6 +184,20 @@ KEPT_USERS = (
     "(SELECT t.*, m.user_id AS canonical_user_id FROM typed_users t "
     "JOIN user_map m ON m.source_user_id = t.user_id AND m.status = 'kept')"
 )
+
+
+CONSENT_COLUMNS = ("consent_personalization", "consent_tracking")
+
+
+def _without_values(clean: pd.DataFrame, types: dict[str, str]) -> list[str]:
+    """Optional contract columns no kept user has a value for (before imputation); a
+    consent column counts when the source had none, since the default then stands in."""
+    return [
+        c.name
+        for c in USERS.columns
+        if not c.required
+        and (types[c.name] == "NULL" if c.name in CONSENT_COLUMNS else clean[c.name].isna().all())
+    ]
 
 
 def _exclusions(
@@ -208,24 +223,7 @@ def finish_users(
     users = impute_demographics(clean, event_country)
     for col in PII_COLUMNS:
         users[f"{col}_hmac"] = pseudonymise(_normalised_pii(users, col), key)
-    cols = [
-        "user_id",
-        "age",
-        "age_imputed",
-        "gender",
-        "gender_imputed",
-        "country",
-        "country_imputed",
-        "region",
-        "income_band",
-        "income_band_imputed",
-        "region_imputed",
-        "signup_at",
-        "consent_tracking",
-        *(f"{c}_hmac" for c in PII_COLUMNS),
-        "source_records",
-        *extras,
-    ]
+    cols = [*CLEAN_USERS, *extras]
     return users[cols]
 
 
