@@ -33,7 +33,9 @@ def impute_demographics(users: pd.DataFrame, event_country: pd.DataFrame) -> pd.
     from_events = df["user_id"].map(
         dict(zip(event_country["user_id"], event_country["country"], strict=True))
     )
-    df["country"] = df["country"].astype(object).fillna(from_events).fillna("unknown")
+    country = df["country"].astype(object)
+    country = country.where(country.notna(), from_events.astype(object))
+    df["country"] = country.where(country.notna(), "unknown")
 
     df["age"] = _fill_by_groups(df, "age", [["country", "income_band"], ["country"]], "median")
     df["age"] = df["age"].round().astype("Int64")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from tailwise.ingest.outcome import TableOutcome
 from tailwise.params import IngestParams
 
+_CONSENT = "column 'consent_personalization' of users (missing or unreadable means no consent)"
 # (table, words in the reason, what governs it); first match wins.
 _GOVERNED_BY: list[tuple[str, str, str]] = [
     ("events", "timestamp: before", "params ingest.earliest_timestamp"),
@@ -28,8 +29,8 @@ _GOVERNED_BY: list[tuple[str, str, str]] = [
     ),
     ("events", "user_id: not in the users table", "the users table (every event's user_id)"),
     ("events", "item_id: not in the items table", "the items table (every event's item_id)"),
-    ("events", "user excluded", "users' consent_personalization"),
-    ("users", "no personalization consent", "users' consent_personalization"),
+    ("events", "user excluded", _CONSENT),
+    ("users", "no personalization consent", _CONSENT),
 ]
 # Honouring a person's erasure request is never a reason to stop.
 _NEVER_STOPS = ("erased on request",)
@@ -39,7 +40,7 @@ def governed_by(table: str, reason: str, consent_in_source: bool) -> str:
     """The parameter or source column a person changes to keep rows removed for `reason`."""
     for name, words, what in _GOVERNED_BY:
         if name == table and words in reason:
-            if what == "users' consent_personalization" and not consent_in_source:
+            if what == _CONSENT and not consent_in_source:
                 return (
                     "params ingest.consent_default (the users source has no "
                     "consent_personalization values, so the default applies)"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tailwise.ingest.erasure import forget_user
-from tailwise.ingest.errors import IngestError
+from tailwise.ingest.errors import IngestError, IngestStopped
 from tailwise.ingest.outcome import BUCKETS
 from tailwise.ingest.pipeline import run_ingest
 from tailwise.params import IngestParams
@@ -38,14 +38,18 @@ def test_erased_person_stays_out_when_a_new_record_becomes_canonical(
     reconciled(report)
 
 
-def test_no_event_kept_still_reports(tmp_path: Path, params: IngestParams) -> None:
+def test_no_event_kept_stops_and_still_reports(tmp_path: Path, params: IngestParams) -> None:
     raw = write_raw(tmp_path / "raw", "csv")
     users = pd.read_csv(raw / "users.csv", dtype=str)
     users["consent_personalization"] = "false"
     users.to_csv(raw / "users.csv", index=False)
-    report = run_ingest(tmp_path / "out", params, KEY, source=raw)
+    with pytest.raises(IngestStopped, match="events: no row of 13 was kept") as stop:
+        run_ingest(tmp_path / "out", params, KEY, source=raw)
+    assert "consent_personalization" in str(stop.value)
+    report = json.loads((tmp_path / "out" / "rejected" / "quality_report.json").read_text())
     assert report["tables"]["events"]["kept"] == 0
-    assert (tmp_path / "out" / "quality_report.json").exists()
+    assert report["stopped"]
+    assert not (tmp_path / "out" / "quality_report.json").exists()
     reconciled(report)
 
 
