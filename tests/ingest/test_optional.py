@@ -26,7 +26,7 @@ CLEAN = {"users.parquet": CLEAN_USERS, "items.parquet": CLEAN_ITEMS}
 
 
 def _cases() -> list[object]:
-    cases = []
+    cases: list[object] = []
     for table, columns in OPTIONAL.items():
         half = len(columns) // 2
         combos = {
