@@ -252,6 +252,9 @@ def print_report(report: dict[str, Any]) -> None:
             str(d["freshness"])[:19],
         )
     out.print(inventory)
+    for name, t in report["tables"].items():
+        if t.get("columns_without_values"):
+            out.print(f"{name}: no values for {', '.join(t['columns_without_values'])}")
 
 
 @app.command()

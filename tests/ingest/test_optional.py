@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from tailwise.cli import app
 from tailwise.ingest.errors import IngestStopped
 from tailwise.ingest.impute import impute_demographics
 from tailwise.ingest.output import arrow_schema
@@ -157,3 +159,18 @@ def test_users_without_income_band_and_some_ages_ingest(tmp_path: Path) -> None:
     clean = pd.read_parquet(tmp_path / "out" / "users.parquet")
     assert clean["age"].notna().all()
     assert clean["age_imputed"].any()
+
+
+def test_cli_report_lists_columns_without_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TAILWISE_HMAC_KEY", "f" * 64)
+    monkeypatch.setenv("TAILWISE_HOME", str(tmp_path / "home"))
+    _only_required(tmp_path / "raw", "csv")
+    (tmp_path / "params.yaml").write_text("ingest:\n  consent_default: true\n")
+    result = CliRunner().invoke(app, ["ingest", "--source", "raw", "--out", "clean"])
+    assert result.exit_code == 0, result.output
+    assert "items: no values for title, description, category, brand, price, created_at" in (
+        " ".join(result.output.split())
+    )

@@ -34,7 +34,7 @@ def test_every_bad_field_is_named_and_nothing_is_cleaned() -> None:
         make_event(),  # fine
         make_event(event_type="clickk"),
         make_event(timestamp="yesterday"),
-        make_event(timestamp="1999-12-31T23:00:00Z"),
+        make_event(timestamp="1969-12-31T23:00:00Z"),
         make_event(timestamp=(NOW + timedelta(hours=30)).isoformat()),
         make_event(event_type="rating"),  # a rating needs a value
         make_event(event_type="rating", value=7),
@@ -61,7 +61,7 @@ def test_every_bad_field_is_named_and_nothing_is_cleaned() -> None:
         "page_view, product_view, purchase, rating)"
     )
     assert "not ISO-8601 or epoch seconds" in got[(2, "timestamp")]
-    assert "before 2000-01-01" in got[(3, "timestamp")]
+    assert "before 1970-01-01" in got[(3, "timestamp")]
     assert "more than 24 hours in the future" in got[(4, "timestamp")]
     assert "needs a value in 0..5" in got[(5, "value")]
     assert "0..1e+06" in got[(7, "price")]
