@@ -25,10 +25,19 @@ _GOVERNED_BY: list[tuple[str, str, str]] = [
     (
         "events",
         "a rating needs a value",
-        "params ingest.rating_scale_max and ingest.value_weighted_types",
+        "column 'value' of events (a rating is weighted by its value), or params "
+        "ingest.value_weighted_types and ingest.rating_scale_max",
     ),
-    ("events", "user_id: not in the users table", "the users table (every event's user_id)"),
-    ("events", "item_id: not in the items table", "the items table (every event's item_id)"),
+    (
+        "events",
+        "user_id: not in the users table",
+        "column 'user_id' of events (each must be a user_id of the users table)",
+    ),
+    (
+        "events",
+        "item_id: not in the items table",
+        "column 'item_id' of events (each must be an item_id of the items table)",
+    ),
     ("events", "user excluded", _CONSENT),
     ("users", "no personalization consent", _CONSENT),
 ]

@@ -133,3 +133,9 @@ def test_cli_exits_3_with_one_message(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "Traceback" not in result.output
     assert "ingest.earliest_timestamp" in " ".join(result.output.split())
     assert (tmp_path / "clean" / "rejected" / "quality_report.json").exists()
+
+
+def test_ratings_without_values_stop_naming_the_column(tmp_path: Path) -> None:
+    raw = _write(tmp_path / "raw", [2024] * 4, ["rating"] * 4)
+    with pytest.raises(IngestStopped, match=r"column 'value' of events.*value_weighted_types"):
+        run_ingest(tmp_path / "out", PARAMS, KEY, source=raw)
