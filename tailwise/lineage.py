@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from tailwise.errors import DataError
 
 VERSION_FILE = "data_version.json"
 _CHUNK = 1 << 20
+_VERSION = re.compile(r"[0-9a-f]{64}")
 
 
 class DataMismatchError(DataError):
@@ -55,6 +57,12 @@ def data_version(clean_dir: Path) -> str:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def is_version(value: object) -> bool:
+    """Is `value` a data version of this module (artifacts written before it recorded other
+    fingerprints, which cannot be compared)?"""
+    return isinstance(value, str) and _VERSION.fullmatch(value) is not None
 
 
 def as_of(clean_dir: Path) -> pd.Timestamp:

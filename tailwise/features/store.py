@@ -179,15 +179,16 @@ def registry_data_version(store: Any) -> str | None:
 def check_registry(store: Any, expected: str | None, whose: str, fix: str) -> None:
     """Refuse a registry whose data version differs from `expected` (the data version of
     `whose`, e.g. "model version v3"); `fix` is the command(s) that put it right. Nothing
-    to check when `expected` is None (an artifact from before data versions)."""
-    if not expected:
+    to check when `expected` is None or not a `tailwise.lineage` data version (an artifact
+    written before data versions, which cannot be compared)."""
+    if not lineage.is_version(expected):
         return
     registered = registry_data_version(store)
     if registered != expected:
         held = f"data version {registered[:12]}" if registered else "no data version"
         raise lineage.DataMismatchError(
             f"the Feast registry of project {store.project!r} holds features of {held}, but "
-            f"{whose} comes from data version {expected[:12]}: run {fix}"
+            f"{whose} comes from data version {str(expected)[:12]}: run {fix}"
         )
 
 
@@ -237,10 +238,16 @@ def materialize(settings: Settings, end: datetime | None = None) -> dict[str, An
 
 
 def _materialize_all(store: Any, views: list[Any], end: datetime) -> None:
-    # Every view from the 1970 floor: the newest row of each key is what serving reads, and
-    # a start of "now minus the TTL" (Feast's default) loads nothing from a dataset of
-    # another era; Feast's online reads do not expire values by TTL.
-    store.materialize(start_date=EARLIEST, end_date=end, feature_views=[v.name for v in views])
+    # Views without expiry (ttl 0: profiles, catalogue, daily snapshots) load from the 1970
+    # floor, so a dataset of any era reaches Redis. A view with a TTL (the real-time session
+    # state) loads only what is still valid at `end`, as an offline read at `end` would:
+    # Feast's online reads do not expire values themselves.
+    starts: dict[datetime, list[str]] = {}
+    for view in views:
+        start = max(EARLIEST, end - view.ttl) if view.ttl else EARLIEST
+        starts.setdefault(start, []).append(view.name)
+    for start, names in sorted(starts.items()):
+        store.materialize(start_date=start, end_date=end, feature_views=names)
 
 
 def teardown(settings: Settings, store: Any) -> None:

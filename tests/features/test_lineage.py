@@ -99,6 +99,7 @@ def test_registry_carries_the_version_and_materialize_refuses_other_tables(tmp_p
         assert registry_data_version(store) == data_version(clean)
         check_registry(store, data_version(clean), "model version v1", "`x`")
         check_registry(store, None, "model version v0", "`x`")  # no version recorded: skip
+        check_registry(store, "3f2a9c0d11e4b7a8", "model version v0", "`x`")  # older kind
         with pytest.raises(DataMismatchError, match="model version v2 comes from data version"):
             check_registry(store, "0" * 64, "model version v2", "`tailwise features apply`")
         # Tables rebuilt from other data but not applied: materialize refuses them.
