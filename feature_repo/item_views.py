@@ -31,7 +31,7 @@ item_profile_catalog = FeatureView(
 item_daily_popularity = FeatureView(
     name="item_daily_popularity",
     entities=[item],
-    ttl=timedelta(days=400),
+    ttl=timedelta(0),  # snapshots decay to zero; no expiry for data of any era
     schema=[
         Field(name=f"item_{c}", dtype=Float64 if c.startswith("conversion") else Int64)
         for c in ITEM_DAILY_COLUMNS

@@ -2,6 +2,8 @@
 
 Paths are absolute (the DuckDB offline store resolves relative paths against the working
 directory, not this folder): TAILWISE_FEATURES_DIR, else data/features beside this repo.
+Every source is tagged with the data version the tables were built from (their
+data_version.json), so the registry says which data it serves.
 """
 
 import json
@@ -29,7 +31,14 @@ def _declared_extras() -> list[tuple[str, str]]:
     return [(c["name"], c["type"]) for c in columns if c["name"] not in PROFILE_COLUMNS]
 
 
+def _data_version() -> str:
+    """The data version of the tables (tailwise.lineage), or "" for a build without one."""
+    record = FEATURES_DIR / "data_version.json"
+    return str(json.loads(record.read_text())["data_version"]) if record.exists() else ""
+
+
 USER_EXTRA_COLUMNS = _declared_extras()
+DATA_VERSION = _data_version()
 
 
 def _table(name: str, description: str, field_mapping: dict[str, str] | None = None) -> FileSource:
@@ -41,7 +50,7 @@ def _table(name: str, description: str, field_mapping: dict[str, str] | None = N
         created_timestamp_column="created_timestamp",
         description=description,
         owner="ml-platform@tailwise.dev",
-        tags={"built_by": "tailwise features build"},
+        tags={"built_by": "tailwise features build", "data_version": DATA_VERSION},
     )
 
 

@@ -7,7 +7,9 @@ from feast import FeatureView, Field
 from feast.types import Array, Bool, Float32, Float64, Int64, String
 from sources import USER_EXTRA_COLUMNS, user_daily_source, user_profile_source
 
-DAILY_TTL = timedelta(days=400)  # snapshots already decay; a quiet user keeps their last state
+# No expiry: snapshots already decay to zero 30 days after activity, a quiet user keeps
+# their last state, and a TTL would null out every feature of a dataset from another era.
+DAILY_TTL = timedelta(0)
 
 
 def _ints(*names: str) -> list[Field]:

@@ -20,7 +20,7 @@ from serving.features import FeatureReader, check_features
 from serving.graph import RecommendGraph, Request
 from serving.history import bootstrap_history
 from serving.keys import Keys
-from tailwise.features.store import open_store
+from tailwise.features.store import check_registry, open_store
 from tailwise.settings import Settings
 
 
@@ -29,6 +29,13 @@ def open_graph(config: ServingConfig, settings: Settings) -> RecommendGraph:
     bundle = load_bundle(version_folder(config.models_dir, config.model_version))
     client = redis.Redis.from_url(settings.redis_url)
     store = open_store(settings)
+    check_registry(
+        store,
+        bundle.manifest.get("data_version"),
+        f"model version {bundle.version}",
+        f"`tailwise features build --data {config.clean_dir}`, `tailwise features apply` and "
+        "`tailwise features materialize` (the data the version was trained on)",
+    )
     reader = FeatureReader(store, client, bundle.ranking_service, list(bundle.item_ids))
     check_features(bundle, reader)
     keys = Keys(store.project)

@@ -139,9 +139,11 @@ def train(
 ) -> None:
     """Features (when missing), optional tuning, the retriever, the ranker, the evaluation
     next to the baselines; publishes the version to MODELS/<version> and MODELS/LATEST."""
+    from tailwise.lineage import check_features
     from training.pipeline import train as run_train
 
     with _training_errors():
+        check_features(features, data, "train")
         evaluation, training, settings, store = _setup(data, features, params, build=True)
         console.print("training (two-tower retrieval, then the ranker) and evaluating ...")
         outcome = run_train(
@@ -205,12 +207,15 @@ def evaluate(
     params: Params = PARAMS,
 ) -> None:
     """Evaluate the baselines (and the oracle, and a trained --model) on the test window."""
+    from tailwise.lineage import check_features
     from training.config import EvaluationParams
     from training.evaluate import evaluate_baselines
     from training.pipeline import evaluate_version, evaluation_metrics
     from training.version import publish as publish_version
 
     with _training_errors():
+        if features is not None:
+            check_features(features, data, "evaluate")
         p = EvaluationParams.model_validate(_section(params, "evaluation"))
         if model is None:
             result = evaluate_baselines(data, p, ground_truth, features)

@@ -4,8 +4,10 @@ Flow: clean events -> user-hash buckets -> `realtime_state` per bucket (user_rea
 each user's end-of-day state) -> DuckDB daily aggregates -> per-bucket snapshot range
 joins (user_daily without segment, item_daily) -> K-Means segments fit on the latest
 snapshots -> segment assigned in SQL while streaming user_daily to its final file.
-Static tables (user_profile, item_catalog) come from users/items in pandas. Work files
-live in a temporary folder inside `out` and are removed at the end.
+Static tables (user_profile, item_catalog) come from users/items in pandas. Every input
+is read through `inputs` (absent or all-null optional columns become typed nulls). Work
+files live in a temporary folder inside `out` and are removed at the end; the data
+version and as-of time of `clean` are written to `data_version.json` (`tailwise.lineage`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
+from tailwise import lineage
 from tailwise.engine import connect_duckdb
-from tailwise.features import daily, profiles, segments
+from tailwise.errors import DataError
+from tailwise.features import daily, inputs, profiles, segments
 from tailwise.features.config import FeaturesParams
 from tailwise.features.realtime import to_arrow, write_user_realtime
 from tailwise.ingest.parse import sql_str
@@ -50,7 +54,7 @@ EVENTS_PER_BUCKET = 1_000_000
 Progress = Callable[[str, float], None]  # (step, fraction of the whole build done)
 
 
-class FeaturesError(ValueError):
+class FeaturesError(DataError):
     """The clean data cannot be built into features (the message says what is missing)."""
 
 
@@ -87,6 +91,7 @@ def build_features(
     summary.seconds = round(time.perf_counter() - started, 2)
     summary.step_seconds = clock.seconds
     _write_manifest(out, clean, params, created, summary)
+    lineage.write_version(out, lineage.describe(clean))
     clock.step("manifest", 1.0)
     return summary
 
@@ -141,21 +146,25 @@ def _build(
     clock: _Clock,
 ) -> BuildSummary:
     clock.step("profiles")
-    events = str(clean / "events" / "**" / "*.parquet")
-    scan = f"read_parquet({sql_str(events)}, hive_partitioning = false)"
+    if not any((clean / "events").rglob("*.parquet")):
+        raise FeaturesError(f"{clean / 'events'} holds no events")
+    scan = inputs.events_view(con, str(clean / "events" / "**" / "*.parquet"))
     n_events = con.execute(f"SELECT count(*) FROM {scan}").fetchone()[0]  # type: ignore[index]
     if not n_events:
         raise FeaturesError(f"{clean / 'events'} holds no events")
-    users = pd.read_parquet(clean / "users.parquet")
-    items = pd.read_parquet(clean / "items.parquet")
+    users = inputs.read_users(clean)
+    items = inputs.read_items(clean)
     first = con.execute(f"SELECT user_id, min(timestamp) AS t FROM {scan} GROUP BY 1").df()
     profile = profiles.user_profile(users, first.set_index("user_id")["t"], created)
-    write_table(profile, out / "user_profile.parquet")
-    write_table(profiles.item_catalog(items, created), out / "item_catalog.parquet")
+    write_table(profile, out / "user_profile.parquet", profiles.PROFILE_TYPES)
+    first_item = con.execute(f"SELECT item_id, min(timestamp) AS t FROM {scan} GROUP BY 1").df()
+    catalog = profiles.item_catalog(items, created, first_item.set_index("item_id")["t"])
+    write_table(catalog, out / "item_catalog.parquet", profiles.CATALOG_TYPES)
     con.register("items_df", items[["item_id", "category", "brand", "price"]])
     con.execute(
-        "CREATE TABLE items AS SELECT item_id, split_part(category, '|', 1) AS leaf, brand, "
-        "price FROM items_df"
+        "CREATE TABLE items AS SELECT CAST(item_id AS VARCHAR) AS item_id, "
+        "split_part(CAST(category AS VARCHAR), '|', 1) AS leaf, CAST(brand AS VARCHAR) AS brand, "
+        "CAST(price AS DOUBLE) AS price FROM items_df"
     )
     con.register("profile_df", profile[["user_id", "signup_epoch"]])
     con.execute("CREATE TABLE profile AS SELECT * FROM profile_df")
@@ -187,7 +196,7 @@ def _build(
     con.execute(
         f"CREATE TABLE day_state AS SELECT * FROM read_parquet({sql_str(str(work / 'day_state.parquet'))})"
     )
-    con.execute(f"CREATE VIEW ev AS {daily.events_sql(events)}")
+    con.execute(f"CREATE VIEW ev AS {daily.events_sql(scan)}")
     for statement in daily.stage_daily(n_buckets):
         con.execute(statement)
 
@@ -283,8 +292,10 @@ def _copy_final(
     )
 
 
-def write_table(df: pd.DataFrame, path: Path) -> None:
-    pq.write_table(to_arrow(df), path)
+def write_table(df: pd.DataFrame, path: Path, types: dict[str, Any] | None = None) -> None:
+    """`df` as Parquet; columns named in `types` get exactly that Arrow type (an all-null
+    column is then a typed null, not Arrow's `null` type)."""
+    pq.write_table(to_arrow(df, types), path)
 
 
 def _write_manifest(

@@ -62,10 +62,14 @@ def build(
             data, settings.features_dir, load_params(params).features, progress=step
         )
         bar.update(task, description="features: done", completed=1.0)
+    from tailwise.lineage import recorded
+
     rows = ", ".join(f"{name} {n:,}" for name, n in summary.rows.items())
+    version = recorded(settings.features_dir) or {}
     console.print(
         f"[green]wrote[/green] {settings.features_dir}: {rows} in {summary.seconds:.1f}s; "
-        f"segments: {', '.join(summary.segment_names)}"
+        f"segments: {', '.join(summary.segment_names)}; data version "
+        f"{str(version.get('data_version'))[:12]} as of {version.get('as_of')}"
     )
 
 

@@ -12,22 +12,22 @@ the last active day before S; recent_items is the realtime state at the end of t
 from __future__ import annotations
 
 from tailwise.features.timezones import DAY_PARTS, zones_sql
-from tailwise.ingest.parse import sql_str
 
 SNAPSHOT_OFFSETS = (1, 2, 8, 31)  # days after an active day: 1/7/30-day windows decay to 0
 _TYPES = {"views": "product_view", "carts": "add_to_cart", "purchases": "purchase"}
 _DEVICES = ("mobile", "desktop", "tablet")
 
 
-def events_sql(events_glob: str) -> str:
-    """Clean events joined to item attributes and local time (one row per event)."""
+def events_sql(events: str) -> str:
+    """Clean events (the relation `inputs.events_view` creates) joined to item attributes and
+    local time (one row per event)."""
     return f"""
         SELECT e.user_id, e.item_id, e.event_type, e.session_id, e.device, e.weight,
                CAST(e.timestamp AS DATE) AS day, i.leaf, i.brand, i.price AS item_price,
                CASE WHEN e.event_type = 'purchase'
                     THEN coalesce(e.price, i.price) * coalesce(e.value, 1) END AS spend,
                timezone(coalesce(z.zone, 'UTC'), e.timestamp) AS local_ts
-        FROM read_parquet({sql_str(events_glob)}, hive_partitioning = false) e
+        FROM {events} e
         LEFT JOIN items i USING (item_id)
         LEFT JOIN {zones_sql()} z ON z.country = e.country
     """

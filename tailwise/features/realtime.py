@@ -27,6 +27,14 @@ REALTIME_COLUMNS = (
     "rt_hour_events",
     "rt_hour_carts",
 )
+REALTIME_TYPES = {
+    "user_id": pa.string(),
+    "rt_last_items": pa.list_(pa.string()),
+    "rt_last_category": pa.string(),
+    "rt_session_events": pa.int64(),
+    "rt_hour_events": pa.int64(),
+    "rt_hour_carts": pa.int64(),
+}
 _HOUR_US = 3_600_000_000
 _ONE_US = pd.Timedelta(1, "us").as_unit("us")
 
@@ -164,7 +172,7 @@ def write_user_realtime(
             # from that instant (Feast could otherwise pick either row).
             state = state.drop_duplicates(["user_id", "event_timestamp"], keep="last")
             state.insert(2, "created_timestamp", created)
-            table = to_arrow(state)
+            table = to_arrow(state, REALTIME_TYPES)
             writer = writer or pq.ParquetWriter(out, table.schema)
             writer.write_table(table)
             days = _end_of_day(state)
@@ -179,12 +187,18 @@ def write_user_realtime(
     return rows
 
 
-def to_arrow(df: pd.DataFrame) -> pa.Table:
+def to_arrow(df: pd.DataFrame, types: dict[str, pa.DataType] | None = None) -> pa.Table:
     """Arrow table with timestamps as timestamp[us, UTC] and no pandas metadata (readers
-    would otherwise try to rebuild the ArrowDtype list columns and fail)."""
+    would otherwise try to rebuild the ArrowDtype list columns and fail); columns named in
+    `types` get exactly that type (an all-null column is a typed null, not type `null`)."""
     table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata()
+    types = types or {}
     fields = [
-        pa.field(f.name, pa.timestamp("us", tz="UTC")) if pa.types.is_timestamp(f.type) else f
+        pa.field(f.name, types[f.name])
+        if f.name in types
+        else pa.field(f.name, pa.timestamp("us", tz="UTC"))
+        if pa.types.is_timestamp(f.type)
+        else f
         for f in table.schema
     ]
     return table.cast(pa.schema(fields))

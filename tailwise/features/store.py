@@ -3,7 +3,9 @@
 feature_store.yaml stays the readable source of truth for `feast plan/apply`; here it is
 loaded, the Redis connection is taken from REDIS_URL, and the project and registry can
 be overridden (tests and several deployments share one Redis under their own project).
-Definitions are read from feature_repo/ with Feast's own parser.
+Definitions are read from feature_repo/ with Feast's own parser. The registry's sources
+carry the data version of the tables (`registry_data_version`): materialising other
+tables, or serving a model trained on other data, is refused (`check_registry`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from urllib.parse import unquote, urlparse
 
 import yaml
 
+from tailwise import lineage
 from tailwise.settings import Settings
 
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+# A full load starts here: data of any era after 1970 reaches Redis, whatever the TTLs.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class FeatureStoreError(RuntimeError):
@@ -156,6 +160,49 @@ def _check_sources(store: Any, settings: Settings) -> None:
             )
 
 
+def registry_data_version(store: Any) -> str | None:
+    """The data version the registered sources were built from (None: none recorded)."""
+    tags = {
+        source.tags.get("data_version", "")
+        for source in store.list_data_sources()
+        if getattr(source, "path", None)
+    }
+    versions = sorted(tags - {""})
+    if len(versions) > 1:
+        raise lineage.DataMismatchError(
+            f"the Feast registry of project {store.project!r} mixes data versions "
+            f"{[v[:12] for v in versions]}: run `tailwise features apply`"
+        )
+    return versions[0] if versions else None
+
+
+def check_registry(store: Any, expected: str | None, whose: str, fix: str) -> None:
+    """Refuse a registry whose data version differs from `expected` (the data version of
+    `whose`, e.g. "model version v3"); `fix` is the command(s) that put it right. Nothing
+    to check when `expected` is None or not a `tailwise.lineage` data version (an artifact
+    written before data versions, which cannot be compared)."""
+    if not lineage.is_version(expected):
+        return
+    registered = registry_data_version(store)
+    if registered != expected:
+        held = f"data version {registered[:12]}" if registered else "no data version"
+        raise lineage.DataMismatchError(
+            f"the Feast registry of project {store.project!r} holds features of {held}, but "
+            f"{whose} comes from data version {str(expected)[:12]}: run {fix}"
+        )
+
+
+def _check_version(store: Any, settings: Settings) -> None:
+    """The tables must be the data version the registry was applied with."""
+    record = lineage.recorded(settings.features_dir) or {}
+    check_registry(
+        store,
+        record.get("data_version"),
+        f"the tables in {settings.features_dir}",
+        f"`tailwise features apply --features {settings.features_dir}` first",
+    )
+
+
 def materialize(settings: Settings, end: datetime | None = None) -> dict[str, Any]:
     """Newest values into Redis: all of them the first time and after every rebuild of the
     tables (so corrected and late rows land), else only what is new since the last run."""
@@ -167,6 +214,7 @@ def materialize(settings: Settings, end: datetime | None = None) -> dict[str, An
     built_at = str(_require_tables(settings)["built_at"])
     store = open_store(settings)
     _check_sources(store, settings)
+    _check_version(store, settings)
     end = end or datetime.now(UTC)
     views = store.list_feature_views()
     if not views:
@@ -190,8 +238,10 @@ def materialize(settings: Settings, end: datetime | None = None) -> dict[str, An
 
 
 def _materialize_all(store: Any, views: list[Any], end: datetime) -> None:
-    # A view's values are valid for its ttl (ttl=0: forever). Feast's incremental start for
-    # ttl=0 views is "a year ago", and profiles can be older, so start explicitly.
+    # Views without expiry (ttl 0: profiles, catalogue, daily snapshots) load from the 1970
+    # floor, so a dataset of any era reaches Redis. A view with a TTL (the real-time session
+    # state) loads only what is still valid at `end`, as an offline read at `end` would:
+    # Feast's online reads do not expire values themselves.
     starts: dict[datetime, list[str]] = {}
     for view in views:
         start = max(EARLIEST, end - view.ttl) if view.ttl else EARLIEST

@@ -80,8 +80,9 @@ def write_clean(root: Path, users: list[dict], items: list[dict], events: list[d
     pd.DataFrame(users).to_parquet(root / "users.parquet", index=False)
     pd.DataFrame(items).to_parquet(root / "items.parquet", index=False)
     ev = pd.DataFrame(events)
-    ev["value"] = ev["value"].astype(float)
-    ev["price"] = ev["price"].astype(float)
+    for column in ("value", "price"):
+        if column in ev:
+            ev[column] = ev[column].astype(float)
     for day, part in ev.groupby(ev["timestamp"].dt.strftime("%Y-%m-%d")):
         folder = root / "events" / f"event_date={day}"
         folder.mkdir(parents=True)

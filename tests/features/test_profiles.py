@@ -12,7 +12,7 @@ from tailwise.features.config import FeaturesParams
 from tests.features.conftest import build_small, event, item, user
 
 
-def test_profile_valid_from_signup_else_first_event_else_2000(tmp_path):
+def test_profile_valid_from_signup_else_first_event_else_always(tmp_path):
     users = [
         user("u1", signup="2025-05-05", loyalty_tier="gold"),
         user("u2", signup=None, loyalty_tier="none"),
@@ -31,7 +31,7 @@ def test_profile_valid_from_signup_else_first_event_else_2000(tmp_path):
     assert list(p["event_timestamp"].dt.strftime("%Y-%m-%d %H")) == [
         "2025-05-05 00",
         "2026-03-03 10",
-        "2000-01-01 00",
+        "1970-01-01 00",
     ]
     assert p.loc["u1", "signup_epoch"] == pd.Timestamp("2025-05-05", tz="UTC").timestamp()
     assert p.loc["u1", "income_rank"] == 3 and p.loc["u1", "age_band"]
