@@ -47,7 +47,7 @@ from training.ranker import RankerConfig
 from training.reranker import fit_ranker, labelled_candidates
 from training.retrieval import RetrievalConfig, TwoTowerRecommender
 from training.split import Split, read_events, read_items, temporal_split
-from training.windows import WindowPlan, plan_windows
+from training.windows import WindowPlan, configured_days, plan_windows
 
 MODEL = "two_tower+ranker"
 CANDIDATES = "two_tower"
@@ -119,9 +119,11 @@ def prepare_split(
 
 def recorded_split(clean: Path, evaluation: EvaluationParams, record: dict[str, Any]) -> Split:
     """The split a stage.json or manifest recorded (windows and repeat decision)."""
-    windows = record.get("windows")
+    windows = record.get("windows") or {}
     params = evaluation.split
-    if windows:
+    # The recorded fallback windows hold while params.yaml asks for the same windows as
+    # then; otherwise the configured ones are cut, and _same_data says they differ.
+    if windows.get("rule") == "quantile" and windows.get("configured") == configured_days(params):
         params = params.model_copy(
             update={
                 "validation_days": windows["validation_days"],

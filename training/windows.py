@@ -28,6 +28,10 @@ from training.config import SplitParams
 from training.split import window_truth
 
 DAY = pd.Timedelta(days=1)
+_REPEATS_HINT = (
+    " (only items new to a user count while repeats are not allowed: set "
+    "recommend.allow_repeats: true where people buy the same items again)"
+)
 
 
 class WindowError(DataError):
@@ -44,6 +48,7 @@ class WindowPlan:
     rule: str  # 'configured' | 'quantile'
     counts: dict[str, int] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
+    configured: SplitParams | None = None  # the windows params.yaml asked for
 
     def describe(self) -> str:
         counted = ", ".join(f"{name} {n}" for name, n in self.counts.items())
@@ -61,7 +66,13 @@ class WindowPlan:
             "ranker_label_windows": self.label_windows,
             "users_with_relevant_items": dict(self.counts),
             "reasons": list(self.reasons),
+            "configured": configured_days(self.configured or self.split),
         }
+
+
+def configured_days(params: SplitParams) -> dict[str, float]:
+    """The configured lengths a plan started from (a later stage compares its own)."""
+    return {"validation_days": params.validation_days, "test_days": params.test_days}
 
 
 def plan_windows(
@@ -78,7 +89,7 @@ def plan_windows(
     events = events.assign(timestamp=pd.to_datetime(events["timestamp"], utc=True))
     counts, short = _count(events, params, cut_days, label_windows, allow_repeats)
     if not short:
-        return WindowPlan(params, cut_days, label_windows, "configured", counts)
+        return WindowPlan(params, cut_days, label_windows, "configured", counts, [], params)
     if params.fallback == "error":
         raise WindowError(
             f"{short[0]}; widen that window, lower evaluation.split.min_window_users "
@@ -96,7 +107,7 @@ def plan_windows(
             f"and evaluate ({events['user_id'].nunique()} users, {len(events)} events); "
             "raise evaluation.split.fallback_share or bring more events"
         )
-    return WindowPlan(split, q_cut, q_windows, "quantile", q_counts, short)
+    return WindowPlan(split, q_cut, q_windows, "quantile", q_counts, short, params)
 
 
 def _count(
