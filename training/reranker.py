@@ -150,9 +150,8 @@ class Reranker:
         at: pd.Timestamp,
         exclude_seen: bool = True,
     ) -> pd.DataFrame:
-        repeats = self.allow_repeats and not exclude_seen
         return candidates_at(
-            model, users, history, at, self.cfg.n_candidates, exclude_seen, repeats
+            model, users, history, at, self.cfg.n_candidates, exclude_seen, self.allow_repeats
         )
 
 
@@ -166,15 +165,15 @@ def candidates_at(
     repeats: bool = False,
 ) -> pd.DataFrame:
     """`model`'s top-n of `users` as ranker input rows, requested at `at` from the context
-    of each user's last event in `history`. With `repeats`, the user's own past items
-    (buy_again_candidates) join the list after the model's and every row carries the
-    HISTORY_FEATURES as of `at`."""
+    of each user's last event in `history`. With `repeats` (a ranker trained on them)
+    every row carries the HISTORY_FEATURES as of `at`, and unless seen items are excluded
+    the user's own past items (buy_again_candidates) join the list after the model's."""
     users = list(users)
     recs = model.recommend(users, n, exclude_seen=exclude_seen)
     recs = recs.rename(columns={"score": "retrieval_score", "rank": "retrieval_rank"})
     recs = recs.assign(user_id=recs["user_id"].astype(str), item_id=recs["item_id"].astype(str))
-    if repeats:
-        recs = _with_history(recs, users, history, at, max(1, n // 4))
+    if repeats:  # past items join only the lists that may hold them
+        recs = _with_history(recs, users, history, at, 0 if exclude_seen else max(1, n // 4))
     return recs.merge(_request_context(history), on="user_id", how="left").assign(
         event_timestamp=at
     )
