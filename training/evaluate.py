@@ -93,9 +93,11 @@ class EvaluationResult:
                 part = part[part["k"].isin(ks)]
             if part.empty:
                 continue
+            # dropna=False: a slice without users has NaN metrics, still one row per model.
             wide = part.pivot_table(
-                index=["model", "k"], columns="metric", values="value", sort=False
-            )[[m for m in metrics if m in set(part["metric"])]]
+                index=["model", "k"], columns="metric", values="value", sort=False, dropna=False
+            )
+            wide = wide[[m for m in metrics if m in wide.columns]]
             lines += ["", f"### {name} ({int(part['users'].iloc[0]):,} users)", ""]
             lines += _markdown_rows(
                 ["model", "k", *wide.columns],
