@@ -9,7 +9,7 @@ import pytest
 from tests.training.conftest import events, items
 from training.baselines import MostPopular
 from training.config import EvaluationParams, SplitParams
-from training.evaluate import evaluate, evaluate_baselines
+from training.evaluate import EvaluationResult, evaluate, evaluate_baselines
 from training.split import temporal_split
 
 
@@ -86,10 +86,6 @@ def test_evaluate_baselines_on_generated_data(generated) -> None:
 
 
 def test_markdown_keeps_a_slice_without_users() -> None:
-    import numpy as np
-
-    from training.evaluate import EvaluationResult
-
     table = pd.DataFrame(
         {
             "model": ["a", "a"],
