@@ -60,9 +60,10 @@ class WindowPlan:
     def as_manifest(self) -> dict[str, Any]:
         return {
             "rule": self.rule,
-            "validation_days": round(self.split.validation_days, 6),
-            "test_days": round(self.split.test_days, 6),
-            "ranker_cut_days": None if self.cut_days is None else round(self.cut_days, 6),
+            # Unrounded: later stages cut the same instants from these numbers.
+            "validation_days": self.split.validation_days,
+            "test_days": self.split.test_days,
+            "ranker_cut_days": self.cut_days,
             "ranker_label_windows": self.label_windows,
             "users_with_relevant_items": dict(self.counts),
             "reasons": list(self.reasons),

@@ -72,3 +72,29 @@ def test_lower_min_window_users_keeps_the_configured_windows() -> None:
     events = log(5, 30, "2026-01-01")
     plan = plan_windows(events, SplitParams(min_window_users=5), cut_days=7, label_windows=1)
     assert plan.rule == "configured"
+
+
+def test_recorded_quantile_windows_cut_the_same_instants_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from training.config import EvaluationParams
+    from training.pipeline import prepare_split, recorded_split
+    from training.ranker import RankerConfig
+
+    events = log(12, 3, "1998-05-01", per_day=2)
+    events["timestamp"] += pd.to_timedelta(np.arange(len(events)) * 977, unit="s")
+    events["weight"] = 1.0
+    (tmp_path / "events").mkdir()
+    events.to_parquet(tmp_path / "events" / "part-0.parquet", index=False)
+    pd.DataFrame({"item_id": sorted(set(events["item_id"]))}).to_parquet(
+        tmp_path / "items.parquet", index=False
+    )
+    evaluation = EvaluationParams()
+    prepared = prepare_split(tmp_path, evaluation, RankerConfig())
+    assert prepared.plan.rule == "quantile"
+    record = json.loads(json.dumps(prepared.record()))
+    again = recorded_split(tmp_path, evaluation, record)
+    assert again.test_start == prepared.split.test_start
+    assert again.validation_start == prepared.split.validation_start
+    other = EvaluationParams.model_validate({"split": {"test_days": 3}})
+    assert recorded_split(tmp_path, other, record).test_start != prepared.split.test_start
