@@ -15,6 +15,9 @@ are deterministic and a user whose model scores are all zero still gets k popula
     ItemCooccurrence  item x item co-occurrence in users' histories (sparse), scored from
                       each user's latest `recent_items` distinct items
     EASE              closed-form item x item ridge model (Steck 2019), small catalogues
+    BuyAgain          the user's own past items, most events first, then the most recent,
+                      then popularity (the baseline of re-buy domains: run with
+                      exclude_seen=False, when recommend.allow_repeats allows repeats)
 """
 
 from __future__ import annotations
@@ -226,3 +229,38 @@ class EASE(BaseRecommender):
 
     def _scores(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self._x[rows] @ self.weights)
+
+
+class BuyAgain(BaseRecommender):
+    """The user's past items (most events first, ties: the most recent), then popularity.
+
+    With exclude_seen=True (repeats not allowed) it is MostPopular."""
+
+    name = "buy_again"
+
+    def _fit_model(self) -> None:
+        ones = np.ones(len(self._events))
+        self.counts = self._matrix(self._events, ones)  # events per (user, item)
+        ts = self._events["timestamp"]
+        span = (ts.max() - ts.min()).total_seconds() or 1.0
+        # The latest event per pair as a share of the log's span, in [0, 1].
+        recency = ((ts - ts.min()).dt.total_seconds() / span).to_numpy()
+        last = self._events.assign(_r=recency).groupby(["_row", "_col"])["_r"].max()
+        rows, cols = zip(*last.index, strict=True) if len(last) else ((), ())
+        shape = (len(self.user_ids), len(self.item_ids))
+        self.recency = sp.csr_matrix((last.to_numpy(), (rows, cols)), shape=shape)
+        self._pop_share = (
+            self.popularity / max(float(self.popularity.max()), 1e-12)
+            if len(self.popularity)
+            else self.popularity
+        )
+
+    def _scores(self, rows: np.ndarray) -> np.ndarray:
+        counts = self.counts[rows].toarray()
+        recency = self.recency[rows].toarray()
+        # Past items score above 2 (count, then recency in [0, 0.5]); others their
+        # popularity share in [0, 1].
+        past = counts > 0
+        scores = np.broadcast_to(self._pop_share, counts.shape).copy()
+        scores[past] = 2.0 + counts[past] + 0.5 * recency[past]
+        return scores

@@ -17,7 +17,7 @@ from training import ranker as ranker_io
 from training import retrieval as retrieval_io
 from training.reranker import Reranker
 from training.retrieval import TwoTowerRecommender
-from training.version import ModelNotFoundError, version_folder
+from training.version import ModelNotFoundError, read_manifest, version_folder
 
 __all__ = [
     "ModelNotFoundError",
@@ -34,7 +34,9 @@ def load_recommender(folder: Path, store: Any, events: pd.DataFrame) -> Reranker
     retrieval = retrieval_io.load(folder / "retrieval")
     candidates = TwoTowerRecommender(store, retrieval.config).attach(retrieval, events)
     ranker = ranker_io.load(folder / "ranker")
-    return Reranker(None, store, ranker.config).attach(ranker, candidates, events)
+    allow = bool((read_manifest(folder).get("recommend") or {}).get("allow_repeats", False))
+    reranker = Reranker(None, store, ranker.config, allow_repeats=allow)
+    return reranker.attach(ranker, candidates, events)
 
 
 def read_user_ids(path: Path) -> list[str]:
@@ -49,5 +51,5 @@ def read_user_ids(path: Path) -> list[str]:
 def recommend_batch(recommender: Reranker, user_ids: list[str], k: int) -> pd.DataFrame:
     if not 1 <= k <= 1000:
         raise ValueError(f"k must be between 1 and 1000, got {k}")
-    recs = recommender.recommend(user_ids, k, exclude_seen=True)
+    recs = recommender.recommend(user_ids, k, exclude_seen=not recommender.allow_repeats)
     return recs[["user_id", "item_id", "rank", "score"]]

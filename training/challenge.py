@@ -1,6 +1,7 @@
 """Champion against challenger on the newest holdout window, and whether to promote.
 
-    clean data --load_split--> test window (the newest days: served traffic after a retrain)
+    clean data --recorded_split (the challenger's windows and repeat decision)--> test window
+      (the newest days: served traffic after a retrain)
     champion, challenger folders --load_recommender (today's features and histories, as
       serving would run them) --evaluate(fit=False), same users and window-->
       Scores per version: ndcg/precision/recall/coverage@K and ms per user
@@ -103,9 +104,10 @@ def compare(
 ) -> Comparison:
     """Both versions on the newest test window of `clean`, as serving would run them."""
     from training.batch import load_recommender
-    from training.pipeline import load_split
+    from training.pipeline import recorded_split
 
-    split = load_split(clean, evaluation)
+    # The challenger's windows and repeat decision (as its training recorded them).
+    split = recorded_split(clean, evaluation, model_version.read_manifest(challenger))
     for side, folder in (("champion", champion), ("challenger", challenger)):
         trained_before = pd.Timestamp(model_version.read_manifest(folder)["trained_before"])
         if trained_before > split.test_start:

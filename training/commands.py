@@ -147,10 +147,21 @@ def train(
         evaluation, training, settings, store = _setup(data, features, params, build=True)
         console.print("training (two-tower retrieval, then the ranker) and evaluating ...")
         outcome = run_train(
-            data, store, evaluation, training, models, ground_truth, features, work, settings, tune
+            data,
+            store,
+            evaluation,
+            training,
+            models,
+            ground_truth,
+            features,
+            work,
+            settings,
+            tune,
+            _recommend(params),
         )
     write_evaluation(outcome.result, evaluation_out)
     console.print(outcome.result.to_markdown(slices=["all", "new", "returning"]))
+    _platform_vs_baseline(outcome.result)
     console.print(
         f"[green]model version {outcome.version}[/green] in {outcome.folder} "
         f"({outcome.seconds:.0f}s); every slice in {evaluation_out}/report.md"
@@ -169,7 +180,7 @@ def train_retrieval(
 
     with _training_errors():
         evaluation, training, settings, store = _setup(data, features, params)
-        stage(data, store, evaluation, training, out, settings, tune)
+        stage(data, store, evaluation, training, out, settings, tune, _recommend(params))
     console.print(f"[green]wrote[/green] {out}/ (model/, candidates.parquet, tuning/)")
 
 
@@ -218,7 +229,7 @@ def evaluate(
             check_features(features, data, "evaluate")
         p = EvaluationParams.model_validate(_section(params, "evaluation"))
         if model is None:
-            result = evaluate_baselines(data, p, ground_truth, features)
+            result = evaluate_baselines(data, p, ground_truth, features, _recommend(params))
         else:
             if features is None:
                 raise typer.BadParameter("--model needs --features (the feature store)")
@@ -233,6 +244,31 @@ def evaluate(
         champion = (publish / "LATEST").read_text().strip()
         role = "the champion" if champion == folder.name else f"a challenger to {champion}"
         console.print(f"[green]published[/green] {folder} as {role} ({publish}/registry.jsonl)")
+
+
+def _recommend(params: Path) -> Any:
+    from tailwise.params import load_params
+
+    return load_params(params).recommend
+
+
+def _platform_vs_baseline(result: Any) -> None:
+    """One line: the platform's NDCG@10 next to the best baseline's."""
+    from training.evaluate import best_baseline
+    from training.pipeline import MODEL
+
+    best = best_baseline(result)
+    try:
+        platform = result.value(MODEL, "ndcg", 10)
+    except KeyError:
+        return
+    if best is None:
+        return
+    name, value = best
+    ratio = f" ({platform / value:.2f}x)" if value > 0 else ""
+    console.print(
+        f"NDCG@10: platform {MODEL} {platform:.4f}, best baseline {name} {value:.4f}{ratio}"
+    )
 
 
 def _setup(data: Path, features: Path, params: Path, build: bool = False) -> tuple[Any, ...]:

@@ -32,6 +32,20 @@ class SplitParams(BaseModel):
         ("rating",), description="Positive types that count only when value >= min_rating."
     )
     min_rating: float = Field(3.0, description="Lowest rating value that is a positive event.")
+    min_window_users: int = Field(
+        20,
+        ge=1,
+        description="Fewest users with a relevant item a validation, test or ranker label "
+        "window must hold (training.windows).",
+    )
+    fallback: Literal["quantile", "error"] = Field(
+        "quantile",
+        description="When a window holds too few users: 'quantile' windows (the last "
+        "fallback_share of events by time), or 'error' (stop, naming the parameter).",
+    )
+    fallback_share: float = Field(
+        0.1, gt=0, le=0.45, description="Share of events by time in each quantile window."
+    )
 
     @field_validator("positive_event_types", "rated_event_types")
     @classmethod

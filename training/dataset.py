@@ -124,9 +124,10 @@ def retrieval_examples(
     store: Any, events: pd.DataFrame, items: pd.DataFrame, service: str = SERVICE
 ) -> pd.DataFrame:
     """One row per positive interaction with user features as of the event and item attributes."""
-    missing = [c for c in ("item_id", *ITEM_COLUMNS) if c not in items.columns]
-    if missing:
-        raise ValueError(f"items lack column(s) {missing}; got {list(items.columns)}")
+    if "item_id" not in items.columns:
+        raise ValueError(f"items lack column 'item_id'; got {list(items.columns)}")
+    # Optional attributes the catalogue does not have are missing (the towers drop them).
+    items = items.assign(**{c: None for c in ITEM_COLUMNS if c not in items.columns})
     positive = positive_events(events)
     entity = request_rows(
         positive["user_id"],

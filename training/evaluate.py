@@ -10,7 +10,8 @@ A model plugs in by having `fit(train_events, items)` and `recommend(user_ids, k
 exclude_seen=True) -> DataFrame[user_id, item_id, rank, score]` (see `Recommender`).
 With `fit=True` the harness fits it on `split.history(window)` and the items existing at
 the window's start, so nothing from the window can leak into the model; with `fit=False`
-the caller vouches for that. Slices: 'all', 'new' / 'returning' users, and
+the caller vouches for that. When the split allows repeats (`Split.allow_repeats`), models
+are asked with exclude_seen=False and items the user had count as relevant. Slices: 'all', 'new' / 'returning' users, and
 'segment=<label>' when a user -> segment mapping is given.
 """
 
@@ -25,7 +26,8 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from training.baselines import EASE, ItemCooccurrence, MostPopular, RecentlyPopular
+from tailwise.repeats import RecommendParams, decide_repeats
+from training.baselines import EASE, BuyAgain, ItemCooccurrence, MostPopular, RecentlyPopular
 from training.config import EvaluationParams
 from training.metrics import (
     METRICS,
@@ -36,6 +38,7 @@ from training.metrics import (
 )
 from training.oracle import Oracle
 from training.split import Split, read_events, read_items, temporal_split
+from training.windows import plan_windows
 
 
 class Recommender(Protocol):
@@ -90,9 +93,11 @@ class EvaluationResult:
                 part = part[part["k"].isin(ks)]
             if part.empty:
                 continue
+            # dropna=False: a slice without users has NaN metrics, still one row per model.
             wide = part.pivot_table(
-                index=["model", "k"], columns="metric", values="value", sort=False
-            )[[m for m in metrics if m in set(part["metric"])]]
+                index=["model", "k"], columns="metric", values="value", sort=False, dropna=False
+            )
+            wide = wide[[m for m in metrics if m in wide.columns]]
             lines += ["", f"### {name} ({int(part['users'].iloc[0]):,} users)", ""]
             lines += _markdown_rows(
                 ["model", "k", *wide.columns],
@@ -136,12 +141,12 @@ def evaluate(
             model.fit(history, items)
             timing["fit_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        recs = model.recommend(users, max(ks), exclude_seen=True)
+        recs = model.recommend(users, max(ks), exclude_seen=not split.allow_repeats)
         timing["recommend_s"] = time.perf_counter() - started
         timings[name] = timing
         recs = validate_recommendations(recs)
         leaked = recs.merge(seen, on=["user_id", "item_id"])["_seen"].sum()
-        if leaked:
+        if leaked and not split.allow_repeats:
             notes.append(f"{name}: {leaked:,} recommendations were items the user had seen")
         skipped = getattr(model, "skipped_users", None)
         if skipped:
@@ -155,8 +160,9 @@ def evaluate(
     per_user = pd.concat(per_users, ignore_index=True).merge(
         truth.users[["user_id", "status"]], on="user_id"
     )
+    kind = "relevant item (repeats allowed)" if split.allow_repeats else "relevant unseen item"
     notes.append(
-        f"{len(users):,} users with >= 1 relevant unseen item, "
+        f"{len(users):,} users with >= 1 {kind}, "
         f"{len(truth.relevant):,} relevant pairs, catalogue {catalogue_size:,} items"
     )
     return EvaluationResult(
@@ -170,9 +176,12 @@ def evaluate(
     )
 
 
-def baselines(params: EvaluationParams) -> dict[str, Recommender]:
-    """The four unfitted baselines configured by `params`."""
-    return {
+BASELINES = ("most_popular", "recently_popular", "item_cooccurrence", "ease", "buy_again")
+
+
+def baselines(params: EvaluationParams, allow_repeats: bool = False) -> dict[str, Recommender]:
+    """The unfitted baselines configured by `params`; buy_again too when repeats are allowed."""
+    models: dict[str, Recommender] = {
         "most_popular": MostPopular(),
         "recently_popular": RecentlyPopular(days=params.recent_days),
         "item_cooccurrence": ItemCooccurrence(
@@ -180,6 +189,20 @@ def baselines(params: EvaluationParams) -> dict[str, Recommender]:
         ),
         "ease": EASE(lambda_=params.ease_lambda, max_items=params.ease_max_items),
     }
+    if allow_repeats:
+        models["buy_again"] = BuyAgain()
+    return models
+
+
+def best_baseline(result: EvaluationResult, k: int = 10) -> tuple[str, float] | None:
+    """The baseline with the highest NDCG@k on the 'all' slice, and that NDCG."""
+    t = result.table
+    rows = t[t["model"].isin(BASELINES) & (t["metric"] == "ndcg") & (t["k"] == k)]
+    rows = rows[rows["slice"] == "all"]
+    if rows.empty:
+        return None
+    best = rows.sort_values("value", ascending=False, kind="stable").iloc[0]
+    return str(best["model"]), float(best["value"])
 
 
 def segments_at(features: Path | None, before: pd.Timestamp) -> pd.Series | None:
@@ -200,15 +223,22 @@ def evaluate_baselines(
     params: EvaluationParams,
     ground_truth_dir: Path | None = None,
     features: Path | None = None,
+    recommend: RecommendParams | None = None,
 ) -> EvaluationResult:
     """Fit the baselines (+ the oracle with ground truth) on train + validation, score test;
-    slice by segment when feature tables are given."""
-    split = temporal_split(read_events(clean_dir), params.split, read_items(clean_dir))
-    models = baselines(params)
+    slice by segment when feature tables are given. Windows are fitted to the data
+    (training.windows) and repeats decided on the history (recommend.allow_repeats)."""
+    events, items = read_events(clean_dir), read_items(clean_dir)
+    decision = decide_repeats(recommend or RecommendParams(), events)
+    plan = plan_windows(events, params.split, allow_repeats=decision.allow_repeats)
+    split = temporal_split(events, plan.split, items, decision.allow_repeats)
+    models = baselines(params, decision.allow_repeats)
     if ground_truth_dir is not None:
         models["oracle"] = Oracle(ground_truth_dir, at=split.test_start)
     segments = segments_at(features, split.test_start)
-    return evaluate(models, split, params.ks, segments, window="test", fit=True)
+    result = evaluate(models, split, params.ks, segments, window="test", fit=True)
+    result.notes += [plan.describe(), decision.describe()]
+    return result
 
 
 def _markdown_rows(header: list[str], rows: list[list[str]]) -> list[str]:

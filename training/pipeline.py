@@ -13,6 +13,11 @@
       evaluate_version(version) --> test-window metrics next to the baselines (+ oracle) and
           the candidates' own order --> publish to <models>/<version>/ with metrics.json
 
+Before anything is trained the windows are fitted to the data (training.windows: the
+configured days, or quantile windows when one holds too few users) and the repeat decision
+is made on the history (tailwise.repeats); both go to stage.json and the version manifest,
+and every later stage cuts time and judges relevance as recorded there.
+
 The saved models are the evaluated ones: trained on everything before the test window, so
 the evaluation never sees a model that saw the test window.
 """
@@ -29,6 +34,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from tailwise.repeats import RecommendParams, RepeatDecision, decide_repeats
 from training import cold_start
 from training import ranker as ranker_io
 from training import retrieval as retrieval_io
@@ -41,6 +47,7 @@ from training.ranker import RankerConfig
 from training.reranker import fit_ranker, labelled_candidates
 from training.retrieval import RetrievalConfig, TwoTowerRecommender
 from training.split import Split, read_events, read_items, temporal_split
+from training.windows import WindowPlan, configured_days, plan_windows
 
 MODEL = "two_tower+ranker"
 CANDIDATES = "two_tower"
@@ -74,8 +81,75 @@ class TrainOutcome:
     seconds: float
 
 
+@dataclass
+class Prepared:
+    """The split the stages use, the windows' plan and the repeat decision behind it."""
+
+    split: Split
+    plan: WindowPlan
+    repeats: RepeatDecision
+
+    def record(self) -> dict[str, Any]:
+        return {"windows": self.plan.as_manifest(), "recommend": self.repeats.as_manifest()}
+
+
+def prepare_split(
+    clean: Path,
+    evaluation: EvaluationParams,
+    ranker: RankerConfig | None = None,
+    recommend: RecommendParams | None = None,
+) -> Prepared:
+    """Windows fitted to the data and the repeat decision on the history before the test
+    window (decided on all events first, then again on that history; the windows are
+    planned again when the two differ)."""
+    events, items = read_events(clean), read_items(clean)
+    recommend = recommend or RecommendParams()
+    cut = None if ranker is None else ranker.cut_days
+    windows = None if ranker is None else ranker.label_windows
+    decision = decide_repeats(recommend, events)
+    for _ in range(2):
+        plan = plan_windows(events, evaluation.split, cut, windows, decision.allow_repeats)
+        split = temporal_split(events, plan.split, items, decision.allow_repeats)
+        final = decide_repeats(recommend, split.history("test"))
+        if final.allow_repeats == decision.allow_repeats:
+            break
+        decision = final
+    return Prepared(split, plan, final)
+
+
+def recorded_split(clean: Path, evaluation: EvaluationParams, record: dict[str, Any]) -> Split:
+    """The split a stage.json or manifest recorded (windows and repeat decision)."""
+    windows = record.get("windows") or {}
+    params = evaluation.split
+    # The recorded fallback windows hold while params.yaml asks for the same windows as
+    # then; otherwise the configured ones are cut, and _same_data says they differ.
+    if windows.get("rule") == "quantile" and windows.get("configured") == configured_days(params):
+        params = params.model_copy(
+            update={
+                "validation_days": windows["validation_days"],
+                "test_days": windows["test_days"],
+            }
+        )
+    allow = bool((record.get("recommend") or {}).get("allow_repeats", False))
+    return temporal_split(read_events(clean), params, read_items(clean), allow)
+
+
 def load_split(clean: Path, evaluation: EvaluationParams) -> Split:
     return temporal_split(read_events(clean), evaluation.split, read_items(clean))
+
+
+def _ranker_config(training: TrainingParams, record: dict[str, Any] | None = None) -> RankerConfig:
+    """training.ranker, with the label window the plan chose."""
+    cfg = RankerConfig(**training.ranker)
+    windows = (record or {}).get("windows") or {}
+    if windows.get("ranker_cut_days") is not None:
+        cfg = cfg.model_copy(
+            update={
+                "cut_days": windows["ranker_cut_days"],
+                "label_windows": windows["ranker_label_windows"],
+            }
+        )
+    return cfg
 
 
 def train_retrieval(
@@ -86,10 +160,14 @@ def train_retrieval(
     out: Path,
     settings: Any = None,
     tune: bool | None = None,
+    recommend: RecommendParams | None = None,
 ) -> Path:
     """Stage 1 (see the module docstring): `out/` holds model/, candidates.parquet, tuning/."""
     started = time.perf_counter()
-    split = load_split(clean, evaluation)
+    prepared = prepare_split(clean, evaluation, RankerConfig(**training.ranker), recommend)
+    split, record = prepared.split, prepared.record()
+    _say(prepared.plan.describe())
+    _say(prepared.repeats.describe())
     cfg = RetrievalConfig(**training.retrieval)
     _reset(out)
     if _tuning(training, tune):
@@ -106,8 +184,9 @@ def train_retrieval(
         lambda: TwoTowerRecommender(store, cfg),
         history,
         items,
-        RankerConfig(**training.ranker),
+        _ranker_config(training, record),
         split.params,
+        split.allow_repeats,
     )
     candidates.to_parquet(out / CANDIDATES_FILE, index=False)
     final = TwoTowerRecommender(store, cfg).fit(history, items)
@@ -118,6 +197,7 @@ def train_retrieval(
         "config": cfg.model_dump(mode="json"),
         "candidate_lists": int(candidates["query"].nunique()),
         "seconds": round(time.perf_counter() - started, 1),
+        **record,
     }
     (out / STAGE_FILE).write_text(json.dumps(stage, indent=2) + "\n")
     return out
@@ -136,9 +216,9 @@ def train_ranker(
     """Stage 2: the ranker on the retrieval stage's lists; `out/version/` is the version."""
     started = time.perf_counter()
     stage = json.loads((retrieval_dir / STAGE_FILE).read_text())
-    split = load_split(clean, evaluation)
+    split = recorded_split(clean, evaluation, stage)
     _same_data(stage, clean, split, retrieval_dir)
-    cfg = RankerConfig(**training.ranker)
+    cfg = _ranker_config(training, stage)
     _reset(out)
     if _tuning(training, tune):
         from tailwise.features.store import open_store
@@ -156,6 +236,8 @@ def train_ranker(
     else:
         _save_tuning(None, out / "tuning")
     result = fit_ranker(store, pd.read_parquet(retrieval_dir / CANDIDATES_FILE), cfg)
+    if result.metrics.get("scored_by") == "candidate order":
+        _say(f"ranker: scoring by the candidates' own order ({result.metrics['reason']})")
     version = model_version.new_version()
     folder = out / "version"
     shutil.copytree(retrieval_dir / "model", folder / "retrieval")
@@ -186,10 +268,10 @@ def evaluate_version(
     from training.batch import load_recommender
 
     manifest = model_version.read_manifest(folder)
-    split = load_split(clean, evaluation)
+    split = recorded_split(clean, evaluation, manifest)
     _same_data(manifest, clean, split, folder)
     segments = segments_at(features, split.test_start)
-    fitted: dict[str, Any] = baselines(evaluation)
+    fitted: dict[str, Any] = baselines(evaluation, split.allow_repeats)
     if ground_truth is not None:
         fitted["oracle"] = Oracle(ground_truth, at=split.test_start)
     result = evaluate(fitted, split, evaluation.ks, segments, window="test", fit=True)
@@ -197,6 +279,23 @@ def evaluate_version(
     trained = {CANDIDATES: reranker.candidate_model, MODEL: reranker}
     own = evaluate(trained, split, evaluation.ks, segments, window="test", fit=False)
     result = _merge(result, own)
+    windows, repeats = manifest.get("windows") or {}, manifest.get("recommend") or {}
+    if windows:
+        result.notes.append(
+            f"windows: {windows['rule']} (test {windows['test_days']:.4g} days, validation "
+            f"{windows['validation_days']:.4g} days; evaluation.split.fallback)"
+        )
+    if repeats:
+        allowed = "allowed" if repeats.get("allow_repeats") else "not allowed"
+        result.notes.append(
+            f"repeats {allowed} (recommend.allow_repeats {repeats.get('setting')}, "
+            f"{repeats.get('repeat_share', 0):.0%} of {repeats.get('basis')} are repeats)"
+        )
+    scored_by = manifest.get("ranker_scored_by")
+    if scored_by == "candidate order":
+        result.notes.append(
+            f"{MODEL} keeps {CANDIDATES}'s order: {manifest['ranker_validation'].get('reason')}"
+        )
     lift = ranker_lift(result)
     if lift is not None:
         result.notes.append(
@@ -235,12 +334,13 @@ def train(
     work: Path | None = None,
     settings: Any = None,
     tune: bool | None = None,
+    recommend: RecommendParams | None = None,
 ) -> TrainOutcome:
     """Every stage in this process (what `dvc repro` runs stage by stage), then publish."""
     started = time.perf_counter()
     work = work or models_dir / ".work"
     retrieval_dir = train_retrieval(
-        clean, store, evaluation, training, work / "retrieval", settings, tune
+        clean, store, evaluation, training, work / "retrieval", settings, tune, recommend
     )
     ranker_dir = train_ranker(
         clean, store, evaluation, training, retrieval_dir, work / "ranker", settings, tune
@@ -291,9 +391,30 @@ def _write_manifest(
                 "evaluation": evaluation.model_dump(mode="json"),
             },
             "ranker_validation": ranker.metrics,
+            "ranker_scored_by": ranker.metrics.get("scored_by", "ranker"),
+            "dropped_features": _dropped(folder, ranker),
+            "windows": stage.get("windows"),
+            "recommend": stage.get("recommend"),
             "training_seconds": round(seconds, 1),
         },
     )
+
+
+def _dropped(folder: Path, ranker: Any) -> dict[str, list[str]]:
+    """Inputs left out because they were constant or all-null in training, per model."""
+    retrieval = retrieval_io.load_manifest(folder / "retrieval").get("dropped_features", {})
+    return {
+        "retrieval": list(retrieval.get("query", [])),
+        "retrieval_candidate": list(retrieval.get("candidate", [])),
+        "ranking": list(ranker.dropped),
+    }
+
+
+def _say(message: str) -> None:
+    """A line for the person running training (stderr, like the commands' output)."""
+    from rich.console import Console
+
+    Console(stderr=True).print(message)
 
 
 def _same_data(recorded: dict[str, Any], clean: Path, split: Split, where: Path) -> None:

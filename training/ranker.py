@@ -30,6 +30,7 @@ import xgboost as xgb
 from pydantic import BaseModel, ConfigDict, Field
 
 from tailwise.features.cross import CROSS_FEATURES, cross_features
+from tailwise.repeats import HISTORY_FEATURES
 
 FEATURE_SERVICE = "ranking_v1"
 RETRIEVAL_FEATURES = ("retrieval_score", "retrieval_rank")
@@ -99,12 +100,13 @@ class Examples:
 class RankerResult:
     """A trained ranker and everything needed to feed it the same columns again."""
 
-    model: xgb.XGBRanker
+    model: xgb.XGBRanker | xgb.XGBRegressor
     config: RankerConfig
     feature_names: list[str]
     categories: dict[str, list[str]]
     feature_service: str = FEATURE_SERVICE
     metrics: dict[str, Any] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)  # constant or all-null in training
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.model.predict(encode(X, self.feature_names, self.categories))
@@ -165,15 +167,16 @@ def ranking_examples(
     if len(fetched) != len(rows):
         raise ValueError(f"Feast returned {len(fetched)} rows for {len(rows)} candidates")
     numeric, categorical = feature_columns(store, service)
+    history = [name for name in HISTORY_FEATURES if name in rows.columns]
     X = pd.concat(
         [
             fetched[numeric + categorical],
-            rows[list(RETRIEVAL_FEATURES)].astype(np.float64),
+            rows[list(RETRIEVAL_FEATURES) + history].astype(np.float64),
             cross_features(fetched),
         ],
         axis=1,
     )
-    X = X[[*RETRIEVAL_FEATURES, *CROSS_FEATURES, *numeric, *categorical]]
+    X = X[[*RETRIEVAL_FEATURES, *history, *CROSS_FEATURES, *numeric, *categorical]]
     y = np.zeros(len(rows))
     if labels is not None and len(labels):
         hit = rows[["user_id", "item_id"]].merge(
@@ -219,8 +222,11 @@ def train_ranker(
     """Fit an XGBRanker (deterministic for cfg.seed); early stopping on `validation`."""
     if not len(examples.y):
         raise ValueError("no training examples: every candidate list was empty")
-    names = list(examples.X.columns)
-    categories = learn_categories(examples.X, examples.categorical)
+    dropped = uninformative(examples.X)
+    names = [c for c in examples.X.columns if c not in dropped]
+    if not names:
+        raise ValueError(f"every ranker feature is constant or empty in training: {dropped}")
+    categories = learn_categories(examples.X, [c for c in examples.categorical if c in names])
     X = encode(examples.X, names, categories)
     model = xgb.XGBRanker(
         objective=cfg.objective,
@@ -250,7 +256,62 @@ def train_ranker(
             "best_iteration": int(model.best_iteration),
             "validation_ndcg@10": float(model.best_score),
         }
-    return RankerResult(model, cfg, names, categories, metrics=metrics)
+    return RankerResult(model, cfg, names, categories, metrics=metrics, dropped=dropped)
+
+
+def uninformative(X: pd.DataFrame) -> list[str]:
+    """Columns no split can use: all null, or one value in every row (a demographic or band
+    the data does not have; XGBoost also cannot take a categorical with no category)."""
+    out = []
+    for name in X.columns:
+        column = X[name]
+        empty = column.isna().all()
+        if empty or (column.notna().all() and column.astype(object).nunique() <= 1):
+            out.append(name)
+    return out
+
+
+def candidate_order(
+    cfg: RankerConfig, reason: str, dropped: list[str] | None = None
+) -> RankerResult:
+    """A 'ranker' that keeps the candidates' own order: one monotone (decreasing) tree over
+    retrieval_rank alone, saved and served like any ranker. Used when the learned ranker
+    cannot be trained or scores below that order on held-out lists (`reason`)."""
+    ranks = np.arange(1, 2 * cfg.n_candidates + 1, dtype=np.float64)
+    model = xgb.XGBRegressor(
+        n_estimators=1,
+        max_depth=12,
+        learning_rate=1.0,
+        min_child_weight=0,
+        reg_lambda=0.0,
+        max_bin=4096,
+        monotone_constraints=(-1,),
+        tree_method="hist",
+        n_jobs=cfg.n_jobs,
+        random_state=cfg.seed,
+    )
+    model.fit(pd.DataFrame({"retrieval_rank": ranks}), -ranks)
+    metrics = {"scored_by": "candidate order", "reason": reason}
+    return RankerResult(model, cfg, ["retrieval_rank"], {}, metrics=metrics, dropped=dropped or [])
+
+
+def ndcg_at(examples: Examples, scores: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k over the lists with a relevant row, rows ordered by score (ties: the
+    candidates' order, which is the rows' order within a list)."""
+    frame = pd.DataFrame(
+        {"query": examples.keys["query"].to_numpy(), "y": examples.y, "score": scores}
+    )
+    frame["order"] = np.arange(len(frame))
+    ranked = frame.sort_values(["query", "score", "order"], ascending=[True, False, True])
+    ranked["pos"] = ranked.groupby("query", sort=False).cumcount()
+    gain = (2.0 ** ranked["y"] - 1) / np.log2(ranked["pos"] + 2)
+    dcg = gain.where(ranked["pos"] < k, 0.0).groupby(ranked["query"]).sum()
+    ideal = frame.sort_values(["query", "y"], ascending=[True, False])
+    ideal["pos"] = ideal.groupby("query", sort=False).cumcount()
+    igain = (2.0 ** ideal["y"] - 1) / np.log2(ideal["pos"] + 2)
+    idcg = igain.where(ideal["pos"] < k, 0.0).groupby(ideal["query"]).sum()
+    has = idcg > 0
+    return float((dcg[has] / idcg[has]).mean()) if has.any() else 0.0
 
 
 def save(result: RankerResult, folder: Path, data_version: str | None = None) -> Path:
@@ -264,6 +325,8 @@ def save(result: RankerResult, folder: Path, data_version: str | None = None) ->
         "categories": result.categories,
         "config": result.config.model_dump(),
         "metrics": result.metrics,
+        "dropped_features": result.dropped,
+        "estimator": "regressor" if isinstance(result.model, xgb.XGBRegressor) else "ranker",
         "data_version": data_version,
         "xgboost": xgb.__version__,
     }
@@ -278,7 +341,8 @@ def load(folder: Path) -> RankerResult:
         if not (folder / name).exists():
             raise FileNotFoundError(f"{folder / name} not found: is {folder} a saved ranker?")
     meta = json.loads((folder / META_FILE).read_text())
-    model = xgb.XGBRanker()
+    # The candidate-order fallback is a regressor over retrieval_rank (candidate_order).
+    model: Any = xgb.XGBRegressor() if meta.get("estimator") == "regressor" else xgb.XGBRanker()
     model.load_model(folder / MODEL_FILE)
     return RankerResult(
         model,
@@ -287,6 +351,7 @@ def load(folder: Path) -> RankerResult:
         {k: list(v) for k, v in meta["categories"].items()},
         meta["feature_service"],
         meta.get("metrics", {}),
+        list(meta.get("dropped_features", [])),
     )
 
 

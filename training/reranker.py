@@ -8,6 +8,10 @@
     --fit_ranker(store)--> ranking_examples (Feast, training.ranker) --> train_ranker, with a
       seeded share of people held out for early stopping
 
+When repeats are allowed (tailwise.repeats), the lists also hold each user's own past items
+(`buy_again_candidates`, n_candidates // 4 of them, most frequent then most recent) and
+every row carries the per-(user, item) HISTORY_FEATURES as of the list's time.
+
 `Reranker` wraps any harness recommender (EASE, ItemCooccurrence, the two-tower retriever)
 and is itself one: `fit` runs both steps on its history and refits the candidate model on
 the whole history; `recommend` reranks that model's top-N at the end of the history. The
@@ -23,15 +27,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tailwise.errors import DataError
+from tailwise.repeats import HISTORY_FEATURES, user_item_history
 from training.config import SplitParams
 from training.ranker import (
     Examples,
     RankerConfig,
     RankerResult,
+    candidate_order,
+    ndcg_at,
     ranking_examples,
     train_ranker,
+    uninformative,
 )
 from training.split import window_truth
+
+LIFT_K = 10
 
 
 class Reranker:
@@ -45,6 +56,7 @@ class Reranker:
         store: Any,
         cfg: RankerConfig | None = None,
         split_params: SplitParams | None = None,
+        allow_repeats: bool = False,
     ) -> None:
         # A model to copy, or a factory returning a fresh unfitted model (for models that hold
         # a Feast store, which must be shared rather than copied).
@@ -52,11 +64,14 @@ class Reranker:
         self.store = store
         self.cfg = cfg or RankerConfig()
         self.split_params = split_params or SplitParams()
+        self.allow_repeats = allow_repeats
 
     def fit(self, train_events: pd.DataFrame, items: pd.DataFrame | None) -> Reranker:
         """Train the ranker on label windows inside `train_events`, then refit the candidates."""
         events = _utc(train_events)
-        candidates = labelled_candidates(self._fresh, events, items, self.cfg, self.split_params)
+        candidates = labelled_candidates(
+            self._fresh, events, items, self.cfg, self.split_params, self.allow_repeats
+        )
         result = fit_ranker(self.store, candidates, self.cfg)
         return self.attach(result, self._fresh().fit(events, items), events)
 
@@ -65,6 +80,9 @@ class Reranker:
         events = _utc(events)
         self.result, self.candidate_model = result, candidate_model
         self.history, self.at = events, events["timestamp"].max() + pd.Timedelta(seconds=1)
+        weights = events["weight"] if "weight" in events.columns else pd.Series(1.0, events.index)
+        popular = weights.groupby(events["item_id"].astype(str)).sum()
+        self.popular = popular.sort_index().sort_values(ascending=False, kind="stable")
         return self
 
     def _fresh(self) -> Any:
@@ -82,16 +100,47 @@ class Reranker:
         candidates = self._candidates(
             self.candidate_model, users, self.history, self.at, exclude_seen
         )
-        if candidates.empty:
-            return pd.DataFrame({"user_id": [], "item_id": [], "rank": [], "score": []})
-        examples = ranking_examples(self.store, candidates)
-        scored = examples.keys.assign(score=self.result.predict(examples.X))
-        scored = scored.sort_values(
-            ["user_id", "score", "retrieval_rank"], ascending=[True, False, True], kind="stable"
-        )
-        scored["rank"] = scored.groupby("user_id", sort=False).cumcount() + 1
-        top = scored[scored["rank"] <= k]
-        return top[["user_id", "item_id", "rank", "score"]].reset_index(drop=True)
+        top = pd.DataFrame({"user_id": [], "item_id": [], "rank": [], "score": []})
+        if not candidates.empty:
+            examples = ranking_examples(self.store, candidates)
+            scored = examples.keys.assign(score=self.result.predict(examples.X))
+            scored = scored.sort_values(
+                ["user_id", "score", "retrieval_rank"], ascending=[True, False, True], kind="stable"
+            )
+            scored["rank"] = scored.groupby("user_id", sort=False).cumcount() + 1
+            top = scored.loc[scored["rank"] <= k, ["user_id", "item_id", "rank", "score"]]
+        return self._pad(top.reset_index(drop=True), users, k, exclude_seen)
+
+    def _pad(
+        self, top: pd.DataFrame, users: np.ndarray, k: int, exclude_seen: bool
+    ) -> pd.DataFrame:
+        """Fill lists shorter than k (the retriever found fewer) from popularity in the history,
+        after the ranked items and below their scores; never an item already listed (or seen,
+        when seen items are excluded)."""
+        counts = top.groupby("user_id").size()
+        short = [u for u in users if counts.get(u, 0) < k]
+        if not short or self.popular.empty:
+            return top
+        seen = self.history.assign(user_id=self.history["user_id"].astype(str))
+        had = seen.groupby("user_id")["item_id"].agg(lambda s: set(s.astype(str)))
+        listed = top.groupby("user_id")["item_id"].agg(set)
+        floor = float(top["score"].min()) if len(top) else 0.0
+        rows = []
+        for user in short:
+            taken = set(listed.get(user, set()))
+            if exclude_seen:
+                taken |= had.get(user, set())
+            have = int(counts.get(user, 0))
+            for item in self.popular.index:
+                if have >= k:
+                    break
+                if item in taken:
+                    continue
+                have += 1
+                rows.append((user, item, have, floor - have))
+        extra = pd.DataFrame(rows, columns=["user_id", "item_id", "rank", "score"])
+        out = pd.concat([top, extra], ignore_index=True) if len(extra) else top
+        return out.sort_values(["user_id", "rank"], kind="stable").reset_index(drop=True)
 
     def _candidates(
         self,
@@ -101,7 +150,9 @@ class Reranker:
         at: pd.Timestamp,
         exclude_seen: bool = True,
     ) -> pd.DataFrame:
-        return candidates_at(model, users, history, at, self.cfg.n_candidates, exclude_seen)
+        return candidates_at(
+            model, users, history, at, self.cfg.n_candidates, exclude_seen, self.allow_repeats
+        )
 
 
 def candidates_at(
@@ -111,14 +162,62 @@ def candidates_at(
     at: pd.Timestamp,
     n: int,
     exclude_seen: bool = True,
+    repeats: bool = False,
 ) -> pd.DataFrame:
     """`model`'s top-n of `users` as ranker input rows, requested at `at` from the context
-    of each user's last event in `history`."""
+    of each user's last event in `history`. With `repeats` (a ranker trained on them)
+    every row carries the HISTORY_FEATURES as of `at`, and unless seen items are excluded
+    the user's own past items (buy_again_candidates) join the list after the model's."""
+    users = list(users)
     recs = model.recommend(users, n, exclude_seen=exclude_seen)
     recs = recs.rename(columns={"score": "retrieval_score", "rank": "retrieval_rank"})
+    recs = recs.assign(user_id=recs["user_id"].astype(str), item_id=recs["item_id"].astype(str))
+    if repeats:  # past items join only the lists that may hold them
+        recs = _with_history(recs, users, history, at, 0 if exclude_seen else max(1, n // 4))
     return recs.merge(_request_context(history), on="user_id", how="left").assign(
         event_timestamp=at
     )
+
+
+def buy_again_candidates(history: pd.DataFrame, users: Iterable[str], n: int) -> pd.DataFrame:
+    """Each user's own past items, most events first, then the most recent: user_id, item_id."""
+    wanted = {str(u) for u in users}
+    mine = history[history["user_id"].astype(str).isin(wanted)]
+    stats = (
+        mine.assign(user_id=mine["user_id"].astype(str), item_id=mine["item_id"].astype(str))
+        .groupby(["user_id", "item_id"], sort=False)["timestamp"]
+        .agg(["size", "max"])
+        .reset_index()
+        .sort_values(["user_id", "size", "max", "item_id"], ascending=[True, False, False, True])
+    )
+    return stats.groupby("user_id", sort=False).head(n)[["user_id", "item_id"]]
+
+
+def _with_history(
+    recs: pd.DataFrame, users: list[str], history: pd.DataFrame, at: pd.Timestamp, n: int
+) -> pd.DataFrame:
+    """recs plus the users' past items it lacks (ranked after the model's), with the
+    per-(user, item) history features as of `at`."""
+    extra = buy_again_candidates(history, users, n)
+    extra = extra.merge(recs[["user_id", "item_id"]], how="left", indicator=True)
+    extra = extra[extra["_merge"] == "left_only"].drop(columns="_merge")
+    if len(extra):
+        last = recs.groupby("user_id")["retrieval_rank"].max()
+        offset = extra["user_id"].map(last).fillna(0).to_numpy()
+        extra = extra.assign(
+            retrieval_score=np.nan,
+            retrieval_rank=offset + extra.groupby("user_id").cumcount().to_numpy() + 1,
+        )
+        recs = pd.concat([recs, extra], ignore_index=True)
+    events = history.assign(
+        user_id=history["user_id"].astype(str),
+        item_id=history["item_id"].astype(str),
+        timestamp=pd.to_datetime(history["timestamp"], utc=True),
+    )
+    known = user_item_history(events, at, recs[["user_id", "item_id"]])
+    for name in HISTORY_FEATURES:
+        recs[name] = known[name].to_numpy()
+    return recs
 
 
 def labelled_candidates(
@@ -127,6 +226,7 @@ def labelled_candidates(
     items: pd.DataFrame | None,
     cfg: RankerConfig,
     split_params: SplitParams,
+    allow_repeats: bool = False,
 ) -> pd.DataFrame:
     """The ranker's training lists: for each of `cfg.label_windows` windows of `cut_days`
     stacked back from the end of `events`, a fresh candidate model fitted on the events
@@ -135,6 +235,11 @@ def labelled_candidates(
 
     Columns: candidates_at's, then label, window (0 = the latest), query (window|user)."""
     events = _utc(events)
+    if events.empty:
+        raise DataError(
+            "no events before the test window to cut ranker label windows from: widen "
+            "evaluation.split.test_days' history or lower training.ranker.cut_days"
+        )
     start, end = events["timestamp"].min(), events["timestamp"].max()
     frames = []
     for window in range(cfg.label_windows):
@@ -145,17 +250,26 @@ def labelled_candidates(
             inside &= ts < cut + pd.Timedelta(days=cfg.cut_days)
         before, after = events[ts < cut], events[inside]
         if before.empty or after.empty:
-            raise ValueError(
-                f"label window {window} (cut_days={cfg.cut_days}, label_windows="
-                f"{cfg.label_windows}) starts at {cut}: it needs events before and inside "
-                f"it, and the history runs {start} .. {end}; lower training.ranker.label_windows"
+            raise DataError(
+                f"ranker label window {window} (training.ranker.cut_days={cfg.cut_days:g}, "
+                f"training.ranker.label_windows={cfg.label_windows}) starts at {cut}: it needs "
+                f"events before and inside it, and the history runs {start} .. {end}; lower "
+                "training.ranker.cut_days or label_windows"
             )
-        labels = window_truth(after, before, split_params).relevant
+        labels = window_truth(after, before, split_params, allow_repeats).relevant
         users = labels["user_id"].drop_duplicates().sort_values()
         if cfg.max_train_users and len(users) > cfg.max_train_users:
             users = users.sample(cfg.max_train_users, random_state=cfg.seed + window)
         model = candidate_factory().fit(before, _existing(items, cut))
-        rows = candidates_at(model, users, before, cut, cfg.n_candidates)
+        rows = candidates_at(
+            model,
+            users,
+            before,
+            cut,
+            cfg.n_candidates,
+            exclude_seen=not allow_repeats,
+            repeats=allow_repeats,
+        )
         rows = rows.merge(labels.assign(label=1.0), on=["user_id", "item_id"], how="left")
         frames.append(
             rows.assign(
@@ -171,7 +285,37 @@ def fit_ranker(store: Any, candidates: pd.DataFrame, cfg: RankerConfig) -> Ranke
     """Ranking examples of labelled candidate lists (labelled_candidates) from Feast, then
     the XGBoost ranker with a seeded share of users held out for early stopping."""
     examples = ranking_examples(store, candidates)
-    return train_ranker(cfg, *_holdout(examples, cfg))
+    dropped = uninformative(examples.X)
+    train, validation = _holdout(examples, cfg)
+    if not len(train.y) or not train.y.any():
+        reason = "no candidate list holds a relevant item: nothing to learn from"
+        return candidate_order(cfg, reason, dropped)
+    if validation is None and cfg.validation_share > 0:
+        lists = len(train.groups)
+        reason = (
+            f"only {lists} lists hold a relevant item: too few to hold some out and check the "
+            "ranker against its candidates' order"
+        )
+        return candidate_order(cfg, reason, dropped)
+    result = train_ranker(cfg, train, validation)
+    if validation is None or not len(validation.y):
+        return result
+    learned = ndcg_at(validation, result.predict(validation.X), LIFT_K)
+    own = ndcg_at(validation, -validation.keys["retrieval_rank"].to_numpy(np.float64), LIFT_K)
+    result.metrics |= {
+        "held_out_ndcg@10": round(learned, 6),
+        "candidate_order_ndcg@10": round(own, 6),
+    }
+    if learned < own:
+        reason = (
+            f"the ranker's held-out NDCG@{LIFT_K} {learned:.4f} is below its candidates' own "
+            f"order {own:.4f}"
+        )
+        fallback = candidate_order(cfg, reason, result.dropped)
+        fallback.metrics |= result.metrics | fallback.metrics
+        return fallback
+    result.metrics["scored_by"] = "ranker"
+    return result
 
 
 def _holdout(examples: Examples, cfg: RankerConfig) -> tuple[Examples, Examples | None]:

@@ -40,8 +40,8 @@ from training.towers import (
     USER_ID,
     InputSpec,
     build_towers,
-    candidate_specs,
     fit_preprocessing,
+    informative,
     query_specs,
     raw_inputs,
 )
@@ -124,6 +124,7 @@ def train_retrieval(
     tf.keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     q_specs = query_specs(features, train_examples, cfg.ignored_features, cfg.max_list_length)
+    q_specs, q_dropped = informative(train_examples, q_specs)
     prep = fit_preprocessing(train_examples, items, q_specs)
     query_model, candidate_model = build_towers(q_specs, prep, cfg.embedding_dim, cfg.hidden_units)
 
@@ -131,7 +132,7 @@ def train_retrieval(
     q_raw = raw_inputs(train_examples, q_specs)
     dropped = rng.random(len(train_examples)) < cfg.user_id_dropout
     q_raw[USER_ID] = np.where(dropped, UNKNOWN_USER, q_raw[USER_ID])
-    c_raw = raw_inputs(train_examples, candidate_specs())
+    c_raw = raw_inputs(train_examples, prep.candidate_inputs())
     counts = train_examples["item_id"].astype(str).map(train_examples["item_id"].value_counts())
     probability = (counts / len(train_examples)).to_numpy(np.float32)
     data = tf.data.Dataset.from_tensor_slices(
@@ -153,7 +154,7 @@ def train_retrieval(
 
     item_frame = items.drop_duplicates("item_id").sort_values("item_id")
     item_vectors = candidate_model.predict(
-        raw_inputs(item_frame, candidate_specs()), batch_size=4096, verbose=0
+        raw_inputs(item_frame, prep.candidate_inputs()), batch_size=4096, verbose=0
     )
     stamps = pd.to_datetime(train_examples["event_timestamp"], utc=True)
     info = {
@@ -165,6 +166,7 @@ def train_retrieval(
         "data_to": stamps.max().isoformat(),
         "loss": [float(v) for v in history.history["loss"]],
         "train_seconds": round(seconds, 3),
+        "dropped_features": {"query": q_dropped, "candidate": prep.dropped},
     }
     return RetrievalResult(
         config=cfg,
@@ -248,6 +250,7 @@ def save(result: RetrievalResult, folder: Path | str) -> Path:
         "model": "two_tower_retrieval",
         "feature_service": result.config.service,
         "feature_names": result.feature_names,
+        "dropped_features": result.info.get("dropped_features", {}),
         "inputs": [s.to_dict() for s in result.inputs],
         "output": {"name": "query_embedding", "dim": result.config.embedding_dim},
         "score": "inner product of L2-normalised vectors",

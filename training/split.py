@@ -14,7 +14,9 @@ A model evaluated on a window is fitted on everything before the window's start
 (`Split.history`). An item is relevant to a user in a window when the user had a positive
 event on it there (SplitParams.positive_event_types; rated types only at value >=
 min_rating) and no event at all on it before the window: recommenders exclude what a user
-has already seen, so the ground truth must too.
+has already seen, so the ground truth must too. When repeats are allowed
+(`allow_repeats=True`, recommend.allow_repeats decided in tailwise.repeats) an item the
+user had before is relevant too: recommenders may then return it.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Split:
     items: pd.DataFrame | None
     validation_truth: WindowTruth
     test_truth: WindowTruth
+    allow_repeats: bool = False
 
     def start(self, window: str) -> pd.Timestamp:
         """First instant of `window` ('validation' or 'test')."""
@@ -86,7 +89,10 @@ class Split:
 
 
 def temporal_split(
-    events: pd.DataFrame, params: SplitParams, items: pd.DataFrame | None = None
+    events: pd.DataFrame,
+    params: SplitParams,
+    items: pd.DataFrame | None = None,
+    allow_repeats: bool = False,
 ) -> Split:
     """Cut `events` into train / validation / test by time (see the module docstring)."""
     missing = [c for c in REQUIRED_EVENT_COLUMNS if c not in events.columns]
@@ -114,13 +120,20 @@ def temporal_split(
         validation=validation,
         test=test,
         items=items,
-        validation_truth=window_truth(validation, train, params),
-        test_truth=window_truth(test, history_test, params),
+        validation_truth=window_truth(validation, train, params, allow_repeats),
+        test_truth=window_truth(test, history_test, params, allow_repeats),
+        allow_repeats=allow_repeats,
     )
 
 
-def window_truth(window: pd.DataFrame, history: pd.DataFrame, params: SplitParams) -> WindowTruth:
-    """Relevant (user, item) pairs of `window` given the events before it, and their users."""
+def window_truth(
+    window: pd.DataFrame,
+    history: pd.DataFrame,
+    params: SplitParams,
+    allow_repeats: bool = False,
+) -> WindowTruth:
+    """Relevant (user, item) pairs of `window` given the events before it, and their users
+    (items the user had before count only when `allow_repeats`)."""
     kind = window["event_type"].str.lower()
     positive = kind.isin(params.positive_event_types)
     rated = kind.isin(params.rated_event_types)
@@ -129,7 +142,10 @@ def window_truth(window: pd.DataFrame, history: pd.DataFrame, params: SplitParam
             raise ValueError(f"events of types {params.rated_event_types} need a 'value' column")
         positive &= ~rated | (window["value"] >= params.min_rating)
     pairs = window.loc[positive, ["user_id", "item_id"]].drop_duplicates()
-    seen = history[["user_id", "item_id"]].drop_duplicates()
+    if allow_repeats:
+        seen = history.iloc[:0][["user_id", "item_id"]]
+    else:
+        seen = history[["user_id", "item_id"]].drop_duplicates()
     merged = pairs.merge(seen, on=["user_id", "item_id"], how="left", indicator=True)
     relevant = (
         merged.loc[merged["_merge"] == "left_only", ["user_id", "item_id"]]

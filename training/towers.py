@@ -10,6 +10,12 @@
       item_id, category, category_l1, brand  StringLookup(+OOV) -> Embedding
       price            log1p -> Normalization
 
+An input that carries no information in training (all missing, or one value in every row:
+a demographic or item attribute the data does not have) is left out of its tower
+(`informative`); the retriever's manifest lists it under dropped_features. A tower left
+with a single input feeds it to the dense head directly (no Concatenate of one tensor,
+which Keras cannot reload).
+
 Vocabularies and normalisation statistics are computed from the training examples in
 `fit_preprocessing` and baked into the layers, so the exported query model takes raw ids
 and values (`InputSpec` says the name, dtype and shape of each). TensorFlow is imported
@@ -64,6 +70,11 @@ class Preprocessing:
     vocabularies: dict[str, list[str]] = field(default_factory=dict)
     means: dict[str, float] = field(default_factory=dict)
     variances: dict[str, float] = field(default_factory=dict)
+    candidate: list[InputSpec] | None = None  # candidate tower inputs (None: all of them)
+    dropped: list[str] = field(default_factory=list)  # candidate inputs left out
+
+    def candidate_inputs(self) -> list[InputSpec]:
+        return candidate_specs() if self.candidate is None else self.candidate
 
 
 def query_specs(
@@ -95,6 +106,22 @@ def candidate_specs() -> list[InputSpec]:
         *(InputSpec(c, "categorical") for c in CANDIDATE_CATEGORICAL),
         *(InputSpec(c, "numeric") for c in CANDIDATE_NUMERIC),
     ]
+
+
+def informative(frame: pd.DataFrame, specs: list[InputSpec]) -> tuple[list[InputSpec], list[str]]:
+    """(kept, dropped names): ids are always kept; any other input whose raw values are all
+    missing or one value in every row of `frame` is dropped."""
+    arrays = raw_inputs(frame, specs)
+    kept, dropped = [], []
+    for spec in specs:
+        values = arrays[spec.name]
+        if spec.kind != "id" and len(values):
+            rows = values.reshape(len(values), -1)
+            if (rows == rows[:1]).all():
+                dropped.append(spec.name)
+                continue
+        kept.append(spec)
+    return kept, dropped
 
 
 def raw_inputs(frame: pd.DataFrame, specs: list[InputSpec]) -> dict[str, np.ndarray]:
@@ -135,10 +162,14 @@ def fit_preprocessing(
     # Item ids seen in training examples; catalogue items never interacted with share the
     # OOV row and are told apart by their attributes.
     prep.vocabularies[ITEM_ID] = _vocabulary(examples[ITEM_ID].astype(str).to_numpy())
+    prep.candidate, prep.dropped = informative(items, candidate_specs())
+    kept = {s.name for s in prep.candidate}
     catalogue = raw_inputs(items, candidate_specs())
     for name in CANDIDATE_CATEGORICAL:
         prep.vocabularies[name] = _vocabulary(catalogue[name])
     for name in CANDIDATE_NUMERIC:
+        if name not in kept:
+            continue
         logged = np.log1p(np.maximum(catalogue[name].astype(np.float64), 0.0))
         prep.means[name] = float(logged.mean())
         prep.variances[name] = float(max(logged.var(), 1e-6))
@@ -208,7 +239,12 @@ def build_towers(
         return normalise(log(stacked))
 
     def head(parts: list[Any], prefix: str) -> Any:
-        x = tf.keras.layers.Concatenate(name=f"{prefix}_concat")(parts)
+        # One input: no Concatenate (a model with a one-tensor Concatenate does not reload).
+        x = (
+            parts[0]
+            if len(parts) == 1
+            else tf.keras.layers.Concatenate(name=f"{prefix}_concat")(parts)
+        )
         x = tf.keras.layers.Dense(hidden_units, activation="relu", name=f"{prefix}_hidden")(x)
         x = tf.keras.layers.Dense(embedding_dim, name=f"{prefix}_output")(x)
         return tf.math.l2_normalize(x, axis=1)
@@ -235,16 +271,19 @@ def build_towers(
         parts.append(numeric(q_inputs, numerics, signed_log1p))
     query = tf.keras.Model(q_inputs, head(parts, "query"), name="query_tower")
 
+    c_specs = prep.candidate_inputs()
     c_inputs = {
         s.name: tf.keras.Input(
             shape=(), dtype=tf.float32 if s.kind == "numeric" else tf.string, name=s.name
         )
-        for s in candidate_specs()
+        for s in c_specs
     }
     c_parts = [item_embedding(item_lookup(c_inputs[ITEM_ID]))]
-    c_parts += [categorical(c_inputs[n], n, "item_") for n in CANDIDATE_CATEGORICAL]
-    c_parts.append(
-        numeric(c_inputs, list(CANDIDATE_NUMERIC), lambda x: tf.math.log1p(tf.maximum(x, 0.0)))
-    )
+    c_parts += [
+        categorical(c_inputs[s.name], s.name, "item_") for s in c_specs if s.kind == "categorical"
+    ]
+    c_numeric = [s.name for s in c_specs if s.kind == "numeric"]
+    if c_numeric:
+        c_parts.append(numeric(c_inputs, c_numeric, lambda x: tf.math.log1p(tf.maximum(x, 0.0))))
     candidate = tf.keras.Model(c_inputs, head(c_parts, "candidate"), name="candidate_tower")
     return query, candidate

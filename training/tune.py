@@ -215,7 +215,9 @@ def _ranker_trial(config: dict, *, settings: Any, split: Split, base: Any, env: 
     cfg = cfg.model_copy(update={"n_jobs": env["cpus"]})
     # The factory itself: Reranker builds fresh candidate models (copying one would copy
     # the Feast store it holds).
-    model = Reranker(env["factory"], open_store(settings), cfg, split.params)
+    model = Reranker(
+        env["factory"], open_store(settings), cfg, split.params, allow_repeats=split.allow_repeats
+    )
     started = time.perf_counter()
     value = validation_score(model, "reranker", split, env["metric"])
     tune.report({env["key"]: value, "fit_eval_s": time.perf_counter() - started})

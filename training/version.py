@@ -29,6 +29,11 @@ from typing import Any
 
 from tailwise import registry
 
+try:  # the shared data fingerprint (tailwise.lineage), which feature tables also record
+    from tailwise.lineage import data_version as _lineage_data_version
+except ImportError:  # pragma: no cover - older tailwise without lineage
+    _lineage_data_version = None
+
 MANIFEST, METRICS, REPORT, LATEST = "manifest.json", "metrics.json", "report.md", "LATEST"
 FORMAT_VERSION = 1
 
@@ -42,7 +47,10 @@ def new_version() -> str:
 
 
 def data_version(clean: Path) -> str:
-    """A fingerprint of the clean data: its quality report and every file's size."""
+    """A fingerprint of the clean data: tailwise.lineage.data_version where it exists (the
+    same one feature tables record), else its quality report and every file's size."""
+    if _lineage_data_version is not None:
+        return str(_lineage_data_version(clean))
     digest = hashlib.sha256((clean / "quality_report.json").read_bytes())
     for path in sorted(clean.rglob("*.parquet")):
         digest.update(f"{path.relative_to(clean)}:{path.stat().st_size}".encode())

@@ -9,7 +9,7 @@ import pytest
 from tests.training.conftest import events, items
 from training.baselines import MostPopular
 from training.config import EvaluationParams, SplitParams
-from training.evaluate import evaluate, evaluate_baselines
+from training.evaluate import EvaluationResult, evaluate, evaluate_baselines
 from training.split import temporal_split
 
 
@@ -83,3 +83,20 @@ def test_evaluate_baselines_on_generated_data(generated) -> None:
     assert table["value"].between(0, 1).all()
     # The generator's own utility must beat popularity by a wide margin.
     assert result.value("oracle", "ndcg", 10) > 1.3 * result.value("most_popular", "ndcg", 10)
+
+
+def test_markdown_keeps_a_slice_without_users() -> None:
+    table = pd.DataFrame(
+        {
+            "model": ["a", "a"],
+            "slice": ["all", "new"],
+            "k": [10, 10],
+            "metric": ["ndcg", "ndcg"],
+            "value": [0.5, np.nan],  # nobody new in the window
+            "users": [3, 0],
+        }
+    )
+    start = pd.Timestamp("1998-01-01", tz="UTC")
+    result = EvaluationResult("test", start, start, table, pd.DataFrame())
+    text = result.to_markdown(slices=["all", "new"])
+    assert "### new (0 users)" in text and "| a | 10 | nan |" in text

@@ -64,6 +64,14 @@ def test_train_publishes_a_self_describing_evaluated_version(trained) -> None:  
     assert manifest["feature_names"]["ranking"][:2] == ["retrieval_score", "retrieval_rank"]
     assert manifest["feature_names"]["retrieval"][0] == "user_id"
     assert manifest["files"]["cold_start"]["file"] == "cold_start.parquet"
+    # What training decided about this data, for serving and for a reader.
+    assert set(manifest["dropped_features"]) == {"retrieval", "retrieval_candidate", "ranking"}
+    for model, names in manifest["dropped_features"].items():
+        used = manifest["feature_names"].get(model, [])
+        assert not set(names) & set(used), model
+    assert set(manifest["recommend"]) == {"allow_repeats", "setting", "repeat_share", "basis"}
+    assert manifest["windows"]["rule"] in {"configured", "quantile"}
+    assert manifest["ranker_scored_by"] in {"ranker", "candidate order"}
     metrics = json.loads((folder / "metrics.json").read_text())
     assert {MODEL, CANDIDATES, "most_popular", "ease", "oracle", "ranker_lift"} <= set(metrics)
     assert 0 <= metrics[MODEL]["ndcg@10"] <= 1
