@@ -46,7 +46,7 @@ class UserHistory:
     last: np.ndarray  # float64: epoch seconds of the newest
 
     @classmethod
-    def decode(cls, raw: dict[bytes, bytes] | list[bytes] | None) -> UserHistory:
+    def decode(cls, raw: Any) -> UserHistory:
         """From HGETALL's reply, a dict (redis-py) or a flat field, value list (RESP):
         fields `n:<item>` and `t:<item>`."""
         counts: dict[str, float] = {}

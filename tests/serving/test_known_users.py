@@ -125,7 +125,7 @@ def test_a_user_the_model_learned_is_known_without_features_or_history(
     read = graph._read
 
     def forgotten(*args: object, **kwargs: object) -> serving.graph.UserState:
-        state = read(*args, **kwargs)  # type: ignore[arg-type]
+        state = read(*args, **kwargs)
         state.features = dict.fromkeys(state.features)  # no feature, no history left
         state.has_history = False
         return state
@@ -193,7 +193,7 @@ def test_history_features_reach_the_ranker_as_training_defines_them(
 
     def ranking(inputs: object) -> np.ndarray:
         seen["inputs"] = inputs
-        return rank(inputs)  # type: ignore[arg-type]
+        return rank(inputs)
 
     monkeypatch.setattr(serving.graph, "retrieve", retrieving)
     monkeypatch.setattr(graph.bundle, "rank_inputs", ranking)
