@@ -2,13 +2,17 @@
 
 The same `RecommendGraph` the HTTP app runs (features from Redis, retrieval, ranking,
 rules), in this process, without Ray: what a batch job gets is what an application would
-have been served, except that already-seen items are always left out and nothing is
-cached or logged. Needs the features materialised (`tailwise features materialize`).
+have been served (the version's repeat decision says whether a user's purchased and seen
+items are left out), except that nothing is cached or logged. Needs the features
+materialised (`tailwise features materialize`). `Tally` counts the users with history
+(known users) and how many of them got the cold-start list, which should be none.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -17,15 +21,41 @@ import redis
 from serving.bundle import load_bundle, version_folder
 from serving.config import ServingConfig
 from serving.features import FeatureReader, check_features
-from serving.graph import RecommendGraph, Request
+from serving.graph import Answer, RecommendGraph, Request
 from serving.history import bootstrap_history
 from serving.keys import Keys
 from tailwise.features.store import check_registry, open_store
 from tailwise.settings import Settings
 
 
+@dataclass
+class Tally:
+    """Known users answered, and those of them that got the cold-start list (and why)."""
+
+    known: int = 0
+    cold: int = 0
+    without_features: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def add(self, answer: Answer) -> None:
+        if not answer.known:
+            return
+        self.known += 1
+        self.without_features += answer.without_features
+        if answer.cold_start:
+            self.cold += 1
+            self.reasons[answer.known_cold_start or "unknown"] += 1
+
+    def describe(self) -> str:
+        text = f"{self.cold} of {self.known} users with history got the cold-start list"
+        if self.reasons:
+            text += " (" + ", ".join(f"{r}: {n}" for r, n in sorted(self.reasons.items())) + ")"
+        return text
+
+
 def open_graph(config: ServingConfig, settings: Settings) -> RecommendGraph:
-    """A graph over the configured model version, with seen items excluded, no cache."""
+    """A graph over the configured model version, no cache; the version's repeat decision
+    says whether purchased and seen items are left out (unless `config.rules` says)."""
     bundle = load_bundle(version_folder(config.models_dir, config.model_version))
     client = redis.Redis.from_url(settings.redis_url)
     store = open_store(settings)
@@ -41,8 +71,7 @@ def open_graph(config: ServingConfig, settings: Settings) -> RecommendGraph:
     keys = Keys(store.project)
     if (config.clean_dir / "events").exists():
         bootstrap_history(client, keys, config.clean_dir)
-    rules = config.rules.model_copy(update={"exclude_seen": True})
-    batch = config.model_copy(update={"rules": rules, "cache_ttl_seconds": 0})
+    batch = config.model_copy(update={"cache_ttl_seconds": 0})
     return RecommendGraph(bundle, reader, client, keys, batch, record=False)
 
 
@@ -60,8 +89,10 @@ def recommend_users(
     user_ids: Sequence[str],
     k: int,
     progress: Callable[[int], None] | None = None,
+    tally: Tally | None = None,
 ) -> pd.DataFrame:
-    """Rows user_id, item_id, rank (1 = best), score for every listed user."""
+    """Rows user_id, item_id, rank (1 = best), score for every listed user; `tally`
+    counts the known users and those of them answered by the cold-start list."""
     if not 1 <= k <= 1000:
         raise ValueError(f"k must be between 1 and 1000, got {k}")
     rows = []
@@ -69,6 +100,8 @@ def recommend_users(
         answer = graph.recommend(Request(user_id=user, k=k, request_id=f"batch-{n}"))
         if answer.body.get("degraded"):
             raise redis.ConnectionError(f"Redis at {graph.client} is unreachable")
+        if tally is not None:
+            tally.add(answer)
         for rank, item in enumerate(answer.body["items"], start=1):
             rows.append((user, item["item_id"], rank, item["score"]))
         if progress is not None:

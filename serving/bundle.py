@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from serving.forest import Forest, ForestError, probe_matrix
-from serving.tower import QueryTower, TowerError, raw_inputs, read_query_tower
+from serving.tower import QueryTower, TowerError, raw_inputs, read_query_tower, read_vocabulary
+from tailwise.repeats import HISTORY_FEATURES
 
 if TYPE_CHECKING:  # serving.ranking imports this module
     from serving.ranking import RankInputs
@@ -42,6 +43,7 @@ if TYPE_CHECKING:  # serving.ranking imports this module
 # before a version serves.
 TOWER_TOLERANCE = 1e-4
 FOREST_TOLERANCE = 1e-4
+USER_KEY = "user_id"  # the query tower's id input: its vocabulary is the users it learned
 logger = logging.getLogger("tailwise.serving")
 
 
@@ -90,6 +92,9 @@ class ModelBundle:
     categories: dict[str, list[str]]
     cold_start: ColdStart
     tower: QueryTower | None = None  # the query tower in numpy (the request path)
+    # Why the numpy tower could not be rebuilt (the SavedModel itself embeds then).
+    tower_fallback: str | None = None
+    users: frozenset[str] = frozenset()  # the user ids the query tower learned
     forest: Forest | None = None  # the ranker's trees compiled (the request path)
     _signature: Any = None
     _packed: Any = None
@@ -104,6 +109,31 @@ class ModelBundle:
     @property
     def ranking_service(self) -> str:
         return str(self.manifest.get("feature_services", {}).get("ranking", "ranking_v1"))
+
+    @property
+    def allow_repeats(self) -> bool:
+        """The version's repeat decision (manifest `recommend.allow_repeats`, written by
+        training; False for a version that has none)."""
+        section = self.manifest.get("recommend")
+        return bool(section.get("allow_repeats", False)) if isinstance(section, dict) else False
+
+    @property
+    def dropped_features(self) -> set[str]:
+        """Features training left out of this version (manifest `dropped_features`: model
+        -> names, e.g. constant or all-null in the training data)."""
+        dropped = self.manifest.get("dropped_features") or {}
+        if isinstance(dropped, dict):
+            return {str(name) for names in dropped.values() for name in (names or [])}
+        return {str(name) for name in dropped}
+
+    @property
+    def history_features(self) -> list[str]:
+        """The per-(user, item) history features the ranker reads (computed in serving)."""
+        return [f for f in HISTORY_FEATURES if f in self.ranker_features]
+
+    def knows(self, user_id: str) -> bool:
+        """Whether the query tower learned this user's id."""
+        return user_id in self.users
 
     @property
     def item_positions(self) -> dict[str, int]:
@@ -238,17 +268,43 @@ def load_bundle(folder: Path) -> ModelBundle:
         _signature=loaded.signatures["serving_default"],
         _loaded=loaded,  # owns the variables the signature reads
     )
-    try:
-        bundle.tower = read_query_tower(folder / "retrieval" / "query_model", bundle.inputs)
-    except (TowerError, OSError, KeyError, ValueError) as exc:
-        raise BundleError(f"{folder}/retrieval: query model not readable in numpy ({exc})") from exc
-    check_tower(bundle)
+    _read_tower(bundle)
     try:
         bundle.forest = Forest.from_booster(booster)
     except ForestError as exc:  # a booster shape the loops do not walk: XGBoost serves it
         logger.warning("%s/ranker: scored by XGBoost itself (%s)", folder, exc)
     check_forest(bundle)
     return bundle
+
+
+def _read_tower(bundle: ModelBundle) -> None:
+    """The numpy query tower, checked against the SavedModel; when it cannot be rebuilt
+    from this SavedModel (an architecture serving.tower does not walk), the SavedModel's
+    own signature embeds every request instead (slower, same vectors), and the bundle
+    says why (`tower_fallback`, counted per response in /metrics)."""
+    folder = bundle.folder / "retrieval" / "query_model"
+    try:
+        bundle.tower = read_query_tower(folder, bundle.inputs)
+        check_tower(bundle)
+    except (TowerError, OSError, KeyError, ValueError, IndexError, BundleError) as exc:
+        bundle.tower = None
+        bundle.tower_fallback = str(exc)
+        logger.warning("%s: query tower embedded by the SavedModel itself (%s)", folder, exc)
+    if bundle.tower is not None:
+        bundle.users = frozenset(
+            t for lookup in bundle.tower.lookups if lookup.name == USER_KEY for t in lookup.index
+        )
+        return
+    if any(s.name == USER_KEY for s in bundle.inputs):
+        try:
+            bundle.users = read_vocabulary(folder, USER_KEY)
+        except (TowerError, OSError, KeyError, ValueError) as exc:
+            logger.warning("%s: the user ids the model learned are unknown (%s)", folder, exc)
+    try:  # the SavedModel must embed, or the version cannot serve at all
+        probe = raw_inputs(bundle.inputs, [{}])
+        bundle.embed_reference(probe)
+    except Exception as exc:  # TensorFlow raises many kinds: say which
+        raise BundleError(f"{folder}: the query model cannot embed a request ({exc})") from exc
 
 
 def check_forest(bundle: ModelBundle) -> None:

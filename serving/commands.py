@@ -198,10 +198,12 @@ def recommend(
     data: Annotated[Path, typer.Option(help="Clean data (seen items).")] = Path("data/clean"),
 ) -> None:
     """Batch recommendations for the listed users through the serving graph (features from
-    Redis: run `tailwise features materialize` first); already-seen items are left out."""
+    Redis: run `tailwise features materialize` first); already-seen items are left out
+    unless the model version allows repeats. Says how many users with history got the
+    cold-start list (0 in normal operation)."""
     from rich.progress import Progress
 
-    from serving.batch import open_graph, read_user_ids, recommend_users
+    from serving.batch import Tally, open_graph, read_user_ids, recommend_users
     from serving.bundle import BundleError
     from serving.config import ServingConfig
     from tailwise.cli import EXIT_BAD_INPUT, _errors
@@ -221,12 +223,26 @@ def recommend(
             raise typer.Exit(EXIT_BAD_INPUT) from exc
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("recommending", total=len(user_ids))
-            recs = recommend_users(graph, user_ids, k, lambda n: progress.update(task, completed=n))
+            tally = Tally()
+            recs = recommend_users(
+                graph, user_ids, k, lambda n: progress.update(task, completed=n), tally
+            )
     recs.to_csv(out, index=False)
+    bundle = graph.bundle
+    repeats = "allowed" if bundle.allow_repeats else "not allowed: seen items left out"
     console.print(
         f"[green]wrote[/green] {out}: {len(recs):,} rows for {recs['user_id'].nunique():,}"
-        f" of {len(user_ids):,} users (model {graph.bundle.version})"
+        f" of {len(user_ids):,} users (model {bundle.version}; repeats {repeats})"
     )
+    if bundle.tower_fallback is not None:
+        console.print(
+            f"[yellow]the query vectors came from the SavedModel itself[/yellow]"
+            f" ({bundle.tower_fallback})"
+        )
+    cold = tally.describe()
+    if tally.without_features:
+        cold += f"; {tally.without_features} of them had no online features"
+    console.print(cold if not tally.cold else f"[yellow]{cold}[/yellow]", soft_wrap=True)
 
 
 @app.command()

@@ -20,9 +20,15 @@ class RulesConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    exclude_purchased: bool = Field(True, description="Never recommend what the user bought.")
-    exclude_seen: bool = Field(
-        False, description="Also leave out every item the user interacted with."
+    exclude_purchased: bool | None = Field(
+        None,
+        description="Never recommend what the user bought; None: the model version decides"
+        " (its manifest's recommend.allow_repeats: excluded unless repeats are allowed).",
+    )
+    exclude_seen: bool | None = Field(
+        None,
+        description="Also leave out every item the user interacted with; None: the model"
+        " version decides, as for exclude_purchased.",
     )
     max_per_category: int = Field(
         3, ge=1, description="At most this many items of one category in a response."
@@ -34,6 +40,21 @@ class RulesConfig(BaseModel):
     exclude_categories: list[str] = Field(
         default_factory=list, description="Categories (leaf or top level) never recommended."
     )
+
+    def for_version(self, allow_repeats: bool) -> RulesConfig:
+        """These rules with the purchased/seen rule settled: a field left None follows the
+        version's repeat decision (repeats allowed -> nothing the user had is excluded;
+        not allowed -> nothing they had is recommended, as evaluation scored it); True
+        and False override it."""
+        default = not allow_repeats
+        return self.model_copy(
+            update={
+                "exclude_purchased": default
+                if self.exclude_purchased is None
+                else self.exclude_purchased,
+                "exclude_seen": default if self.exclude_seen is None else self.exclude_seen,
+            }
+        )
 
 
 class ServingConfig(BaseModel):

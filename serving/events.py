@@ -51,6 +51,21 @@ REALTIME_VIEW = "user_realtime_session"
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
 _ISO_RE, _EPOCH_RE = re.compile(_ISO), re.compile(_EPOCH)
 _COUNTRY_RE = re.compile(r"[A-Z]{2}")
+# Per event (ARGV: JSON, item, epoch seconds, ...): unless the event is already in the
+# user's recent list (KEYS[1]; a resent or replayed event), one more event with the item
+# in the history hash (KEYS[2]) and its newest time kept. Runs before the list is updated.
+_HISTORY_SCRIPT = """
+for i = 1, #ARGV, 3 do
+  if not redis.call('LPOS', KEYS[1], ARGV[i]) then
+    redis.call('HINCRBY', KEYS[2], 'n:' .. ARGV[i + 1], 1)
+    local last = redis.call('HGET', KEYS[2], 't:' .. ARGV[i + 1])
+    if not last or tonumber(last) < tonumber(ARGV[i + 2]) then
+      redis.call('HSET', KEYS[2], 't:' .. ARGV[i + 1], ARGV[i + 2])
+    end
+  end
+end
+return 0
+"""
 
 
 class EventRejected(ValueError):
@@ -281,6 +296,7 @@ class EventWriter:
         # waiting on a connect timeout per request; `replay` probes Redis meanwhile.
         self.cooldown_seconds = cooldown_seconds
         self._down_until = 0.0
+        self._history = client.register_script(_HISTORY_SCRIPT)
 
     def write(self, events: Sequence[Mapping[str, Any]]) -> WriteResult:
         """Write clean events; accepted into Redis, or spilled (durably) when it is down."""
@@ -331,6 +347,10 @@ class EventWriter:
         reads: dict[str, int] = {}  # user -> position of the LRANGE reply
         for user, pairs in by_user.items():
             mine = [e for e, _ in pairs]
+            updates: list[Any] = []
+            for text, e in {text: e for e, text in pairs}.items():  # a resent one once
+                updates += [text, str(e["item_id"]), repr(_seconds(e["timestamp"]))]
+            self._history(keys=[k.recent(user), k.history(user)], args=updates, client=pipe)
             for _, text in pairs:  # a resent or replayed event must not take two places
                 pipe.lrem(k.recent(user), 0, text)
             # Oldest first: LPUSH puts each value at the head, so the newest ends first.
@@ -359,6 +379,13 @@ class EventWriter:
             online.write(user, REALTIME_VIEW, values, at=at)
             pipe.delete(self.keys.rec(user))
         pipe.execute()
+
+
+def _seconds(ts: Any) -> float:
+    """Epoch seconds of a clean event's timestamp (a datetime, UTC when naive)."""
+    if isinstance(ts, datetime):
+        return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
+    return float(pd.Timestamp(ts, tz="UTC").timestamp())
 
 
 def session_states(

@@ -23,6 +23,7 @@ import redis
 from serving.bundle import BundleError, ModelBundle
 from tailwise.features.cross import CROSS_FEATURES
 from tailwise.features.online import ItemTable, OnlineFeatures, materialized_stamp_key
+from tailwise.repeats import HISTORY_FEATURES
 
 USER_KEY, ITEM_KEY = "user_id", "item_id"
 REQUEST_FIELDS = ("request_device", "request_country", "request_ts")
@@ -141,12 +142,16 @@ def _numbers_or_objects(values: Any) -> np.ndarray:
 
 
 def check_features(bundle: ModelBundle, reader: FeatureReader) -> None:
-    """The model's inputs must all be features Feast serves (or computed here)."""
+    """The model's inputs must all be features Feast serves, or computed here (cross,
+    retrieval and history features), or ones training dropped (the manifest's
+    `dropped_features`: the model reads them as missing). Features Feast serves that the
+    model does not use are fine."""
     available = set(reader.user_feature_names) | set(reader.items.columns)
     available |= {o for odfv in reader.on_demand for o in odfv.outputs}
-    ranker_extra = {*CROSS_FEATURES, "retrieval_score", "retrieval_rank"}
+    available |= bundle.dropped_features
+    ranker_extra = {*CROSS_FEATURES, *HISTORY_FEATURES, "retrieval_score", "retrieval_rank"}
     missing_ranker = [f for f in bundle.ranker_features if f not in available | ranker_extra]
-    missing_tower = [s.name for s in bundle.inputs if s.name not in available | {"user_id"}]
+    missing_tower = [s.name for s in bundle.inputs if s.name not in available | {USER_KEY}]
     if missing_ranker or missing_tower:
         raise BundleError(
             f"model {bundle.version} needs features Feast does not serve: ranker "

@@ -347,6 +347,10 @@ class Ingress:
             self.metrics.degraded.inc()
         if answer.cold_start:
             self.metrics.cold_start.inc()
+        if answer.known:
+            self.metrics.answered(
+                answer.known_cold_start, answer.without_features, answer.tower_fallback
+            )
         self._count("/recommend", 200, started)
         # Cache + request log once the response is out, on this event loop: a coroutine,
         # so Starlette awaits it instead of handing a function to its thread pool (~60 us

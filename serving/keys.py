@@ -64,6 +64,11 @@ class Keys:
         """Set of item ids the user purchased."""
         return f"{self.prefix}purchased:{user_id}"
 
+    def history(self, user_id: str) -> str:
+        """Hash of the user's per-item history: `n:<item>` events, `t:<item>` epoch seconds
+        of the newest (serving.history; the ranker's history features)."""
+        return f"{self.prefix}history:{user_id}"
+
     def rec(self, user_id: str) -> str:
         """Hash of cached responses for the user (request fingerprint -> JSON)."""
         return f"{self.prefix}rec:{user_id}"

@@ -44,6 +44,25 @@ class ServingMetrics:
             "Responses for users the model does not know",
             registry=r,
         )
+        self.known_cold_start = Counter(
+            "tailwise_known_user_cold_start_responses",
+            "Cold-start lists served to users the platform knows (should stay 0), by reason"
+            " (degraded: Redis down and no earlier answer; model_error: the model path failed)",
+            ["reason"],
+            registry=r,
+        )
+        self.known_without_features = Counter(
+            "tailwise_known_user_without_features_responses",
+            "Model answers for known users (history or a learned id) without any online"
+            " feature: materialisation is missing or stale for them",
+            registry=r,
+        )
+        self.tower_fallback = Counter(
+            "tailwise_query_tower_fallback_responses",
+            "Model answers whose query vector came from the SavedModel itself: the numpy"
+            " tower could not be rebuilt from this version (see the log)",
+            registry=r,
+        )
         self.events = Counter(
             "tailwise_events",
             "Events by outcome (accepted, spilled, rejected)",
@@ -67,6 +86,8 @@ class ServingMetrics:
         )
         _GC_WATCHERS.add(self)
 
+        for reason in ("degraded", "model_error"):  # shown at 0 before the first one
+            self.known_cold_start.labels(reason=reason)
         self._cache = {
             True: self.cache.labels(outcome="hit"),
             False: self.cache.labels(outcome="miss"),
@@ -75,6 +96,15 @@ class ServingMetrics:
     def observe_stages(self, stages: dict[str, float]) -> None:
         for stage, seconds in stages.items():
             self.per_request.stage(stage).observe(seconds)
+
+    def answered(self, known_cold_start: str | None, without_features: bool, tower: bool) -> None:
+        """What a recommendation answer says about known users and the query tower."""
+        if known_cold_start is not None:
+            self.known_cold_start.labels(reason=known_cold_start).inc()
+        if without_features:
+            self.known_without_features.inc()
+        if tower:
+            self.tower_fallback.inc()
 
     def cache_outcome(self, hit: bool) -> None:
         self._cache[hit].inc()

@@ -221,6 +221,22 @@ def ranking_inputs(
     return RankInputs(varying, block.slot, fixed)
 
 
+def with_columns(inputs: RankInputs, columns: dict[int, np.ndarray]) -> RankInputs:
+    """`inputs` with ranker feature j of candidate i set to columns[j][i]: values that
+    differ per candidate and come from neither the item table nor the cross features
+    (the per-(user, item) history features, serving.history)."""
+    if not columns:
+        return inputs
+    slot, fixed = inputs.slot.copy(), inputs.fixed.copy()
+    rows = [inputs.varying]
+    at = len(inputs.varying)
+    for j, values in columns.items():
+        rows.append(np.asarray(values, dtype=np.float32).reshape(1, -1))
+        slot[j], fixed[j] = at, np.nan
+        at += 1
+    return RankInputs(np.ascontiguousarray(np.vstack(rows)), slot, fixed)
+
+
 @njit(cache=True, nogil=True)
 def _fill(
     varying: np.ndarray,
@@ -323,4 +339,5 @@ __all__ = [
     "encode_value",
     "ranking_inputs",
     "ranking_matrix",
+    "with_columns",
 ]

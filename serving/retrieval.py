@@ -41,9 +41,15 @@ def tower_inputs(bundle: ModelBundle, row: dict[str, Any]) -> dict[str, np.ndarr
 
 
 def retrieve(
-    bundle: ModelBundle, row: dict[str, Any], n: int, exclude: Iterable[str] = ()
+    bundle: ModelBundle,
+    row: dict[str, Any],
+    n: int,
+    exclude: Iterable[str] = (),
+    include: Iterable[str] = (),
 ) -> Candidates:
-    """The top `n` items for the user in `row`, leaving out `exclude`."""
+    """The top `n` items for the user in `row`, leaving out `exclude`, plus the items of
+    `include` (e.g. the user's past items when repeats are allowed, as training adds its
+    buy-again candidates) that are not excluded, all ordered by retrieval score."""
     query = bundle.embed_row(row)
     positions = bundle.item_positions
     dropped = np.array(
@@ -51,6 +57,12 @@ def retrieve(
     )
     scores = np.empty(len(bundle.item_vectors), dtype=np.float64)
     rows = _best_rows(bundle.vector_columns, query, dropped, n, scores)
+    wanted = [p for p in (positions.get(i) for i in include) if p is not None]
+    extra = np.setdiff1d(np.array(wanted, dtype=np.int64), rows)
+    extra = extra[np.isfinite(scores[extra])]  # excluded ones were set to -inf
+    if len(extra):
+        rows = np.concatenate([rows, extra])
+        rows = rows[np.argsort(-scores[rows], kind="stable")]
     return Candidates(bundle.item_ids, scores[rows], rows)
 
 

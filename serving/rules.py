@@ -2,7 +2,8 @@
 
     ranked candidates --filters (excluded ids, excluded categories)--> --boosts (category
     multipliers on the score's rank-preserving transform)--> --diversity (at most
-    max_per_category of one category, in score order)--> top k
+    max_per_category of one category, in score order)--> top k, topped up past the
+    diversity limit when it left fewer than k (`choose_full`)
 
 Reasons come from the ranker itself: the feature with the largest positive contribution
 (XGBoost's approximate SHAP values) to an item's score among those a person can read,
@@ -61,6 +62,20 @@ class CategoryRules:
             rules.max_per_category,
         )
 
+    def choose_full(
+        self, scores: np.ndarray, codes: np.ndarray, k: int, dropped: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`choose`, then, when the diversity limit left fewer than `k`, the best of the
+        rest without it (filters and boosts still apply): a list is short only when too
+        few candidates pass the filters."""
+        pos, adjusted = self.choose(scores, codes, k, dropped)
+        if len(pos) >= k or len(pos) >= len(scores):
+            return pos, adjusted
+        taken = np.zeros(len(scores), np.bool_) if dropped is None else dropped.copy()
+        taken[pos] = True
+        more, more_adjusted = self.choose(scores, codes, k - len(pos), taken, diverse=False)
+        return np.concatenate([pos, more]), np.concatenate([adjusted, more_adjusted])
+
     def encode(self, categories: Iterable[Any]) -> np.ndarray:
         """The code (int64) of each category; unknown text and None get n (no category)."""
         none = len(self.codes)
@@ -68,10 +83,17 @@ class CategoryRules:
         return np.array([none if c is None else get(str(c), none) for c in categories], np.int64)
 
     def choose(
-        self, scores: np.ndarray, codes: np.ndarray, k: int, dropped: np.ndarray | None = None
+        self,
+        scores: np.ndarray,
+        codes: np.ndarray,
+        k: int,
+        dropped: np.ndarray | None = None,
+        diverse: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(positions, adjusted scores) of the top `k` candidates under the rules; `codes`:
-        each candidate's category code, `dropped`: candidates never returned (bool)."""
+        each candidate's category code, `dropped`: candidates never returned (bool);
+        `diverse=False`: without the max_per_category limit (the top-up of a list the
+        limit left short)."""
         n = len(scores)
         adjusted = np.empty(n, dtype=np.float64)
         positions = np.empty(min(k, n), dtype=np.int64)
@@ -82,7 +104,7 @@ class CategoryRules:
             self.banned,
             self.limited,
             np.zeros(n, np.bool_) if dropped is None else dropped,
-            self.max_per_category,
+            self.max_per_category if diverse else max(k, 1),
             positions,
             adjusted,
         )

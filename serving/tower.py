@@ -282,6 +282,19 @@ def read_query_tower(folder: Path, inputs: Sequence[Any]) -> QueryTower:
     return QueryTower(lookups, numeric, mean, scale, hidden, output)  # type: ignore[arg-type]
 
 
+def read_vocabulary(folder: Path, name: str) -> frozenset[str]:
+    """The tokens the lookup after input `name` of the Keras SavedModel in `folder` knows
+    (without the mask and OOV tokens): e.g. the user ids the model learned. Raises
+    TowerError when the model has no such lookup."""
+    import tensorflow as tf
+
+    model = tf.keras.models.load_model(str(folder), compile=False)
+    layers = {layer.name: layer for layer in model.layers}
+    lookup = _only(_consumers(model, layers.get(name)), "StringLookup", name)
+    skip = (0 if lookup.mask_token is None else 1) + int(lookup.num_oov_indices)
+    return frozenset(str(t) for t in lookup.get_vocabulary()[skip:])
+
+
 def _consumers(model: Any, layer: Any) -> list[Any]:
     if layer is None:
         return []

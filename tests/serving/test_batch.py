@@ -52,6 +52,7 @@ def test_recommend_writes_k_unseen_items_per_user(served_world: ServedWorld) -> 
         text=True,
     )
     assert done.returncode == 0, done.stderr
+    assert "0 of 20 users with history got the cold-start list" in done.stderr, done.stderr
     recs = pd.read_csv(out, dtype={"user_id": str, "item_id": str})
     assert list(recs.columns) == ["user_id", "item_id", "rank", "score"]
     assert set(recs["user_id"]) == set(chosen)

@@ -16,6 +16,7 @@ import redis
 from serving.events import (
     ConsentBook,
     EventRejected,
+    EventRules,
     EventWriter,
     event_json,
     parse_timestamp,
@@ -29,12 +30,22 @@ from tests.serving.events_support import CATEGORIES, NOW, make_event, rules
 # -- rules ---------------------------------------------------------------------------
 
 
+def test_the_date_floor_is_ingest_params_earliest_timestamp() -> None:
+    params = IngestParams(earliest_timestamp=datetime(1970, 1, 1))
+    floor = EventRules(params, ConsentBook({}, {}, params.consent_default))
+    old = make_event(timestamp="1975-06-01T12:00:00Z")
+    assert floor.clean([old], NOW)[0]["timestamp"] == datetime(1975, 6, 1, 12, tzinfo=UTC)
+    with pytest.raises(EventRejected) as caught:
+        floor.clean([make_event(timestamp="1969-12-31T23:00:00Z")], NOW)
+    assert "before 1970-01-01" in caught.value.problems[0]["problem"]
+
+
 def test_every_bad_field_is_named_and_nothing_is_cleaned() -> None:
     events = [
         make_event(),  # fine
         make_event(event_type="clickk"),
         make_event(timestamp="yesterday"),
-        make_event(timestamp="1969-12-31T23:00:00Z"),
+        make_event(timestamp="1969-12-31T23:00:00Z"),  # before any floor ingest allows
         make_event(timestamp=(NOW + timedelta(hours=30)).isoformat()),
         make_event(event_type="rating"),  # a rating needs a value
         make_event(event_type="rating", value=7),
@@ -61,7 +72,7 @@ def test_every_bad_field_is_named_and_nothing_is_cleaned() -> None:
         "page_view, product_view, purchase, rating)"
     )
     assert "not ISO-8601 or epoch seconds" in got[(2, "timestamp")]
-    assert "before 1970-01-01" in got[(3, "timestamp")]
+    assert f"before {IngestParams().earliest_timestamp:%Y-%m-%d}" in got[(3, "timestamp")]
     assert "more than 24 hours in the future" in got[(4, "timestamp")]
     assert "needs a value in 0..5" in got[(5, "value")]
     assert "0..1e+06" in got[(7, "price")]

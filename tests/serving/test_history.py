@@ -7,12 +7,14 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import redis
 
 from serving.events import EventWriter, event_json
-from serving.history import bootstrap_history
+from serving.history import UserHistory, bootstrap_history
 from serving.keys import Keys
+from tailwise.repeats import HISTORY_FEATURES, user_item_history
 from tests.serving.events_support import NOW, make_event, rules
 
 
@@ -77,3 +79,52 @@ def test_live_events_already_in_a_recent_list_are_kept(
     stamps = [r["timestamp"] for r in recent]
     assert stamps == sorted(stamps, reverse=True)
     assert client.ttl(keys.recent("a")) > timedelta(days=1).total_seconds()
+
+
+def _history_at(events: pd.DataFrame, user: str, items: list[str], at: pd.Timestamp) -> np.ndarray:
+    pairs = pd.DataFrame({"user_id": user, "item_id": items})
+    return user_item_history(events, at, pairs)[list(HISTORY_FEATURES)].to_numpy()
+
+
+def test_history_hashes_give_the_offline_history_features(
+    client: redis.Redis, keys: Keys, tmp_path: Path
+) -> None:
+    rows = history(30)
+    clean = write_clean_events(tmp_path / "clean", rows)
+    bootstrap_history(client, keys, clean)
+    events = pd.read_parquet(clean / "events")
+    at = pd.Timestamp(NOW) + pd.Timedelta(hours=5)
+    items = ["i0", "i3", "i5", "never-had"]
+    for user in ("a", "b"):
+        got = UserHistory.decode(client.hgetall(keys.history(user)))
+        assert sorted(got.items) == [f"i{i}" for i in range(6)]
+        np.testing.assert_allclose(
+            got.features(items, at.timestamp()), _history_at(events, user, items, at), rtol=1e-9
+        )
+        assert np.isnan(got.features(["never-had"], at.timestamp())[0, 1])
+    # the most recent past items come first among those offered again (user b's)
+    latest_b = events[events["user_id"] == "b"].sort_values("timestamp")["item_id"]
+    assert got.favourites(3) == list(dict.fromkeys(latest_b.iloc[::-1]))[:3]
+
+
+def test_the_event_writer_keeps_the_history_hash_up_to_date(
+    client: redis.Redis,
+    keys: Keys,
+    make_writer: Callable[..., EventWriter],
+) -> None:
+    writer = make_writer()
+    first = rules().clean([make_event("h", "i1", -600), make_event("h", "i2", -300)], NOW)
+    writer.write(first)
+    writer.write(first[:1])  # resent: counted once
+    later = rules().clean([make_event("h", "i1", -60, event_type="purchase")], NOW)
+    older = rules().clean([make_event("h", "i1", -6000)], NOW)  # late: keeps the newest
+    writer.write(later)
+    writer.write(older)
+    events = pd.DataFrame(first + later + older)
+    events["timestamp"] = pd.to_datetime(events["timestamp"], utc=True)
+    got = UserHistory.decode(client.hgetall(keys.history("h")))
+    at = pd.Timestamp(NOW)
+    np.testing.assert_allclose(
+        got.features(["i1", "i2"], at.timestamp()), _history_at(events, "h", ["i1", "i2"], at)
+    )
+    assert got.features(["i1"], at.timestamp())[0, 0] == 3

@@ -90,3 +90,16 @@ def test_settled_objects_leave_collections_until_the_next_settle(unfrozen: None)
     assert gone() is not None  # frozen: collections while serving do not walk it
     _settle_heap()  # after a model switch
     assert gone() is None
+
+
+def test_known_users_answered_cold_or_without_features_are_counted() -> None:
+    metrics = ServingMetrics()
+    text = metrics.render().decode()
+    assert 'tailwise_known_user_cold_start_responses_total{reason="model_error"} 0.0' in text
+    metrics.answered("degraded", without_features=False, tower=False)
+    metrics.answered(None, without_features=True, tower=True)
+    metrics.answered(None, without_features=True, tower=False)
+    text = metrics.render().decode()
+    assert 'tailwise_known_user_cold_start_responses_total{reason="degraded"} 1.0' in text
+    assert "tailwise_known_user_without_features_responses_total 2.0" in text
+    assert "tailwise_query_tower_fallback_responses_total 1.0" in text

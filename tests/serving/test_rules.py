@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from serving.config import RulesConfig
-from serving.rules import FALLBACK_REASON, apply_rules, reasons, text_missing
+from serving.rules import FALLBACK_REASON, CategoryRules, apply_rules, reasons, text_missing
 
 IDS = np.array(["a", "b", "c", "d", "e", "f"], dtype=object)
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
@@ -158,3 +158,28 @@ def test_compiled_reason_choice_agrees_with_the_rule_written_out() -> None:
             else:
                 want.append(wordings[best].format(**{f: items[f][r] for f in items}))
         assert reasons(contributions, names, items) == want
+
+
+def test_a_list_the_diversity_limit_left_short_is_topped_up_in_score_order() -> None:
+    table = CategoryRules.build(RulesConfig(max_per_category=1), CATS)
+    codes = table.encode(CATS)
+    pos, adjusted = table.choose(SCORES, codes, 6)
+    assert IDS[pos].tolist() == ["a", "d", "e", "f"]  # one Home/Kitchen item only
+    pos, adjusted = table.choose_full(SCORES, codes, 6)
+    assert IDS[pos].tolist() == ["a", "d", "e", "f", "b", "c"]
+    assert adjusted.tolist() == SCORES[pos].tolist()
+    banned = CategoryRules.build(RulesConfig(max_per_category=1, exclude_categories=["Home"]), CATS)
+    dropped = np.array([False, False, False, False, True, False])
+    pos, _ = banned.choose_full(SCORES, banned.encode(CATS), 6, dropped)
+    assert IDS[pos].tolist() == ["d", "f"]  # filters still hold: short only when they do
+
+
+def test_the_version_decides_the_purchased_and_seen_rule_unless_set() -> None:
+    default = RulesConfig()
+    assert default.exclude_purchased is None and default.exclude_seen is None
+    off = default.for_version(allow_repeats=False)
+    assert off.exclude_purchased is True and off.exclude_seen is True
+    on = default.for_version(allow_repeats=True)
+    assert on.exclude_purchased is False and on.exclude_seen is False
+    forced = RulesConfig(exclude_purchased=True, exclude_seen=False).for_version(True)
+    assert forced.exclude_purchased is True and forced.exclude_seen is False
