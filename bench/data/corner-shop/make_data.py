@@ -53,7 +53,7 @@ TOWNS = ["Northgate", "Riverside", "Old Town", "Hill End"]
 
 
 def _products(rng: np.random.Generator) -> list[dict[str, str]]:
-    rows = []
+    rows: list[dict[str, str]] = []
     for section, names in SECTIONS.items():
         for name in names:
             price = float(np.round(rng.gamma(2.0, 1.4) + 0.3, 2))
