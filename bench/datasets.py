@@ -140,8 +140,11 @@ def run_dataset(name: str, folder: Path, seed: int, fast: bool, timeout: int) ->
     finally:
         if (folder / "registry.db").exists():
             _teardown(folder, env)
-    result["rows"] = _rows(folder / "clean" / "quality_report.json")
-    result["train_seconds"] = result["stages"].get("train", {}).get("seconds")
+    result["rows"] = _rows(folder / "clean" / "quality_report.json") or _raw_rows(raw)
+    train_stage = result["stages"].get("train", {})
+    result["train_seconds"] = (
+        train_stage.get("seconds") if train_stage.get("exit_code") == 0 else None
+    )
     result.update(_quality(folder))
     result.update(assess(result["ndcg"]))
     return result
@@ -167,11 +170,16 @@ def _stage(stage: str, command: list[str], folder: Path, env: dict, timeout: int
                     break
                 print(f"    {stage}: still running ({elapsed:.0f}s)", flush=True)
     seconds = round(time.perf_counter() - started, 1)
-    outcome: dict[str, Any] = {"exit_code": code, "seconds": seconds, "log": str(log)}
+    outcome: dict[str, Any] = {"exit_code": code, "seconds": seconds, "log": _shown(log)}
     if code != 0:
         outcome["message"] = _message(log.read_text(errors="replace"), code, timeout)
     print(f"    {stage}: exit {code} in {seconds:.1f}s", flush=True)
     return outcome
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the repository when it is inside it (results are committed)."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _message(output: str, code: int, timeout: int) -> str:
@@ -244,6 +252,15 @@ def _rows(report: Path) -> dict[str, dict[str, int]]:
         entry = tables.get(table) or {}
         out[table] = {k: int(entry[k]) for k in keys if isinstance(entry.get(k), int | float)}
     return out
+
+
+def _raw_rows(raw: Path) -> dict[str, dict[str, int]]:
+    """Rows the generator wrote, when ingest left no report (its input, nothing kept)."""
+    record = raw / "profile.json"
+    if not record.exists():
+        return {}
+    rows = json.loads(record.read_text())["rows"]
+    return {table: {"input": int(n)} for table, n in rows.items()}
 
 
 def _quality(folder: Path) -> dict[str, Any]:
