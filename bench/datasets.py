@@ -190,9 +190,9 @@ def _message(output: str, code: int, timeout: int) -> str:
     lines = [line for line in lines if line.strip() and not BOX.match(line)]
     if "Traceback" in output and lines:  # an uncaught exception: its last line says what
         return f"traceback: {lines[-1].strip()}"[:800]
-    for k, line in enumerate(lines):
-        if line.lstrip().lower().startswith("error"):
-            return " ".join(part.strip() for part in lines[k : k + 6])[:800]
+    starts = [k for k, line in enumerate(lines) if line.lstrip().startswith("error:")]
+    if starts:  # the CLI's own message (exit 3): the last one, with its wrapped lines
+        return " ".join(part.strip() for part in lines[starts[-1] : starts[-1] + 6])[:800]
     return " ".join(part.strip() for part in lines[-6:])[:800]
 
 
