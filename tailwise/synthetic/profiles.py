@@ -16,10 +16,9 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,7 +50,6 @@ class Profile:
     reshape: Callable[[Frames, np.random.Generator, Window], Frames] | None = None
     recent: bool = False  # the generated window is moved to end yesterday
     keeps_truth: bool = True
-    notes: dict[str, Any] = field(default_factory=dict)
 
 
 def _no_attributes(frames: Frames, rng: np.random.Generator, window: Window) -> Frames:

@@ -102,7 +102,8 @@ def ratings_1990s(frames: Frames, rng: np.random.Generator, window: Window) -> F
     events["stars"] = events["event_type"].map(_STARS).fillna(2).astype(int)
     rated = events["event_type"].eq("rating") & events["value"].notna()
     events.loc[rated, "stars"] = events.loc[rated, "value"].clip(1, 5).round().astype(int)
-    events = events.sort_values(["stars", "timestamp"], ascending=[False, True], kind="stable")
+    events["at"] = parse_times(events["timestamp"])  # the earliest strongest event dates it
+    events = events.sort_values(["stars", "at"], ascending=[False, True], kind="stable")
     pairs = events.drop_duplicates(["user_id", "item_id"], keep="first").sort_index().copy()
     noise = rng.choice([-2, -1, 0, 1], len(pairs), p=[0.15, 0.25, 0.4, 0.2])
     noise[pairs["event_type"].eq("rating").to_numpy()] = 0
