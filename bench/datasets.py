@@ -99,6 +99,7 @@ def main() -> None:
         "fast": args.fast,
         "seed": args.seed,
         "models": {"platform": PLATFORM, "popularity": POPULAR, "ease": EASE},
+        "all_datasets": DATASETS,
         "datasets": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)

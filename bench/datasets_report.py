@@ -105,6 +105,10 @@ def render(record: dict[str, Any]) -> str:
             )
             + " |"
         )
+    ran = {d["dataset"] for d in record["datasets"]}
+    missing = [name for name in record.get("all_datasets", []) if name not in ran]
+    if missing:
+        lines += ["", f"Not run in this record: {', '.join(missing)}."]
     lines += [
         "",
         "Each dataset's commands and logs: bench/work/datasets/<dataset>/ (`generate.log`, "
