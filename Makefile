@@ -8,7 +8,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help setup demo test test-fast lint format bench-generate bench-ingest bench-features \
-	bench-online bench-offline bench-serve bench-train bench-drift clean repro serve drift-demo
+	bench-online bench-offline bench-serve bench-train bench-drift bench-datasets clean repro serve drift-demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ bench-features: setup ## Measure the feature build on the 20M-event clean set (a
 
 bench-train: setup ## Model quality over 3 seeds against the baselines and the oracle
 	$(BIN)/python bench/train_quality.py
+
+bench-datasets: setup ## generate -> ingest -> train on six profiles and the corner shop (long)
+	$(BIN)/python bench/datasets.py
 
 bench-drift: setup ## Drift on 100k rows x 40 features
 	$(BIN)/python bench/monitor_drift.py

@@ -100,13 +100,34 @@ def generate(
     no_defects: Annotated[
         bool, typer.Option("--no-defects", help="Clean data: every defect rate 0.")
     ] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Reshape the output into a dataset shape (listed above; sizes from the "
+            "profile unless --users/--items/--days are given; seeded; what was done goes to "
+            "profile.json)."
+        ),
+    ] = None,
     params: Annotated[Path, typer.Option(help="params.yaml with a generate: section.")] = Path(
         "params.yaml"
     ),
 ) -> None:
-    """Write a synthetic e-commerce data set (users, items, events, ground truth, defects)."""
+    """Write a synthetic e-commerce data set (users, items, events, ground truth, defects),
+    or with --profile one reshaped into a shape real sources have:
+
+    \b
+    ratings-1990s: explicit 1-5 ratings only (one per user and item), dated 1995-1999, no context
+    grocery-rebuy: purchases only, most of them re-buys of a few staples, ending yesterday
+    no-attributes: items with only item_id, users with only user_id (no consent columns)
+    sparse-tail: few sessions per user (Zipf), eight burst days over a year ending yesterday, most items rarely or never seen
+    big-catalogue: 20,000+ items, at least 10x the users
+    minimal: only the required columns, tiny (200 users, 100 items, 30 days)
+
+    Profiles without consent columns need ingest.consent_default: true in params.yaml.
+    """
     from tailwise.params import load_params
     from tailwise.synthetic import generate as run_generate
+    from tailwise.synthetic.profiles import apply_profile, profile_sizes
 
     with _errors():
         base = load_params(params).generate
@@ -115,6 +136,8 @@ def generate(
             for k, v in dict(users=users, items=items, days=days, seed=seed).items()
             if v is not None
         }
+        if profile is not None:
+            overrides.update(profile_sizes(profile, overrides))
         if shift is not None:
             overrides["shift"] = _read_shift(shift)
         if no_defects:
@@ -123,9 +146,14 @@ def generate(
         with _progress() as bar:
             task = bar.add_task("generating users", total=cfg.users)
             summary = run_generate(cfg, out, progress=lambda done: bar.update(task, completed=done))
+        rows = summary.rows
+        if profile is not None:
+            rows = apply_profile(profile, cfg, out)
     console.print(
-        f"[green]wrote[/green] {out}: "
-        + ", ".join(f"{name} {n:,}" for name, n in summary.rows.items())
+        f"[green]wrote[/green] {out}"
+        + (f" (profile {profile})" if profile else "")
+        + ": "
+        + ", ".join(f"{name} {n:,}" for name, n in rows.items())
         + f" in {summary.seconds:.1f}s"
     )
 

@@ -4,6 +4,9 @@
 defects; optionally a distribution shift part-way through, `ShiftConfig`), the
 ground truth behind them and a defect manifest; `true_utility`
 scores (user, item) pairs exactly as the simulation's deterministic part.
+`profiles.apply_profile` reshapes a generated folder into a named dataset shape
+(`tailwise generate --profile`: ratings-only, re-buy, no attributes, sparse, big
+catalogue, required columns only).
 """
 
 from tailwise.synthetic.config import DefectRates, GenerateConfig, ShiftConfig
