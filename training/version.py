@@ -20,7 +20,6 @@ challenge.py) promotes them. Both decisions go to the registry (tailwise/registr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from datetime import UTC, datetime
@@ -28,11 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tailwise import registry
-
-try:  # the shared data fingerprint (tailwise.lineage), which feature tables also record
-    from tailwise.lineage import data_version as _lineage_data_version
-except ImportError:  # pragma: no cover - older tailwise without lineage
-    _lineage_data_version = None
+from tailwise.lineage import data_version as _lineage_data_version
 
 MANIFEST, METRICS, REPORT, LATEST = "manifest.json", "metrics.json", "report.md", "LATEST"
 FORMAT_VERSION = 1
@@ -47,14 +42,9 @@ def new_version() -> str:
 
 
 def data_version(clean: Path) -> str:
-    """A fingerprint of the clean data: tailwise.lineage.data_version where it exists (the
-    same one feature tables record), else its quality report and every file's size."""
-    if _lineage_data_version is not None:
-        return str(_lineage_data_version(clean))
-    digest = hashlib.sha256((clean / "quality_report.json").read_bytes())
-    for path in sorted(clean.rglob("*.parquet")):
-        digest.update(f"{path.relative_to(clean)}:{path.stat().st_size}".encode())
-    return digest.hexdigest()[:16]
+    """The clean data's version (tailwise.lineage.data_version): the one feature tables and
+    the Feast registry record, so a version can be matched with the features it needs."""
+    return str(_lineage_data_version(clean))
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
