@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -78,8 +79,20 @@ def test_item_cooccurrence_follows_the_users_recent_items() -> None:
 def test_ease_learns_item_relations_and_refuses_large_catalogues() -> None:
     recs = EASE(lambda_=0.5).fit(TRAIN, CATALOGUE).recommend(["u5"], k=1)
     assert top(recs, "u5") == ["d"]
-    with pytest.raises(ValueError, match="catalogue has 6 items, more than max_items=5"):
-        EASE(max_items=5).fit(TRAIN, CATALOGUE)
+    # Five items are touched in training (f is not): the limit counts those.
+    with pytest.raises(ValueError, match="touches 5 items, more than max_items=4"):
+        EASE(max_items=4).fit(TRAIN, CATALOGUE)
+
+
+def test_ease_on_touched_items_scores_as_on_the_whole_catalogue() -> None:
+    """Untouched items add nothing to X'X but a lambda on the diagonal: same scores."""
+    model = EASE(lambda_=2.0).fit(TRAIN, CATALOGUE)
+    x = model.seen.toarray()
+    p = np.linalg.inv(x.T @ x + 2.0 * np.eye(x.shape[1]))
+    b = p / -np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    rows = np.arange(len(model.user_ids))
+    np.testing.assert_allclose(model._scores(rows), x @ b, atol=1e-5)
 
 
 def test_recommend_before_fit_and_bad_k_are_errors() -> None:
