@@ -40,7 +40,7 @@ from training.ranker import (
     train_ranker,
     uninformative,
 )
-from training.split import window_truth
+from training.split import days_before, window_truth
 
 LIFT_K = 10
 
@@ -243,11 +243,11 @@ def labelled_candidates(
     start, end = events["timestamp"].min(), events["timestamp"].max()
     frames = []
     for window in range(cfg.label_windows):
-        cut = end - pd.Timedelta(days=cfg.cut_days * (window + 1))
+        cut = days_before(end, cfg.cut_days * (window + 1))
         ts = events["timestamp"]
         inside = ts >= cut
         if window:  # the latest window runs to the last event, included
-            inside &= ts < cut + pd.Timedelta(days=cfg.cut_days)
+            inside &= ts < days_before(cut, -cfg.cut_days)
         before, after = events[ts < cut], events[inside]
         if before.empty or after.empty:
             raise DataError(

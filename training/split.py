@@ -104,8 +104,8 @@ def temporal_split(
     if events["timestamp"].isna().any():
         raise ValueError("events have a missing timestamp; clean events never do")
     end = events["timestamp"].max()
-    test_start = end - pd.Timedelta(days=params.test_days)
-    validation_start = test_start - pd.Timedelta(days=params.validation_days)
+    test_start = days_before(end, params.test_days)
+    validation_start = days_before(test_start, params.validation_days)
     ts = events["timestamp"]
     train = events[ts < validation_start].reset_index(drop=True)
     validation = events[(ts >= validation_start) & (ts < test_start)].reset_index(drop=True)
@@ -192,3 +192,10 @@ def _check(window: str) -> str:
     if window not in WINDOWS:
         raise ValueError(f"unknown window {window!r}; expected one of {WINDOWS}")
     return window
+
+
+def days_before(instant: pd.Timestamp, days: float) -> pd.Timestamp:
+    """`days` before `instant` (after it when negative), to the microsecond: the clean
+    data's precision and what Feast's offline store takes. Windows recorded as fractional
+    days then cut the same instant in every stage, never one a nanosecond off."""
+    return (instant - pd.Timedelta(days=days)).round("us")

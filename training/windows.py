@@ -25,7 +25,7 @@ import pandas as pd
 
 from tailwise.errors import DataError
 from training.config import SplitParams
-from training.split import window_truth
+from training.split import days_before, window_truth
 
 DAY = pd.Timedelta(days=1)
 _REPEATS_HINT = (
@@ -121,8 +121,8 @@ def _count(
     """Users with a relevant item per window, and why any window is too short."""
     end = events["timestamp"].max()
     ts = events["timestamp"]
-    test_start = end - params.test_days * DAY
-    validation_start = test_start - params.validation_days * DAY
+    test_start = days_before(end, params.test_days)
+    validation_start = days_before(test_start, params.validation_days)
     windows = {
         "test": (
             ts >= test_start,
@@ -141,10 +141,10 @@ def _count(
         h_ts = history["timestamp"]
         h_end = h_ts.max() if len(history) else test_start
         for window in range(label_windows):
-            cut = h_end - cut_days * (window + 1) * DAY
+            cut = days_before(h_end, cut_days * (window + 1))
             inside = h_ts >= cut
             if window:
-                inside &= h_ts < cut + cut_days * DAY
+                inside &= h_ts < days_before(cut, -cut_days)
             windows[f"ranker label window {window}"] = (
                 _on(events, history.index[inside.to_numpy()]),
                 _on(events, history.index[(h_ts < cut).to_numpy()]),
@@ -187,7 +187,7 @@ def _quantile_windows(
     # Every event of the last share may share one instant: keep a sliver of a window.
     test_days = max((end - test_start) / DAY, 1e-6)
     validation_days = (test_start - validation_start) / DAY
-    history = ts[ts < end - test_days * DAY]
+    history = ts[ts < days_before(end, test_days)]
     h_end = history.max()
     label_start = history.quantile(1 - share, interpolation="higher")
     cut_days = max((h_end - label_start) / DAY, 1e-6)

@@ -10,6 +10,7 @@ import pytest
 
 from tailwise.errors import DataError
 from training.config import SplitParams
+from training.split import days_before
 from training.windows import WindowError, plan_windows
 
 
@@ -98,3 +99,15 @@ def test_recorded_quantile_windows_cut_the_same_instants_again(tmp_path) -> None
     assert again.validation_start == prepared.split.validation_start
     other = EvaluationParams.model_validate({"split": {"test_days": 3}})
     assert recorded_split(tmp_path, other, record).test_start != prepared.split.test_start
+
+
+def test_cuts_from_fractional_days_land_on_the_microsecond() -> None:
+    """A quantile window recorded as fractional days cuts the event it started at, to the
+    microsecond, in every stage (Feast's offline store refuses nanoseconds)."""
+    end = pd.Timestamp("2026-07-22 12:41:43", tz="UTC")
+    start = pd.Timestamp("2026-05-15 09:12:07.123456", tz="UTC")
+    days = (end - start) / pd.Timedelta(days=1)
+    cut = days_before(end, days)
+    assert cut == start
+    assert cut.nanosecond == 0
+    assert days_before(cut, -days) == end
