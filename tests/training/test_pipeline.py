@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tailwise.lineage import data_version
 from training.batch import load_recommender, read_user_ids, recommend_batch, version_folder
 from training.config import EvaluationParams
 from training.pipeline import (
@@ -53,13 +54,14 @@ def trained(feature_world, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-def test_train_publishes_a_self_describing_evaluated_version(trained) -> None:  # type: ignore[no-untyped-def]
+def test_train_publishes_a_self_describing_evaluated_version(trained, feature_world) -> None:  # type: ignore[no-untyped-def]
     root, outcome = trained
     folder = version_folder(root / "models")
     assert folder == outcome.folder
     manifest = read_manifest(folder)
     assert manifest["feature_services"] == {"retrieval": "retrieval_v1", "ranking": "ranking_v1"}
-    assert len(manifest["data_version"]) == 16
+    # The lineage version feature tables and the Feast registry record too.
+    assert manifest["data_version"] == data_version(feature_world.clean)
     assert manifest["params"]["training"]["ranker"]["label_windows"] == 2
     assert manifest["feature_names"]["ranking"][:2] == ["retrieval_score", "retrieval_rank"]
     assert manifest["feature_names"]["retrieval"][0] == "user_id"
@@ -127,7 +129,7 @@ def test_stages_refuse_outputs_of_another_split(trained, feature_world, tmp_path
     retrieval = tmp_path / "retrieval"
     shutil.copytree(root / "work" / "retrieval", retrieval)
     stage = json.loads((retrieval / "stage.json").read_text())
-    (retrieval / "stage.json").write_text(json.dumps({**stage, "data_version": "0" * 16}))
+    (retrieval / "stage.json").write_text(json.dumps({**stage, "data_version": "0" * 64}))
     with pytest.raises(StageError, match="data version"):
         train_ranker(
             feature_world.clean,
