@@ -192,6 +192,30 @@ def test_known_shapes(shape: Shape, workspace) -> None:
 )
 @given(shape=shapes())
 @example(shape=Shape(users=8, items=6, events_per_user=2, span_days=5))
+# Quantile windows over two sparse years: cuts once fell a nanosecond off the data's
+# microseconds and Feast's retrieval refused them.
+@example(
+    shape=Shape(
+        seed=991,
+        users=20,
+        items=66,
+        events_per_user=9.7,
+        start_year=2026,
+        span_days=730,
+        event_types=("rating", "purchase", "add_to_cart", "product_view"),
+        absent={
+            "users": ("consent_personalization", "consent_tracking", "phone"),
+            "items": ("title", "brand", "price", "created_at"),
+            "events": ("country",),
+        },
+        nulled={
+            "users": ("email",),
+            "items": ("description", "category"),
+            "events": ("price", "device"),
+        },
+        formats=("jsonl", "jsonl", "parquet"),
+    )
+)
 def test_drawn_shapes(shape: Shape, workspace) -> None:
     print(shape.describe())
     run_shape(shape, workspace())
