@@ -216,6 +216,18 @@ def test_unknown_user_gets_cold_start_for_the_context(app: Client) -> None:
     assert all(i["reason"].startswith("popular") for i in body["items"])
 
 
+def test_known_users_are_answered_by_the_model_and_metrics_count_any_that_are_not(
+    app: Client, users: list[str]
+) -> None:
+    _, text = app.call("GET", "/metrics")
+    assert "tailwise_known_user_cold_start_responses_total" in text
+    assert "tailwise_known_user_without_features_responses_total" in text
+    cold = app.metric("tailwise_known_user_cold_start_responses_total")
+    for user in users[6:9]:
+        assert len(app.recommend(user, k=5)["items"]) == 5
+    assert app.metric("tailwise_known_user_cold_start_responses_total") == cold
+
+
 def test_unknown_items_in_exclude_and_events_are_fine(app: Client, users: list[str]) -> None:
     body = app.recommend(users[1], k=5, exclude=["no-such-item", "another"])
     first = body["items"][0]["item_id"]
