@@ -11,12 +11,14 @@ column of type `null` that Feast's retrieval cannot cast.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
 from tailwise.ingest.parse import sql_ident, sql_str
+from tailwise.schema import CLEAN_ITEMS
 
 # Column -> kind: string, float, bool (default False) or timestamp (UTC).
 USER_INPUTS = {
@@ -32,16 +34,8 @@ USER_INPUTS = {
     "country_imputed": "bool",
     "income_band_imputed": "bool",
 }
-ITEM_INPUTS = {
-    "item_id": "string",
-    "title": "string",
-    "description": "string",
-    "category": "string",
-    "category_l1": "string",
-    "brand": "string",
-    "price": "float",
-    "created_at": "timestamp",
-}
+# The clean items as ingest types them (tailwise/schema.py), but for ingest's own flag.
+ITEM_INPUTS = {name: kind for name, kind in CLEAN_ITEMS.items() if name != "price_imputed"}
 # Optional event columns -> DuckDB type, and the value used when a column is absent.
 EVENT_INPUTS = {
     "event_id": "VARCHAR",
@@ -57,7 +51,7 @@ EVENT_DEFAULTS = {"weight": "1.0"}  # ingest always writes weights; hand-made da
 EVENT_REQUIRED = ("user_id", "item_id", "event_type", "timestamp")
 
 
-def typed(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+def typed(frame: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
     """`frame` with every column of `kinds`, cast; absent columns are typed nulls. Other
     columns (declared extras) are kept as they are."""
     out = frame.reset_index(drop=True).copy()
