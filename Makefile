@@ -79,7 +79,7 @@ drift-demo: setup ## The closed loop twice: a control run and a shifted world (~
 	$(BIN)/tailwise redis
 	$(BIN)/python bench/drift_scenario.py
 
-bench-serve: setup ## Load-test the API at 25..200 req/s against a no-op app (after make demo)
+bench-serve: setup ## Load-test the API at 25..600 req/s, with feast serve for scale (after make demo)
 	$(BIN)/python bench/serve_load.py --config cache_ttl_seconds=0 --ray-worker-niceness 0
 
 bench-online: setup ## Measure materialisation and online lookups (100k people), SDK vs direct

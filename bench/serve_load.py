@@ -1,13 +1,15 @@
-"""Benchmark: the serving app under open-loop load, next to a no-op app of the same topology.
+"""Benchmark: the serving app under open-loop load, with Feast's feature server for scale.
 
-Start Ray once, serve the apps (`--apps noop,full`; the no-op one under /noop) on
-127.0.0.1:PORT behind HAProxy (Ray Serve's fast path) or the default Python proxy
-(`--no-haproxy`), wait for GET /healthz (and GET /readyz for the full app), then offer
-POST /recommend at fixed arrival rates (`--rates`, `--duration` s per app each after
-`--warmup` s not counted). With both apps, each rate runs in `--rounds` pairs of windows
-that alternate the apps (the same request bodies for both in a round), so drift on this
-shared machine falls on both alike; the full/no-op p50 ratio is taken round by round and
-its median is what the goal checks. Open loop:
+Start Ray once, serve the app (`--apps full`; add `noop` for a no-op app of the same
+topology under /noop, the framework's floor) on 127.0.0.1:PORT behind HAProxy (Ray
+Serve's fast path) or the default Python proxy (`--no-haproxy`), wait for GET /healthz
+(and GET /readyz for the full app), then offer POST /recommend at fixed arrival rates
+(`--rates`, `--duration` s per app each after `--warmup` s not counted). With both apps,
+each rate runs in `--rounds` pairs of windows that alternate the apps (the same request
+bodies for both in a round), so drift on this shared machine falls on both alike. The
+highest offered rate held with p99 <= 50 ms, no error and the rate achieved is reported.
+After Ray stops, `feast serve` answers the same ranking feature read that one /recommend
+does (bench/feast_server.py), one request at a time, for scale. Open loop:
 request i is sent at t0 + i/rate whatever happened to earlier ones, and its latency runs
 from that scheduled time (or from the actual send if the timer fired early), so queueing
 shows up instead of being hidden by a slower sender (no coordinated omission). Every
@@ -21,8 +23,8 @@ serialised before the clock starts), so its CPU shows up as its own figure and a
 `--client-check` run against a raw in-process HTTP server gives the apparatus floor.
 Results: bench/results/serve_load.{json,md} (written by default only when the full app ran).
 
-    .venv/bin/python bench/serve_load.py                       # noop + full, 60 s per rate
-    .venv/bin/python bench/serve_load.py --apps noop --duration 10 --rates 25,100,200
+    .venv/bin/python bench/serve_load.py --config cache_ttl_seconds=0   # make bench-serve
+    .venv/bin/python bench/serve_load.py --apps noop,full --duration 10 --rates 25,100,200
 """
 
 from __future__ import annotations
@@ -951,10 +953,27 @@ def p50_ratios(apps: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def check_goals(
-    apps: dict[str, Any], ratios: dict[str, float], fresh: dict[str, Any] | None
-) -> list[dict[str, Any]]:
-    """The issue's targets, judged on the full app (on the no-op app when only it ran)."""
+# The highest rate counts as sustained when this share of it was achieved, p99 was within
+# the limit and nothing failed.
+SUSTAINED_P99_MS = 50.0
+SUSTAINED_ACHIEVED = 0.98
+
+
+def highest_sustained(rates: list[dict[str, Any]]) -> float | None:
+    """The highest offered rate with p99 <= SUSTAINED_P99_MS, 0 errors and the rate achieved."""
+    ok = [
+        r["offered_rps"]
+        for r in rates
+        if r["errors"] == 0
+        and r["p99_ms"] is not None
+        and r["p99_ms"] <= SUSTAINED_P99_MS
+        and r["achieved_rps"] >= SUSTAINED_ACHIEVED * r["offered_rps"]
+    ]
+    return max(ok) if ok else None
+
+
+def check_goals(apps: dict[str, Any], fresh: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The serving targets, judged on the full app (on the no-op app when only it ran)."""
     app = "full" if "full" in apps else "noop"
     at = {r["offered_rps"]: r for r in apps[app]["rates"]}
 
@@ -967,19 +986,17 @@ def check_goals(
     if fresh and fresh["accepted_events"]:  # None: > 1% never showed within 1 s
         fresh_p99 = "never within 1 s" if fresh["p99_ms"] is None else fresh["p99_ms"]
     goals = [
-        ("p50 < 25 ms at 50 req/s", app, get(50, "p50_ms"), 25.0),
-        ("p99 < 60 ms at 50 req/s", app, get(50, "p99_ms"), 60.0),
-        ("p99 < 100 ms at 150 req/s", app, get(150, "p99_ms"), 100.0),
-        ("zero errors at 150 req/s", app, get(150, "errors"), 1),
-        ("full p50 < 1.5x no-op p50 at 50 req/s", "full/noop", ratios.get("50"), 1.5),
-        ("freshness p99 < 100 ms", "full", fresh_p99, 100.0),
+        ("p50 <= 6 ms at 50 req/s", app, get(50, "p50_ms"), 6.0),
+        ("p99 <= 15 ms at 150 req/s", app, get(150, "p99_ms"), 15.0),
+        ("zero errors at 150 req/s", app, get(150, "errors"), 0),
+        ("freshness p99 < 100 ms", "full", fresh_p99, 99.999),
     ]
     return [
         {
             "goal": g,
             "app": a,
             "value": v,
-            "pass": None if v is None else isinstance(v, int | float) and v < limit,
+            "pass": None if v is None else isinstance(v, int | float) and v <= limit,
         }
         for g, a, v, limit in goals
     ]
@@ -1040,7 +1057,7 @@ def save(result: dict[str, Any]) -> None:
     (RESULTS / "serve_load.json").write_text(json.dumps(result, indent=2) + "\n")
     s, m = result["settings"], result["machine"]
     lines = [
-        "# Serving under load: POST /recommend, open loop, full app vs the no-op floor",
+        "# Serving under load: POST /recommend, open loop",
         "",
         f"{m['cores']} cores; Python {m['python']}; Ray {m['ray']}; proxy: {result['proxy']}; "
         f"{result['date']}; `{result['command']}`",
@@ -1101,7 +1118,7 @@ def save(result: dict[str, Any]) -> None:
     if paired := result.get("full_over_noop_p50_paired"):
         lines += [
             "",
-            "full/noop p50 round by round (the goal takes the median): "
+            "full/noop p50 round by round: "
             + "; ".join(
                 f"{k} req/s {' '.join(f'{v}x' for v in p['rounds'])} (median {p['median']}x)"
                 for k, p in paired.items()
@@ -1122,6 +1139,29 @@ def save(result: dict[str, Any]) -> None:
             f"{c['client']['cpu_ms_per_request']} ms client CPU per request"
         )
     lines += ["", client + "."]
+    for name, rate in result.get("highest_sustained_rps", {}).items():
+        lines += [
+            "",
+            f"Highest rate {name} sustained (p99 <= {SUSTAINED_P99_MS:g} ms, 0 errors, "
+            f">= {SUSTAINED_ACHIEVED:.0%} of it achieved) among the rates offered: "
+            f"{'none' if rate is None else f'{rate:g} req/s'}. The load generator shares the "
+            f"{m['cores']} cores with the app.",
+        ]
+    if fs := result.get("feast_server"):
+        full = {r["offered_rps"]: r for r in result["apps"].get("full", {}).get("rates", [])}
+        ref = full.get(50.0) or next(iter(full.values()), None)
+        lines += [
+            "",
+            f"For scale, Feast's own feature server (`feast serve`): {fs['what']}: "
+            f"p50 {fs['p50_ms']} ms, p99 {fs['p99_ms']} ms over {fs['requests']} requests, "
+            f"{fs['errors']} errors"
+            + (
+                f"; the whole /recommend (features, retrieval, ranking, rules) at "
+                f"{ref['offered_rps']:g} req/s: p50 {ref['p50_ms']} ms, p99 {ref['p99_ms']} ms."
+                if ref
+                else "."
+            ),
+        ]
     lines += ["", "Goals:", ""]
     for g in result["goals"]:
         mark = {True: "PASS", False: "FAIL", None: "n/a"}[g["pass"]]
@@ -1131,8 +1171,10 @@ def save(result: dict[str, Any]) -> None:
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--apps", default="noop,full", help="comma-separated: noop, full")
-    ap.add_argument("--rates", default="25,50,100,150,200", help="arrival rates, req/s")
+    ap.add_argument("--apps", default="full", help="comma-separated: noop, full")
+    ap.add_argument(
+        "--rates", default="25,50,100,150,200,300,400,500,600", help="arrival rates, req/s"
+    )
     ap.add_argument(
         "--duration", type=float, default=60.0, help="measured seconds per rate and app"
     )
@@ -1158,6 +1200,12 @@ def parse_args() -> argparse.Namespace:
         "--client-check", type=float, default=10.0, help="client-floor seconds (0: off)"
     )
     ap.add_argument("--ready-timeout", type=float, default=600.0)
+    ap.add_argument(
+        "--feast-requests",
+        type=int,
+        default=300,
+        help="sequential ranking feature reads through `feast serve`, for scale (0: off)",
+    )
     ap.add_argument("--no-haproxy", action="store_true", help="Ray Serve's Python proxy instead")
     ap.add_argument(
         "--ray-worker-niceness",
@@ -1210,6 +1258,15 @@ def main() -> None:
         apps, freshness, paired = bench_apps(gen, args, args.apps, users)
     finally:
         gen.close()
+    feast = None
+    if args.feast_requests > 0 and "full" in apps:
+        import feast_server
+
+        n_items = apps["full"].get("config", {}).get("n_candidates", 200)
+        print(
+            f"feast serve: {args.feast_requests} ranking feature reads of 1 user + {n_items} items"
+        )
+        feast = feast_server.measure(users, n_items, args.feast_requests, free_port())
     proxies = {a["proxy"]["proxy"] for a in apps.values()}
     proxy = ", ".join(sorted(proxies))
     haproxy = next((a["proxy"] for a in apps.values() if a["proxy"].get("haproxy_version")), None)
@@ -1240,9 +1297,11 @@ def main() -> None:
         "full_over_noop_p50": ratios,
         "full_over_noop_p50_paired": paired,
         "freshness": freshness,
-        "goals": check_goals(
-            apps, {k: v["median"] for k, v in paired.items()} or ratios, freshness
-        ),
+        "goals": check_goals(apps, freshness),
+        "highest_sustained_rps": {
+            name: highest_sustained(app["rates"]) for name, app in apps.items()
+        },
+        "feast_server": feast,
     }
     show(result)
     if args.save if args.save is not None else "full" in apps:
