@@ -36,7 +36,7 @@ from monitoring.scenario import (
     run_scenario,
     scenario_params,
 )
-from tailwise.services import free_port
+from tailwise.ports import free_port
 
 
 def configs(args: argparse.Namespace) -> list[ScenarioConfig]:

@@ -43,7 +43,7 @@ from monitoring.loop import (
 )
 from monitoring.workspace import prepare, workspace_env
 from tailwise import registry
-from tailwise.services import free_port
+from tailwise.ports import free_port
 from tailwise.synthetic import GenerateConfig, generate
 from tailwise.synthetic.config import DefectRates, ShiftConfig
 

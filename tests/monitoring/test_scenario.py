@@ -17,7 +17,7 @@ import yaml
 
 from monitoring.scenario import SHIFT, ScenarioConfig, ScenarioResult, run_scenario, scenario_params
 from tailwise import registry
-from tailwise.services import free_port
+from tailwise.ports import free_port
 from tests.serving.world import PrivateRedis
 
 pytestmark = pytest.mark.slow
