@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitoring.scenario import SHIFT, ScenarioConfig, ScenarioResult, run_scenario, scenario_params
+from bench.scenario import SHIFT, ScenarioConfig, ScenarioResult, run_scenario, scenario_params
 from tailwise import registry
 from tailwise.ports import free_port
 from tests.serving.world import PrivateRedis
