@@ -10,10 +10,11 @@
                                                 weight, <user features>, <item attributes>
 
 Which user features exist and what type they are comes from the feature service
-definition (`user_features`), so the towers and serving read one list. The Feast
-point-in-time read itself is shared with monitoring (tailwise.features.point_in_time). The real-time
-session view is left out: its offline history is per event, and training on it would
-teach the model what only serving can see at request time with a different lag.
+definition (`user_features`), so the towers and serving read one list; the Feast
+point-in-time read itself is shared with monitoring (tailwise.features.point_in_time).
+The real-time session view is left out: its offline history is per event, and training
+on it would teach the model what only serving can see at request time with a different
+lag.
 """
 
 from __future__ import annotations
@@ -24,16 +25,6 @@ import numpy as np
 import pandas as pd
 
 from tailwise.features.point_in_time import UserFeature, historical_user_features, request_rows
-
-__all__ = [  # UserFeature is read from here by the towers
-    "ITEM_COLUMNS",
-    "UserFeature",
-    "historical_user_features",
-    "positive_events",
-    "request_rows",
-    "retrieval_examples",
-    "user_features",
-]
 
 SERVICE = "retrieval_v1"
 EXCLUDED_VIEWS = ("user_realtime_session",)
