@@ -412,10 +412,10 @@ def _dropped(folder: Path, ranker: Any) -> dict[str, list[str]]:
 
 
 def _say(message: str) -> None:
-    """A line for the person running training (the commands' console, stderr)."""
-    from tailwise.console import console
+    """A line for the person running training (stderr, like the commands' output)."""
+    from rich.console import Console
 
-    console.print(message)
+    Console(stderr=True).print(message)
 
 
 def _same_data(recorded: dict[str, Any], clean: Path, split: Split, where: Path) -> None:
