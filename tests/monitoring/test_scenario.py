@@ -46,6 +46,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     server.stop()
 
 
+@pytest.mark.timeout(1800)  # trains and serves like the shift run: past 600 s on a busy machine
 def test_control_run_retrains_nothing(tmp_path: Path, redis_url: str) -> None:
     result = _run("control", None, tmp_path, redis_url)
     assert result.request_errors == 0, result.error_samples
