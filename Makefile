@@ -48,10 +48,11 @@ test: setup ## Run every test (fast and slow)
 test-fast: setup ## Run the fast tests only
 	$(BIN)/pytest -q -m "not slow"
 
-lint: setup ## Lint and type-check
+lint: setup ## Lint, type-check and check the import layers (pyproject [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: setup ## Format the code
 	$(BIN)/ruff format .

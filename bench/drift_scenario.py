@@ -1,6 +1,6 @@
 """The drift scenario, measured: a control run and a shifted run of the closed loop.
 
-Each run (monitoring/scenario.py) generates a world, trains the champion with `dvc repro`,
+Each run (bench/scenario.py) generates a world, trains the champion with `dvc repro`,
 serves it, replays the last `--shift-days` of traffic through the HTTP API, and runs one
 pass of the loop (consume -> monitor -> retrain -> challenge -> switch). The shifted run's
 world changes at the start of the replay: category tastes, the device mix and a batch of
@@ -29,14 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console
 
-from monitoring.scenario import (
+from bench.scenario import (
     SHIFT,
     ScenarioConfig,
     ScenarioResult,
     run_scenario,
     scenario_params,
 )
-from tailwise.services import free_port
+from tailwise.ports import free_port
 
 
 def configs(args: argparse.Namespace) -> list[ScenarioConfig]:
@@ -120,7 +120,7 @@ def markdown(results: list[ScenarioResult], checks: list[tuple[bool, str]], comm
         "carry the replayed instant (context.timestamp), but the batch features stay as "
         "materialised before the replay, so their windows lag in both runs (a deployment "
         "materialises daily). The coverage guard allows a 50% loss here: the shift "
-        "concentrates demand on one category (params: monitoring/scenario.py "
+        "concentrates demand on one category (params: bench/scenario.py "
         "scenario_params).",
         "",
     ]

@@ -301,7 +301,7 @@ def main() -> None:
         teardown(settings, store)
     summary = summarise(rows)
     goal_rows = goals(summary)
-    from training.version import data_version
+    from tailwise.lineage import data_version
 
     meta = {
         "command": shlex.join([".venv/bin/python", *sys.argv]),

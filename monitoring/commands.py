@@ -21,7 +21,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-console = Console(stderr=True)
+from tailwise.console import console, errors
+
 monitor_app = typer.Typer(help="Drift, data quality and outcome KPIs of served traffic.")
 
 OUT, MODELS, SERVED = Path("monitoring/reports"), Path("data/models"), Path("data/served")
@@ -226,17 +227,6 @@ def _monitoring_errors() -> Iterator[None]:
     from monitoring.config import MonitoringConfigError
     from monitoring.reference import ReferenceBuildError
     from monitoring.windows import WindowDataError
-    from tailwise.cli import EXIT_BAD_INPUT, _errors
-    from training.version import ModelNotFoundError
 
-    with _errors():
-        try:
-            yield
-        except (
-            MonitoringConfigError,
-            ReferenceBuildError,
-            WindowDataError,
-            ModelNotFoundError,
-        ) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(EXIT_BAD_INPUT) from exc
+    with errors(MonitoringConfigError, ReferenceBuildError, WindowDataError):
+        yield

@@ -5,7 +5,7 @@
       --attribute(window)--> clicked / converted per served item
       --outcome_kpis--> ctr@K, conversion@K
     served items + events --relevant_after(window)--> (request, item) pairs
-      --training.metrics.per_user_metrics (a request is the "user")--> precision@K, ndcg@K
+      --tailwise.ranking_metrics.per_user_metrics (a request is the "user")--> precision@K, ndcg@K
 
 Definitions, for a served list (one request) and a cut-off K:
   - a served item is *clicked* when the same user has an event of a click type
@@ -14,7 +14,7 @@ Definitions, for a served list (one request) and a cut-off K:
     precedes the event within the window gets the credit (repeated serves all count).
   - ctr@K        = share of lists with at least one clicked item at rank <= K
   - conversion@K = share of lists with at least one converted item at rank <= K
-  - precision@K and ndcg@K are the offline evaluation's formulas (training/metrics.py),
+  - precision@K and ndcg@K are the offline evaluation's formulas (tailwise/ranking_metrics.py),
     with the relevant set of a request = every item the user clicked (any item, served or
     not) within the window after the serve; requests without one are not measured, as
     users without a relevant item are not measured offline. So the figures are comparable
@@ -31,7 +31,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from training.metrics import per_user_metrics
+from tailwise.ranking_metrics import per_user_metrics
 
 SERVED_COLUMNS = ("request_id", "user_id", "ts", "item_id", "rank")
 EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp")

@@ -35,7 +35,7 @@ import pandas as pd
 
 from monitoring.config import MonitoringParams
 from monitoring.windows import Window, load_events, load_requests, served_items
-from training.version import read_manifest, version_folder
+from tailwise.versions import read_manifest, version_folder
 
 FEATURES, EVENTS, SCORES, META = (
     "features.parquet",
@@ -131,7 +131,7 @@ class FeastFeatures:
     def __init__(self, store: Any, service: str, wanted: Sequence[str]) -> None:
         from feast.errors import FeatureServiceNotFoundException
 
-        from training.dataset import UserFeature
+        from tailwise.features.point_in_time import UserFeature
 
         self.store = store
         try:
@@ -150,7 +150,7 @@ class FeastFeatures:
         self.columns = [f.name for f in self.features]
 
     def __call__(self, entity_rows: pd.DataFrame) -> pd.DataFrame:
-        from training.dataset import historical_user_features
+        from tailwise.features.point_in_time import historical_user_features
 
         rows = entity_rows.assign(row_id=np.arange(len(entity_rows)))
         return historical_user_features(self.store, rows, self.features)[self.columns]
@@ -242,7 +242,7 @@ def load_or_build_reference(
 
 def build_feature_reference(events: pd.DataFrame, source: FeatureSource) -> pd.DataFrame:
     """Feature vectors as of just before each event (one row per event, same order)."""
-    from training.dataset import request_rows
+    from tailwise.features.point_in_time import request_rows
 
     when = pd.to_datetime(events["timestamp"], utc=True) - pd.Timedelta(seconds=1)
     entity = request_rows(events["user_id"], when, events.get("device"), events.get("country"))

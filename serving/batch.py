@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 import redis
 
-from serving.bundle import load_bundle, version_folder
+from serving.bundle import load_bundle
 from serving.config import ServingConfig
 from serving.features import FeatureReader, check_features
 from serving.graph import Answer, RecommendGraph, Request
@@ -26,6 +25,7 @@ from serving.history import bootstrap_history
 from serving.keys import Keys
 from tailwise.features.store import check_registry, open_store
 from tailwise.settings import Settings
+from tailwise.versions import version_folder
 
 
 @dataclass
@@ -73,15 +73,6 @@ def open_graph(config: ServingConfig, settings: Settings) -> RecommendGraph:
         bootstrap_history(client, keys, config.clean_dir)
     batch = config.model_copy(update={"cache_ttl_seconds": 0})
     return RecommendGraph(bundle, reader, client, keys, batch, record=False)
-
-
-def read_user_ids(path: Path) -> list[str]:
-    """One user id per line; blank lines and '#' comments are skipped; order kept, once."""
-    ids = [line.strip() for line in path.read_text().splitlines()]
-    ids = [i for i in ids if i and not i.startswith("#")]
-    if not ids:
-        raise ValueError(f"{path}: no user ids (expected one id per line)")
-    return list(dict.fromkeys(ids))
 
 
 def recommend_users(

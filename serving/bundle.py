@@ -35,6 +35,7 @@ import pandas as pd
 from serving.forest import Forest, ForestError, probe_matrix
 from serving.tower import QueryTower, TowerError, raw_inputs, read_query_tower, read_vocabulary
 from tailwise.repeats import HISTORY_FEATURES
+from tailwise.versions import read_manifest
 
 if TYPE_CHECKING:  # serving.ranking imports this module
     from serving.ranking import RankInputs
@@ -219,29 +220,16 @@ class ModelBundle:
         return np.asarray(contributions)
 
 
-def version_folder(models_dir: Path, version: str | None = None) -> Path:
-    """The named version, or the one `models_dir/LATEST` names."""
-    if version is None:
-        latest = models_dir / "LATEST"
-        if not latest.exists():
-            raise BundleError(f"no trained model in {models_dir}: run `tailwise train` first")
-        version = latest.read_text().strip()
-    folder = models_dir / version
-    if not (folder / "manifest.json").exists():
-        known = sorted(p.parent.name for p in models_dir.glob("*/manifest.json"))
-        raise BundleError(f"model version {version!r} not in {models_dir} (have: {known})")
-    return folder
-
-
 def load_bundle(folder: Path) -> ModelBundle:
-    """Read a version folder; raises BundleError naming the missing or bad file."""
+    """Read a version folder (found with tailwise.versions.version_folder); raises
+    BundleError naming the missing or bad file."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow as tf
     import xgboost as xgb
 
     _single_threaded(tf)
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest = read_manifest(folder)
         tower = json.loads((folder / "retrieval" / "manifest.json").read_text())
         meta = json.loads((folder / "ranker" / "ranker.json").read_text())
         vectors = pd.read_parquet(folder / "retrieval" / "item_embeddings.parquet")

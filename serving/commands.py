@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+
+from tailwise.console import EXIT_SERVICE, console, errors, fail
 
 if TYPE_CHECKING:  # the CLI loads this module for every command: nothing heavy at import
     from serving.config import ServingConfig
@@ -22,7 +23,6 @@ app = typer.Typer(
     help="Served traffic: move the events and request streams into offline Parquet tables.",
     no_args_is_help=True,
 )
-console = Console(stderr=True)
 
 
 def register(root: typer.Typer) -> None:
@@ -62,15 +62,13 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the HTTP API (Ray Serve) on this machine; Ctrl-C stops it cleanly."""
-    from tailwise.cli import EXIT_SERVICE, _errors
-
     if stop:
         _stop_background()
         return
     from serving.config import ServingConfig
     from serving.server import ServeError, ensure_api_key, run_until_stopped
 
-    with _errors():
+    with errors():
         fields = {
             "host": host,
             "port": port,
@@ -96,8 +94,7 @@ def serve(
         try:
             run_until_stopped(ready, config)
         except ServeError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(EXIT_SERVICE) from exc
+            fail(str(exc), EXIT_SERVICE)
     console.print("stopped")
 
 
@@ -203,24 +200,19 @@ def recommend(
     cold-start list (0 in normal operation)."""
     from rich.progress import Progress
 
-    from serving.batch import Tally, open_graph, read_user_ids, recommend_users
+    from serving.batch import Tally, open_graph, recommend_users
     from serving.bundle import BundleError
     from serving.config import ServingConfig
-    from tailwise.cli import EXIT_BAD_INPUT, _errors
     from tailwise.settings import Settings
+    from tailwise.user_list import read_user_ids
 
     try:
         user_ids = read_user_ids(users_file)
     except (ValueError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT) from exc
-    with _errors():
+        fail(str(exc))
+    with errors(BundleError):
         config = ServingConfig(models_dir=models, model_version=model, clean_dir=data)
-        try:
-            graph = open_graph(config, Settings())
-        except BundleError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(EXIT_BAD_INPUT) from exc
+        graph = open_graph(config, Settings())
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("recommending", total=len(user_ids))
             tally = Tally()
@@ -269,11 +261,10 @@ def consume(
 
     from serving.consumer import consume as consume_batch
     from serving.keys import Keys
-    from tailwise.cli import _errors
     from tailwise.features.store import repo_config
     from tailwise.settings import Settings
 
-    with _errors():
+    with errors():
         settings = Settings()
         keys = Keys(repo_config(settings).project)
         client = redis.Redis.from_url(settings.redis_url)

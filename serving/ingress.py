@@ -36,7 +36,7 @@ from ray import serve
 from starlette.background import BackgroundTask
 
 from serving import api
-from serving.bundle import BundleError, load_bundle, version_folder
+from serving.bundle import BundleError, load_bundle
 from serving.config import ServingConfig
 from serving.connection import Pending
 from serving.events import ConsentBook, EventRejected, EventRules, EventWriter
@@ -50,6 +50,7 @@ from serving.spill import SpillLog
 from tailwise.features.store import open_store
 from tailwise.params import load_params
 from tailwise.settings import Settings
+from tailwise.versions import ModelNotFoundError, version_folder
 
 logger = logging.getLogger("tailwise.serving")
 JSON = "application/json"
@@ -417,7 +418,7 @@ class Ingress:
         version = body.version if body else None
         try:
             folder = version_folder(self.config.models_dir, version)
-        except BundleError as exc:
+        except ModelNotFoundError as exc:
             raise HTTPException(404, {"error": str(exc)}) from exc
         previous = self.graph.bundle.version
         try:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from serving.config import ServingConfig
-from tailwise.services import free_port
+from tailwise.ports import free_port
 from tailwise.settings import Settings
 
 FAST_PATH = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}

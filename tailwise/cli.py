@@ -2,85 +2,28 @@
 
 Exit codes: 0 success; 2 wrong usage; 3 bad input (a file, mapping or parameter a
 person must fix; the message names it); 4 privacy key missing or invalid; 5 a service
-(Redis) is unavailable.
+(Redis) is unavailable (tailwise.console defines them).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
+from tailwise.console import EXIT_BAD_INPUT, EXIT_SERVICE, console, errors, fail, progress
 from tailwise.features.commands import app as features_app
 
 if TYPE_CHECKING:
     from tailwise.synthetic.config import GenerateConfig
 
-EXIT_BAD_INPUT, EXIT_PRIVACY, EXIT_SERVICE = 3, 4, 5
-
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 app.add_typer(features_app, name="features")
-console = Console(stderr=True)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turn the project's expected failures into one clear line and a meaningful exit code."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    from tailwise.errors import DataError
-    from tailwise.features.store import FeatureStoreError
-    from tailwise.ingest.errors import IngestError
-    from tailwise.params import ParamsError
-    from tailwise.privacy import PrivacyError
-    from tailwise.services import ServiceError
-
-    try:
-        yield
-    except (DataError, IngestError, ParamsError, FeatureStoreError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT) from exc
-    except PrivacyError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_PRIVACY) from exc
-    except ServiceError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_SERVICE) from exc
-    except RedisConnectionError as exc:
-        console.print(
-            f"[red]error:[/red] Redis does not answer ({exc}); check REDIS_URL or run "
-            "`tailwise redis`"
-        )
-        raise typer.Exit(EXIT_SERVICE) from exc
-
-
-def _progress(counts: bool = True) -> Progress:
-    """A progress bar; `counts` shows done/total, else a percentage (fractional work)."""
-    amount = TextColumn("{task.completed:,}/{task.total:,}") if counts else TaskProgressColumn()
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        amount,
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 @app.command()
@@ -129,7 +72,7 @@ def generate(
     from tailwise.synthetic import generate as run_generate
     from tailwise.synthetic.profiles import apply_profile, profile_sizes
 
-    with _errors():
+    with errors():
         base = load_params(params).generate
         overrides: dict[str, Any] = {
             k: v
@@ -143,7 +86,7 @@ def generate(
         if no_defects:
             overrides["defects"] = dict.fromkeys(type(base.defects).model_fields, 0.0)
         cfg = _generate_config(base, overrides)
-        with _progress() as bar:
+        with progress() as bar:
             task = bar.add_task("generating users", total=cfg.users)
             summary = run_generate(cfg, out, progress=lambda done: bar.update(task, completed=done))
         rows = summary.rows
@@ -219,10 +162,10 @@ def ingest(
     from tailwise.privacy import load_key
     from tailwise.settings import Settings
 
-    with _errors():
+    with errors():
         p = load_params(params).ingest
         key = load_key(Settings())
-        with _progress() as bar:
+        with progress() as bar:
             task = bar.add_task("ingest", total=len(STEPS))
 
             def step(name: str) -> None:
@@ -303,7 +246,7 @@ def forget(
     from tailwise.settings import Settings
 
     settings = Settings()
-    with _errors():
+    with errors():
         result = forget_user(data, user, load_key(settings))
         served_rows = forget_served(served, result.ids) if served.exists() else 0
     console.print(
@@ -321,11 +264,11 @@ def forget(
             client = redis_lib.Redis.from_url(settings.redis_url)
             removed = erase_online(client, repo_config(settings).project, result.ids)
         except redis_lib.ConnectionError as exc:
-            console.print(
-                f"[red]error:[/red] the clean data is erased but Redis at {settings.redis_url} "
-                f"did not answer ({exc}); run `tailwise forget --user {user}` again when it is up"
+            fail(
+                f"the clean data is erased but Redis at {settings.redis_url} did not answer "
+                f"({exc}); run `tailwise forget --user {user}` again when it is up",
+                EXIT_SERVICE,
             )
-            raise typer.Exit(EXIT_SERVICE) from exc
         console.print(f"online store: {removed} keys and stream entries removed")
 
 
@@ -344,8 +287,7 @@ def report(
     """Print the quality report of an ingest output."""
     path = data / "quality_report.json"
     if not path.exists():
-        console.print(f"[red]error:[/red] {path} does not exist; run `tailwise ingest` first")
-        raise typer.Exit(EXIT_BAD_INPUT)
+        fail(f"{path} does not exist; run `tailwise ingest` first", EXIT_BAD_INPUT)
     print_report(json.loads(path.read_text()))
 
 
@@ -356,11 +298,11 @@ def redis(
     ] = True,
 ) -> None:
     """Check that Redis answers at REDIS_URL (and start a local one if needed)."""
-    from tailwise.services import ensure_redis
+    from tailwise.redis_server import ensure_redis
     from tailwise.settings import Settings
 
     settings = Settings()
-    with _errors():
+    with errors():
         console.print(ensure_redis(settings.redis_url, settings.home / "redis", start=start))
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tailwise.cli import EXIT_BAD_INPUT, EXIT_PRIVACY, app
+from tailwise.cli import app
+from tailwise.console import EXIT_BAD_INPUT, EXIT_PRIVACY
 
 runner = CliRunner()
 COMMANDS = [

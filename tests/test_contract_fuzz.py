@@ -22,7 +22,8 @@ import yaml
 from hypothesis import HealthCheck, example, given, seed, settings
 from typer.testing import CliRunner
 
-from tailwise.cli import EXIT_BAD_INPUT, app, load_plugins
+from tailwise.cli import app, load_plugins
+from tailwise.console import EXIT_BAD_INPUT
 from tests.contract_shapes import OPTIONAL, Shape, shapes, write_shape
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """Batch recommendations from a saved model version (`tailwise recommend`).
 
-A version folder (data/models/<version>/, see training.version) is loaded as it was
+A version folder (data/models/<version>/, see tailwise.versions) is loaded as it was
 trained: the exported query model and item embeddings (retrieval/) and the XGBoost ranker
 (ranker/). Features come from Feast as of the newest event given, already-seen items come
 from those events, and the same Reranker code that evaluation measured produces the list.
@@ -13,19 +13,11 @@ from typing import Any
 
 import pandas as pd
 
+from tailwise.versions import read_manifest
 from training import ranker as ranker_io
 from training import retrieval as retrieval_io
 from training.reranker import Reranker
 from training.retrieval import TwoTowerRecommender
-from training.version import ModelNotFoundError, read_manifest, version_folder
-
-__all__ = [
-    "ModelNotFoundError",
-    "load_recommender",
-    "read_user_ids",
-    "recommend_batch",
-    "version_folder",
-]
 
 
 def load_recommender(folder: Path, store: Any, events: pd.DataFrame) -> Reranker:
@@ -37,15 +29,6 @@ def load_recommender(folder: Path, store: Any, events: pd.DataFrame) -> Reranker
     allow = bool((read_manifest(folder).get("recommend") or {}).get("allow_repeats", False))
     reranker = Reranker(None, store, ranker.config, allow_repeats=allow)
     return reranker.attach(ranker, candidates, events)
-
-
-def read_user_ids(path: Path) -> list[str]:
-    """One user id per line; blank lines and '#' comments are skipped."""
-    ids = [line.strip() for line in path.read_text().splitlines()]
-    ids = [i for i in ids if i and not i.startswith("#")]
-    if not ids:
-        raise ValueError(f"{path}: no user ids (expected one id per line)")
-    return list(dict.fromkeys(ids))
 
 
 def recommend_batch(recommender: Reranker, user_ids: list[str], k: int) -> pd.DataFrame:

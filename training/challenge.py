@@ -22,8 +22,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from tailwise import registry
-from training import version as model_version
+from tailwise import registry, versions
 from training.config import EvaluationParams
 from training.evaluate import evaluate
 
@@ -107,9 +106,9 @@ def compare(
     from training.pipeline import recorded_split
 
     # The challenger's windows and repeat decision (as its training recorded them).
-    split = recorded_split(clean, evaluation, model_version.read_manifest(challenger))
+    split = recorded_split(clean, evaluation, versions.read_manifest(challenger))
     for side, folder in (("champion", champion), ("challenger", challenger)):
-        trained_before = pd.Timestamp(model_version.read_manifest(folder)["trained_before"])
+        trained_before = pd.Timestamp(versions.read_manifest(folder)["trained_before"])
         if trained_before > split.test_start:
             raise ChallengeError(
                 f"{side} {folder.name} trained on events up to {trained_before}, after the "
@@ -121,7 +120,7 @@ def compare(
         "challenger": load_recommender(challenger, store, history),
     }
     result = evaluate(models, split, evaluation.ks, window="test", fit=False)
-    scores = model_version.metrics_table(result.table)
+    scores = result.model_metrics()
     users = int(result.table["users"].max())
     for side in models:
         scores[side][LATENCY] = round(1000 * result.timings[side]["recommend_s"] / max(users, 1), 4)
@@ -164,8 +163,8 @@ def challenge(
         clean,
         store,
         evaluation,
-        model_version.version_folder(models_dir, current),
-        model_version.version_folder(models_dir, name),
+        versions.version_folder(models_dir, current),
+        versions.version_folder(models_dir, name),
     )
     promote, reasons = decide(
         comparison.scores["champion"], comparison.scores["challenger"], policy

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-console = Console(stderr=True)
+from tailwise.console import console, errors, fail
 
 Data = Annotated[Path, typer.Option(help="Clean data (tailwise ingest --out).")]
 Features = Annotated[Path, typer.Option(help="Feature tables (tailwise features build --out).")]
@@ -109,10 +109,7 @@ def models_challenge(
             evaluation, _, _, store = _setup(data, features, params)
             entry = challenge(models, data, store, evaluation, policy, challenger)
         except ChallengeError as exc:
-            from tailwise.cli import EXIT_BAD_INPUT
-
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(EXIT_BAD_INPUT) from exc
+            fail(str(exc))
     if entry is None:
         console.print(f"no challenger waiting in {models}: the champion stays")
         return
@@ -218,11 +215,12 @@ def evaluate(
     params: Params = PARAMS,
 ) -> None:
     """Evaluate the baselines (and the oracle, and a trained --model) on the test window."""
+    from tailwise import registry
     from tailwise.lineage import check_features
+    from tailwise.versions import publish as publish_version
     from training.config import EvaluationParams
     from training.evaluate import evaluate_baselines
     from training.pipeline import evaluate_version, evaluation_metrics
-    from training.version import publish as publish_version
 
     with _training_errors():
         if features is not None:
@@ -241,7 +239,7 @@ def evaluate(
     if model is not None and publish is not None:
         publish.mkdir(parents=True, exist_ok=True)
         folder = publish_version(model, publish, evaluation_metrics(result), result.to_markdown())
-        champion = (publish / "LATEST").read_text().strip()
+        champion = registry.champion(publish)
         role = "the champion" if champion == folder.name else f"a challenger to {champion}"
         console.print(f"[green]published[/green] {folder} as {role} ({publish}/registry.jsonl)")
 
@@ -296,17 +294,11 @@ def _training_errors() -> Iterator[None]:
     """The CLI's errors, plus the training ones a person fixes (exit 3, message names it)."""
     from pydantic import ValidationError
 
-    from tailwise.cli import EXIT_BAD_INPUT, _errors
     from training.pipeline import StageError
     from training.tune import TuneError
-    from training.version import ModelNotFoundError
 
-    with _errors():
-        try:
-            yield
-        except (StageError, TuneError, ModelNotFoundError, ValidationError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(EXIT_BAD_INPUT) from exc
+    with errors(StageError, TuneError, ValidationError):
+        yield
 
 
 def _section(path: Path, name: str) -> dict[str, Any]:

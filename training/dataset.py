@@ -10,39 +10,25 @@
                                                 weight, <user features>, <item attributes>
 
 Which user features exist and what type they are comes from the feature service
-definition (`user_features`), so the towers and serving read one list. The real-time
-session view is left out: its offline history is per event, and training on it would
-teach the model what only serving can see at request time with a different lag.
+definition (`user_features`), so the towers and serving read one list; the Feast
+point-in-time read itself is shared with monitoring (tailwise.features.point_in_time).
+The real-time session view is left out: its offline history is per event, and training
+on it would teach the model what only serving can see at request time with a different
+lag.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tailwise.features.point_in_time import UserFeature, historical_user_features, request_rows
+
 SERVICE = "retrieval_v1"
 EXCLUDED_VIEWS = ("user_realtime_session",)
 ITEM_COLUMNS = ("category", "category_l1", "brand", "price")
-REQUEST_COLUMNS = ("request_device", "request_country", "request_ts")
-
-
-@dataclass(frozen=True)
-class UserFeature:
-    """One user feature of the service: its view, name and tower kind.
-
-    kind: 'categorical' (string), 'numeric' (int, float, bool), 'string_list',
-    'float_list'."""
-
-    view: str
-    name: str
-    kind: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.view}:{self.name}"
 
 
 def user_features(
@@ -79,45 +65,6 @@ def positive_events(events: pd.DataFrame) -> pd.DataFrame:
             raise ValueError(f"events lack column {column!r}; got {list(events.columns)}")
     positive = events[(events["weight"] > 0) & events["item_id"].notna()]
     return positive.reset_index(drop=True).assign(example_id=lambda f: np.arange(len(f)))
-
-
-def request_rows(
-    user_ids: pd.Series,
-    when: pd.Series,
-    device: pd.Series | None = None,
-    country: pd.Series | None = None,
-) -> pd.DataFrame:
-    """Feast entity rows: who, as of when, and the request context the ODFV needs."""
-    stamps = pd.to_datetime(pd.Series(when).reset_index(drop=True), utc=True)
-    blank = np.full(len(stamps), "", dtype=object)
-    return pd.DataFrame(
-        {
-            "user_id": pd.Series(user_ids).astype(str).to_numpy(),
-            "event_timestamp": stamps,
-            "request_device": blank if device is None else device.fillna("").to_numpy(object),
-            "request_country": blank if country is None else country.fillna("").to_numpy(object),
-            "request_ts": (stamps.astype("datetime64[ns, UTC]").astype("int64") // 10**9),
-        }
-    )
-
-
-def historical_user_features(
-    store: Any, entity_rows: pd.DataFrame, features: list[UserFeature]
-) -> pd.DataFrame:
-    """Point-in-time user features for `entity_rows` (which carry a row_id column)."""
-    if "row_id" not in entity_rows.columns:
-        raise ValueError("entity_rows need a row_id column to restore their order")
-    job = store.get_historical_features(
-        entity_df=entity_rows, features=[f.ref for f in features], full_feature_names=False
-    )
-    frame = job.to_df()
-    frame = frame.sort_values("row_id").reset_index(drop=True)
-    if len(frame) != len(entity_rows):
-        raise ValueError(
-            f"Feast returned {len(frame)} rows for {len(entity_rows)} entity rows; the offline "
-            "store must keep rows without features (use the duckdb store, not file)"
-        )
-    return frame
 
 
 def retrieval_examples(

@@ -26,16 +26,16 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from tailwise.repeats import RecommendParams, decide_repeats
-from training.baselines import EASE, BuyAgain, ItemCooccurrence, MostPopular, RecentlyPopular
-from training.config import EvaluationParams
-from training.metrics import (
+from tailwise.ranking_metrics import (
     METRICS,
     per_user_metrics,
     summarise,
     user_slices,
     validate_recommendations,
 )
+from tailwise.repeats import RecommendParams, decide_repeats
+from training.baselines import EASE, BuyAgain, ItemCooccurrence, MostPopular, RecentlyPopular
+from training.config import EvaluationParams
 from training.oracle import Oracle
 from training.split import Split, read_events, read_items, temporal_split
 from training.windows import plan_windows
@@ -66,6 +66,14 @@ class EvaluationResult:
     per_user: pd.DataFrame
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    def model_metrics(self) -> dict[str, dict[str, float]]:
+        """{model: {'<metric>@<k>': value}} of the 'all' slice (a version's metrics.json)."""
+        overall = self.table.loc[self.table["slice"] == "all"]
+        metrics: dict[str, dict[str, float]] = {}
+        for row in overall.itertuples():
+            metrics.setdefault(row.model, {})[f"{row.metric}@{row.k}"] = round(float(row.value), 6)
+        return metrics
 
     def value(self, model: str, metric: str, k: int, slice: str = "all") -> float:
         """One number of the table, e.g. value('ease', 'ndcg', 10)."""

@@ -7,7 +7,7 @@
                              label window, its top-N for the users with a relevant item in it
           tuning/            Ray Tune trials when tuning ran (trials.csv: header only if not)
       train_ranker(candidates) --> <work>/ranker/
-          version/           the model version folder (training.version): retrieval/,
+          version/           the model version folder (tailwise.versions): retrieval/,
                              ranker/, cold_start.parquet, manifest.json
           tuning/
       evaluate_version(version) --> test-window metrics next to the baselines (+ oracle) and
@@ -34,11 +34,12 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from tailwise import versions
+from tailwise.lineage import data_version
 from tailwise.repeats import RecommendParams, RepeatDecision, decide_repeats
 from training import cold_start
 from training import ranker as ranker_io
 from training import retrieval as retrieval_io
-from training import version as model_version
 from training.cold_start import ColdStartParams
 from training.config import EvaluationParams, TuneParams
 from training.evaluate import EvaluationResult, baselines, evaluate, segments_at
@@ -192,7 +193,7 @@ def train_retrieval(
     final = TwoTowerRecommender(store, cfg).fit(history, items)
     retrieval_io.save(final.result, out / "model")
     stage = {
-        "data_version": model_version.data_version(clean),
+        "data_version": data_version(clean),
         "trained_before": split.test_start.isoformat(),
         "config": cfg.model_dump(mode="json"),
         "candidate_lists": int(candidates["query"].nunique()),
@@ -238,7 +239,7 @@ def train_ranker(
     result = fit_ranker(store, pd.read_parquet(retrieval_dir / CANDIDATES_FILE), cfg)
     if result.metrics.get("scored_by") == "candidate order":
         _say(f"ranker: scoring by the candidates' own order ({result.metrics['reason']})")
-    version = model_version.new_version()
+    version = versions.new_version()
     folder = out / "version"
     shutil.copytree(retrieval_dir / "model", folder / "retrieval")
     ranker_io.save(result, folder / "ranker", data_version=stage["data_version"])
@@ -267,7 +268,7 @@ def evaluate_version(
     baselines fitted on the same history, the oracle, and the retriever's own order."""
     from training.batch import load_recommender
 
-    manifest = model_version.read_manifest(folder)
+    manifest = versions.read_manifest(folder)
     split = recorded_split(clean, evaluation, manifest)
     _same_data(manifest, clean, split, folder)
     segments = segments_at(features, split.test_start)
@@ -316,7 +317,7 @@ def ranker_lift(result: EvaluationResult, k: int = LIFT_K) -> float | None:
 
 def evaluation_metrics(result: EvaluationResult) -> dict[str, Any]:
     """metrics.json: {model: {'<metric>@<k>': value}} plus the ranker's lift."""
-    metrics: dict[str, Any] = model_version.metrics_table(result.table)
+    metrics: dict[str, Any] = result.model_metrics()
     lift = ranker_lift(result)
     if lift is not None:
         metrics["ranker_lift"] = {f"ndcg@{LIFT_K}": round(lift, 6)}
@@ -348,7 +349,7 @@ def train(
     folder = ranker_dir / "version"
     result = evaluate_version(clean, store, evaluation, folder, ground_truth, features)
     models_dir.mkdir(parents=True, exist_ok=True)
-    published = model_version.publish(
+    published = versions.publish(
         folder, models_dir, evaluation_metrics(result), result.to_markdown()
     )
     return TrainOutcome(published.name, published, result, time.perf_counter() - started)
@@ -364,7 +365,7 @@ def _write_manifest(
     ranker: Any,
     seconds: float,
 ) -> None:
-    model_version.write_manifest(
+    versions.write_manifest(
         folder,
         {
             "version": version,
@@ -380,7 +381,7 @@ def _write_manifest(
                 "ranker": "ranker/: model.json (XGBoost), ranker.json (feature_names in "
                 "model order, categories)",
                 "cold_start": cold_start.DESCRIPTION,
-                "metrics": f"{model_version.METRICS}, {model_version.REPORT} (test window)",
+                "metrics": f"{versions.METRICS}, {versions.REPORT} (test window)",
             },
             "feature_names": {
                 "retrieval": retrieval_io.load_manifest(folder / "retrieval")["feature_names"],
@@ -420,7 +421,7 @@ def _say(message: str) -> None:
 def _same_data(recorded: dict[str, Any], clean: Path, split: Split, where: Path) -> None:
     """The stage output was trained on this data and this split, else the evaluation or the
     next stage would mix two data sets."""
-    now = model_version.data_version(clean)
+    now = data_version(clean)
     if recorded.get("data_version") != now:
         raise StageError(
             f"{where} was trained on data version {recorded.get('data_version')}, but {clean} "

@@ -28,13 +28,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from training.dataset import (
-    SERVICE,
-    historical_user_features,
-    request_rows,
-    retrieval_examples,
-    user_features,
-)
+from tailwise.features.point_in_time import historical_user_features, request_rows
+from training.dataset import SERVICE, retrieval_examples, user_features
 from training.index import ExactIndex
 from training.towers import (
     USER_ID,
@@ -180,7 +175,8 @@ def train_retrieval(
 
 
 def _features_from_frame(examples: pd.DataFrame) -> list:
-    from training.dataset import ITEM_COLUMNS, UserFeature
+    from tailwise.features.point_in_time import UserFeature
+    from training.dataset import ITEM_COLUMNS
 
     skip = {"example_id", "user_id", "item_id", "event_timestamp", "weight", *ITEM_COLUMNS}
     out = []

@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from tailwise.ranking_metrics import METRICS
 from training.config import TuneParams
-from training.metrics import METRICS
 from training.ranker import RankerConfig
 from training.retrieval import RetrievalConfig
 from training.split import Split, WindowTruth

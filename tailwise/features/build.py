@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from tailwise import lineage
-from tailwise.engine import connect_duckdb
+from tailwise.duckdb_session import connect_duckdb
 from tailwise.errors import DataError
 from tailwise.features import daily, inputs, profiles, segments
 from tailwise.features.config import FeaturesParams

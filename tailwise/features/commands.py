@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+
+from tailwise.console import EXIT_BAD_INPUT, console, errors, fail, progress
 
 app = typer.Typer(
     help="Build, register, materialise and read features (Feast).", no_args_is_help=True
 )
-console = Console(stderr=True)
 FeaturesDir = Annotated[
     Path | None,
     typer.Option(help="Feature tables directory (default TAILWISE_FEATURES_DIR or data/features)."),
@@ -47,12 +47,11 @@ def build(
     ),
 ) -> None:
     """Compute the feature tables (Parquet) from clean data."""
-    from tailwise.cli import _errors, _progress
     from tailwise.features.build import build_features
     from tailwise.params import load_params
 
     settings = _settings(out)
-    with _errors(), _progress(counts=False) as bar:
+    with errors(), progress(counts=False) as bar:
         task = bar.add_task("features", total=1.0)
 
         def step(name: str, done: float) -> None:
@@ -78,10 +77,9 @@ def apply(
     features: FeaturesDir = None,
 ) -> None:
     """Register entities, views and services of feature_repo/ (like `feast apply`)."""
-    from tailwise.cli import _errors
     from tailwise.features.store import apply as apply_repo
 
-    with _errors():
+    with errors():
         store, names = apply_repo(_settings(features))
     console.print(f"applied {len(names)} objects to project {store.project!r}")
     for name in names:
@@ -93,10 +91,9 @@ def materialize(
     features: FeaturesDir = None,
 ) -> None:
     """Load the newest feature values into Redis (incremental after the first run)."""
-    from tailwise.cli import _errors
     from tailwise.features.store import materialize as run
 
-    with _errors():
+    with errors():
         report = run(_settings(features))
     console.print(
         f"materialised into Redis in {report['seconds']:.1f}s "
@@ -115,7 +112,6 @@ def get(
     features: FeaturesDir = None,
 ) -> None:
     """Print the online feature vector (retrieval_v1, or ranking_v1 with items) as JSON."""
-    from tailwise.cli import EXIT_BAD_INPUT, _errors
     from tailwise.features.store import open_store
 
     try:
@@ -128,11 +124,8 @@ def get(
             "request_ts": int(ctx.get("request_ts", time.time())),
         }
     except (ValueError, TypeError) as exc:
-        console.print(
-            f"[red]error:[/red] --context: {exc} (device, country: text; request_ts: epoch seconds)"
-        )
-        raise typer.Exit(EXIT_BAD_INPUT) from exc
-    with _errors():
+        fail(f"--context: {exc} (device, country: text; request_ts: epoch seconds)")
+    with errors():
         store = open_store(_settings(features))
         service = store.get_feature_service("ranking_v1" if item else "retrieval_v1")
         rows = (
@@ -153,11 +146,11 @@ def get(
         for n in (f.name for f in p.features)
     ]
     if all(vector[n][0] is None for n in stored):
-        console.print(
-            f"[red]error:[/red] user {user!r} has no online features in project "
-            f"{store.project!r} (unknown user, or not materialised yet)"
+        fail(
+            f"user {user!r} has no online features in project {store.project!r} "
+            "(unknown user, or not materialised yet)",
+            EXIT_BAD_INPUT,
         )
-        raise typer.Exit(EXIT_BAD_INPUT)
     per_row = [{name: values[i] for name, values in vector.items()} for i in range(len(rows))]
     body = {
         "service": service.name,

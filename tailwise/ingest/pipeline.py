@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from tailwise.engine import connect_duckdb
+from tailwise.duckdb_session import connect_duckdb
 from tailwise.ingest import events, items, limits, users
 from tailwise.ingest.errors import IngestError, IngestStopped
 from tailwise.ingest.outcome import TableOutcome

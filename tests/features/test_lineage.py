@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tailwise.cli import EXIT_BAD_INPUT, app, load_plugins
+from tailwise.cli import app, load_plugins
+from tailwise.console import EXIT_BAD_INPUT
 from tailwise.features.build import build_features
 from tailwise.features.config import FeaturesParams
 from tailwise.features.store import (

@@ -13,7 +13,8 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from tailwise.cli import EXIT_BAD_INPUT, app
+from tailwise.cli import app
+from tailwise.console import EXIT_BAD_INPUT
 from tailwise.ingest.errors import IngestStopped
 from tailwise.ingest.pipeline import run_ingest
 from tailwise.params import IngestParams

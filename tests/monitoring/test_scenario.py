@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitoring.scenario import SHIFT, ScenarioConfig, ScenarioResult, run_scenario, scenario_params
+from bench.scenario import SHIFT, ScenarioConfig, ScenarioResult, run_scenario, scenario_params
 from tailwise import registry
-from tailwise.services import free_port
+from tailwise.ports import free_port
 from tests.serving.world import PrivateRedis
 
 pytestmark = pytest.mark.slow
@@ -46,6 +46,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     server.stop()
 
 
+@pytest.mark.timeout(1800)  # trains and serves like the shift run: past 600 s on a busy machine
 def test_control_run_retrains_nothing(tmp_path: Path, redis_url: str) -> None:
     result = _run("control", None, tmp_path, redis_url)
     assert result.request_errors == 0, result.error_samples

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from monitoring.scenario import clear_outputs
-from monitoring.workspace import REPO, deep_merge, pipeline_for_workspace
+from bench.scenario import clear_outputs
+from bench.workspace import REPO, deep_merge, pipeline_for_workspace
 
 
 def test_the_pipeline_keeps_stages_and_commands_but_not_generate() -> None:

@@ -21,7 +21,7 @@ import redis
 from serving.api import RecommendRequest, RecommendResponse
 from serving.config import ServingConfig
 from serving.keys import Keys
-from tailwise.services import free_port
+from tailwise.ports import free_port
 from tests.serving.world import ServedWorld, generated, served_world  # noqa: F401
 
 pytestmark = pytest.mark.slow

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 import redis
 
-from serving.bundle import load_bundle, version_folder
+from serving.bundle import load_bundle
 from serving.features import FeatureReader
 from serving.retrieval import tower_inputs
 from tailwise.features.store import open_store
+from tailwise.versions import version_folder
 from tests.serving.world import ServedWorld, generated, served_world  # noqa: F401
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tailwise.services import free_port
+from tailwise.ports import free_port
 from tailwise.settings import Settings
 from tests.feast_project import ROOT, isolated_feast_settings
 

@@ -14,7 +14,8 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from tailwise.cli import EXIT_BAD_INPUT, app
+from tailwise.cli import app
+from tailwise.console import EXIT_BAD_INPUT
 from tailwise.synthetic import DefectRates, GenerateConfig, generate, load_ground_truth
 from tailwise.synthetic.utility import true_utility
 

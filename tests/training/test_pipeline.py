@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from tailwise.lineage import data_version
-from training.batch import load_recommender, read_user_ids, recommend_batch, version_folder
+from tailwise.user_list import read_user_ids
+from tailwise.versions import read_manifest, version_folder
+from training.batch import load_recommender, recommend_batch
 from training.config import EvaluationParams
 from training.pipeline import (
     CANDIDATES,
@@ -22,7 +24,6 @@ from training.pipeline import (
     train_ranker,
 )
 from training.split import read_events
-from training.version import read_manifest
 
 TINY = TrainingParams(
     retrieval={"embedding_dim": 16, "hidden_units": 32, "epochs": 1, "batch_size": 256, "seed": 3},

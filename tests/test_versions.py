@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tailwise import registry
-from training.version import (
+from tailwise.versions import (
     ModelNotFoundError,
     publish,
     read_manifest,

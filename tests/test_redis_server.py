@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tailwise.services import ServiceError, ensure_redis, free_port, redis_alive
+from tailwise.ports import free_port
+from tailwise.redis_server import ServiceError, ensure_redis, redis_alive
 
 
 def test_running_redis_is_found() -> None:

@@ -62,7 +62,7 @@ def prepare(root: Path, overrides: Mapping[str, Any], repo: Path = REPO) -> None
     root.mkdir(parents=True, exist_ok=True)
     pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
     (root / "dvc.yaml").write_text(
-        "# Written by monitoring/workspace.py from the repo's dvc.yaml.\n"
+        "# Written by bench/workspace.py from the repo's dvc.yaml.\n"
         + yaml.safe_dump(pipeline_for_workspace(pipeline, repo), sort_keys=False)
     )
     params = yaml.safe_load((repo / "params.yaml").read_text()) or {}

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.metrics import catalogue_coverage, per_user_metrics, summarise, user_slices
+from tailwise.ranking_metrics import catalogue_coverage, per_user_metrics, summarise, user_slices
 
 L3 = 1 / math.log2(3)  # discount of rank 2
 

@@ -1,4 +1,4 @@
-"""Local services the platform needs: today Redis (the online store).
+"""The local Redis server (the online store) for a demo or a development machine.
 
 `ensure_redis` answers whether Redis is reachable at REDIS_URL and, when it is not and
 the URL points at this machine, starts a `redis-server` that keeps nothing on disk.
@@ -7,7 +7,6 @@ the URL points at this machine, starts a `redis-server` that keeps nothing on di
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -24,13 +23,6 @@ HOW_TO_GET_REDIS = (
 
 class ServiceError(RuntimeError):
     """A service the command needs is not available; the message says how to get it."""
-
-
-def free_port() -> int:
-    """A TCP port nothing on 127.0.0.1 holds right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def redis_alive(url: str, timeout: float = 0.5) -> bool:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench.workspace import prepare, workspace_env
 from monitoring.loop import (
     LoopConfig,
     PassOutcome,
@@ -41,9 +42,8 @@ from monitoring.loop import (
     run_pass,
     tailwise_command,
 )
-from monitoring.workspace import prepare, workspace_env
 from tailwise import registry
-from tailwise.services import free_port
+from tailwise.ports import free_port
 from tailwise.synthetic import GenerateConfig, generate
 from tailwise.synthetic.config import DefectRates, ShiftConfig
 

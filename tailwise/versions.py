@@ -1,6 +1,6 @@
-"""A model version: one folder that says what it is, and publishing it after evaluation.
+"""Model versions: the folder layout, its manifest, finding a version and publishing one.
 
-    <version>/
+    <models>/<version>/
       retrieval/           exported query model (SavedModel, takes raw feature values by
                            name), item_embeddings.parquet, manifest.json (ordered inputs)
       ranker/              model.json (XGBoost), ranker.json (ordered feature names,
@@ -11,11 +11,12 @@
       metrics.json         test-window metrics of every model next to the baselines, and
       report.md            the full evaluation (both added when the version is published)
 
-`tailwise train` and the DVC stages write the folder without metrics (train_ranker), the
-evaluation measures it, and `publish` copies it to `<models>/<version>/` with its metrics,
-so a published version is always an evaluated one. The first version becomes the champion
-(`<models>/LATEST`); later ones are challengers until `tailwise models challenge` (see
-challenge.py) promotes them. Both decisions go to the registry (tailwise/registry.py).
+Training writes a folder (`write_manifest`) and, after evaluating it, `publish` copies it
+to `<models>/<version>/` with its metrics, so a published version is always an evaluated
+one. Serving and monitoring find a version with `version_folder` (the named one, or the
+champion the registry's LATEST names) and read it with `read_manifest`. Who serves and
+why is the registry's (tailwise/registry.py): the first published version becomes the
+champion; later ones are challengers until `tailwise models challenge` promotes them.
 """
 
 from __future__ import annotations
@@ -27,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from tailwise import registry
-from tailwise.lineage import data_version as _lineage_data_version
 
-MANIFEST, METRICS, REPORT, LATEST = "manifest.json", "metrics.json", "report.md", "LATEST"
+MANIFEST, METRICS, REPORT = "manifest.json", "metrics.json", "report.md"
 FORMAT_VERSION = 1
 
 
@@ -38,13 +38,8 @@ class ModelNotFoundError(FileNotFoundError):
 
 
 def new_version() -> str:
+    """A version name: the UTC time it was trained, sortable."""
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-
-
-def data_version(clean: Path) -> str:
-    """The clean data's version (tailwise.lineage.data_version): the one feature tables and
-    the Feast registry record, so a version can be matched with the features it needs."""
-    return str(_lineage_data_version(clean))
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
@@ -55,6 +50,8 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
+    """The version's manifest; ModelNotFoundError when `folder` is not a version, ValueError
+    when its format is one this code does not read."""
     path = Path(folder) / MANIFEST
     if not path.exists():
         raise ModelNotFoundError(f"{path} not found: {folder} is not a model version folder")
@@ -64,13 +61,19 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
-def metrics_table(table: Any) -> dict[str, dict[str, float]]:
-    """{model: {'<metric>@<k>': value}} of the 'all' slice of an evaluation table."""
-    overall = table.loc[table["slice"] == "all"]
-    metrics: dict[str, dict[str, float]] = {}
-    for row in overall.itertuples():
-        metrics.setdefault(row.model, {})[f"{row.metric}@{row.k}"] = round(float(row.value), 6)
-    return metrics
+def version_folder(models_dir: Path, version: str | None = None) -> Path:
+    """The named version, or the champion (the one `models_dir/LATEST` names)."""
+    if version is None:
+        version = registry.champion(models_dir)
+        if version is None:
+            raise ModelNotFoundError(
+                f"no trained model in {models_dir}: run `tailwise train` first"
+            )
+    folder = models_dir / version
+    if not (folder / MANIFEST).exists():
+        known = sorted(p.parent.name for p in models_dir.glob(f"*/{MANIFEST}"))
+        raise ModelNotFoundError(f"model version {version!r} not in {models_dir} (have: {known})")
+    return folder
 
 
 def publish(folder: Path, models_dir: Path, metrics: dict[str, Any], report: str) -> Path:
@@ -105,19 +108,3 @@ def publish(folder: Path, models_dir: Path, metrics: dict[str, Any], report: str
     )
     registry.record(models_dir, entry)
     return target
-
-
-def version_folder(models_dir: Path, version: str | None = None) -> Path:
-    """The named version, or the one `models_dir/LATEST` names."""
-    if version is None:
-        latest = models_dir / LATEST
-        if not latest.exists():
-            raise ModelNotFoundError(
-                f"no trained model in {models_dir}: run `tailwise train` first"
-            )
-        version = latest.read_text().strip()
-    folder = models_dir / version
-    if not (folder / MANIFEST).exists():
-        known = sorted(p.parent.name for p in models_dir.glob(f"*/{MANIFEST}"))
-        raise ModelNotFoundError(f"model version {version!r} not in {models_dir} (have: {known})")
-    return folder
