@@ -3,7 +3,8 @@
 Pydantic models, so FastAPI validates every request before a handler runs and a bad field
 comes back as a 422 naming the field, and `/docs` shows the same shapes. Events follow the
 ingestion contract (`tailwise.schema.EVENTS`); the rules beyond types (known event type,
-time window, consent) are applied by `serving.events`.
+time window, value ranges, consent) are the event contract of batch ingestion
+(`tailwise.ingest.contract`), applied by `serving.events`.
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ class Event(BaseModel):
         description="ISO-8601 (any offset; none means UTC) or epoch seconds."
     )
     event_id: Id | None = None
-    value: float | None = Field(None, ge=0)
-    price: float | None = Field(None, ge=0)
+    # Numbers, or text read as batch ingestion reads it; the event contract
+    # (tailwise.ingest.contract) decides what a bad one means, as it does in batch.
+    value: float | str | None = None
+    price: float | str | None = None
     session_id: str | None = Field(None, max_length=128)
     device: str | None = Field(None, max_length=32)
     channel: str | None = Field(None, max_length=64)
@@ -82,11 +85,25 @@ class EventBatch(BaseModel):
     events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
+class EventProblem(BaseModel):
+    """A value the event contract caught: `events[index].field` was `value`."""
+
+    index: int
+    field: str
+    value: Any = None
+    problem: str
+
+
 class EventsResponse(BaseModel):
     accepted: int
     event_ids: list[str]
     spilled: int = Field(
         0, description="Events kept in the local durable log while Redis is unreachable."
+    )
+    adjusted: list[EventProblem] = Field(
+        default_factory=list,
+        description="Values emptied by a null rule of the event contract (the event was "
+        "accepted without them), as batch ingestion empties them.",
     )
 
 
