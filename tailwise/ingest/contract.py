@@ -37,7 +37,6 @@ from tailwise.params import IngestParams
 
 Row = Mapping[str, Any]
 _ISO_RE, _EPOCH_RE = re.compile(_ISO), re.compile(_EPOCH)
-_NUMBER_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
 class Action(StrEnum):
@@ -292,9 +291,11 @@ def parse_number(value: float | int | str | None) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
-        text = value.strip()
-        if not _NUMBER_RE.fullmatch(text):
+        if not value.isascii():  # float() reads other scripts' digits; DuckDB does not
             return None
-        value = float(text)
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
     number = float(value)
     return number if math.isfinite(number) else None
