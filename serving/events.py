@@ -20,7 +20,6 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -248,7 +247,7 @@ def iso(ts: datetime) -> str:
 
 
 def event_json(event: Mapping[str, Any]) -> str:
-    """The JSON of a clean event as it goes into the stream, recent lists and the spill log."""
+    """The JSON of a clean event as it goes into the stream, recent lists and the outbox."""
     return json.dumps(
         {c: (iso(event[c]) if c == "timestamp" else event[c]) for c in CLEAN_COLUMNS},
         separators=(",", ":"),
@@ -313,19 +312,19 @@ class EventWriter:
         the first Redis failure: call it again later)."""
         moved = 0
         try:
-            self.client.ping()  # not reachable: leave the log untouched (no file churn)
+            self.client.ping()  # not reachable: leave the log untouched
         except UNAVAILABLE:
             return 0
-        with closing(self.spill.drain(max_batch)) as batches:
-            for batch in batches:
-                try:
-                    self._send([event_from_record(r) for r in batch.records])
-                except UNAVAILABLE as exc:
-                    logger.info("replay paused, Redis unavailable: %s", exc)
-                    self._down_until = time.monotonic() + self.cooldown_seconds
-                    return moved
-                batch.commit()
-                moved += len(batch.records)
+        while (batch := self.spill.claim(max_batch)) is not None:
+            try:
+                self._send([event_from_record(r) for r in batch.records])
+            except UNAVAILABLE as exc:
+                logger.info("replay paused, Redis unavailable: %s", exc)
+                self._down_until = time.monotonic() + self.cooldown_seconds
+                batch.release()
+                return moved
+            batch.commit()
+            moved += len(batch.records)
         self._down_until = 0.0
         return moved
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +12,7 @@ import pandas as pd
 import pytest
 import redis
 
+from serving import spill
 from serving.events import (
     ConsentBook,
     EventRejected,
@@ -319,14 +319,14 @@ def test_an_outage_spills_and_replay_moves_everything_into_redis(
         assert (result.accepted, result.spilled) == (2, 2)
     assert client.xlen(keys.events) == 0 and down.spill.pending() == 6
     assert down.replay() == 0 and down.spill.pending() == 6  # still down: nothing lost
-    assert [f.name for f in (tmp_path / "spill").iterdir()] == [f"events-{os.getpid()}.jsonl"]
+    assert (tmp_path / "spill" / spill.FILENAME).exists()
 
     down.spill.close()  # that process ends; a new one starts with Redis back
     up = make_writer()  # the same spill folder
     assert up.replay(max_batch=4) == 6
     ids = [json.loads(f[b"e"])["event_id"] for _, f in client.xrange(keys.events)]
     assert sorted(ids) == sorted(e["event_id"] for b in batches for e in b)
-    assert up.spill.pending() == 0 and not list((tmp_path / "spill").glob("*.jsonl"))
+    assert up.spill.pending() == 0 and not up.spill.has_pending()
     assert online.read("u2")["rt_hour_events"] == 3
 
     assert up.replay() == 0 and client.xlen(keys.events) == 6  # idempotent
@@ -342,7 +342,7 @@ def test_a_replay_interrupted_half_way_loses_nothing(
     events = rules().clean([make_event("u1", f"i{i}", i) for i in range(7)], NOW).events
     down = make_writer(down_client)
     down.write(events)
-    down.spill.close()  # its process ends; the file's lock goes with it
+    down.spill.close()  # its process ends
     up = make_writer()
     real_send, calls = up._send, []
 
