@@ -17,6 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 MAX_EXCLUDE = 1000
 MAX_EVENTS = 1000
+# Any JSON scalar: the event contract (tailwise.ingest.contract), not the schema, decides
+# what a value that is not a usable number means, so the API and batch ingestion agree.
+Number = float | int | bool | str | None
+_NUMBER = (
+    "A number. Text holding a number is read as one; any other value is emptied under the "
+    "event contract's rules and listed in the response's `adjusted`."
+)
 
 
 class RequestContext(BaseModel):
@@ -69,10 +76,8 @@ class Event(BaseModel):
         description="ISO-8601 (any offset; none means UTC) or epoch seconds."
     )
     event_id: Id | None = None
-    # Numbers, or text read as batch ingestion reads it; the event contract
-    # (tailwise.ingest.contract) decides what a bad one means, as it does in batch.
-    value: float | str | None = None
-    price: float | str | None = None
+    value: Number = Field(None, description=_NUMBER)
+    price: Number = Field(None, description=_NUMBER)
     session_id: str | None = Field(None, max_length=128)
     device: str | None = Field(None, max_length=32)
     channel: str | None = Field(None, max_length=64)

@@ -4,12 +4,15 @@
 ingestion applies too) to request events, after moving merged user ids onto the surviving
 id: a value a reject rule catches fails the whole batch, naming every bad field, before
 anything is written; a value a null rule catches is emptied and reported as adjusted;
-context is kept only with tracking consent. `EventWriter.write` sends the clean events in one pipelined round trip
-(stream entry, recent list without duplicates, seen/purchased sets, cache invalidation, and
-the recent list read back), computes each user's session state with `realtime_state` (the
-one definition of those features) and writes it in Feast's push layout in a second round
-trip (which clears the response cache again, closing the gap between the two). When Redis
-cannot be reached, the events go to the `SpillLog` instead; `replay` moves them on later.
+context is kept only with tracking consent.
+
+`EventWriter.write` sends the clean events in one pipelined round trip (stream entry,
+recent list without duplicates, seen/purchased sets, cache invalidation, and the recent
+list read back), computes each user's session state with `realtime_state` (the one
+definition of those features) and writes it in Feast's push layout in a second round trip
+(which clears the response cache again, closing the gap between the two). When Redis
+cannot be reached, the events are committed to the `SpillLog` outbox instead; `replay`
+moves them on later.
 """
 
 from __future__ import annotations

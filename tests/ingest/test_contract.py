@@ -33,6 +33,8 @@ CASES: list[tuple[dict[str, Any], tuple[str, str] | None]] = [
     ({"price": 2_000_000}, ("null the value", "price")),
     ({"price": -3}, ("null the value", "price")),
     ({"price": "cheap"}, ("null the value", "price")),
+    ({"price": True}, ("null the value", "price")),
+    ({"price": "12"}, None),
     ({"value": -1}, ("null the value", "value")),
     ({"value": "lots"}, ("null the value", "value")),
     ({"country": "Germany"}, ("null the value", "country")),
