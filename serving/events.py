@@ -232,7 +232,7 @@ def _note(index: int, finding: Finding, event: api.Event) -> dict[str, Any]:
     problem = finding.reason
     if finding.field == "timestamp" and value is not None:
         parsed = parse_timestamp(value)
-        if isinstance(parsed, str):
+        if isinstance(parsed, str) and problem not in parsed:
             problem = f"{problem} ({parsed})"  # the parser's own detail
     if not isinstance(value, str | int | float | None):
         value = str(value)
