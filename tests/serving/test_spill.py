@@ -101,6 +101,29 @@ def test_rows_of_processes_that_crashed_are_replayed_by_a_new_one(tmp_path: Path
     assert log.pending() == 6 and drain_all(log) == [0, 1, 2, 0, 1, 2]  # in id order
 
 
+def test_processes_appending_while_another_drains_lose_and_repeat_nothing(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "import sys; from pathlib import Path; from serving.spill import SpillLog; "
+        "log = SpillLog(Path(sys.argv[1])); w = int(sys.argv[2]); "
+        "[log.append([{'n': w * 1000 + i}]) for i in range(40)]"
+    )
+    writers = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(w)], cwd=ROOT)
+        for w in (1, 2)
+    ]
+    log, got = SpillLog(tmp_path), []
+    while any(p.poll() is None for p in writers):
+        got += drain_all(log, max_batch=7)
+        time.sleep(0.01)
+    assert [p.returncode for p in writers] == [0, 0]
+    got += drain_all(log)
+    assert sorted(got) == [w * 1000 + i for w in (1, 2) for i in range(40)]
+    for w in (1, 2):  # each writer's records come out in the order it wrote them
+        assert [n for n in got if n // 1000 == w] == [w * 1000 + i for i in range(40)]
+
+
 def test_a_batch_with_a_record_that_is_not_json_stores_nothing(tmp_path: Path) -> None:
     log = SpillLog(tmp_path)
     log.append(records(1))
