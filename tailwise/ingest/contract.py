@@ -183,7 +183,8 @@ class Rule:
 def event_rules(p: IngestParams) -> list[Rule]:
     """Every rule on an event, in the order they are checked (see the module docstring)."""
     reject, null = Action.REJECT, Action.NULL
-    earliest = p.earliest_timestamp.replace(tzinfo=p.earliest_timestamp.tzinfo or UTC)
+    floor = p.earliest_timestamp
+    earliest = floor.replace(tzinfo=floor.tzinfo or UTC).astimezone(UTC)  # SQL writes it +00
     hours, top = p.future_tolerance_hours, p.rating_scale_max
     missing = "required value is missing"
     return [
