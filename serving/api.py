@@ -3,7 +3,8 @@
 Pydantic models, so FastAPI validates every request before a handler runs and a bad field
 comes back as a 422 naming the field, and `/docs` shows the same shapes. Events follow the
 ingestion contract (`tailwise.schema.EVENTS`); the rules beyond types (known event type,
-time window, consent) are applied by `serving.events`.
+time window, value ranges, consent) are the event contract of batch ingestion
+(`tailwise.ingest.contract`), applied by `serving.events`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 MAX_EXCLUDE = 1000
 MAX_EVENTS = 1000
+# Any JSON scalar: the event contract (tailwise.ingest.contract), not the schema, decides
+# what a value that is not a usable number means, so the API and batch ingestion agree.
+Number = float | int | bool | str | None
+_NUMBER = (
+    "A number. Text holding a number is read as one; any other value is emptied under the "
+    "event contract's rules and listed in the response's `adjusted`."
+)
 
 
 class RequestContext(BaseModel):
@@ -68,8 +76,8 @@ class Event(BaseModel):
         description="ISO-8601 (any offset; none means UTC) or epoch seconds."
     )
     event_id: Id | None = None
-    value: float | None = Field(None, ge=0)
-    price: float | None = Field(None, ge=0)
+    value: Number = Field(None, description=_NUMBER)
+    price: Number = Field(None, description=_NUMBER)
     session_id: str | None = Field(None, max_length=128)
     device: str | None = Field(None, max_length=32)
     channel: str | None = Field(None, max_length=64)
@@ -82,11 +90,25 @@ class EventBatch(BaseModel):
     events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
+class EventProblem(BaseModel):
+    """A value the event contract caught: `events[index].field` was `value`."""
+
+    index: int
+    field: str
+    value: Any = None
+    problem: str
+
+
 class EventsResponse(BaseModel):
     accepted: int
     event_ids: list[str]
     spilled: int = Field(
         0, description="Events kept in the local durable log while Redis is unreachable."
+    )
+    adjusted: list[EventProblem] = Field(
+        default_factory=list,
+        description="Values emptied by a null rule of the event contract (the event was "
+        "accepted without them), as batch ingestion empties them.",
     )
 
 

@@ -17,7 +17,7 @@ from tailwise.console import EXIT_SERVICE, console, errors, fail
 
 if TYPE_CHECKING:  # the CLI loads this module for every command: nothing heavy at import
     from serving.config import ServingConfig
-    from serving.consumer import ConsumeResult
+    from tailwise.ingest.streams import ConsumeResult
 
 app = typer.Typer(
     help="Served traffic: move the events and request streams into offline Parquet tables.",
@@ -259,9 +259,9 @@ def consume(
     import redis
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from serving.consumer import consume as consume_batch
     from serving.keys import Keys
     from tailwise.features.store import repo_config
+    from tailwise.ingest.streams import consume as consume_batch
     from tailwise.settings import Settings
 
     with errors():
@@ -289,7 +289,7 @@ def consume(
 
 def _drain(step: Callable[[], ConsumeResult]) -> ConsumeResult:
     """Repeat one-batch passes until both streams are empty; sum the counts."""
-    from serving.consumer import ConsumeResult
+    from tailwise.ingest.streams import ConsumeResult
 
     zero = ConsumeResult(0, 0, 0)
     events, requests = zero, zero
@@ -303,7 +303,7 @@ def _drain(step: Callable[[], ConsumeResult]) -> ConsumeResult:
 
 
 def _add(a: ConsumeResult, b: ConsumeResult) -> ConsumeResult:
-    from serving.consumer import ConsumeResult
+    from tailwise.ingest.streams import ConsumeResult
 
     return ConsumeResult(
         a.read + b.read,
@@ -314,7 +314,7 @@ def _add(a: ConsumeResult, b: ConsumeResult) -> ConsumeResult:
 
 
 def _describe(result: ConsumeResult, out: Path) -> str:
-    from serving.consumer import ConsumeResult
+    from tailwise.ingest.streams import ConsumeResult
 
     req = result.requests or ConsumeResult(0, 0, 0)
     text = (

@@ -1,14 +1,18 @@
 """The events path: API events -> ingestion rules -> Redis (stream, per-user state, features).
 
-`EventRules.clean` applies the rules of `tailwise.ingest.events` to request events (known
-event type with a weight, time window, rating value, price range, merged user ids, context
-only with tracking consent) and rejects the whole batch, naming every bad field, before
-anything is written. `EventWriter.write` sends the clean events in one pipelined round trip
-(stream entry, recent list without duplicates, seen/purchased sets, cache invalidation, and
-the recent list read back), computes each user's session state with `realtime_state` (the
-one definition of those features) and writes it in Feast's push layout in a second round
-trip (which clears the response cache again, closing the gap between the two). When Redis
-cannot be reached, the events go to the `SpillLog` instead; `replay` moves them on later.
+`EventRules.clean` applies the event contract (`tailwise.ingest.contract`, the rules batch
+ingestion applies too) to request events, after moving merged user ids onto the surviving
+id: a value a reject rule catches fails the whole batch, naming every bad field, before
+anything is written; a value a null rule catches is emptied and reported as adjusted;
+context is kept only with tracking consent.
+
+`EventWriter.write` sends the clean events in one pipelined round trip (stream entry,
+recent list without duplicates, seen/purchased sets, cache invalidation, and the recent
+list read back), computes each user's session state with `realtime_state` (the one
+definition of those features) and writes it in Feast's push layout in a second round trip
+(which clears the response cache again, closing the gap between the two). When Redis
+cannot be reached, the events are committed to the `SpillLog` outbox instead; `replay`
+moves them on later.
 """
 
 from __future__ import annotations
@@ -17,13 +21,10 @@ import copy
 import hashlib
 import json
 import logging
-import math
-import re
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,15 @@ from serving.keys import RECENT_MAX, RECENT_TTL_SECONDS, Keys
 from serving.spill import SpillLog
 from tailwise.features.online import OnlineFeatures
 from tailwise.features.realtime import realtime_state
+from tailwise.ingest.contract import (
+    Action,
+    Finding,
+    event_rules,
+    findings,
+    parse_number,
+    parse_timestamp,
+)
 from tailwise.ingest.events import CLEAN_COLUMNS
-from tailwise.ingest.parse import _EPOCH, _ISO  # the patterns ingestion reads times with
 from tailwise.params import IngestParams
 from tailwise.schema import CONTEXT_COLUMNS
 
@@ -49,8 +57,6 @@ logger = logging.getLogger(__name__)
 REALTIME_VIEW = "user_realtime_session"
 # Errors that mean "Redis cannot take writes now" (the events are spilled, not lost).
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
-_ISO_RE, _EPOCH_RE = re.compile(_ISO), re.compile(_EPOCH)
-_COUNTRY_RE = re.compile(r"[A-Z]{2}")
 # Per event (ARGV: JSON, item, epoch seconds, ...): unless the event is already in the
 # user's recent list (KEYS[1]; a resent or replayed event), one more event with the item
 # in the history hash (KEYS[2]) and its newest time kept. Runs before the list is updated.
@@ -69,15 +75,26 @@ return 0
 
 
 class EventRejected(ValueError):
-    """Some events break the contract; `problems` lists {index, field, problem} for each."""
+    """Some events break a reject rule of the contract; `problems` lists {index, field,
+    value, problem} for each bad field, and nothing of the batch was written."""
 
     def __init__(self, problems: list[dict[str, Any]]):
         self.problems = problems
         shown = "; ".join(
-            f"events[{p['index']}].{p['field']}: {p['problem']}" for p in problems[:5]
+            f"events[{p['index']}].{p['field']} = {p['value']!r}: {p['problem']}"
+            for p in problems[:5]
         )
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         super().__init__(f"{len(problems)} problem(s), nothing was written: {shown}{more}")
+
+
+@dataclass(frozen=True)
+class CleanEvents:
+    """Events ready to write (CLEAN_COLUMNS dicts), and the values the contract's null rules
+    emptied on the way: {index, field, value, problem} each, as batch ingestion records them."""
+
+    events: list[dict[str, Any]]
+    adjusted: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -131,116 +148,95 @@ class ConsentBook:
 
 
 class EventRules:
-    """The ingestion rules for events arriving through the API."""
+    """The event contract (tailwise.ingest.contract) applied to events arriving through the
+    API, with batch ingestion's outcome for each bad value.
+
+    A batch is all or nothing: when any event breaks a reject rule, EventRejected names
+    every bad field of every event and nothing is written, so the client can correct and
+    resend the whole batch (event ids make a resend harmless). Values a null rule catches
+    are emptied, the event is kept, and `CleanEvents.adjusted` says which.
+    """
 
     def __init__(self, params: IngestParams, consent: ConsentBook):
         self.params, self.consent = params, consent
-        self._earliest = params.earliest_timestamp.replace(
-            tzinfo=params.earliest_timestamp.tzinfo or UTC
-        )
+        self.rules = event_rules(params)
 
-    def clean(self, events: Sequence[api.Event], now: datetime) -> list[dict[str, Any]]:
-        """Clean event dicts (CLEAN_COLUMNS), or EventRejected naming every bad field."""
+    def clean(self, events: Sequence[api.Event], now: datetime) -> CleanEvents:
+        """Clean events and the adjusted values, or EventRejected naming every bad field."""
         now = now if now.tzinfo else now.replace(tzinfo=UTC)
         cleaned: list[dict[str, Any]] = []
         problems: list[dict[str, Any]] = []
+        adjusted: list[dict[str, Any]] = []
         for i, event in enumerate(events):
-            row, bad = self._clean_one(event, now)
-            cleaned.append(row)
-            problems += [{"index": i, "field": f, "problem": text} for f, text in bad]
+            typed = self._typed(event)
+            found = findings(self.rules, typed, now)
+            notes = [_note(i, f, event) for f in found]
+            if any(f.action is Action.REJECT for f in found):
+                problems += notes
+            elif not problems:
+                cleaned.append(self._row(event, typed, {f.field for f in found}))
+                adjusted += notes
         if problems:
             raise EventRejected(problems)
-        return cleaned
+        return CleanEvents(cleaned, adjusted)
 
-    def _clean_one(
-        self, e: api.Event, now: datetime
-    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-        p, bad = self.params, list[tuple[str, str]]()
-        user_id, item_id = self.consent.resolve(e.user_id.strip()), e.item_id.strip()
-        for name, value in (("user_id", user_id), ("item_id", item_id)):
-            if not value:
-                bad.append((name, "required value is missing"))
-        event_type = e.event_type.strip().lower()
-        if event_type not in p.event_weights:
-            known = ", ".join(sorted(p.event_weights))
-            bad.append(
-                (
-                    "event_type",
-                    f"event_type {event_type!r} has no weight in params ingest.event_weights "
-                    f"(known: {known})",
-                )
-            )
-        ts, ts_problem = self._timestamp(e.timestamp, now)
-        if ts_problem:
-            bad.append(("timestamp", ts_problem))
-        rated = event_type in p.value_weighted_types
-        for name, number in (("value", e.value), ("price", e.price)):
-            if number is not None and not math.isfinite(number):
-                bad.append((name, f"{number} is not a finite number"))
-        if rated and not (e.value is not None and 0 <= e.value <= p.rating_scale_max):
-            bad.append(
-                (
-                    "value",
-                    f"a {event_type} needs a value in 0..{p.rating_scale_max:g}, got {e.value}",
-                )
-            )
-        if e.price is not None and not 0 <= e.price <= p.price_max:
-            bad.append(("price", f"{e.price} is outside the possible range 0..{p.price_max:g}"))
-        if bad or ts is None:
-            return {}, bad
-        weight = p.event_weights[event_type]
-        if rated:
-            weight *= (e.value or 0.0) / p.rating_scale_max
-        row = {
-            "event_id": e.event_id or event_id(user_id, item_id, event_type, ts),
+    def _typed(self, e: api.Event) -> dict[str, Any]:
+        """The typed columns the contract's rules read (contract.py), from one API event."""
+        source_user = _text(e.user_id)
+        user_id = self.consent.resolve(source_user) if source_user else None
+        ts = parse_timestamp(e.timestamp)
+        return {
+            "source_user_id": source_user,
             "user_id": user_id,
-            "item_id": item_id,
+            "item_id": _text(e.item_id),
+            "event_type": _lower(e.event_type),
+            "raw_timestamp": e.timestamp,
+            "ts": None if isinstance(ts, str) else ts,
+            "raw_value": e.value,
+            "parsed_value": parse_number(e.value),
+            "raw_price": e.price,
+            "parsed_price": parse_number(e.price),
+            "country_code": (_text(e.country) or "").upper() or None,
+            "tracked": bool(user_id) and self.consent.tracking(user_id or ""),
+        }
+
+    def _row(self, e: api.Event, t: Mapping[str, Any], nulled: set[str]) -> dict[str, Any]:
+        """The clean event of an event whose typed columns passed every reject rule."""
+        p, event_type = self.params, t["event_type"]
+        value = None if "value" in nulled else t["parsed_value"]
+        weight = p.event_weights[event_type]
+        if event_type in p.value_weighted_types:
+            weight *= (value or 0.0) / p.rating_scale_max
+        row = {
+            "event_id": e.event_id or event_id(t["user_id"], t["item_id"], event_type, t["ts"]),
+            "user_id": t["user_id"],
+            "item_id": t["item_id"],
             "event_type": event_type,
-            "timestamp": ts,
-            "value": e.value,
-            "price": e.price,
+            "timestamp": t["ts"],
+            "value": value,
+            "price": None if "price" in nulled else t["parsed_price"],
             "weight": float(weight),
             **dict.fromkeys(CONTEXT_COLUMNS),
         }
-        if self.consent.tracking(user_id):
+        if t["tracked"]:
             row["session_id"] = _text(e.session_id)
             row["device"] = _lower(e.device)
             row["channel"] = _lower(e.channel)
-            country = (_text(e.country) or "").upper()
-            row["country"] = country if _COUNTRY_RE.fullmatch(country) else None
-        return row, []
-
-    def _timestamp(self, value: Any, now: datetime) -> tuple[datetime | None, str | None]:
-        ts = parse_timestamp(value)
-        if isinstance(ts, str):
-            return None, ts
-        if ts < self._earliest:
-            return None, f"{iso(ts)} is before {iso(self._earliest)}"
-        hours = self.params.future_tolerance_hours
-        if ts > now + timedelta(hours=hours):
-            return None, f"{iso(ts)} is more than {hours:g} hours in the future"
-        return ts, None
+            row["country"] = None if "country" in nulled else t["country_code"]
+        return row
 
 
-def parse_timestamp(value: datetime | float | int | str) -> datetime | str:
-    """UTC datetime (microseconds) per schema.TIMESTAMP_RULE, or the problem as text."""
-    if isinstance(value, bool):
-        return f"{value!r} is not a timestamp"
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if isinstance(value, int | float):
-        if not math.isfinite(value) or abs(value) >= 1e11:
-            return f"{value!r} is not epoch seconds"
-        return datetime.fromtimestamp(value, UTC)
-    text = value.strip()
-    if _EPOCH_RE.fullmatch(text):
-        return parse_timestamp(float(text))
-    if _ISO_RE.fullmatch(text):
-        try:
-            return parse_timestamp(datetime.fromisoformat(text))
-        except ValueError:
-            return f"{text!r} is not a valid date and time"
-    return f"{text!r} is not ISO-8601 or epoch seconds"
+def _note(index: int, finding: Finding, event: api.Event) -> dict[str, Any]:
+    """{index, field, value, problem} of one finding; the value as sent (JSON-safe)."""
+    value = getattr(event, finding.field, None)
+    problem = finding.reason
+    if finding.field == "timestamp" and value is not None:
+        parsed = parse_timestamp(value)
+        if isinstance(parsed, str) and problem not in parsed:
+            problem = f"{problem} ({parsed})"  # the parser's own detail
+    if not isinstance(value, str | int | float | None):
+        value = str(value)
+    return {"index": index, "field": finding.field, "value": value, "problem": problem}
 
 
 def event_id(user_id: str, item_id: str, event_type: str, ts: datetime) -> str:
@@ -254,7 +250,7 @@ def iso(ts: datetime) -> str:
 
 
 def event_json(event: Mapping[str, Any]) -> str:
-    """The JSON of a clean event as it goes into the stream, recent lists and the spill log."""
+    """The JSON of a clean event as it goes into the stream, recent lists and the outbox."""
     return json.dumps(
         {c: (iso(event[c]) if c == "timestamp" else event[c]) for c in CLEAN_COLUMNS},
         separators=(",", ":"),
@@ -319,19 +315,19 @@ class EventWriter:
         the first Redis failure: call it again later)."""
         moved = 0
         try:
-            self.client.ping()  # not reachable: leave the log untouched (no file churn)
+            self.client.ping()  # not reachable: leave the log untouched
         except UNAVAILABLE:
             return 0
-        with closing(self.spill.drain(max_batch)) as batches:
-            for batch in batches:
-                try:
-                    self._send([event_from_record(r) for r in batch.records])
-                except UNAVAILABLE as exc:
-                    logger.info("replay paused, Redis unavailable: %s", exc)
-                    self._down_until = time.monotonic() + self.cooldown_seconds
-                    return moved
-                batch.commit()
-                moved += len(batch.records)
+        while (batch := self.spill.claim(max_batch)) is not None:
+            try:
+                self._send([event_from_record(r) for r in batch.records])
+            except UNAVAILABLE as exc:
+                logger.info("replay paused, Redis unavailable: %s", exc)
+                self._down_until = time.monotonic() + self.cooldown_seconds
+                batch.release()
+                return moved
+            batch.commit()
+            moved += len(batch.records)
         self._down_until = 0.0
         return moved
 
@@ -413,8 +409,8 @@ def session_states(
     frame = pd.DataFrame(columns)
     stamps = columns["timestamp"]
     if all(len(t) == 32 and t.endswith("+00:00") for t in stamps):
-        # iso()'s own output: the first 26 characters are the UTC wall time (numpy parses
-        # that ~10x faster than pandas' ISO parser, and this runs on every request).
+        # iso()'s own output: the first 26 characters are the UTC wall time, which numpy
+        # reads directly, without pandas' general ISO parser (this runs on every request).
         frame["timestamp"] = np.array([t[:26] for t in stamps], dtype="datetime64[us]")
     else:
         frame["timestamp"] = pd.to_datetime(stamps, utc=True, format="ISO8601")

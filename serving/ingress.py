@@ -376,7 +376,7 @@ class Ingress:
         except EventRejected as exc:
             self.metrics.events.labels(outcome="rejected").inc(len(batch.events))
             raise HTTPException(422, {"error": str(exc), "detail": exc.problems}) from exc
-        result = self.writer.write(clean)
+        result = self.writer.write(clean.events)
         accepted = result.accepted - result.spilled
         self.metrics.events.labels(outcome="accepted").inc(accepted)
         self.metrics.events.labels(outcome="spilled").inc(result.spilled)
@@ -385,6 +385,7 @@ class Ingress:
             "accepted": result.accepted,
             "event_ids": result.event_ids,
             "spilled": result.spilled,
+            "adjusted": clean.adjusted,
         }
 
     @app.get("/healthz")

@@ -1,8 +1,8 @@
 """Events: the large table, handled entirely inside DuckDB so memory stays bounded.
 
 raw_events -> text of every column -> typed values -> source user ids moved onto their
-canonical id (user_map) -> first failing check quarantines the row -> optional values
-that cannot be right are nulled and recorded -> context dropped for users without
+canonical id (user_map) -> first failing reject rule quarantines the row -> values a null
+rule catches are nulled and recorded (the rules: contract.py, shared with the API) -> context dropped for users without
 tracking consent -> implicit-feedback weight per event type -> duplicates merged (exact
 copies, then one row per event_id) -> Parquet partitioned by event date (UTC).
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from tailwise.ingest import parse
+from tailwise.ingest.contract import Action, event_rules, nulled_sql
 from tailwise.ingest.outcome import TableOutcome
 from tailwise.ingest.parse import sql_in, sql_str
 from tailwise.ingest.served import (
@@ -29,55 +30,21 @@ CLEAN_COLUMNS = list(CLEAN_EVENTS)
 
 
 def checks(p: IngestParams) -> list[parse.Check]:
-    c = parse.Check
-    earliest = p.earliest_timestamp.strftime("%Y-%m-%d %H:%M:%S")
-    hours = p.future_tolerance_hours
+    """The contract's reject rules: the first that holds quarantines the row."""
     return [
-        c("user_id", "source_user_id IS NULL", "required value is missing"),
-        c("item_id", "item_id IS NULL", "required value is missing"),
-        c("event_type", "event_type IS NULL", "required value is missing"),
-        c("timestamp", "raw_timestamp IS NULL", "required value is missing"),
-        c("timestamp", "ts IS NULL", "not ISO-8601 or epoch seconds"),
-        c("timestamp", f"ts < TIMESTAMPTZ '{earliest}+00'", f"before {earliest} UTC"),
-        c(
-            "timestamp",
-            f"ts > now() + INTERVAL {int(hours)} HOUR",
-            f"more than {hours:g} hours in the future",
-        ),
-        c(
-            "event_type",
-            f"event_type NOT IN {sql_in(list(p.event_weights))}",
-            "has no weight in params.yaml ingest.event_weights; add it or map it",
-        ),
-        c("user_id", "user_id IS NULL", "not in the users table"),
-        c("item_id", "known_item IS NULL", "not in the items table"),
-        c(
-            "value",
-            f"event_type IN {sql_in(p.value_weighted_types)} AND NOT coalesce(parsed_value "
-            f"BETWEEN 0 AND {p.rating_scale_max}, FALSE)",
-            f"a rating needs a value in 0..{p.rating_scale_max:g}",
-        ),
+        parse.Check(r.field, r.test.sql(), r.reason)
+        for r in event_rules(p)
+        if r.action is Action.REJECT
     ]
 
 
 def corrections(p: IngestParams) -> list[parse.Check]:
-    c = parse.Check
+    """The contract's null rules, recorded for the rows no reject rule took."""
     valid = "problem IS NULL AND status = 'kept' AND "
     return [
-        c("value", valid + "raw_value IS NOT NULL AND parsed_value IS NULL", "not a number"),
-        c("value", valid + "parsed_value < 0", "negative"),
-        c("price", valid + "raw_price IS NOT NULL AND parsed_price IS NULL", "not a number"),
-        c(
-            "price",
-            valid + f"(parsed_price < 0 OR parsed_price > {p.price_max})",
-            f"outside the possible range 0..{p.price_max:g}",
-        ),
-        c(
-            "country",
-            valid + "tracked AND raw_country IS NOT NULL AND NOT regexp_full_match(upper("
-            "raw_country), '[A-Z]{2}')",
-            "not an ISO-3166 alpha-2 code",
-        ),
+        parse.Check(r.field, f"{valid}({r.test.sql()})", r.reason)
+        for r in event_rules(p)
+        if r.action is Action.NULL
     ]
 
 
@@ -91,7 +58,7 @@ def typed_sql(p: IngestParams, types: dict[str, str], event_types: dict[str, str
         et = f"(CASE {et} {mapped} ELSE {et} END)"
     weights = " ".join(f"WHEN {sql_str(k)} THEN {v}" for k, v in p.event_weights.items())
     rated = sql_in(p.value_weighted_types)
-    iso = "regexp_full_match(upper(raw_country), '[A-Z]{2}')"
+    rules = event_rules(p)
     return f"""
     SELECT *, {parse.problem_index(checks(p))} AS problem FROM (
       SELECT e.*, m.user_id, m.status, coalesce(m.consent_tracking, FALSE) AS tracked,
@@ -99,9 +66,10 @@ def typed_sql(p: IngestParams, types: dict[str, str], event_types: dict[str, str
         CASE WHEN m.consent_tracking THEN raw_session_id END AS session_id,
         CASE WHEN m.consent_tracking THEN lower(raw_device) END AS device,
         CASE WHEN m.consent_tracking THEN lower(raw_channel) END AS channel,
-        CASE WHEN m.consent_tracking AND {iso} THEN upper(raw_country) END AS country,
-        CASE WHEN parsed_value >= 0 THEN parsed_value END AS value,
-        CASE WHEN parsed_price BETWEEN 0 AND {p.price_max} THEN parsed_price END AS price,
+        CASE WHEN m.consent_tracking THEN {nulled_sql(rules, "country", "country_code")}
+          END AS country,
+        {nulled_sql(rules, "value", "parsed_value")} AS value,
+        {nulled_sql(rules, "price", "parsed_price")} AS price,
         (CASE e.event_type {weights} END) * (CASE WHEN e.event_type IN {rated}
            THEN parsed_value / {p.rating_scale_max} ELSE 1 END) AS weight
       FROM (
@@ -112,7 +80,8 @@ def typed_sql(p: IngestParams, types: dict[str, str], event_types: dict[str, str
           {et} AS event_type,
           {parse.timestamp("raw_timestamp", "VARCHAR")} AS ts,
           {parse.number("raw_value", "VARCHAR")} AS parsed_value,
-          {parse.number("raw_price", "VARCHAR")} AS parsed_price
+          {parse.number("raw_price", "VARCHAR")} AS parsed_price,
+          upper(raw_country) AS country_code
         FROM (SELECT {raw} FROM raw_events)
       ) e
       LEFT JOIN user_map m ON m.source_user_id = e.source_user_id

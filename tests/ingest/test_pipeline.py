@@ -50,7 +50,12 @@ def test_event_outcomes(done: tuple[dict, Path]) -> None:
         ("e5", "user_id", "not in the users table"),
         ("e6", "item_id", "not in the items table"),
         ("e7", "timestamp", "not ISO-8601 or epoch seconds"),
-        ("e8", "event_type", "has no weight in params.yaml ingest.event_weights; add it or map it"),
+        (
+            "e8",
+            "event_type",
+            "has no weight in params.yaml ingest.event_weights; add it or map it "
+            "(known: add_to_cart, page_view, product_view, purchase, rating)",
+        ),
         ("e9", "value", "a rating needs a value in 0..5"),
         ("e12", "timestamp", "more than 24 hours in the future"),
     }

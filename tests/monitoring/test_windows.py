@@ -25,7 +25,10 @@ DAY = timedelta(days=1)
 
 
 def test_the_test_writer_matches_the_consumer_schema() -> None:
-    from serving.consumer import EVENTS_SCHEMA, REQUESTS_SCHEMA  # the contract, read not used
+    from tailwise.ingest.streams import (  # the contract, read not used
+        EVENTS_SCHEMA,
+        REQUESTS_SCHEMA,
+    )
 
     assert world.REQUESTS_SCHEMA == REQUESTS_SCHEMA
     assert world.EVENTS_SCHEMA == EVENTS_SCHEMA

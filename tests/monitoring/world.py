@@ -129,7 +129,7 @@ def request(
     version: str = "v1",
     cold_start: bool = False,
 ) -> dict[str, Any]:
-    """A served-log row as serving/graph.py logs it and serving/consumer.py stores it."""
+    """A served-log row as serving/graph.py logs it and tailwise/ingest/streams.py stores it."""
     extra = {
         "k": len(items),
         "device": "mobile",

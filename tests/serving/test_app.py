@@ -248,6 +248,11 @@ def test_events_need_a_key_and_valid_fields(app: Client, users: list[str]) -> No
     assert status == 422 and "event_type" in json.dumps(answer)
     status, answer = app.call("POST", "/events", {"events": [{"user_id": users[2]}]})
     assert status == 422 and "item_id" in json.dumps(answer)
+    # A null rule of the event contract: accepted without the value, as batch ingestion does.
+    body = app.event(users[2], "i1", "product_view", price=2_000_000)
+    assert body["accepted"] == 1 and [(a["field"], a["value"]) for a in body["adjusted"]] == [
+        ("price", 2_000_000)
+    ]
 
 
 def test_an_event_changes_the_next_recommendation(app: Client, users: list[str]) -> None:

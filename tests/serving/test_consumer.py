@@ -12,15 +12,15 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from serving.consumer import EVENTS_SCHEMA, GROUP, consume
 from serving.events import EventWriter, event_json
 from serving.keys import Keys
+from tailwise.ingest.streams import EVENTS_SCHEMA, GROUP, consume
 from tests.feast_project import ROOT
 from tests.serving.events_support import NOW, REDIS_URL, make_event, rules
 
 
 def clean_events(n: int, user: str = "u1") -> list[dict]:
-    return rules().clean([make_event(user, f"i{i}", i) for i in range(n)], NOW)
+    return rules().clean([make_event(user, f"i{i}", i) for i in range(n)], NOW).events
 
 
 def served(out: Path) -> pd.DataFrame:

@@ -38,7 +38,9 @@ def history(n_per_user: int) -> list[dict]:
             kind = "purchase" if i % 4 == 3 else "product_view"
             minutes = -3000 + i * 90  # spread over several days
             rows.append(
-                rules().clean([make_event(user, f"i{i % 6}", minutes, event_type=kind)], NOW)[0]
+                rules()
+                .clean([make_event(user, f"i{i % 6}", minutes, event_type=kind)], NOW)
+                .events[0]
             )
     return rows
 
@@ -59,7 +61,7 @@ def test_sets_and_recent_lists_are_loaded_then_skipped_while_the_data_is_unchang
     assert stamp["events"] == 60 and stamp["users"] == 2
 
     assert bootstrap_history(client, keys, clean) == 0  # same files: nothing to do
-    write_clean_events(clean, rules().clean([make_event("c", "i9", -10)], NOW), "data_1")
+    write_clean_events(clean, rules().clean([make_event("c", "i9", -10)], NOW).events, "data_1")
     assert bootstrap_history(client, keys, clean) == 61  # a rebuild: loaded again
     assert client.smembers(keys.seen("c")) == {b"i9"}
 
@@ -70,7 +72,7 @@ def test_live_events_already_in_a_recent_list_are_kept(
     make_writer: Callable[..., EventWriter],
     tmp_path: Path,
 ) -> None:
-    live = rules().clean([make_event("a", "live-item", 60)], NOW)  # newer than the history
+    live = rules().clean([make_event("a", "live-item", 60)], NOW).events  # newer than the history
     make_writer().write(live)
     clean = write_clean_events(tmp_path / "clean", history(5))
     bootstrap_history(client, keys, clean)
@@ -113,11 +115,11 @@ def test_the_event_writer_keeps_the_history_hash_up_to_date(
     make_writer: Callable[..., EventWriter],
 ) -> None:
     writer = make_writer()
-    first = rules().clean([make_event("h", "i1", -600), make_event("h", "i2", -300)], NOW)
+    first = rules().clean([make_event("h", "i1", -600), make_event("h", "i2", -300)], NOW).events
     writer.write(first)
     writer.write(first[:1])  # resent: counted once
-    later = rules().clean([make_event("h", "i1", -60, event_type="purchase")], NOW)
-    older = rules().clean([make_event("h", "i1", -6000)], NOW)  # late: keeps the newest
+    later = rules().clean([make_event("h", "i1", -60, event_type="purchase")], NOW).events
+    older = rules().clean([make_event("h", "i1", -6000)], NOW).events  # late: keeps the newest
     writer.write(later)
     writer.write(older)
     events = pd.DataFrame(first + later + older)

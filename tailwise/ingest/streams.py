@@ -1,4 +1,4 @@
-"""Moving served traffic from Redis Streams into offline Parquet tables, exactly once.
+"""Ingestion of served traffic: Redis Streams into offline Parquet tables, exactly once.
 
 events stream (field `e`)  -> out_dir/events/event_date=YYYY-MM-DD/served-<id>.parquet
 served stream (field `r`)  -> out_dir/requests/date=YYYY-MM-DD/served-<id>.parquet
@@ -9,7 +9,11 @@ then new ones. Rows whose id (event_id / request_id) is already in the target pa
 or repeated in the batch, are dropped; the file is written under a temporary name and
 renamed, then the entries are acknowledged. A crash anywhere in between only means the
 same entries are read again and found to be duplicates. Event files have the same columns
-and types as the clean events, so training reads data/clean and data/served alike.
+and types as the clean events, so training reads data/clean and data/served alike, and a
+re-ingest joins them to the clean events (served.py).
+
+The serving app writes the streams (serving.events, serving.graph) and names them
+(serving.keys.Keys); this module only reads them, so it needs the two names, not serving.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -29,8 +33,7 @@ import pyarrow.parquet as pq
 import redis
 from redis.exceptions import ResponseError
 
-from serving.events import parse_timestamp
-from serving.keys import Keys
+from tailwise.ingest.contract import parse_timestamp
 from tailwise.ingest.events import CLEAN_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -58,6 +61,16 @@ REQUESTS_SCHEMA = pa.schema(
         ("extra", pa.string()),  # JSON of any other fields of the log entry
     ]
 )
+
+
+class StreamNames(Protocol):
+    """The Redis keys of the two streams (serving.keys.Keys has them)."""
+
+    @property
+    def events(self) -> str: ...
+
+    @property
+    def served(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -130,7 +143,7 @@ REQUESTS = _Table(b"r", "requests", "date", "request_id", "ts", REQUESTS_SCHEMA,
 
 def consume(
     client: redis.Redis,
-    keys: Keys,
+    keys: StreamNames,
     out_dir: Path = DEFAULT_OUT,
     count: int = 5000,
     block_ms: int = 0,
