@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import erf
+from scipy.special import erf, expit
 
 from tailwise.features.tower_inputs import (
     MASK,
@@ -38,7 +38,7 @@ ACTIVATIONS: dict[str, Activation] = {  # Keras' definitions, by the name Keras 
     "linear": lambda x: x,
     "relu": lambda x: np.maximum(x, np.float32(0.0)),
     "tanh": np.tanh,
-    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "sigmoid": expit,
     "gelu": lambda x: 0.5 * x * (1.0 + erf(x / np.sqrt(2.0))),  # approximate=False
 }
 
@@ -146,11 +146,17 @@ def read_query_tower(folder: Path) -> QueryTower:
     part when it cannot be evaluated here."""
     try:
         export, arrays = read_export(folder)
-        inputs = [TowerInput.from_dict(d) for d in export.inputs]
-    except FileNotFoundError:
+        return _query_tower(export, arrays, folder)
+    except (FileNotFoundError, TowerError):
         raise
     except (OSError, ValueError) as exc:
         raise TowerError(f"{folder}: unreadable query tower export ({exc})") from exc
+
+
+def _query_tower(
+    export: QueryTowerExport, arrays: Mapping[str, np.ndarray], folder: Path
+) -> QueryTower:
+    inputs = [TowerInput.from_dict(d) for d in export.inputs]
     kinds = {s.name: s.kind for s in inputs}
     lengths = {s.name: s.length for s in inputs}
     for e in export.embedded:
@@ -204,7 +210,8 @@ def _check_shapes(tower: QueryTower, folder: Path) -> None:
     width = sum(p.table.shape[1] for p in tower.embedded if p.table.ndim == 2)
     width += len(tower.numeric.names) if tower.numeric else 0
     for n, layer in enumerate(tower.dense):
-        if layer.kernel.shape[0] != width or layer.bias.shape != layer.kernel.shape[1:]:
+        kernel, bias = layer.kernel.shape, layer.bias.shape
+        if len(kernel) != 2 or kernel[0] != width or bias != kernel[1:]:
             problems.append(f"dense layer {n} is {layer.kernel.shape} after width {width}")
             break
         width = layer.kernel.shape[1]

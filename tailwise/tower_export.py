@@ -17,6 +17,7 @@ The tower it describes, evaluated in order:
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,8 +81,11 @@ def read_export(folder: Path) -> tuple[QueryTowerExport, dict[str, np.ndarray]]:
     ValueError naming the field or array when they are not this format."""
     text = (folder / DESCRIPTION).read_text()
     export = QueryTowerExport.model_validate_json(text)  # ValidationError is a ValueError
-    with np.load(folder / WEIGHTS, allow_pickle=False) as stored:
-        arrays = {key: stored[key] for key in stored.files}
+    try:
+        with np.load(folder / WEIGHTS, allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{folder / WEIGHTS}: not an .npz file ({exc})") from exc
     missing = _keys(export) - set(arrays)
     if missing:
         raise ValueError(f"{folder / WEIGHTS}: no array {sorted(missing)}")

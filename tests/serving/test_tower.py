@@ -27,7 +27,7 @@ from serving.bundle import (
 )
 from serving.features import FeatureReader
 from serving.retrieval import tower_inputs
-from serving.tower import TowerError, read_query_tower
+from serving.tower import ACTIVATIONS, TowerError, read_query_tower
 from tailwise.features.store import open_store
 from tailwise.features.tower_inputs import TowerInput, encode_frame
 from tailwise.tower_export import DESCRIPTION, WEIGHTS
@@ -171,6 +171,16 @@ def test_an_activation_serving_lacks_stops_the_load(saved: Path, tmp_path: Path)
     (folder / WEIGHTS).unlink()
     with pytest.raises(FileNotFoundError):
         read_query_tower(folder)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activations_are_the_keras_ones_of_that_name(name: str) -> None:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import tensorflow as tf
+
+    x = np.linspace(-30, 30, 241, dtype=np.float32)
+    want = np.asarray(tf.keras.activations.get(name)(tf.constant(x)))
+    np.testing.assert_allclose(ACTIVATIONS[name](x), want, rtol=1e-5, atol=1e-6)
 
 
 def _served_rows(world: ServedWorld, bundle: ModelBundle) -> list[dict[str, Any]]:
