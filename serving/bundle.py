@@ -4,20 +4,20 @@
       manifest.json           version, data version, feature services
       retrieval/manifest.json ordered query-tower inputs (name, kind, length)
       retrieval/query_model/  SavedModel; serving_default takes the raw inputs by name
+      retrieval/query_tower.json, .npz  the same query tower as plain data (tailwise.tower_export)
       retrieval/item_embeddings.parquet  item_id, vector (L2-normalised)
       ranker/model.json       XGBoost model; ranker.json: ordered feature names, categories
       cold_start.parquet      popular items by context, for people the model does not know
 
 Serving never imports training code: it reads these files. The request path computes the
-query vector in numpy (serving.tower: ~35 us against ~0.7 ms through the SavedModel
-signature); the signature stays loaded as the reference the numpy tower is checked against
-before the version takes traffic. The ranker's trees are walked by compiled loops
-(serving.forest: ~50 us for 200 candidates against ~0.15-0.35 ms through XGBoost's
-predict), held to XGBoost the same way. Both count the trees up to the best iteration
-when training stopped early: the model training evaluated. TensorFlow and XGBoost run
-single-threaded (one request is tiny; threads only contend on 2 cores): an XGBoost
-DMatrix built with its default thread count cost ~12 ms per request where
-OMP_NUM_THREADS was not 1.
+query vector from the plain export in numpy (serving.tower); the SavedModel's signature
+stays loaded as the reference the export is checked against before the version takes
+traffic, and embeds the requests of a version trained before the export existed
+(`_read_tower` says what changes then). The ranker's trees are walked by compiled loops
+(serving.forest), held to XGBoost the same way. Both count the trees up to the best
+iteration when training stopped early: the model training evaluated. TensorFlow and
+XGBoost run single-threaded: one request is tiny, and threads only contend on 2 cores (an
+XGBoost DMatrix built with its default thread count spins OpenMP threads per request).
 """
 
 from __future__ import annotations
@@ -33,15 +33,17 @@ import numpy as np
 import pandas as pd
 
 from serving.forest import Forest, ForestError, probe_matrix
-from serving.tower import QueryTower, TowerError, raw_inputs, read_query_tower, read_vocabulary
+from serving.tower import QueryTower, TowerError, read_query_tower
+from tailwise.features.tower_inputs import TowerInput, encode_rows
 from tailwise.repeats import HISTORY_FEATURES
+from tailwise.tower_export import DESCRIPTION
 from tailwise.versions import read_manifest
 
 if TYPE_CHECKING:  # serving.ranking imports this module
     from serving.ranking import RankInputs
 
-# Rows the numpy tower and the SavedModel, the compiled trees and XGBoost, must agree on
-# before a version serves.
+# How far the numpy tower and the SavedModel, the compiled trees and XGBoost, may differ on
+# probe rows before a version serves.
 TOWER_TOLERANCE = 1e-4
 FOREST_TOLERANCE = 1e-4
 USER_KEY = "user_id"  # the query tower's id input: its vocabulary is the users it learned
@@ -50,13 +52,6 @@ logger = logging.getLogger("tailwise.serving")
 
 class BundleError(RuntimeError):
     """A model version folder is missing or unusable; the message says what and where."""
-
-
-@dataclass(frozen=True)
-class TowerInput:
-    name: str
-    kind: str  # 'id' | 'categorical' | 'numeric' | 'string_list'
-    length: int = 0
 
 
 @dataclass
@@ -93,7 +88,7 @@ class ModelBundle:
     categories: dict[str, list[str]]
     cold_start: ColdStart
     tower: QueryTower | None = None  # the query tower in numpy (the request path)
-    # Why the numpy tower could not be rebuilt (the SavedModel itself embeds then).
+    # Why the version has no numpy tower (the SavedModel itself embeds then).
     tower_fallback: str | None = None
     users: frozenset[str] = frozenset()  # the user ids the query tower learned
     forest: Forest | None = None  # the ranker's trees compiled (the request path)
@@ -153,17 +148,17 @@ class ModelBundle:
     def embed_row(self, row: dict[str, Any]) -> np.ndarray:
         """The query vector of one feature row (the numpy tower; the reference without it)."""
         if self.tower is None:
-            return self.embed_reference(raw_inputs(self.inputs, [row]))[0]
+            return self.embed_reference(encode_rows(self.inputs, [row]))[0]
         return self.tower.embed_row(row)
 
     def embed_reference(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         """Query vectors for raw tower inputs (one row per user) through the SavedModel's
         serving signature: the reference the numpy tower is held to.
 
-        The signature takes 51 named tensors; binding them costs ~4 ms of Python per call
-        against ~1 ms of TensorFlow work, so the inputs go in packed as one float matrix,
-        one string matrix and the string lists, through a tf.function that unpacks them
-        inside the graph (`_packed_signature`)."""
+        The signature takes every input as a named tensor, and binding dozens of them costs
+        more Python than the model's arithmetic, so the inputs go in packed as one float
+        matrix, one string matrix and the string lists, through a tf.function that unpacks
+        them inside the graph (`_packed_signature`)."""
         if self._packed is None:
             self._packed = _packed_signature(self._signature, self.inputs)
         numeric = [s.name for s in self.inputs if s.kind == "numeric"]
@@ -246,7 +241,7 @@ def load_bundle(folder: Path) -> ModelBundle:
         version=str(manifest.get("version", folder.name)),
         folder=folder,
         manifest=manifest,
-        inputs=[TowerInput(d["name"], d["kind"], int(d.get("length", 0))) for d in tower["inputs"]],
+        inputs=[TowerInput.from_dict(d) for d in tower["inputs"]],
         item_ids=vectors["item_id"].astype(str).to_numpy(object),
         item_vectors=np.stack(vectors["vector"].to_numpy()).astype(np.float32),
         ranker=booster,
@@ -266,33 +261,45 @@ def load_bundle(folder: Path) -> ModelBundle:
 
 
 def _read_tower(bundle: ModelBundle) -> None:
-    """The numpy query tower, checked against the SavedModel; when it cannot be rebuilt
-    from this SavedModel (an architecture serving.tower does not walk), the SavedModel's
-    own signature embeds every request instead (slower, same vectors), and the bundle
-    says why (`tower_fallback`, counted per response in /metrics)."""
-    folder = bundle.folder / "retrieval" / "query_model"
+    """The numpy query tower from training's export, checked against the SavedModel.
+
+    A version trained before the export existed has none: the SavedModel's signature
+    embeds every request instead (slower, same vectors), the bundle says why
+    (`tower_fallback`, counted per response in /metrics), and the user ids the model
+    learned are unknown, so a learned user with neither features nor history gets the
+    cold-start lists; retraining the version ends both. An export that is broken, uses an
+    activation serving.tower lacks or disagrees with the SavedModel stops the load."""
+    retrieval = bundle.folder / "retrieval"
     try:
-        bundle.tower = read_query_tower(folder, bundle.inputs)
-        check_tower(bundle)
-    except (TowerError, OSError, KeyError, ValueError, IndexError, BundleError) as exc:
-        bundle.tower = None
-        bundle.tower_fallback = str(exc)
-        logger.warning("%s: query tower embedded by the SavedModel itself (%s)", folder, exc)
-    if bundle.tower is not None:
-        bundle.users = frozenset(
-            t for lookup in bundle.tower.lookups if lookup.name == USER_KEY for t in lookup.index
+        bundle.tower = read_query_tower(retrieval)
+    except FileNotFoundError:
+        bundle.tower_fallback = (
+            f"no {DESCRIPTION} in {retrieval} (trained before the query tower was exported):"
+            " the SavedModel embeds every request; retrain (`tailwise train`) to serve it in numpy"
         )
+        logger.warning("%s", bundle.tower_fallback)
+        _probe_reference(bundle)
         return
-    if any(s.name == USER_KEY for s in bundle.inputs):
-        try:
-            bundle.users = read_vocabulary(folder, USER_KEY)
-        except (TowerError, OSError, KeyError, ValueError) as exc:
-            logger.warning("%s: the user ids the model learned are unknown (%s)", folder, exc)
-    try:  # the SavedModel must embed, or the version cannot serve at all
-        probe = raw_inputs(bundle.inputs, [{}])
-        bundle.embed_reference(probe)
+    except TowerError as exc:
+        raise BundleError(str(exc)) from exc
+    _probe_reference(bundle)
+    if bundle.tower.inputs != bundle.inputs:
+        raise BundleError(
+            f"{retrieval}: {DESCRIPTION} lists other inputs than manifest.json; retrain the version"
+        )
+    check_tower(bundle)
+    users = bundle.tower.vocabularies.get(USER_KEY)
+    bundle.users = frozenset(users.tokens) if users is not None else frozenset()
+
+
+def _probe_reference(bundle: ModelBundle) -> None:
+    """The SavedModel must embed, or the version cannot serve at all."""
+    try:
+        bundle.embed_reference(encode_rows(bundle.inputs, [{}]))
     except Exception as exc:  # TensorFlow raises many kinds: say which
-        raise BundleError(f"{folder}: the query model cannot embed a request ({exc})") from exc
+        raise BundleError(
+            f"{bundle.folder}: the query model cannot embed a request ({exc})"
+        ) from exc
 
 
 def check_forest(bundle: ModelBundle) -> None:
@@ -327,14 +334,13 @@ def check_tower(bundle: ModelBundle) -> None:
     missing values); raises BundleError naming the largest difference otherwise."""
     if bundle.tower is None:
         return
-    rows = probe_rows(bundle.tower)
-    want = bundle.embed_reference(raw_inputs(bundle.inputs, rows))
-    got = np.stack([bundle.tower.embed_row(row) for row in rows])
-    worst = float(np.abs(want - got).max()) if len(rows) else 0.0
+    arrays = encode_rows(bundle.inputs, probe_rows(bundle.tower))
+    want = bundle.embed_reference(arrays)
+    worst = float(np.abs(want - bundle.tower.embed(arrays)).max())
     if not worst <= TOWER_TOLERANCE:
         raise BundleError(
-            f"{bundle.folder}: the numpy query tower differs from the SavedModel by {worst:.2g}"
-            f" (tolerance {TOWER_TOLERANCE}): the saved architecture changed; see serving.tower"
+            f"{bundle.folder}: the exported query tower differs from the SavedModel by"
+            f" {worst:.2g} (tolerance {TOWER_TOLERANCE}); retrain the version"
         )
 
 
@@ -342,13 +348,15 @@ def probe_rows(tower: QueryTower) -> list[dict[str, Any]]:
     """Feature rows touching every embedding table's edges, unknown tokens, missing and
     out-of-range numbers."""
     rng = np.random.default_rng(0)
+    lengths = {s.name: s.length for s in tower.inputs}
+    numeric = tower.numeric.names if tower.numeric is not None else []
     rows: list[dict[str, Any]] = [{}]
     for n in range(4):
         row: dict[str, Any] = {}
-        for lookup in tower.lookups:
-            tokens = [*list(lookup.index)[n::4][:3], "\x00unknown"]
-            row[lookup.name] = tokens[: max(1, lookup.length)] if lookup.bag else tokens[0]
-        for j, name in enumerate(tower.numeric):
+        for part in tower.embedded:
+            tokens = [*part.vocabulary.tokens[n::4][:3], "\x00unknown"]
+            row[part.name] = tokens[: max(1, lengths[part.name])] if part.length else tokens[0]
+        for j, name in enumerate(numeric):
             row[name] = [None, float(rng.normal(0, 50)), -3.5, float("inf")][(n + j) % 4]
         rows.append(row)
     return rows

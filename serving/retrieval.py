@@ -1,12 +1,12 @@
 """Retrieval on the request path: raw user values -> query vector -> top-N items.
 
-The query vector comes from the numpy query tower (serving.tower), which reads a feature
-row as training's `towers.raw_inputs` does (missing numeric -> 0, missing text -> '', lists
-cut to their length and padded with ''); `tower_inputs` gives the same row in the
-SavedModel's raw input format for the reference signature, and parity tests hold the three
-together. The item index is exact inner-product search over the version's item vectors:
-1,000 x 32 floats take microseconds; `training.index` measured where an ANN index starts
-to pay.
+The query vector comes from the version's query tower (serving.tower, or the SavedModel
+for a version trained before its export), fed a feature row encoded as training encodes
+its examples: both go through tailwise.features.tower_inputs (missing numeric -> 0,
+missing text -> '', lists cut to their length and padded with ''). `tower_inputs` gives
+one row in that format, which is also what the SavedModel's signature takes. The item
+index is exact inner-product search over the version's item vectors; `training.index`
+measured where an ANN index starts to pay.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from serving.bundle import ModelBundle
-from serving.tower import raw_inputs
+from tailwise.features.tower_inputs import encode_rows
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Candidates:
 
 def tower_inputs(bundle: ModelBundle, row: dict[str, Any]) -> dict[str, np.ndarray]:
     """One user's raw query-tower inputs (batch of one), as the SavedModel takes them."""
-    return raw_inputs(bundle.inputs, [row])
+    return encode_rows(bundle.inputs, [row])
 
 
 def retrieve(
@@ -73,10 +73,8 @@ def _best_rows(
     """Every item's score (its vector . `query`, float64 sums over the dimensions in
     order) into `scores`, then the best `n` rows (`_top_rows`). `columns`: the item
     vectors transposed (dimensions x items), so the inner loop runs over items, which do
-    not depend on each other, and vectorises: 26 -> 10 us warm here against a loop per
-    item (whose sum is one chain of dependent additions), with the same sums bit for bit.
-    One compiled call: after a pause between requests, BLAS's matrix-vector product and
-    the float64 copy took ~70 us of CPU here."""
+    not depend on each other, and vectorises (a loop per item is one chain of dependent
+    additions), with the same sums bit for bit as the loop per item."""
     scores[:] = 0.0
     for j in range(columns.shape[0]):
         q = np.float64(query[j])

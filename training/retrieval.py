@@ -3,6 +3,8 @@
     examples (dataset.retrieval_examples) + items
       --train_retrieval(cfg)--> RetrievalResult: query model, item vectors, input specs
       --save(folder)--> query_model/ (SavedModel, serving_default takes raw features by name)
+                        query_tower.json + .npz (the same tower as plain data for serving:
+                                       tailwise.tower_export, written by training.tower_export)
                         item_embeddings.parquet (item_id, vector)
                         manifest.json (ordered feature names + specs, feature service,
                                        config, data range, training figures)
@@ -22,23 +24,23 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tailwise.features.point_in_time import historical_user_features, request_rows
+from tailwise.features.tower_inputs import TowerInput, encode_frame
 from training.dataset import SERVICE, retrieval_examples, user_features
 from training.index import ExactIndex
+from training.tower_export import export_query_tower
 from training.towers import (
     USER_ID,
-    InputSpec,
     build_towers,
     fit_preprocessing,
     informative,
     query_specs,
-    raw_inputs,
 )
 
 FORMAT_VERSION = 1
@@ -51,7 +53,12 @@ class RetrievalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     embedding_dim: int = Field(32, ge=2, description="Size of query and item vectors.")
-    hidden_units: int = Field(64, ge=1, description="Width of each tower's hidden layer.")
+    hidden_layers: tuple[int, ...] = Field(
+        (64,), min_length=1, description="Units of each tower's hidden layers, in order."
+    )
+    activation: Literal["relu", "gelu", "tanh", "sigmoid"] = Field(
+        "relu", description="Activation of the hidden layers."
+    )
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(512, ge=2, description="Also the number of in-batch negatives.")
     learning_rate: float = Field(0.005, gt=0, description="Adam learning rate.")
@@ -68,13 +75,23 @@ class RetrievalConfig(BaseModel):
     )
     service: str = Field(SERVICE, description="Feast feature service of the query tower.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_hidden_layer_of_old(cls, data: Any) -> Any:
+        """Versions trained before `hidden_layers` recorded one layer as `hidden_units`."""
+        if isinstance(data, dict) and "hidden_units" in data:
+            data = dict(data)
+            units = data.pop("hidden_units")
+            data.setdefault("hidden_layers", (units,))
+        return data
+
 
 @dataclass
 class RetrievalResult:
     """A trained (or loaded) retriever: embed users, score against item vectors."""
 
     config: RetrievalConfig
-    inputs: list[InputSpec]
+    inputs: list[TowerInput]
     item_ids: np.ndarray
     item_vectors: np.ndarray
     embed: Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -87,7 +104,7 @@ class RetrievalResult:
 
     def query_embeddings(self, frame: pd.DataFrame) -> np.ndarray:
         """Vectors of the users in `frame` (raw feature columns named as in `inputs`)."""
-        return self.embed(raw_inputs(frame, self.inputs))
+        return self.embed(encode_frame(frame, self.inputs))
 
     def index(self) -> ExactIndex:
         return ExactIndex().build(self.item_ids, self.item_vectors)
@@ -121,13 +138,15 @@ def train_retrieval(
     q_specs = query_specs(features, train_examples, cfg.ignored_features, cfg.max_list_length)
     q_specs, q_dropped = informative(train_examples, q_specs)
     prep = fit_preprocessing(train_examples, items, q_specs)
-    query_model, candidate_model = build_towers(q_specs, prep, cfg.embedding_dim, cfg.hidden_units)
+    query_model, candidate_model = build_towers(
+        q_specs, prep, cfg.embedding_dim, cfg.hidden_layers, cfg.activation
+    )
 
     rng = np.random.default_rng(cfg.seed)
-    q_raw = raw_inputs(train_examples, q_specs)
+    q_raw = encode_frame(train_examples, q_specs)
     dropped = rng.random(len(train_examples)) < cfg.user_id_dropout
     q_raw[USER_ID] = np.where(dropped, UNKNOWN_USER, q_raw[USER_ID])
-    c_raw = raw_inputs(train_examples, prep.candidate_inputs())
+    c_raw = encode_frame(train_examples, prep.candidate_inputs())
     counts = train_examples["item_id"].astype(str).map(train_examples["item_id"].value_counts())
     probability = (counts / len(train_examples)).to_numpy(np.float32)
     data = tf.data.Dataset.from_tensor_slices(
@@ -141,7 +160,7 @@ def train_retrieval(
     data = data.shuffle(len(train_examples), seed=cfg.seed, reshuffle_each_iteration=True)
     data = data.batch(cfg.batch_size).prefetch(2)
 
-    model = _TwoTower(tfrs, query_model, candidate_model, cfg.temperature)
+    model = build_retrieval_model(tfrs, query_model, candidate_model, cfg.temperature)
     model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate))
     started = time.perf_counter()
     history = model.fit(data, epochs=cfg.epochs, verbose=0)
@@ -149,7 +168,7 @@ def train_retrieval(
 
     item_frame = items.drop_duplicates("item_id").sort_values("item_id")
     item_vectors = candidate_model.predict(
-        raw_inputs(item_frame, prep.candidate_inputs()), batch_size=4096, verbose=0
+        encode_frame(item_frame, prep.candidate_inputs()), batch_size=4096, verbose=0
     )
     stamps = pd.to_datetime(train_examples["event_timestamp"], utc=True)
     info = {
@@ -195,8 +214,11 @@ def _features_from_frame(examples: pd.DataFrame) -> list:
     return out
 
 
-def _TwoTower(tfrs: Any, query_model: Any, candidate_model: Any, temperature: float) -> Any:
-    """A tfrs.Model: in-batch softmax with sampling-bias correction and event weights."""
+def build_retrieval_model(
+    tfrs: Any, query_model: Any, candidate_model: Any, temperature: float
+) -> Any:
+    """The tfrs.Model that trains both towers together: in-batch softmax with
+    sampling-bias correction and event weights."""
 
     class TwoTower(tfrs.models.Model):
         def __init__(self) -> None:
@@ -238,6 +260,7 @@ def save(result: RetrievalResult, folder: Path | str) -> Path:
         return {"query_embedding": model(features, training=False)}
 
     model.save(folder / "query_model", save_format="tf", signatures={"serving_default": serve})
+    export_query_tower(model, result.inputs, result.config.hidden_layers, folder)
     pd.DataFrame(
         {"item_id": result.item_ids, "vector": list(result.item_vectors.astype(np.float32))}
     ).to_parquet(folder / "item_embeddings.parquet", index=False)
@@ -272,7 +295,7 @@ def load(folder: Path | str) -> RetrievalResult:
     tf = _tensorflow()
     folder = Path(folder)
     manifest = load_manifest(folder)
-    inputs = [InputSpec(d["name"], d["kind"], d["length"]) for d in manifest["inputs"]]
+    inputs = [TowerInput.from_dict(d) for d in manifest["inputs"]]
     serving = tf.saved_model.load(str(folder / "query_model")).signatures["serving_default"]
     vectors = pd.read_parquet(folder / "item_embeddings.parquet")
 

@@ -18,49 +18,28 @@ which Keras cannot reload).
 
 Vocabularies and normalisation statistics are computed from the training examples in
 `fit_preprocessing` and baked into the layers, so the exported query model takes raw ids
-and values (`InputSpec` says the name, dtype and shape of each). TensorFlow is imported
+and values (`TowerInput` says the name, dtype and shape of each). TensorFlow is imported
 inside the functions: TF_USE_LEGACY_KERAS must be set before its first import.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from training.dataset import UserFeature
+from tailwise.features.point_in_time import UserFeature
+from tailwise.features.tower_inputs import TowerInput, Vocabulary, encode_frame
 
 USER_ID = "user_id"
 ITEM_ID = "item_id"
 RECENT_ITEMS = "recent_items"
 CANDIDATE_CATEGORICAL = ("category", "category_l1", "brand")
 CANDIDATE_NUMERIC = ("price",)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """One raw input of a tower: kind 'id' | 'categorical' | 'numeric' | 'string_list'.
-
-    Strings are tf.string, numerics float32 (missing -> 0 before the transform); a list has
-    shape [length], padded with '' and truncated to its first `length` values."""
-
-    name: str
-    kind: str
-    length: int = 0
-
-    @property
-    def dtype(self) -> str:
-        return "float32" if self.kind == "numeric" else "string"
-
-    @property
-    def shape(self) -> list[int | None]:
-        return [None, self.length] if self.kind == "string_list" else [None]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "dtype": self.dtype, "shape": self.shape}
 
 
 @dataclass
@@ -70,10 +49,10 @@ class Preprocessing:
     vocabularies: dict[str, list[str]] = field(default_factory=dict)
     means: dict[str, float] = field(default_factory=dict)
     variances: dict[str, float] = field(default_factory=dict)
-    candidate: list[InputSpec] | None = None  # candidate tower inputs (None: all of them)
+    candidate: list[TowerInput] | None = None  # candidate tower inputs (None: all of them)
     dropped: list[str] = field(default_factory=list)  # candidate inputs left out
 
-    def candidate_inputs(self) -> list[InputSpec]:
+    def candidate_inputs(self) -> list[TowerInput]:
         return candidate_specs() if self.candidate is None else self.candidate
 
 
@@ -82,36 +61,36 @@ def query_specs(
     examples: pd.DataFrame,
     ignored: tuple[str, ...] = (),
     max_list_length: int = 10,
-) -> list[InputSpec]:
+) -> list[TowerInput]:
     """The query tower's inputs: user_id, then the service's features it can use, in order.
 
     Float lists (top_category_shares) and `ignored` names are left out."""
-    specs = [InputSpec(USER_ID, "id")]
+    specs = [TowerInput(USER_ID, "id")]
     for feature in features:
         if feature.name in ignored or feature.kind == "float_list":
             continue
         if feature.kind == "string_list":
             lengths = examples[feature.name].dropna().map(len)
             length = int(min(max_list_length, max(1, lengths.max() if len(lengths) else 1)))
-            specs.append(InputSpec(feature.name, "string_list", length))
+            specs.append(TowerInput(feature.name, "string_list", length))
         else:
-            specs.append(InputSpec(feature.name, feature.kind))
+            specs.append(TowerInput(feature.name, feature.kind))
     return specs
 
 
-def candidate_specs() -> list[InputSpec]:
+def candidate_specs() -> list[TowerInput]:
     """The candidate tower's inputs (clean catalogue columns)."""
     return [
-        InputSpec(ITEM_ID, "id"),
-        *(InputSpec(c, "categorical") for c in CANDIDATE_CATEGORICAL),
-        *(InputSpec(c, "numeric") for c in CANDIDATE_NUMERIC),
+        TowerInput(ITEM_ID, "id"),
+        *(TowerInput(c, "categorical") for c in CANDIDATE_CATEGORICAL),
+        *(TowerInput(c, "numeric") for c in CANDIDATE_NUMERIC),
     ]
 
 
-def informative(frame: pd.DataFrame, specs: list[InputSpec]) -> tuple[list[InputSpec], list[str]]:
+def informative(frame: pd.DataFrame, specs: list[TowerInput]) -> tuple[list[TowerInput], list[str]]:
     """(kept, dropped names): ids are always kept; any other input whose raw values are all
     missing or one value in every row of `frame` is dropped."""
-    arrays = raw_inputs(frame, specs)
+    arrays = encode_frame(frame, specs)
     kept, dropped = [], []
     for spec in specs:
         values = arrays[spec.name]
@@ -124,33 +103,12 @@ def informative(frame: pd.DataFrame, specs: list[InputSpec]) -> tuple[list[Input
     return kept, dropped
 
 
-def raw_inputs(frame: pd.DataFrame, specs: list[InputSpec]) -> dict[str, np.ndarray]:
-    """Numpy arrays of `frame` in the towers' raw input format (missing columns: missing)."""
-    out: dict[str, np.ndarray] = {}
-    n = len(frame)
-    for spec in specs:
-        column = frame[spec.name] if spec.name in frame.columns else pd.Series([None] * n)
-        if spec.kind == "numeric":
-            values = pd.to_numeric(column.astype("float64"), errors="coerce").to_numpy()
-            out[spec.name] = np.nan_to_num(values, nan=0.0).astype(np.float32)
-        elif spec.kind == "string_list":
-            grid = np.full((n, spec.length), "", dtype=object)
-            for row, values in enumerate(column.to_numpy()):
-                if values is not None and not (np.isscalar(values) and pd.isna(values)):
-                    head = [str(v) for v in list(values)[: spec.length] if v is not None]
-                    grid[row, : len(head)] = head
-            out[spec.name] = grid
-        else:
-            out[spec.name] = column.astype(object).where(column.notna(), "").astype(str).to_numpy()
-    return out
-
-
 def fit_preprocessing(
-    examples: pd.DataFrame, items: pd.DataFrame, q_specs: list[InputSpec]
+    examples: pd.DataFrame, items: pd.DataFrame, q_specs: list[TowerInput]
 ) -> Preprocessing:
     """Vocabularies and numeric statistics from the training examples (items: catalogue)."""
     prep = Preprocessing()
-    arrays = raw_inputs(examples, q_specs)
+    arrays = encode_frame(examples, q_specs)
     for spec in q_specs:
         values = arrays[spec.name]
         if spec.kind == "numeric":
@@ -164,7 +122,7 @@ def fit_preprocessing(
     prep.vocabularies[ITEM_ID] = _vocabulary(examples[ITEM_ID].astype(str).to_numpy())
     prep.candidate, prep.dropped = informative(items, candidate_specs())
     kept = {s.name for s in prep.candidate}
-    catalogue = raw_inputs(items, candidate_specs())
+    catalogue = encode_frame(items, candidate_specs())
     for name in CANDIDATE_CATEGORICAL:
         prep.vocabularies[name] = _vocabulary(catalogue[name])
     for name in CANDIDATE_NUMERIC:
@@ -177,76 +135,103 @@ def fit_preprocessing(
 
 
 def _vocabulary(values: np.ndarray) -> list[str]:
-    return sorted({str(v) for v in values if v != ""})
+    return list(Vocabulary.learn(values).tokens)
 
 
 def _signed_log1p(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
 
+def layer_name(input_name: str, role: str, prefix: str = "") -> str:
+    """The name `build_towers` gives an input's 'lookup' or 'embedding' layer (`prefix`:
+    'item_' in the candidate tower); recent_items uses the item id's."""
+    if input_name == RECENT_ITEMS:
+        return f"{ITEM_ID}_{role}"
+    return f"{prefix}{input_name}_{role}"
+
+
+def normalization_name(tower: str) -> str:
+    """The name of a tower's ('query' | 'candidate') numeric Normalization layer."""
+    return f"{tower}_numeric_normalization"
+
+
+def dense_names(tower: str, hidden_layers: Sequence[int]) -> list[str]:
+    """The names of a tower's Dense layers in order: the hidden ones, then the output."""
+    return [*(f"{tower}_hidden_{n}" for n in range(1, len(hidden_layers) + 1)), f"{tower}_output"]
+
+
 def build_towers(
-    q_specs: list[InputSpec],
+    q_specs: list[TowerInput],
     prep: Preprocessing,
     embedding_dim: int,
-    hidden_units: int,
+    hidden_layers: Sequence[int],
+    activation: str = "relu",
 ) -> tuple[Any, Any]:
-    """(query_model, candidate_model): Keras functional models over dicts of raw inputs."""
+    """(query_model, candidate_model): Keras functional models over dicts of raw inputs;
+    each tower's head is Dense layers of `hidden_layers` units (`activation`), then a
+    linear one of `embedding_dim`, L2-normalised. Layers are named by `layer_name`,
+    `normalization_name` and `dense_names`."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow as tf
 
-    item_lookup = tf.keras.layers.StringLookup(
-        vocabulary=prep.vocabularies[ITEM_ID], mask_token="", name="item_id_lookup"
-    )
+    def lookup(name: str, prefix: str = "") -> Any:
+        # The layout of tailwise.features.tower_inputs.Vocabulary: '' -> 0, unknown -> 1.
+        return tf.keras.layers.StringLookup(
+            vocabulary=prep.vocabularies[name],
+            mask_token="",
+            num_oov_indices=1,
+            name=layer_name(name, "lookup", prefix),
+        )
+
+    item_lookup = lookup(ITEM_ID)
     item_embedding = tf.keras.layers.Embedding(
-        item_lookup.vocabulary_size(), embedding_dim, name="item_id_embedding"
+        item_lookup.vocabulary_size(), embedding_dim, name=layer_name(ITEM_ID, "embedding")
     )
 
     def categorical(x: Any, name: str, prefix: str = "") -> Any:
-        lookup = tf.keras.layers.StringLookup(
-            vocabulary=prep.vocabularies[name], mask_token="", name=f"{prefix}{name}_lookup"
-        )
+        ids = lookup(name, prefix)
         size = min(16, embedding_dim)
         embedding = tf.keras.layers.Embedding(
-            lookup.vocabulary_size(), size, name=f"{prefix}{name}_embedding"
+            ids.vocabulary_size(), size, name=layer_name(name, "embedding", prefix)
         )
-        return embedding(lookup(x))
+        return embedding(ids(x))
 
     def bag(x: Any, name: str) -> Any:
         if name == RECENT_ITEMS:
             ids, vectors = item_lookup(x), item_embedding(item_lookup(x))
         else:
-            lookup = tf.keras.layers.StringLookup(
-                vocabulary=prep.vocabularies[name], mask_token="", name=f"{name}_lookup"
-            )
-            ids = lookup(x)
+            ids_layer = lookup(name)
+            ids = ids_layer(x)
             size = min(16, embedding_dim)
             vectors = tf.keras.layers.Embedding(
-                lookup.vocabulary_size(), size, name=f"{name}_embedding"
+                ids_layer.vocabulary_size(), size, name=layer_name(name, "embedding")
             )(ids)
         # Mean over filled slots; an empty list gives a zero vector, not 0/0.
         mask = tf.cast(tf.not_equal(ids, 0), tf.float32)[..., tf.newaxis]
         total = tf.reduce_sum(vectors * mask, axis=1)
         return total / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
 
-    def numeric(inputs: dict[str, Any], names: list[str], log: Any) -> Any:
+    def numeric(inputs: dict[str, Any], names: list[str], log: Any, tower: str) -> Any:
         stacked = tf.stack([inputs[n] for n in names], axis=1)
         stacked = tf.where(tf.math.is_finite(stacked), stacked, tf.zeros_like(stacked))
         normalise = tf.keras.layers.Normalization(
             mean=[prep.means[n] for n in names],
             variance=[prep.variances[n] for n in names],
-            name=f"numeric_normalization_{len(names)}_{names[0]}",
+            name=normalization_name(tower),
         )
         return normalise(log(stacked))
 
-    def head(parts: list[Any], prefix: str) -> Any:
+    def head(parts: list[Any], tower: str) -> Any:
         # One input: no Concatenate (a model with a one-tensor Concatenate does not reload).
         x = (
             parts[0]
             if len(parts) == 1
-            else tf.keras.layers.Concatenate(name=f"{prefix}_concat")(parts)
+            else tf.keras.layers.Concatenate(name=f"{tower}_concat")(parts)
         )
-        x = tf.keras.layers.Dense(hidden_units, activation="relu", name=f"{prefix}_hidden")(x)
-        x = tf.keras.layers.Dense(embedding_dim, name=f"{prefix}_output")(x)
+        *hidden, output = dense_names(tower, hidden_layers)
+        for name, units in zip(hidden, hidden_layers, strict=True):
+            x = tf.keras.layers.Dense(units, activation=activation, name=name)(x)
+        x = tf.keras.layers.Dense(embedding_dim, name=output)(x)
         return tf.math.l2_normalize(x, axis=1)
 
     def signed_log1p(x: Any) -> Any:
@@ -268,7 +253,7 @@ def build_towers(
             parts.append(bag(q_inputs[s.name], s.name))
     numerics = [s.name for s in q_specs if s.kind == "numeric"]
     if numerics:
-        parts.append(numeric(q_inputs, numerics, signed_log1p))
+        parts.append(numeric(q_inputs, numerics, signed_log1p, "query"))
     query = tf.keras.Model(q_inputs, head(parts, "query"), name="query_tower")
 
     c_specs = prep.candidate_inputs()
@@ -284,6 +269,7 @@ def build_towers(
     ]
     c_numeric = [s.name for s in c_specs if s.kind == "numeric"]
     if c_numeric:
-        c_parts.append(numeric(c_inputs, c_numeric, lambda x: tf.math.log1p(tf.maximum(x, 0.0))))
+        log1p = lambda x: tf.math.log1p(tf.maximum(x, 0.0))  # noqa: E731
+        c_parts.append(numeric(c_inputs, c_numeric, log1p, "candidate"))
     candidate = tf.keras.Model(c_inputs, head(c_parts, "candidate"), name="candidate_tower")
     return query, candidate

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import replace
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
 
-from serving.bundle import BundleError, ColdStart, ModelBundle, TowerInput, check_tower
+from serving.bundle import ColdStart, ModelBundle
 from serving.forest import Forest
 from serving.ranking import ItemBlock, encode_column, ranking_inputs, ranking_matrix
-from serving.retrieval import Candidates, tower_inputs
-from serving.tower import read_query_tower
+from serving.retrieval import Candidates
 from tailwise.features.cross import CROSS_FEATURES, cross_features, cross_features_for_user
 from tailwise.features.online import ItemTable
 from training.ranker import Examples, RankerConfig, encode, train_ranker
-from training.towers import InputSpec, Preprocessing, build_towers, raw_inputs
 
 CATEGORIES = ["Home/Kitchen", "Home/Garden", "Sports/Run", "Fashion/Shoes", None]
 
@@ -87,144 +80,6 @@ def test_cross_features_for_one_user_equal_the_frame_definition(tidy: bool) -> N
         got = cross_features_for_user(user, items, n)
         for name in CROSS_FEATURES:
             np.testing.assert_allclose(got[name], expected[name].to_numpy(), err_msg=name)
-
-
-def test_tower_inputs_equal_training_raw_inputs() -> None:
-    specs = [
-        InputSpec("user_id", "id"),
-        InputSpec("age", "numeric"),
-        InputSpec("age_imputed", "numeric"),
-        InputSpec("gender", "categorical"),
-        InputSpec("top_categories", "string_list", 3),
-        InputSpec("recent_items", "string_list", 4),
-    ]
-    rows = [
-        {
-            "user_id": "u1",
-            "age": 31,
-            "age_imputed": True,
-            "gender": "female",
-            "top_categories": ["a", "b", "c", "d"],
-            "recent_items": ["i1"],
-        },
-        {
-            "user_id": "u2",
-            "age": None,
-            "age_imputed": None,
-            "gender": None,
-            "top_categories": None,
-            "recent_items": [],
-        },
-    ]
-    bundle = _bundle(inputs=[TowerInput(s.name, s.kind, s.length) for s in specs])
-    for row in rows:
-        expected = raw_inputs(pd.DataFrame([row]), specs)
-        got = tower_inputs(bundle, row)
-        for spec in specs:
-            np.testing.assert_array_equal(
-                got[spec.name], expected[spec.name].astype(got[spec.name].dtype), err_msg=spec.name
-            )
-
-
-TOWER_SPECS = [
-    InputSpec("user_id", "id"),
-    InputSpec("gender", "categorical"),
-    InputSpec("age", "numeric"),
-    InputSpec("spend_30d", "numeric"),
-    InputSpec("top_categories", "string_list", 3),
-    InputSpec("recent_items", "string_list", 4),
-]
-TOWER_ROWS: list[dict[str, Any]] = [
-    {
-        "user_id": "u1",
-        "gender": "female",
-        "age": 31.0,
-        "spend_30d": 120.5,
-        "top_categories": ["a", "b", "c", "a"],
-        "recent_items": ["i1", "i3"],
-    },
-    {  # unknown ids and tokens, negative and non-finite numbers, None inside a list
-        "user_id": "nobody",
-        "gender": "other",
-        "age": -4.0,
-        "spend_30d": float("inf"),
-        "top_categories": ["zzz", None, "b"],
-        "recent_items": ["i9", "i2", "i2", "i1", "i3"],
-    },
-    {  # everything missing, empty lists
-        "user_id": None,
-        "gender": float("nan"),
-        "age": None,
-        "spend_30d": float("nan"),
-        "top_categories": [],
-        "recent_items": None,
-    },
-    {"user_id": "u3", "gender": "male", "age": 1e6, "top_categories": ["", "c"]},
-]
-
-
-@pytest.fixture(scope="module")
-def saved_tower(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    """A query tower built by training's `build_towers` (random weights, so every input
-    moves the output), saved with a serving signature as `training.retrieval.save` does."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tensorflow as tf
-
-    prep = Preprocessing(
-        vocabularies={
-            "user_id": ["u1", "u2", "u3"],
-            "gender": ["female", "male"],
-            "top_categories": ["a", "b", "c"],
-            "item_id": ["i1", "i2", "i3"],
-            "category": ["a/x", "b/y"],
-            "category_l1": ["a", "b"],
-            "brand": ["b1"],
-        },
-        means={"age": 3.0, "spend_30d": 1.5, "price": 2.0},
-        variances={"age": 0.4, "spend_30d": 2.0, "price": 1.0},
-    )
-    query, _ = build_towers(TOWER_SPECS, prep, embedding_dim=8, hidden_units=16)
-    rng = np.random.default_rng(0)
-    query.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in query.get_weights()])
-    signature = {
-        s.name: tf.TensorSpec(s.shape, tf.float32 if s.kind == "numeric" else tf.string, s.name)
-        for s in TOWER_SPECS
-    }
-
-    @tf.function(input_signature=[signature])
-    def serve(features: dict) -> dict:
-        return {"query_embedding": query(features, training=False)}
-
-    folder = tmp_path_factory.mktemp("tower") / "query_model"
-    query.save(folder, save_format="tf", signatures={"serving_default": serve})
-    return folder, tf.saved_model.load(str(folder))  # owns the variables its signature reads
-
-
-@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # inf, on purpose
-def test_numpy_query_tower_equals_the_saved_model(saved_tower: tuple[Path, Any]) -> None:
-    folder, loaded = saved_tower
-    signature = loaded.signatures["serving_default"]
-    inputs = [TowerInput(s.name, s.kind, s.length) for s in TOWER_SPECS]
-    tower = read_query_tower(folder, inputs)
-    arrays = raw_inputs(pd.DataFrame(TOWER_ROWS), TOWER_SPECS)  # training's input format
-    want = np.asarray(signature(**arrays)["query_embedding"])
-    got = np.stack([tower.embed_row(row) for row in TOWER_ROWS])
-    np.testing.assert_allclose(got, want, atol=1e-5)
-    np.testing.assert_allclose(tower.embed(arrays), want, atol=1e-5)
-    assert len({tuple(np.round(v, 4)) for v in want}) == len(TOWER_ROWS)  # rows differ
-
-
-def test_a_version_whose_numpy_tower_disagrees_is_refused(saved_tower: tuple[Path, Any]) -> None:
-    folder, loaded = saved_tower
-    inputs = [TowerInput(s.name, s.kind, s.length) for s in TOWER_SPECS]
-    bundle = _bundle(inputs=inputs)
-    bundle._signature, bundle._loaded = loaded.signatures["serving_default"], loaded
-    bundle.tower = read_query_tower(folder, inputs)
-    check_tower(bundle)
-    kernel, bias = bundle.tower.output
-    bundle.tower = replace(bundle.tower, output=(kernel, bias + 0.1))
-    with pytest.raises(BundleError, match="differs from the SavedModel"):
-        check_tower(bundle)
 
 
 def test_ranking_matrix_scores_equal_training_encode_and_predict() -> None:
@@ -318,7 +173,6 @@ def _codes(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _bundle(
-    inputs: list[TowerInput] | None = None,
     ranker: xgb.Booster | None = None,
     features: list[str] | None = None,
     categories: dict[str, list[str]] | None = None,
@@ -327,7 +181,7 @@ def _bundle(
         version="test",
         folder=None,  # type: ignore[arg-type]
         manifest={},
-        inputs=inputs or [],
+        inputs=[],
         item_ids=np.array([], dtype=object),
         item_vectors=np.zeros((0, 2), np.float32),
         ranker=ranker,

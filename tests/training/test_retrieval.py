@@ -24,7 +24,7 @@ from training.retrieval import (
 )
 from training.split import read_events, read_items, temporal_split
 
-TINY = RetrievalConfig(embedding_dim=16, hidden_units=32, epochs=2, batch_size=256, seed=3)
+TINY = RetrievalConfig(embedding_dim=16, hidden_layers=(32,), epochs=2, batch_size=256, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,10 @@ def test_signature_inputs_are_the_recorded_service_features(fitted, feature_worl
         assert inputs[spec["name"]].dtype.name == spec["dtype"]
         assert list(inputs[spec["name"]].shape) == spec["shape"]
     assert len(pd.read_parquet(folder / "item_embeddings.parquet")) == len(fitted.result.item_ids)
+    # The plain export serving evaluates lists the same inputs, in the same order.
+    export = json.loads((folder / "query_tower.json").read_text())
+    assert export["inputs"] == manifest["inputs"]
+    assert [d["activation"] for d in export["dense"]] == ["relu", "linear"]
 
 
 @pytest.mark.slow
