@@ -152,8 +152,10 @@ def ranking_matrix(
         X[:, block.rank_column] = np.arange(1, n + 1)
     if block.per_item:
         X[:, [j for j, _ in block.per_item]] = on_demand.encoded[rows]
-    for j, name in block.user:
-        X[:, j] = encode_value(row.get(name), block.codes.get(name))
+    if block.user:
+        X[:, [j for j, _ in block.user]] = [
+            encode_value(row.get(name), block.codes.get(name)) for _, name in block.user
+        ]
     return X
 
 

@@ -251,18 +251,19 @@ def _lookup(
     total, first = np.zeros(len(values)), np.zeros(len(values))
     if len(elements) and len(values):
         width = max(int(elements.max()), int(values.max())) + 2  # code width - 1: no text
-        order = np.argsort(lists.owner * width + elements, kind="stable")  # position order kept
-        keys = (lists.owner * width + elements)[order]
+        element_keys = lists.owner * width + elements
+        order = np.argsort(element_keys, kind="stable")  # keeps each list's order
+        keys = element_keys[order]
         starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
         if weights is None:
             sums = np.diff(np.append(starts, len(keys))).astype(np.float64)
         else:
             sums = np.add.reduceat(weights.values[order], starts)
-        at = np.searchsorted(keys[starts], owner * width + values)
-        at = np.minimum(at, len(starts) - 1)
-        found = keys[starts][at] == owner * width + values
+        row_keys = owner * width + values
+        at = np.minimum(np.searchsorted(keys[starts], row_keys), len(starts) - 1)
+        found = keys[starts[at]] == row_keys
         total = np.where(found, sums[at], 0.0)
-        first = np.where(found, lists.position[order][starts][at], 0.0)
+        first = np.where(found, lists.position[order[starts[at]]], 0.0)  # a key's first
     return np.where(bad, np.nan, total), np.where(bad, np.nan, first)
 
 
