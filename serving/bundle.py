@@ -13,11 +13,12 @@ Serving never imports training code: it reads these files. The request path comp
 query vector from the plain export in numpy (serving.tower); the SavedModel's signature
 stays loaded as the reference the export is checked against before the version takes
 traffic, and embeds the requests of a version trained before the export existed
-(`_read_tower` says what changes then). The ranker's trees are walked by compiled loops
-(serving.forest), held to XGBoost the same way. Both count the trees up to the best
-iteration when training stopped early: the model training evaluated. TensorFlow and
-XGBoost run single-threaded: one request is tiny, and threads only contend on 2 cores (an
-XGBoost DMatrix built with its default thread count spins OpenMP threads per request).
+(`_read_tower` says what changes then). The ranker scores with XGBoost's own predict
+(`ModelBundle.rank`, one call per request) and explains with its own contributions,
+counting the trees up to the best iteration when training stopped early: the model
+training evaluated. TensorFlow and XGBoost run single-threaded: one request is tiny, and
+threads only contend on 2 cores (an XGBoost DMatrix built with its default thread count
+spins OpenMP threads per request).
 """
 
 from __future__ import annotations
@@ -27,25 +28,19 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from serving.forest import Forest, ForestError, probe_matrix
 from serving.tower import QueryTower, TowerError, read_query_tower
 from tailwise.features.tower_inputs import TowerInput, encode_rows
 from tailwise.repeats import HISTORY_FEATURES
 from tailwise.tower_export import DESCRIPTION
 from tailwise.versions import read_manifest
 
-if TYPE_CHECKING:  # serving.ranking imports this module
-    from serving.ranking import RankInputs
-
-# How far the numpy tower and the SavedModel, the compiled trees and XGBoost, may differ on
-# probe rows before a version serves.
+# How far the numpy tower and the SavedModel may differ on probe rows before a version serves.
 TOWER_TOLERANCE = 1e-4
-FOREST_TOLERANCE = 1e-4
 USER_KEY = "user_id"  # the query tower's id input: its vocabulary is the users it learned
 logger = logging.getLogger("tailwise.serving")
 
@@ -91,7 +86,6 @@ class ModelBundle:
     # Why the version has no numpy tower (the SavedModel itself embeds then).
     tower_fallback: str | None = None
     users: frozenset[str] = frozenset()  # the user ids the query tower learned
-    forest: Forest | None = None  # the ranker's trees compiled (the request path)
     _signature: Any = None
     _packed: Any = None
     _loaded: Any = None
@@ -177,39 +171,25 @@ class ModelBundle:
         best = self.ranker.attr("best_iteration")
         return (0, int(best) + 1) if best is not None else (0, 0)
 
-    def contributions(self, X: np.ndarray) -> np.ndarray:
-        """Per-feature contributions (approximate SHAP) of a few rows; last column = bias."""
-        if self.forest is not None:
-            return self.forest.contributions(X)
-        return self.reference_contributions(X)
-
     def rank(self, X: np.ndarray) -> np.ndarray:
-        """Ranker scores of rows in `ranker_features` order (categoricals as codes)."""
-        if self.forest is not None:
-            return self.forest.predict(X)
-        return self.reference_rank(X)
-
-    def rank_inputs(self, inputs: RankInputs) -> np.ndarray:
-        """`rank` of one user's candidates (serving.ranking.ranking_inputs)."""
-        if self.forest is not None:
-            return self.forest.predict_split(inputs.varying, inputs.slot, inputs.fixed)
-        return self.reference_rank(inputs.rows())
-
-    def reference_rank(self, X: np.ndarray) -> np.ndarray:
-        """`rank` through XGBoost itself: what the compiled forest is held to."""
+        """Ranker scores (float64) of rows in `ranker_features` order (float32, categoricals
+        as codes of `categories`, NaN missing): one XGBoost call for all rows. The booster
+        holds the feature types training gave it, so the codes take its categorical splits
+        as pandas codes did in training (tests/serving/test_ranking.py holds it to that)."""
         scores = self.ranker.inplace_predict(X, iteration_range=self.iterations)
         return np.asarray(scores, dtype=np.float64)
 
-    def reference_contributions(self, X: np.ndarray) -> np.ndarray:
-        """`contributions` through XGBoost itself. A plain DMatrix: the trees carry their
-        categorical splits, and setting 85 names and types costs more than the prediction."""
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Per-feature contributions of a few rows (XGBoost's approximate SHAP, Saabas:
+        each split's change of the expected score credited to its feature; what reasons
+        read); last column = bias."""
         import xgboost as xgb
 
         contributions = self.ranker.predict(
             xgb.DMatrix(X, nthread=1),  # the default (all cores) spins OpenMP threads
             pred_contribs=True,
             approx_contribs=True,
-            validate_features=False,
+            validate_features=False,  # rows in ranker_features order, unnamed
             iteration_range=self.iterations,
         )
         return np.asarray(contributions)
@@ -252,11 +232,6 @@ def load_bundle(folder: Path) -> ModelBundle:
         _loaded=loaded,  # owns the variables the signature reads
     )
     _read_tower(bundle)
-    try:
-        bundle.forest = Forest.from_booster(booster)
-    except ForestError as exc:  # a booster shape the loops do not walk: XGBoost serves it
-        logger.warning("%s/ranker: scored by XGBoost itself (%s)", folder, exc)
-    check_forest(bundle)
     return bundle
 
 
@@ -300,33 +275,6 @@ def _probe_reference(bundle: ModelBundle) -> None:
         raise BundleError(
             f"{bundle.folder}: the query model cannot embed a request ({exc})"
         ) from exc
-
-
-def check_forest(bundle: ModelBundle) -> None:
-    """The compiled forest gives XGBoost's scores and contributions on probe rows, also
-    when some columns hold one value in every row (a request's user features, which the
-    bit masks decide once); raises BundleError naming the largest difference otherwise."""
-    forest = bundle.forest
-    if forest is None:
-        return
-    categorical = [j for j, t in enumerate(bundle.ranker.feature_types or []) if t == "c"]
-    X = probe_matrix(forest, categorical)
-    steady = X.copy()
-    steady[:, ::2] = X[:1, ::2]
-    walked = np.empty(len(X), dtype=np.float32)
-    forest.walk(X, walked)
-    reference = bundle.reference_rank(X)
-    worst = max(
-        float(np.abs(reference - forest.predict(X)).max()),
-        float(np.abs(reference - walked).max()),
-        float(np.abs(bundle.reference_rank(steady) - forest.predict(steady)).max()),
-        float(np.abs(bundle.reference_contributions(X) - forest.contributions(X)).max()),
-    )
-    if not worst <= FOREST_TOLERANCE:
-        raise BundleError(
-            f"{bundle.folder}/ranker: the compiled trees differ from XGBoost by {worst:.2g}"
-            f" (tolerance {FOREST_TOLERANCE}); see serving.forest"
-        )
 
 
 def check_tower(bundle: ModelBundle) -> None:

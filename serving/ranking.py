@@ -3,15 +3,17 @@
     catalogue item features --once per (model, materialisation)--> ItemBlock, in the
       model's item order (retrieval's rows): the catalogue's rows of the ranker's matrix
       (float32, categoricals as codes of the training categories) with the item columns
-      filled, the cross features' item side encoded (CrossItems), the text columns rules
-      and reasons read, and which source fills each other column
-    per request: the candidates' rows of the block (one gather), then cross features
-      (tailwise.features.cross.cross_matrix, parity-tested against the
-      training definition), per-item on-demand values and the user's scalars (one
-      assignment) --> X --> the ranker (serving.forest)
+      filled, the cross features' item inputs, the text columns rules and reasons read,
+      and which source fills each other column
+    per request: the candidates' rows of the block (one gather), the cross features
+      (tailwise.features.cross.user_cross_features, the definition training uses),
+      retrieval score and rank, per-item on-demand values and the user's values, each
+      into its columns by name --> X --> ModelBundle.rank (XGBoost's inplace_predict)
 
-Unseen or missing categories and values become NaN, XGBoost's missing. A parity test
-checks this matrix and its scores against training's `ranker.encode` on the same rows.
+Categoricals are codes of the categories training saved (ranker.json), the codes pandas
+gave XGBoost in training; unseen or missing categories and values become NaN, XGBoost's
+missing. A parity test checks this matrix and its scores against training's
+`ranker.encode` and the trained model's predict on the same rows.
 """
 
 from __future__ import annotations
@@ -21,17 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from serving.bundle import ModelBundle
-from serving.forest import split_rows
 from serving.retrieval import Candidates
 from serving.rules import FIELDS, text_missing
-from tailwise.features.cross import CROSS_FEATURES, CROSS_INPUTS, CrossItems, cross_matrix
+from tailwise.features.cross import CROSS_FEATURES, CROSS_ITEM_INPUTS, user_cross_features
 from tailwise.features.online import ItemTable
 
 RETRIEVAL_SCORE, RETRIEVAL_RANK = "retrieval_score", "retrieval_rank"
-NAMED = {*CROSS_FEATURES, RETRIEVAL_SCORE, RETRIEVAL_RANK}
 TEXT = FIELDS  # what rules and reasons read
 AGE = "item_age_days"
 
@@ -41,40 +40,24 @@ class ItemBlock:
     """Everything per item a request needs, in the model's item order (`bundle.item_ids`,
     the rows retrieval returns), built once per (model, materialisation): the ranker's
     item-level columns for the whole catalogue (NaN on items the feature store does not
-    know), the cross features' item side, the text columns, and the plan for the other
-    columns. A request gathers its candidates' rows and fills the other columns.
-
-    The columns that differ between one user's candidates (`varying`: item, cross,
-    retrieval and per-item columns) are built as rows of a features x candidates matrix;
-    the user's columns are the same for every candidate and are given once
-    (`RankInputs`).
-    """
+    know), the cross features' item inputs, the text columns, and where each other
+    column of the ranker's matrix comes from. A request gathers its candidates' rows and
+    fills the other columns (`ranking_matrix`)."""
 
     values: np.ndarray  # float32 (model items, item_columns): the item-level columns
     stamp: tuple[str, str | None]  # (model version, materialisation stamp)
     table_rows: np.ndarray  # each model item's row in the item table, -1 where unknown
-    cross: CrossItems
+    cross_items: dict[str, np.ndarray]  # the cross features' item inputs (but the age)
     text: dict[str, np.ndarray]  # TEXT columns, object, None where unknown or missing
     missing: np.ndarray  # rules.text_missing of `text`: what reasons may not name
     codes: dict[str, dict[str, int]] = field(default_factory=dict)  # category -> code, per name
+    item_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
     # The other columns by source, (position in the ranker's order, name):
-    named: list[tuple[int, str]] = field(default_factory=list)  # retrieval features
+    cross: list[tuple[int, str]] = field(default_factory=list)  # cross features
     per_item: list[tuple[int, str]] = field(default_factory=list)  # request-time item columns
+    user: list[tuple[int, str]] = field(default_factory=list)  # the user's values
     score_column: int = -1  # retrieval_score's column (-1: not a ranker feature)
     rank_column: int = -1  # retrieval_rank's
-    per_item_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
-    # Cross features: their columns in X, and each one's column of `cross_matrix`.
-    cross_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
-    cross_sources: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
-    # The user's values: their columns in X, names, and code tables (None: a number).
-    user_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
-    user_names: list[str] = field(default_factory=list)
-    user_codes: list[dict[str, int] | None] = field(default_factory=list)
-    item_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
-    # The varying columns in RankInputs.varying's row order (item, cross, retrieval score,
-    # retrieval rank, per-item) and each ranker feature's row there (-1: the user's).
-    varying: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
-    slot: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @classmethod
     def build(
@@ -92,50 +75,34 @@ class ItemBlock:
         codes = {name: _codes(c) for name, c in bundle.categories.items()}
         names = bundle.ranker_features
         item_columns = [j for j, name in enumerate(names) if name in columns]
-        values = np.empty((n, len(item_columns)), dtype=np.float32)
-        inputs = {k: columns[k] for k in CROSS_INPUTS if k in columns}
-        inputs["item_id"] = bundle.item_ids
+        cross_items = {k: columns[k] for k in CROSS_ITEM_INPUTS if k in columns and k != AGE}
+        cross_items["item_id"] = np.asarray(bundle.item_ids, dtype=object)
         text = {k: columns.get(k, np.full(n, None, dtype=object)) for k in TEXT}
         block = cls(
-            values,
+            np.empty((n, len(item_columns)), dtype=np.float32),
             (bundle.version, items.stamp),
             table_rows,
-            CrossItems.encode(inputs, n),
+            cross_items,
             text,
             text_missing(text, n),
             codes,
+            np.array(item_columns, dtype=np.intp),
         )
-        cross: list[tuple[int, int]] = []
-        user: list[int] = []
+        for k, j in enumerate(item_columns):
+            block.values[:, k] = encode_column(columns[names[j]], None, codes.get(names[j]))
         for j, name in enumerate(names):
             if name in columns:
-                values[:, item_columns.index(j)] = encode_column(
-                    columns[name], None, codes.get(name)
-                )
-            elif name in CROSS_FEATURES:
-                cross.append((j, CROSS_FEATURES.index(name)))
-            elif name in NAMED:
-                block.named.append((j, name))
+                continue
+            if name in CROSS_FEATURES:
+                block.cross.append((j, name))
+            elif name == RETRIEVAL_SCORE:
+                block.score_column = j
+            elif name == RETRIEVAL_RANK:
+                block.rank_column = j
             elif name in per_item:
                 block.per_item.append((j, name))
             else:
-                user.append(j)
-        block.cross_columns = np.array([j for j, _ in cross], dtype=np.intp)
-        named_columns = {name: j for j, name in block.named}
-        block.score_column = named_columns.get(RETRIEVAL_SCORE, -1)
-        block.rank_column = named_columns.get(RETRIEVAL_RANK, -1)
-        block.per_item_columns = np.array([j for j, _ in block.per_item], dtype=np.intp)
-        block.cross_sources = np.array([k for _, k in cross], dtype=np.intp)
-        block.user_columns = np.array(user, dtype=np.intp)
-        block.user_names = [names[j] for j in user]
-        block.user_codes = [codes.get(name) for name in block.user_names]
-        block.item_columns = np.array(item_columns, dtype=np.intp)
-        retrieval = [j for j in (block.score_column, block.rank_column) if j >= 0]
-        block.varying = np.concatenate(
-            [block.item_columns, block.cross_columns, retrieval, block.per_item_columns]
-        ).astype(np.intp)
-        block.slot = np.full(len(names), -1, dtype=np.int64)
-        block.slot[block.varying] = np.arange(len(block.varying))
+                block.user.append((j, name))
         return block
 
     def on_demand(self, values: Mapping[str, np.ndarray]) -> OnDemandItems:
@@ -157,21 +124,6 @@ class OnDemandItems:
     encoded: np.ndarray  # float32 (model items, ItemBlock.per_item): X's per-item columns
 
 
-@dataclass(frozen=True)
-class RankInputs:
-    """One user's candidates as the ranker reads them: feature f of candidate i is
-    varying[slot[f], i] where slot[f] >= 0, else fixed[f] (the user's values)."""
-
-    varying: np.ndarray  # float32 (ItemBlock.varying, candidates)
-    slot: np.ndarray  # int64 per ranker feature
-    fixed: np.ndarray  # float32 per ranker feature (NaN where slot >= 0)
-
-    def rows(self, positions: np.ndarray | None = None) -> np.ndarray:
-        """X (candidates x ranker features, float32) of the candidates at `positions`
-        (all by default)."""
-        return split_rows(self.varying, self.slot, self.fixed, positions)
-
-
 def ranking_matrix(
     bundle: ModelBundle,
     block: ItemBlock,
@@ -179,101 +131,41 @@ def ranking_matrix(
     on_demand: OnDemandItems,
     candidates: Candidates,
 ) -> np.ndarray:
-    """X (candidates x ranker features, float32) for one user's candidates."""
-    return ranking_inputs(bundle, block, row, on_demand, candidates).rows()
-
-
-def ranking_inputs(
-    bundle: ModelBundle,
-    block: ItemBlock,
-    row: dict[str, Any],
-    on_demand: OnDemandItems,
-    candidates: Candidates,
-) -> RankInputs:
-    """The ranker's inputs for one user's candidates (`ranking_matrix`'s X, split).
+    """X (candidates x ranker features, float32) for one user's candidates.
 
     `on_demand`: per-item on-demand values (item_age_days) at the request time
-    (`ItemBlock.on_demand`). The cross features come from `cross_matrix`; the varying
-    rows are filled in one compiled pass (`_fill`)."""
+    (`ItemBlock.on_demand`)."""
     rows = candidates.rows
     n = len(rows)
-    age = on_demand.columns.get(AGE)
-    cross = cross_matrix(
-        row, block.cross, rows, age[rows] if age is not None else np.full(n, np.nan)
-    )
-    fixed = np.full(len(block.slot), np.nan, dtype=np.float32)
-    fixed[block.user_columns] = [
-        value if codes is None and value.__class__ is float else encode_value(value, codes)
-        for codes, value in zip(block.user_codes, map(row.get, block.user_names), strict=True)
-    ]
-    varying = np.empty((len(block.varying), n), dtype=np.float32)
-    _fill(
-        varying,
-        block.values,
-        np.asarray(rows, dtype=np.int64),
-        cross,
-        block.cross_sources,
-        block.score_column >= 0,
-        block.rank_column >= 0,
-        np.asarray(candidates.scores, dtype=np.float64),
-        on_demand.encoded,
-    )
-    return RankInputs(varying, block.slot, fixed)
+    X = np.empty((n, len(bundle.ranker_features)), dtype=np.float32)
+    X[:, block.item_columns] = block.values[rows]
+    if block.cross:
+        items = {k: v[rows] for k, v in block.cross_items.items()}
+        age = on_demand.columns.get(AGE)
+        items[AGE] = age[rows] if age is not None else np.full(n, np.nan)
+        cross = user_cross_features(row, items, n)
+        for j, name in block.cross:
+            X[:, j] = cross[name]
+    if block.score_column >= 0:
+        X[:, block.score_column] = candidates.scores
+    if block.rank_column >= 0:
+        X[:, block.rank_column] = np.arange(1, n + 1)
+    if block.per_item:
+        X[:, [j for j, _ in block.per_item]] = on_demand.encoded[rows]
+    if block.user:
+        X[:, [j for j, _ in block.user]] = [
+            encode_value(row.get(name), block.codes.get(name)) for _, name in block.user
+        ]
+    return X
 
 
-def with_columns(inputs: RankInputs, columns: dict[int, np.ndarray]) -> RankInputs:
-    """`inputs` with ranker feature j of candidate i set to columns[j][i]: values that
-    differ per candidate and come from neither the item table nor the cross features
-    (the per-(user, item) history features, serving.history)."""
-    if not columns:
-        return inputs
-    slot, fixed = inputs.slot.copy(), inputs.fixed.copy()
-    rows = [inputs.varying]
-    at = len(inputs.varying)
+def with_columns(X: np.ndarray, columns: dict[int, np.ndarray]) -> np.ndarray:
+    """`X` with ranker feature j of candidate i set to columns[j][i]: values that differ
+    per candidate and come from neither the item table nor the cross features (the
+    per-(user, item) history features, serving.history)."""
     for j, values in columns.items():
-        rows.append(np.asarray(values, dtype=np.float32).reshape(1, -1))
-        slot[j], fixed[j] = at, np.nan
-        at += 1
-    return RankInputs(np.ascontiguousarray(np.vstack(rows)), slot, fixed)
-
-
-@njit(cache=True, nogil=True)
-def _fill(
-    varying: np.ndarray,
-    values: np.ndarray,
-    rows: np.ndarray,
-    cross: np.ndarray,
-    cross_sources: np.ndarray,
-    with_score: bool,
-    with_rank: bool,
-    scores: np.ndarray,
-    per_item: np.ndarray,
-) -> None:  # pragma: no cover - compiled
-    """The varying rows in ItemBlock.varying's order: the block's item columns of
-    rows[i], the cross features, the retrieval score and rank when the ranker reads
-    them, the per-item on-demand columns (float32 casts, as numpy's assignment)."""
-    n = rows.shape[0]
-    for i in range(n):
-        r = rows[i]
-        for j in range(values.shape[1]):
-            varying[j, i] = values[r, j]
-    at = values.shape[1]
-    for c in range(cross_sources.shape[0]):
-        for i in range(n):
-            varying[at, i] = np.float32(cross[i, cross_sources[c]])
-        at += 1
-    if with_score:
-        for i in range(n):
-            varying[at, i] = np.float32(scores[i])
-        at += 1
-    if with_rank:
-        for i in range(n):
-            varying[at, i] = np.float32(i + 1)
-        at += 1
-    for c in range(per_item.shape[1]):
-        for i in range(n):
-            varying[at, i] = per_item[rows[i], c]
-        at += 1
+        X[:, j] = values
+    return X
 
 
 def _in_model_order(values: np.ndarray, table_rows: np.ndarray) -> np.ndarray:
@@ -334,10 +226,8 @@ __all__ = [
     "CROSS_FEATURES",
     "ItemBlock",
     "OnDemandItems",
-    "RankInputs",
     "encode_column",
     "encode_value",
-    "ranking_inputs",
     "ranking_matrix",
     "with_columns",
 ]

@@ -1,12 +1,16 @@
 """The ranker's user x item features: one pure, vectorised definition for training and serving.
 
-    ranking_v1 vector of (user, candidate item) rows --cross_features--> x_* columns
+    user-level inputs (one row per user) + item-level inputs (one row per (user, item)
+      pair) + each pair's user --cross_columns--> x_* columns by name (one row per pair)
 
-`cross_features` reads only columns of the `ranking_v1` feature service (the item_id key,
-user views, item_profile_catalog, item_daily_popularity with its item_ prefix and the
-on-demand views user_request_context / item_request_freshness). `training.ranker` calls it
-on the offline point-in-time vector when it builds training examples, and the serving
-ranker calls it on the online vector, so the two paths cannot drift apart.
+    training: the offline point-in-time vector, one row per pair --cross_features--> frame
+    serving: one user and their candidates' item rows --user_cross_features--> columns
+
+`cross_columns` is the one definition; the two entry points only say where the user's
+values come from (every row its own, or one user for every row). It reads only columns
+of the `ranking_v1` feature service (the item_id key, user views, item_profile_catalog,
+item_daily_popularity with its item_ prefix and the on-demand views user_request_context /
+item_request_freshness), so training and the request path cannot drift apart.
 
 Missing inputs never raise: an absent column, a None list or a missing scalar gives NaN
 (XGBoost treats NaN as missing). An *empty* list is a known value (no activity in the
@@ -40,14 +44,13 @@ Output columns (float64, one row per input row, same index):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from numba import njit
 
 CROSS_FEATURES = (
     "x_cat_share",
@@ -67,8 +70,8 @@ CROSS_FEATURES = (
     "x_context_share",
 )
 NEW_ITEM_DAYS = 7.0
-# The ranking_v1 columns cross_features reads (the online path passes only these).
-CROSS_INPUTS = (
+# The ranking_v1 columns the definition reads: one value per (user, item) pair...
+CROSS_ITEM_INPUTS = (
     "item_id",
     "category",
     "category_l1",
@@ -77,6 +80,9 @@ CROSS_INPUTS = (
     "item_popularity_rank_7d",
     "item_conversion_7d",
     "item_age_days",
+)
+# ...and one per user.
+CROSS_USER_INPUTS = (
     "top_categories",
     "top_category_shares",
     "top_brands",
@@ -87,344 +93,219 @@ CROSS_INPUTS = (
     "ctx_device_share",
     "ctx_daypart_share",
 )
+CROSS_INPUTS = (*CROSS_ITEM_INPUTS, *CROSS_USER_INPUTS)  # the online path passes only these
 
 
 def cross_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """The x_* columns of the module docstring for every row of `frame` (same index)."""
-    n = len(frame)
-    category = _column(frame, "category")
-    cat_share, cat_rank = _list_lookup(
-        frame, "top_categories", category, weights=_column(frame, "top_category_shares")
+    """The x_* columns for every row of `frame` (same index), each row its own user."""
+    columns = {
+        name: frame[name].to_numpy(dtype=object) if name in frame.columns else None
+        for name in CROSS_INPUTS
+    }
+    out = cross_columns(
+        {k: columns[k] for k in CROSS_USER_INPUTS},
+        {k: columns[k] for k in CROSS_ITEM_INPUTS},
+        np.arange(len(frame)),
     )
-    top_l1 = _list_elements(_column(frame, "top_categories")).str.split("/").str[0]
-    l1_share, _ = _list_lookup(
-        frame,
-        "top_categories",
-        _column(frame, "category_l1"),
-        weights=_column(frame, "top_category_shares"),
-        elements=top_l1,
+    return pd.DataFrame(out, index=frame.index)
+
+
+def user_cross_features(
+    user: Mapping[str, Any], items: Mapping[str, Any], n: int
+) -> dict[str, np.ndarray]:
+    """The x_* columns for ONE user against `n` items: `user` holds CROSS_USER_INPUTS (scalars
+    and lists), `items` CROSS_ITEM_INPUTS as length-n columns (an absent one is missing)."""
+    users = {k: _single(user.get(k)) for k in CROSS_USER_INPUTS}
+    return cross_columns(users, items, np.zeros(n, dtype=np.intp))
+
+
+def cross_columns(
+    users: Mapping[str, Any], items: Mapping[str, Any], owner: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The x_* columns (float64, in CROSS_FEATURES order) of len(owner) (user, item) rows.
+
+    `items`: CROSS_ITEM_INPUTS as columns of those rows; `users`: CROSS_USER_INPUTS as columns of one
+    row per user; row i is user owner[i]. An absent column (or None) is missing."""
+    n = len(owner)
+    n_users = int(owner.max()) + 1 if n else 0
+    lists = {k: _Lists.of(users.get(k), n_users) for k in _LISTS}
+    tops = lists["top_categories"]
+    l1 = _Lists(
+        tops.length, tops.owner, tops.position, [str(e).split("/")[0] for e in tops.elements]
     )
-    price = _numeric(frame, "price")
-    usual = _numeric(frame, "avg_price_30d")
+    text = _codes(
+        {k: _keys(items.get(k), n) for k in ("category", "category_l1", "brand", "item_id")}
+        | {"rt_last_category": _keys(users.get("rt_last_category"), n_users)}
+        | {k: [str(e) for e in lists[k].elements] for k in _TEXT_LISTS}
+        | {"top_l1": l1.elements}
+    )
+    shares = _weights(tops, lists["top_category_shares"])
+    cat_share, cat_rank = _lookup(tops, text["top_categories"], text["category"], owner, shares)
+    l1_share, _ = _lookup(l1, text["top_l1"], text["category_l1"], owner, shares)
+    brand, _ = _lookup(lists["top_brands"], text["top_brands"], text["brand"], owner)
+    recent, _ = _lookup(lists["recent_items"], text["recent_items"], text["item_id"], owner)
+    session, _ = _lookup(lists["rt_last_items"], text["rt_last_items"], text["item_id"], owner)
+    rt_category = text["rt_last_category"][owner]
+    price = _numbers(items.get("price"), n)
+    usual = _numbers(users.get("avg_price_30d"), n_users)[owner]
     ratio = np.where(usual > 0, price / np.where(usual > 0, usual, 1.0), np.nan)
-    log_ratio = np.where(ratio > 0, np.log(np.where(ratio > 0, ratio, 1.0)), np.nan)
-    rank = _numeric(frame, "item_popularity_rank_7d")
-    age = _numeric(frame, "item_age_days")
-    item_id = _column(frame, "item_id")
+    rank = _numbers(items.get("item_popularity_rank_7d"), n)
+    age = _numbers(items.get("item_age_days"), n)
+    device, daypart = (
+        _numbers(users.get(k), n_users) for k in ("ctx_device_share", "ctx_daypart_share")
+    )
     out = {
         "x_cat_share": cat_share,
         "x_cat_l1_share": l1_share,
         "x_cat_rank": np.where(cat_rank > 0, cat_rank, np.nan),
         "x_is_top_category": np.where(np.isnan(cat_rank), np.nan, (cat_rank == 1) * 1.0),
         "x_price_ratio": ratio,
-        "x_log_price_ratio": log_ratio,
-        "x_brand_match": _list_lookup(frame, "top_brands", _column(frame, "brand"))[0],
-        "x_in_recent_items": _list_lookup(frame, "recent_items", item_id)[0],
-        "x_in_rt_last_items": _list_lookup(frame, "rt_last_items", item_id)[0],
-        "x_same_rt_category": _equal(category, _column(frame, "rt_last_category")),
+        "x_log_price_ratio": np.where(ratio > 0, np.log(np.where(ratio > 0, ratio, 1.0)), np.nan),
+        "x_brand_match": brand,
+        "x_in_recent_items": recent,
+        "x_in_rt_last_items": session,
+        "x_same_rt_category": np.where(
+            (text["category"] < 0) | (rt_category < 0),
+            np.nan,
+            (text["category"] == rt_category) * 1.0,
+        ),
         "x_log_popularity_rank": np.log1p(np.where(rank >= 0, rank, np.nan)),
-        "x_conversion_7d": _numeric(frame, "item_conversion_7d"),
+        "x_conversion_7d": _numbers(items.get("item_conversion_7d"), n),
         "x_log_item_age_days": np.log1p(np.maximum(age, 0.0)),
         "x_is_new_item": np.where(np.isnan(age), np.nan, (age <= NEW_ITEM_DAYS) * 1.0),
-        "x_context_share": _numeric(frame, "ctx_device_share")
-        * _numeric(frame, "ctx_daypart_share"),
+        "x_context_share": (device * daypart)[owner],
     }
-    return pd.DataFrame(
-        {k: np.asarray(out[k], dtype=np.float64).reshape(n) for k in CROSS_FEATURES},
-        index=frame.index,
-    )
+    return {name: np.asarray(out[name], dtype=np.float64).reshape(n) for name in CROSS_FEATURES}
+
+
+_TEXT_LISTS = ("top_categories", "top_brands", "recent_items", "rt_last_items")
+_LISTS = (*_TEXT_LISTS, "top_category_shares")
 
 
 @dataclass(frozen=True)
-class CrossItems:
-    """The item side of the cross features, encoded once per catalogue.
+class _Lists:
+    """One list per user, exploded: each element with its user and 1-based position."""
 
-    Text columns (item_id, category, category_l1, brand) become codes into their own
-    vocabulary of the values' text; numbers become float64, NaN where missing. A request
-    then looks its candidates up by row instead of by text."""
-
-    vocab: dict[str, dict[str, int]]  # text column -> value text -> code
-    codes: np.ndarray  # int64 (items, _ITEM_TEXT): code per row, len(vocab) where absent
-    numbers: np.ndarray  # float64 (items, _ITEM_NUMBERS), NaN where missing
-    offsets: tuple[int, ...]  # where each of the user's tables starts (_user_tables)
-    size: int  # the user's tables together
+    length: np.ndarray  # float64 per user, NaN where the list is missing
+    owner: np.ndarray  # intp per element
+    position: np.ndarray  # intp per element
+    elements: list[Any]
 
     @classmethod
-    def encode(cls, items: Mapping[str, Any], n: int) -> CrossItems:
-        """`items`: the item-level inputs as length-n columns (absent columns: missing)."""
-        vocab: dict[str, dict[str, int]] = {}
-        codes = np.zeros((n, len(_ITEM_TEXT)), dtype=np.int64)
-        for k, name in enumerate(_ITEM_TEXT):
-            keys = _keys(items.get(name), n)
-            table = vocab[name] = {}
-            for key in keys:
-                if key is not None and key not in table:
-                    table[key] = len(table)
-            get: Any = table.get
-            codes[:, k] = np.fromiter(map(get, keys, repeat(len(table), n)), np.int64, n)
-        numbers = np.zeros((n, len(_ITEM_NUMBERS)), dtype=np.float64)
-        for k, name in enumerate(_ITEM_NUMBERS):
-            numbers[:, k] = _floats(items.get(name), n)
-        # One table per (kind, text column), each with a last slot for an absent value.
-        offsets, size = [], 0
-        for _, column in _TABLES:
-            offsets.append(size)
-            size += len(vocab[column]) + 1
-        return cls(vocab, codes, numbers, tuple(offsets), size)
+    def of(cls, values: Any, n_users: int) -> _Lists:
+        """A list, tuple or array per user; anything else (None, NaN) is a missing list."""
+        if values is None:
+            values = [None] * n_users
+        present = [v for v in values if isinstance(v, _LIST_TYPES)]
+        counts = np.array([len(v) if isinstance(v, _LIST_TYPES) else 0 for v in values], np.intp)
+        length = np.where([isinstance(v, _LIST_TYPES) for v in values], counts, np.nan)
+        owner = np.repeat(np.arange(n_users), counts)
+        position = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts) + 1
+        return cls(length.reshape(n_users), owner, position, list(chain.from_iterable(present)))
 
 
-_ITEM_TEXT = ("item_id", "category", "category_l1", "brand")
-_ITEM_NUMBERS = ("price", "item_popularity_rank_7d", "item_conversion_7d")
-# The user's tables over the item codes (kind, column they index), in `offsets` order.
-_TABLES = (
-    ("cat_share", "category"),
-    ("cat_first", "category"),
-    ("same_category", "category"),
-    ("l1_share", "category_l1"),
-    ("brand", "brand"),
-    ("recent", "item_id"),
-    ("session", "item_id"),
-)
+_LIST_TYPES = (list, tuple, np.ndarray)
 
 
-def cross_features_for_user(
-    user: Mapping[str, Any], items: Mapping[str, Any], n: int
-) -> dict[str, np.ndarray]:
-    """The same x_* columns for ONE user against `n` items, without pandas.
+@dataclass(frozen=True)
+class _Weights:
+    """Numbers on the elements of some lists (a user's share per top category)."""
 
-    `user` holds the user-level inputs of CROSS_INPUTS (scalars and lists), `items` the
-    item-level ones as length-n arrays (`item_id`, `category`, `category_l1`, `brand`,
-    `price`, `item_popularity_rank_7d`, `item_conversion_7d`, `item_age_days`). Every
-    rule is the one `cross_features` applies to a frame where the user's values repeat on
-    every row; a parity test feeds both the same rows, missing values and empty lists
-    included. The request path encodes its catalogue once (`CrossItems`) and calls
-    `cross_matrix`, which this wraps.
-    """
-    catalogue = CrossItems.encode(items, n)
-    age = _floats(items.get("item_age_days"), n)
-    out = cross_matrix(user, catalogue, np.arange(n), age)
-    return {name: out[:, k] for k, name in enumerate(CROSS_FEATURES)}
+    values: np.ndarray  # float64 per element of the weighted lists
+    usable: np.ndarray  # bool per user: a weights list as long as the user's list
 
 
-def cross_matrix(
-    user: Mapping[str, Any], items: CrossItems, rows: np.ndarray, age: np.ndarray
-) -> np.ndarray:
-    """The x_* columns (float64, CROSS_FEATURES order) for ONE user against the catalogue
-    `rows` of `items`; `age`: those rows' item_age_days.
-
-    The user's lists become small tables over the catalogue's codes (a few list
-    elements each, in Python); one compiled loop then reads each candidate's row of
-    them and of the item numbers (~10 us for 200 rows, against ~25 numpy steps)."""
-    tables = _user_tables(user, items)
-    usual = _scalar(user.get("avg_price_30d"))
-    context = _scalar(user.get("ctx_device_share")) * _scalar(user.get("ctx_daypart_share"))
-    out = np.empty((len(rows), len(CROSS_FEATURES)), dtype=np.float64)
-    _cross_rows(
-        np.asarray(rows, dtype=np.int64),
-        items.codes,
-        items.numbers,
-        np.asarray(age, dtype=np.float64),
-        tables,
-        np.asarray(items.offsets, dtype=np.int64),
-        usual,
-        context,
-        out,
-    )
-    return out
+def _weights(lists: _Lists, weights: _Lists) -> _Weights:
+    usable = lists.length == weights.length  # NaN (missing) on either side: not usable
+    values = np.zeros(len(lists.owner))
+    numbers = _numbers(_objects(weights.elements, len(weights.elements)), len(weights.owner))
+    values[usable[lists.owner]] = numbers[usable[weights.owner]]
+    return _Weights(values, usable)
 
 
-def _user_tables(user: Mapping[str, Any], items: CrossItems) -> np.ndarray:
-    """The user's tables (_TABLES) over the item codes, packed at `items.offsets`."""
-    tables = np.zeros(items.size)
-    at = dict(zip((kind for kind, _ in _TABLES), items.offsets, strict=True))
-    vocab = items.vocab
-    tops, shares = _as_list(user.get("top_categories")), _as_list(user.get("top_category_shares"))
-    weights_ok = tops is not None and shares is not None and len(shares) == len(tops)
-    categories = vocab["category"]
-    _fill(tables, at["cat_share"], tops if weights_ok else None, categories, shares)
-    _fill(tables, at["cat_first"], tops if weights_ok else None, categories, None, first=True)
-    l1 = None if tops is None else [str(t).split("/")[0] for t in tops]
-    _fill(tables, at["l1_share"], l1 if weights_ok else None, vocab["category_l1"], shares)
-    _fill(tables, at["brand"], _as_list(user.get("top_brands")), vocab["brand"])
-    _fill(tables, at["recent"], _as_list(user.get("recent_items")), vocab["item_id"])
-    _fill(tables, at["session"], _as_list(user.get("rt_last_items")), vocab["item_id"])
-    rt_category = user.get("rt_last_category")
-    start, size = at["same_category"], len(categories) + 1
-    if _absent(rt_category):
-        tables[start : start + size] = np.nan
-    else:
-        tables[start + size - 1] = np.nan  # the item's category is absent
-        code = categories.get(str(rt_category))
-        if code is not None:
-            tables[start + code] = 1.0
-    return tables
+def _codes(texts: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Every text column and list as codes of one vocabulary (-1 where None)."""
+    sizes = [len(v) for v in texts.values()]
+    joined = _objects(chain.from_iterable(texts.values()), sum(sizes))
+    codes, _ = pd.factorize(joined)
+    ends = np.cumsum(sizes)
+    return {k: codes[end - size : end] for k, size, end in zip(texts, sizes, ends, strict=True)}
 
 
-def _fill(
-    tables: np.ndarray,
-    start: int,
-    elements: list[Any] | None,
-    vocab: dict[str, int],
-    weights: list[Any] | None = None,
-    first: bool = False,
-) -> None:
-    """`_list_lookup` for one list against a vocabulary, into tables[start:start+len+1]:
-    per code the weight sum of the list's elements equal to it (or with `first`, the
-    first 1-based match, 0 for none); NaN in the last slot (value absent), everywhere
-    when the list is missing. An element outside the vocabulary matches no item."""
-    size = len(vocab) + 1
-    if elements is None:
-        tables[start : start + size] = np.nan
-        return
-    tables[start + size - 1] = np.nan
-    for pos, element in enumerate(elements, start=1):
-        code = vocab.get(str(element))
-        if code is None:
-            continue
-        if first:
-            if tables[start + code] == 0:
-                tables[start + code] = pos
+def _lookup(
+    lists: _Lists,
+    elements: np.ndarray,
+    values: np.ndarray,
+    owner: np.ndarray,
+    weights: _Weights | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: (sum of the weights of the row's user's list elements equal to the row's
+    value, the first such element's 1-based position or 0). `elements` and `values` are
+    text codes (`_codes`, -1 for None). Weights default to 1 (a 0/1 membership for lists
+    without duplicates). NaN for both where the list or the value is missing, or the
+    weights are missing or of another length."""
+    unusable = np.isnan(lists.length)
+    if weights is not None:
+        unusable |= ~weights.usable
+    bad = unusable[owner] | (values < 0)
+    total, first = np.zeros(len(values)), np.zeros(len(values))
+    if len(elements) and len(values):
+        width = max(int(elements.max()), int(values.max())) + 2  # code width - 1: no text
+        element_keys = lists.owner * width + elements
+        order = np.argsort(element_keys, kind="stable")  # keeps each list's order
+        keys = element_keys[order]
+        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+        if weights is None:
+            sums = np.diff(np.append(starts, len(keys))).astype(np.float64)
         else:
-            tables[start + code] += 1.0 if weights is None else _scalar(weights[pos - 1])
+            sums = np.add.reduceat(weights.values[order], starts)
+        row_keys = owner * width + values
+        at = np.minimum(np.searchsorted(keys[starts], row_keys), len(starts) - 1)
+        found = keys[starts[at]] == row_keys
+        total = np.where(found, sums[at], 0.0)
+        first = np.where(found, lists.position[order[starts[at]]], 0.0)  # a key's first
+    return np.where(bad, np.nan, total), np.where(bad, np.nan, first)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _cross_rows(
-    rows: np.ndarray,
-    codes: np.ndarray,
-    numbers: np.ndarray,
-    age: np.ndarray,
-    tables: np.ndarray,
-    at: np.ndarray,
-    usual: float,
-    context: float,
-    out: np.ndarray,
-) -> None:  # pragma: no cover - compiled
-    """The x_* columns in CROSS_FEATURES order, the rules of the module docstring."""
-    nan = np.nan
-    for i in range(rows.shape[0]):
-        r = rows[i]
-        item, category, l1, brand = codes[r, 0], codes[r, 1], codes[r, 2], codes[r, 3]
-        first = tables[at[1] + category]
-        ratio = numbers[r, 0] / usual if usual > 0 else nan
-        rank = numbers[r, 1]
-        days = age[i]
-        out[i, 0] = tables[at[0] + category]
-        out[i, 1] = tables[at[3] + l1]
-        out[i, 2] = first if first > 0 else nan
-        out[i, 3] = nan if first != first else (1.0 if first == 1 else 0.0)
-        out[i, 4] = ratio
-        out[i, 5] = np.log(ratio) if ratio > 0 else nan
-        out[i, 6] = tables[at[4] + brand]
-        out[i, 7] = tables[at[5] + item]
-        out[i, 8] = tables[at[6] + item]
-        out[i, 9] = tables[at[2] + category]
-        out[i, 10] = np.log1p(rank) if rank >= 0 else nan
-        out[i, 11] = numbers[r, 2]
-        out[i, 12] = nan if days != days else np.log1p(days if days > 0 else 0.0)
-        out[i, 13] = nan if days != days else (1.0 if days <= NEW_ITEM_DAYS else 0.0)
-        out[i, 14] = context
+def _objects(values: Iterable[Any], count: int = -1) -> np.ndarray:
+    """A 1-d object array of `values` (never split into a 2-d one)."""
+    return np.fromiter(values, dtype=object, count=count)
 
 
-def _keys(values: Any, n: int) -> Sequence[str | None]:
-    """Values as lookup keys: their text, None where absent (None or NaN). Catalogue columns
-    already hold str or None: then they are used as they are."""
+def _single(value: Any) -> np.ndarray:
+    """A one-row object column holding `value` (a list stays one value)."""
+    column = np.empty(1, dtype=object)
+    column[0] = value
+    return column
+
+
+def _keys(values: Any, n: int) -> np.ndarray:
+    """Values as text to compare (object array), None where absent (None or NaN). Catalogue
+    columns already hold str or None: then they are used as they are."""
     if values is None:
-        return [None] * n
-    if set(map(type, values)) <= _TEXT_OR_NONE:
-        return values
-    return [None if _absent(v) else str(v) for v in values]
+        return np.full(n, None, dtype=object)
+    array = np.asarray(values, dtype=object)
+    if set(map(type, array)) <= _TEXT_OR_NONE:
+        return array
+    return _objects((None if _absent(v) else str(v) for v in array), len(array))
 
 
 _TEXT_OR_NONE = {str, type(None)}
 
 
-def _as_list(value: Any) -> list[Any] | None:
-    if value is None or (np.isscalar(value) and pd.isna(value)):
-        return None
-    return list(value)
-
-
 def _absent(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
-def _scalar(value: Any) -> float:
-    try:
-        return float(value) if value is not None else np.nan
-    except (TypeError, ValueError):
-        return np.nan
-
-
-def _floats(values: Any, n: int) -> np.ndarray:
+def _numbers(values: Any, n: int) -> np.ndarray:
+    """Values as float64; NaN where missing or not a number."""
     if values is None:
         return np.full(n, np.nan)
     array = np.asarray(values)
-    if array.dtype != object:
+    if array.dtype.kind in "fiub":
         return array.astype(np.float64)
-    return np.array([_scalar(v) for v in array], dtype=np.float64)
-
-
-def _column(frame: pd.DataFrame, name: str) -> pd.Series:
-    """The column as an object Series on a 0..n-1 index; all None when absent."""
-    if name not in frame.columns:
-        return pd.Series([None] * len(frame), dtype=object)
-    return pd.Series(frame[name].to_numpy(dtype=object), dtype=object)
-
-
-def _numeric(frame: pd.DataFrame, name: str) -> np.ndarray:
-    return pd.to_numeric(_column(frame, name), errors="coerce").to_numpy(np.float64)
-
-
-def _missing(values: pd.Series) -> np.ndarray:
-    return pd.isna(values).to_numpy()
-
-
-def _equal(a: pd.Series, b: pd.Series) -> np.ndarray:
-    missing = _missing(a) | _missing(b)
-    return np.where(missing, np.nan, (a.astype(str) == b.astype(str)).to_numpy() * 1.0)
-
-
-def _list_elements(lists: pd.Series) -> pd.Series:
-    """Elements of every non-empty list, indexed by row position, in list order."""
-    lengths = lists.str.len().to_numpy(dtype=np.float64, na_value=0.0)
-    exploded = lists[lengths > 0].explode()
-    return exploded.astype(object)
-
-
-def _list_lookup(
-    frame: pd.DataFrame,
-    list_name: str,
-    values: pd.Series,
-    weights: pd.Series | None = None,
-    elements: pd.Series | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: (sum of weights of list elements equal to the row's value, first match's
-    1-based position or 0). Weights default to 1 (so the sum is a 0/1 membership for lists
-    without duplicates). NaN for both where the list or the value is missing, or where the
-    weights list is missing or of another length."""
-    lists = _column(frame, list_name)
-    lengths = lists.str.len().to_numpy(dtype=np.float64)
-    bad = np.isnan(lengths) | _missing(values)
-    if weights is not None:
-        bad |= weights.str.len().to_numpy(dtype=np.float64) != lengths
-    total = np.zeros(len(lists))
-    first = np.zeros(len(lists))
-    elements = _list_elements(lists) if elements is None else elements
-    if len(elements):
-        rows = elements.index.to_numpy()
-        position = elements.groupby(level=0).cumcount().to_numpy() + 1
-        hit = (elements.astype(str).to_numpy() == values.astype(str).to_numpy()[rows]) & ~bad[rows]
-        if weights is not None:
-            flat = _list_elements(weights.where(~pd.Series(bad), None))
-            w = np.zeros(len(rows))
-            ok = ~bad[rows]
-            w[ok] = pd.to_numeric(flat, errors="coerce").to_numpy(np.float64)
-        else:
-            w = np.ones(len(rows))
-        total = np.bincount(rows[hit], weights=w[hit], minlength=len(lists)).astype(np.float64)
-        firsts = pd.Series(position[hit]).groupby(rows[hit]).min()
-        first[firsts.index.to_numpy()] = firsts.to_numpy()
-    total = np.where(bad, np.nan, total)
-    first = np.where(bad, np.nan, first)
-    return total, first
+    try:
+        return np.asarray(array, dtype=np.float64)
+    except (TypeError, ValueError):
+        series = pd.Series(array, dtype=object)
+        return pd.to_numeric(series, errors="coerce").to_numpy(np.float64, na_value=np.nan)

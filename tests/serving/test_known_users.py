@@ -185,25 +185,25 @@ def test_history_features_reach_the_ranker_as_training_defines_them(
     user = events["user_id"].value_counts().index[0]
     had = events.loc[events["user_id"] == user, "item_id"].astype(str)
     seen: dict[str, object] = {}
-    retrieve, rank = serving.graph.retrieve, graph.bundle.rank_inputs
+    retrieve, rank = serving.graph.retrieve, graph.bundle.rank
 
     def retrieving(*args: object, **kwargs: object) -> Candidates:
         seen["candidates"] = found = retrieve(*args, **kwargs)  # type: ignore[arg-type]
         return found
 
-    def ranking(inputs: object) -> np.ndarray:
-        seen["inputs"] = inputs
-        return rank(inputs)
+    def ranking(X: np.ndarray) -> np.ndarray:
+        seen["X"] = X.copy()
+        return rank(X)
 
     monkeypatch.setattr(serving.graph, "retrieve", retrieving)
-    monkeypatch.setattr(graph.bundle, "rank_inputs", ranking)
+    monkeypatch.setattr(graph.bundle, "rank", ranking)
     at = pd.Timestamp("2030-01-01", tz="UTC")
     graph.recommend(Request(user, k=10, timestamp=at.to_pydatetime()))
     candidates: Candidates = seen["candidates"]  # type: ignore[assignment]
     ids = [str(i) for i in candidates.catalogue[candidates.rows]]
     past = graph.config.n_candidates // 4
     assert len(set(had) & set(ids)) >= min(past, had.nunique())  # past items are candidates
-    X = seen["inputs"].rows()  # type: ignore[attr-defined]
+    X: np.ndarray = seen["X"]  # type: ignore[assignment]
     names = graph.bundle.ranker_features
     got = X[:, [names.index(f) for f in HISTORY_FEATURES]]
     pairs = pd.DataFrame({"user_id": user, "item_id": ids})

@@ -8,10 +8,9 @@ import pytest
 import xgboost as xgb
 
 from serving.bundle import ColdStart, ModelBundle
-from serving.forest import Forest
-from serving.ranking import ItemBlock, encode_column, ranking_inputs, ranking_matrix
+from serving.ranking import ItemBlock, encode_column, ranking_matrix
 from serving.retrieval import Candidates
-from tailwise.features.cross import CROSS_FEATURES, cross_features, cross_features_for_user
+from tailwise.features.cross import CROSS_FEATURES, cross_features, user_cross_features
 from tailwise.features.online import ItemTable
 from training.ranker import Examples, RankerConfig, encode, train_ranker
 
@@ -77,7 +76,7 @@ def test_cross_features_for_one_user_equal_the_frame_definition(tidy: bool) -> N
         for name, value in user.items():
             frame[name] = pd.Series([value] * n, dtype=object)
         expected = cross_features(frame)
-        got = cross_features_for_user(user, items, n)
+        got = user_cross_features(user, items, n)
         for name in CROSS_FEATURES:
             np.testing.assert_allclose(got[name], expected[name].to_numpy(), err_msg=name)
 
@@ -111,7 +110,6 @@ def test_ranking_matrix_scores_equal_training_encode_and_predict() -> None:
     booster = result.model.get_booster()
     booster.set_param({"nthread": 1})
     bundle = _bundle(ranker=booster, features=result.feature_names, categories=result.categories)
-    bundle.forest = Forest.from_booster(booster)  # what serving scores with
 
     items = _items(rng)
     catalogue = pd.DataFrame({k: list(v) for k, v in items.items() if k != "item_age_days"})
@@ -143,13 +141,6 @@ def test_ranking_matrix_scores_equal_training_encode_and_predict() -> None:
     expected = encode(frame, result.feature_names, result.categories)
     np.testing.assert_allclose(got, _codes(expected), rtol=1e-6)
     np.testing.assert_allclose(bundle.rank(got), result.predict(frame), rtol=1e-5)
-    np.testing.assert_allclose(bundle.reference_rank(got), result.predict(frame), rtol=1e-5)
-    # The request path's form of the same matrix: the user's columns once.
-    inputs = ranking_inputs(
-        bundle, block, user, block.on_demand({"item_age_days": age_table}), candidates
-    )
-    np.testing.assert_array_equal(inputs.rows(np.array([3, 0])), got[[3, 0]])
-    np.testing.assert_array_equal(bundle.rank_inputs(inputs), bundle.rank(got))
 
 
 def test_unseen_category_and_missing_number_become_missing() -> None:
