@@ -1,0 +1,64 @@
+"""Candidate sources: many small ways to propose items, run alike by training and serving.
+
+    events before a cut --source.fit(events, cut)--> fitted source --artifact()--> tables
+    user histories --source.candidates(histories, n)--> (user_id, item_id, source, score, rank)
+    {source: candidates} --union_candidates--> one row per (user, item), each source's
+        score, rank and within-user normalised score as columns
+    {source: candidates} + relevant pairs --candidate_recall--> recall per source and union
+
+Sources: popularity (overall and per context column), trending, covisitation (time-decayed
+item-item), ease (EASE item-item neighbours), buy_again (only where repeats are allowed).
+`default_sources` builds the standard set; `save_artifacts` writes a version's tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from tailwise.candidates.base import CandidateSource
+from tailwise.candidates.buy_again import BuyAgain
+from tailwise.candidates.covisitation import CoVisitation
+from tailwise.candidates.ease import EaseNeighbours, ease_weights
+from tailwise.candidates.popularity import Popularity, Trending
+from tailwise.candidates.recall import candidate_recall
+from tailwise.candidates.union import union_candidates
+
+__all__ = [
+    "BuyAgain",
+    "CandidateSource",
+    "CoVisitation",
+    "EaseNeighbours",
+    "Popularity",
+    "Trending",
+    "candidate_recall",
+    "default_sources",
+    "ease_weights",
+    "save_artifacts",
+    "union_candidates",
+]
+
+
+def default_sources(
+    allow_repeats: bool, context_columns: Iterable[str] = ("device", "country")
+) -> list[CandidateSource]:
+    """The standard sources: popularity overall and per context column, trending,
+    co-visitation, EASE neighbours, and buy-again when repeats are allowed."""
+    sources: list[CandidateSource] = [Popularity()]
+    sources += [Popularity(by=column) for column in context_columns]
+    sources += [Trending(), CoVisitation(), EaseNeighbours()]
+    if allow_repeats:
+        sources.append(BuyAgain())
+    return sources
+
+
+def save_artifacts(sources: Iterable[CandidateSource], folder: Path) -> list[Path]:
+    """Write every fitted source's tables as `folder/<source>/<table>.parquet`."""
+    written = []
+    for source in sources:
+        for table, frame in source.artifact().items():
+            path = Path(folder) / source.name / f"{table}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_parquet(path, index=False)
+            written.append(path)
+    return written
