@@ -27,9 +27,9 @@ class CoVisitation(NeighbourSource):
 
     def __init__(
         self,
-        half_life_days: float = 14.0,
-        window_days: float | None = 1.0,
-        neighbours: int = 50,
+        half_life_days: float = 30.0,
+        window_days: float | None = 3.0,
+        neighbours: int = 100,
         recent_items: int = 20,
         max_history: int = 30,
         normalize: str = "none",

@@ -43,7 +43,7 @@ class EaseNeighbours(NeighbourSource):
     def __init__(
         self,
         lambda_: float = 1000.0,
-        neighbours: int = 100,
+        neighbours: int = 200,
         max_items: int = 20_000,
         recent_items: int | None = None,
     ) -> None:
