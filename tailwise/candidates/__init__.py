@@ -6,8 +6,9 @@
         score, rank and within-user normalised score as columns
     {source: candidates} + relevant pairs --candidate_recall--> recall per source and union
 
-Sources: popularity (overall and per context column), trending, covisitation (time-decayed
-item-item), ease (EASE item-item neighbours), buy_again (only where repeats are allowed).
+Sources: popularity (overall and per context column), popular_in_<column> (popular items of
+the categories / brands a user favours), trending, covisitation (time-decayed item-item),
+ease (EASE item-item neighbours), buy_again (only where repeats are allowed).
 `default_sources` builds the standard set; `save_artifacts` writes a version's tables.
 """
 
@@ -16,15 +17,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import pandas as pd
+
 from tailwise.candidates.base import CandidateSource
 from tailwise.candidates.buy_again import BuyAgain
 from tailwise.candidates.covisitation import CoVisitation
 from tailwise.candidates.ease import EaseNeighbours, ease_weights
 from tailwise.candidates.popularity import Popularity, Trending
 from tailwise.candidates.recall import candidate_recall
+from tailwise.candidates.taste import AttributePopularity
 from tailwise.candidates.union import union_candidates
 
 __all__ = [
+    "AttributePopularity",
     "BuyAgain",
     "CandidateSource",
     "CoVisitation",
@@ -40,12 +45,19 @@ __all__ = [
 
 
 def default_sources(
-    allow_repeats: bool, context_columns: Iterable[str] = ("device", "country")
+    allow_repeats: bool,
+    context_columns: Iterable[str] = ("device", "country"),
+    items: pd.DataFrame | None = None,
+    item_columns: Iterable[str] = ("category_l1", "category", "brand"),
 ) -> list[CandidateSource]:
-    """The standard sources: popularity overall and per context column, trending,
+    """The standard sources: popularity overall and per context column, popularity within
+    the item groups a user favours (each of `item_columns` that `items` has), trending,
     co-visitation, EASE neighbours, and buy-again when repeats are allowed."""
     sources: list[CandidateSource] = [Popularity()]
     sources += [Popularity(by=column) for column in context_columns]
+    if items is not None:
+        present = [c for c in item_columns if c in items.columns and items[c].notna().any()]
+        sources += [AttributePopularity(items, column) for column in present]
     sources += [Trending(), CoVisitation(), EaseNeighbours()]
     if allow_repeats:
         sources.append(BuyAgain())

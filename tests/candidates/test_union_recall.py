@@ -32,9 +32,16 @@ def candidates(rows: list[tuple], source: str = "s") -> pd.DataFrame:
     return frame.assign(source=source)
 
 
-@pytest.mark.parametrize("index", range(7))
+ITEMS = pd.DataFrame({"item_id": list("abcd"), "category": ["x", "x", "y", "y"]})
+
+
+def every_source() -> list:
+    return default_sources(allow_repeats=True, items=ITEMS)
+
+
+@pytest.mark.parametrize("index", range(len(every_source())))
 def test_events_after_the_cut_change_nothing(index: int) -> None:
-    make = lambda: default_sources(allow_repeats=True)[index]  # noqa: E731
+    make = lambda: every_source()[index]  # noqa: E731
     alone = make().fit(HISTORY, CUT)
     more = make().fit(pd.concat([HISTORY, LATER], ignore_index=True), CUT)
     for table, frame in alone.artifact().items():
