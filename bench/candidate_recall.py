@@ -63,10 +63,10 @@ def prepare_data(name: str, folder: Path, params: Path) -> Path:
     env.pop("TAILWISE_DEMO", None)
     env.setdefault("TAILWISE_HMAC_KEY", uuid.uuid4().hex * 2)
     profile = [] if name == "default" else ["--profile", name]
+    raw, clean = str(folder / "raw"), str(folder / "clean")
     commands = [
-        [TAILWISE, "generate", "--out", str(folder / "raw"), "--params", str(own), *profile],
-        [TAILWISE, "ingest", "--source", str(folder / "raw"), "--out", str(folder / "clean")]
-        + ["--params", str(own), "--no-show"],
+        [TAILWISE, "generate", "--out", raw, "--params", str(own), *profile],
+        [TAILWISE, "ingest", "--source", raw, "--out", clean, "--params", str(own), "--no-show"],
     ]
     for command in commands:
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -91,10 +91,15 @@ def measure(name: str, clean: Path, params: Path) -> dict[str, Any]:
     prepared = prepare_split(clean, evaluation, ranker, recommend)
     split = prepared.split
     history, truth = split.history("test"), split.truth("test")
-    frames, timings = {}, {}
-    for source in default_sources(split.allow_repeats):
+    items = split.candidate_items("test") if split.items is not None else None
+    frames, timings, failed = {}, {}, {}
+    for source in default_sources(split.allow_repeats, items=items):
         started = time.perf_counter()
-        source.fit(history, split.test_start)
+        try:
+            source.fit(history, split.test_start)
+        except ValueError as exc:  # e.g. EASE refusing a catalogue above ease max_items
+            failed[source.name] = str(exc)
+            continue
         fitted = time.perf_counter()
         frames[source.name] = source.candidates(
             history, max(NS), truth.users["user_id"], exclude_seen=not split.allow_repeats
@@ -104,6 +109,10 @@ def measure(name: str, clean: Path, params: Path) -> dict[str, Any]:
             "candidates_s": round(time.perf_counter() - fitted, 2),
         }
     table = candidate_recall(frames, truth.relevant, truth.users, NS)
+    without = {
+        name: _union_recall({k: v for k, v in frames.items() if k != name}, truth.relevant)
+        for name in frames
+    }
     return {
         "dataset": name,
         "events_before_test": len(history),
@@ -114,8 +123,19 @@ def measure(name: str, clean: Path, params: Path) -> dict[str, Any]:
         "users": truth.users["status"].value_counts().to_dict(),
         "relevant_pairs": len(truth.relevant),
         "timings": timings,
+        "failed": failed,
         "recall": table.to_dict(orient="records"),
+        "union_without": without,
     }
+
+
+def _union_recall(frames: dict[str, pd.DataFrame], relevant: pd.DataFrame) -> dict[str, float]:
+    """Recall of the union of `frames` at every N (what the union loses without a source)."""
+    from tailwise.candidates import candidate_recall
+
+    table = candidate_recall(frames, relevant, ns=NS)
+    union = table[(table["source"] == "union") & (table["slice"] == "all")]
+    return {str(n): float(r) for n, r in zip(union["n"], union["recall"], strict=True)}
 
 
 def markdown(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
@@ -147,19 +167,25 @@ def _run_lines(run: dict[str, Any]) -> list[str]:
         f"({', '.join(f'{k} {v:,}' for k, v in sorted(run['users'].items()))}); "
         f"{run['windows']}; {run['repeats']}.",
         "",
-        f"| source | {header} | fit s | candidates s |",
-        "|---|" + "---|" * (len(NS) + 2),
+        f"| source | {header} | union@{max(NS)} without it | fit s | candidates s |",
+        "|---|" + "---|" * (len(NS) + 3),
     ]
     for source, rows in every.groupby("source", sort=False):
         recall = rows.set_index("n")
         cells = [f"{recall.loc[n, 'recall']:.1%}" for n in NS]
         if source == "union":
-            cells = [f"{c} (size {recall.loc[n, 'candidates']:.0f})" for c, n in zip(cells, NS)]
-            cost = ["", ""]
+            cells = [
+                f"{c} (size {recall.loc[n, 'candidates']:.0f})"
+                for c, n in zip(cells, NS, strict=True)
+            ]
+            cost = ["", "", ""]
         else:
             t = run["timings"][source]
-            cost = [f"{t['fit_s']:.2f}", f"{t['candidates_s']:.2f}"]
+            loss = run["union_without"][source][str(max(NS))]
+            cost = [f"{loss:.1%}", f"{t['fit_s']:.2f}", f"{t['candidates_s']:.2f}"]
         lines.append(f"| {source} | " + " | ".join(cells + cost) + " |")
+    for source, message in run.get("failed", {}).items():
+        lines.append(f"| {source} | not fitted: {message} |" + " |" * (len(NS) + 2))
     lines += ["", "Union recall by user slice:", ""]
     union = table[(table["source"] == "union") & (table["slice"] != "all")]
     for status, rows in union.groupby("slice"):
