@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 TAILWISE = str(Path(sys.executable).parent / "tailwise")
 NS = (50, 100, 200)
+GOAL = 0.9  # share of relevant test pairs the union should hold
 
 
 def parse_args() -> argparse.Namespace:
@@ -188,6 +189,14 @@ def _run_lines(run: dict[str, Any]) -> list[str]:
         lines.append(f"| {source} | " + " | ".join(cells + cost) + " |")
     for source, message in run.get("failed", {}).items():
         lines.append(f"| {source} | not fitted: {message} |" + " |" * (len(NS) + 2))
+    at_most = every[every["n"] == max(NS)].set_index("source")["recall"]
+    union, best = at_most["union"], at_most.drop("union").idxmax()
+    lines += [
+        "",
+        f"Goal: the union holds >= {GOAL:.0%} of the relevant test pairs. Union@{max(NS)}: "
+        f"{union:.1%}, {'met' if union >= GOAL else 'not met'}; the best single source "
+        f"there is {best} ({at_most[best]:.1%}).",
+    ]
     lines += ["", "Union recall by user slice:", ""]
     union = table[(table["source"] == "union") & (table["slice"] != "all")]
     for status, rows in union.groupby("slice"):
