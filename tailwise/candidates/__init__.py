@@ -6,7 +6,7 @@
         score, rank and within-user normalised score as columns
     {source: candidates} + relevant pairs --candidate_recall--> recall per source and union
 
-Sources: popularity (overall and per context column), popular_in_<column> (popular items of
+Sources: popularity (overall, recent and per context column), popular_in_<column> (popular items of
 the categories / brands a user favours), trending, covisitation (time-decayed item-item),
 ease (EASE item-item neighbours), buy_again (only where repeats are allowed).
 `default_sources` builds the standard set; `save_artifacts` writes a version's tables.
@@ -49,11 +49,13 @@ def default_sources(
     context_columns: Iterable[str] = ("device", "country"),
     items: pd.DataFrame | None = None,
     item_columns: Iterable[str] = ("category_l1", "category", "brand"),
+    recent_days: float = 7.0,
 ) -> list[CandidateSource]:
-    """The standard sources: popularity overall and per context column, popularity within
-    the item groups a user favours (each of `item_columns` that `items` has), trending,
-    co-visitation, EASE neighbours, and buy-again when repeats are allowed."""
-    sources: list[CandidateSource] = [Popularity()]
+    """The standard sources: popularity overall, over the last `recent_days` and per
+    context column; popularity within the item groups a user favours (each of
+    `item_columns` that `items` has); trending; co-visitation; EASE neighbours; and
+    buy-again when repeats are allowed."""
+    sources: list[CandidateSource] = [Popularity(), Popularity(days=recent_days)]
     sources += [Popularity(by=column) for column in context_columns]
     if items is not None:
         present = [c for c in item_columns if c in items.columns and items[c].notna().any()]

@@ -36,7 +36,8 @@ class Popularity(CandidateSource):
             raise ValueError(f"popularity: by must be a context column name or None, got {by!r}")
         self.by = by
         self.keep = positive_int(keep, "popularity: keep")
-        self.name = "popularity" if by is None else f"popularity_{by}"
+        self.name = "popularity" + ("" if by is None else f"_{by}")
+        self.name += "" if self.days is None else f"_{self.days:g}d"
 
     def _fit(self, events: pd.DataFrame) -> None:
         if self.days is not None:

@@ -31,7 +31,9 @@ def test_popularity_sums_weights_and_leaves_out_seen_items() -> None:
 
 def test_popularity_over_recent_days_only() -> None:
     source = Popularity(days=5).fit(LOG, CUT)
+    assert source.name == "popularity_5d"
     assert source.table["item_id"].tolist() == ["b", "c"]
+    assert Popularity(days=1.5, by="device").name == "popularity_device_1.5d"
 
 
 def test_context_list_from_history_request_or_overall() -> None:
