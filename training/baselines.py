@@ -27,8 +27,9 @@ from typing import Self
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 import scipy.sparse as sp
+
+from tailwise.candidates.ease import ease_weights
 
 SCORE_BLOCK = 2_000_000  # cells of one dense users x items score block
 
@@ -222,14 +223,8 @@ class EASE(BaseRecommender):
                 f"its dense inverse would need ~{8 * n * n / 1e9:.1f} GB. Use ItemCooccurrence "
                 "or a two-tower model for large catalogues, or raise ease_max_items."
             )
-        x = self.seen[:, self._active].astype(np.float32)
-        self._x = x
-        gram = (x.T @ x).toarray()
-        gram[np.diag_indices(n)] += np.float32(self.lambda_)
-        p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
-        b = p / -np.diag(p)
-        b[np.diag_indices(n)] = 0.0
-        self.weights = b
+        self._x = self.seen[:, self._active].astype(np.float32)
+        self.weights = ease_weights(self._x, self.lambda_)
 
     def _scores(self, rows: np.ndarray) -> np.ndarray:
         scores = np.zeros((len(rows), len(self.item_ids)))

@@ -1,0 +1,196 @@
+"""What every candidate source shares: the fit/candidates contract, input checks, ranking.
+
+    events before the cut --fit(events, cut)--> source (its `artifact()`: DataFrames)
+    user histories (events) --candidates(histories, n, users, at)-->
+        DataFrame[user_id, item_id, source, score, rank]   (rank 1 first, <= n per user)
+
+A source sees only events strictly before its cut when fitted, and only history events
+strictly before `at` (the cut by default; serving passes the request time) when it scores,
+so nothing at or after the instant being predicted can reach a candidate's score. Ties
+in score are broken by item_id, so output is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Self
+
+import numpy as np
+import pandas as pd
+
+CANDIDATE_COLUMNS = ("user_id", "item_id", "source", "score", "rank")
+EVENT_COLUMNS = ("user_id", "item_id", "timestamp")
+DAY_SECONDS = 86_400.0
+
+
+class CandidateSource:
+    """Base of every source: checks, the cut, history filtering and top-n ranking.
+
+    A subclass sets `name`, implements `_fit(events)` (events already before the cut)
+    and `_score(history, users, at, context)` -> DataFrame[user_id, item_id, score] (any number of
+    rows per user; ranking and the exclusion of seen items happen here)."""
+
+    name = "source"
+
+    def fit(self, events: pd.DataFrame, cut: pd.Timestamp | str) -> Self:
+        """Fit on the events strictly before `cut`."""
+        self.cut = as_instant(cut, f"{self.name}: cut")
+        self._fit(before(check_events(events, self.name), self.cut))
+        return self
+
+    def candidates(
+        self,
+        histories: pd.DataFrame,
+        n: int,
+        users: Iterable[str] | None = None,
+        at: pd.Timestamp | str | None = None,
+        exclude_seen: bool = True,
+        context: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
+        """Top-`n` candidates per user (default: every user in `histories`) from their
+        history events before `at` (default: the fitted cut); items a user has already
+        had are left out when `exclude_seen`. `context` (user_id + request context columns
+        such as device, country) is read by the sources that use context."""
+        if not hasattr(self, "cut"):
+            raise RuntimeError(f"{self.name}: call fit() before candidates()")
+        n = positive_int(n, f"{self.name}: n")
+        at = self.cut if at is None else as_instant(at, f"{self.name}: at")
+        history = before(check_events(histories, self.name), at)
+        wanted = _users(history, users)
+        history = history[history["user_id"].isin(wanted)]
+        scored = self._score(history, wanted, at, context)
+        if exclude_seen and len(scored):
+            seen = history[["user_id", "item_id"]].drop_duplicates().assign(_seen=True)
+            scored = scored.merge(seen, on=["user_id", "item_id"], how="left")
+            scored = scored[scored["_seen"].isna()].drop(columns="_seen")
+        return top_n(scored, n, self.name)
+
+    def artifact(self) -> dict[str, pd.DataFrame]:
+        """The fitted state as named tables (each can be written as Parquet)."""
+        raise NotImplementedError
+
+    def _fit(self, events: pd.DataFrame) -> None:
+        raise NotImplementedError
+
+    def _score(
+        self,
+        history: pd.DataFrame,
+        users: np.ndarray,
+        at: pd.Timestamp,
+        context: pd.DataFrame | None,
+    ) -> pd.DataFrame:
+        raise NotImplementedError
+
+
+def top_n(scored: pd.DataFrame, n: int, source: str) -> pd.DataFrame:
+    """Each user's `n` highest scores (ties: item_id) as the candidate frame of `source`."""
+    if scored.empty:
+        return empty_candidates()
+    ordered = scored.sort_values(
+        ["user_id", "score", "item_id"], ascending=[True, False, True], kind="stable"
+    )
+    ranked = ordered.assign(rank=ordered.groupby("user_id", sort=False).cumcount() + 1)
+    ranked = ranked[ranked["rank"] <= n]
+    return pd.DataFrame(
+        {
+            "user_id": ranked["user_id"].astype(str).to_numpy(),
+            "item_id": ranked["item_id"].astype(str).to_numpy(),
+            "source": source,
+            "score": ranked["score"].to_numpy(np.float64),
+            "rank": ranked["rank"].to_numpy(np.int64),
+        }
+    )
+
+
+def empty_candidates() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": pd.Series(dtype=str),
+            "item_id": pd.Series(dtype=str),
+            "source": pd.Series(dtype=str),
+            "score": pd.Series(dtype=np.float64),
+            "rank": pd.Series(dtype=np.int64),
+        }
+    )
+
+
+def broadcast(users: np.ndarray, items: pd.DataFrame) -> pd.DataFrame:
+    """The same scored items (item_id, score) for every user in `users`."""
+    if not len(users) or items.empty:
+        return pd.DataFrame({"user_id": [], "item_id": [], "score": []})
+    return pd.DataFrame(
+        {
+            "user_id": np.repeat(users, len(items)),
+            "item_id": np.tile(items["item_id"].to_numpy(), len(users)),
+            "score": np.tile(items["score"].to_numpy(np.float64), len(users)),
+        }
+    )
+
+
+def check_events(events: pd.DataFrame, owner: str) -> pd.DataFrame:
+    """Events with string ids, UTC timestamps and a weight (1.0 when the column is absent)."""
+    if not isinstance(events, pd.DataFrame):
+        raise TypeError(f"{owner}: events must be a DataFrame, got {type(events).__name__}")
+    missing = [c for c in EVENT_COLUMNS if c not in events.columns]
+    if missing:
+        raise ValueError(f"{owner}: events lack column(s) {missing}")
+    out = events.assign(
+        user_id=events["user_id"].astype(str),
+        item_id=events["item_id"].astype(str),
+        timestamp=as_utc(events["timestamp"], f"{owner}: events.timestamp"),
+    )
+    if "weight" not in out.columns:
+        out["weight"] = 1.0
+    out["weight"] = pd.to_numeric(out["weight"], errors="coerce").fillna(0.0)
+    return out
+
+
+def before(events: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
+    return events[events["timestamp"] < at]
+
+
+def decay(ages_days: np.ndarray | pd.Series, half_life_days: float) -> np.ndarray:
+    """Exponential decay weight of an age in days: 1 at age 0, 1/2 at one half-life."""
+    return np.power(0.5, np.asarray(ages_days, dtype=np.float64) / half_life_days)
+
+
+def age_days(timestamps: pd.Series, at: pd.Timestamp) -> np.ndarray:
+    return ((at - timestamps).dt.total_seconds() / DAY_SECONDS).to_numpy(np.float64)
+
+
+def as_utc(values: pd.Series, name: str) -> pd.Series:
+    try:
+        stamps = pd.to_datetime(values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} is not a timestamp column: {exc}") from exc
+    if stamps.dt.tz is None:
+        return stamps.dt.tz_localize("UTC")
+    return stamps.dt.tz_convert("UTC")
+
+
+def as_instant(value: pd.Timestamp | str, name: str) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} is not a timestamp: {value!r}") from exc
+    if pd.isna(stamp):
+        raise ValueError(f"{name} is not a timestamp: {value!r}")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def positive_float(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _users(history: pd.DataFrame, users: Iterable[str] | None) -> np.ndarray:
+    if users is None:
+        return np.sort(history["user_id"].unique())
+    return np.asarray(pd.unique(pd.Series(list(users), dtype=object).astype(str)), dtype=object)

@@ -1,0 +1,63 @@
+"""The union of candidate sources: one row per (user, item), every source's view kept.
+
+    {source: DataFrame[user_id, item_id, source, score, rank]} --union_candidates(n)-->
+        DataFrame[user_id, item_id, n_sources,
+                  <source>_score, <source>_rank, <source>_norm  for every source]
+
+Each source contributes its top `n` per user (all it gave when n is None). A source that
+did not propose the pair leaves NaN in its columns. `<source>_norm` is the score scaled
+within the user to [0, 1] by that source's lowest and highest score for the user (1 when
+they are equal), so a ranker can compare sources whose scores have different units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import reduce
+
+import numpy as np
+import pandas as pd
+
+from tailwise.candidates.base import CANDIDATE_COLUMNS, positive_int
+
+KEYS = ["user_id", "item_id"]
+
+
+def union_candidates(frames: Mapping[str, pd.DataFrame], n: int | None = None) -> pd.DataFrame:
+    """Deduplicated union of the sources' candidates (see the module docstring)."""
+    if not frames:
+        raise ValueError("union_candidates: frames must name at least one source")
+    if n is not None:
+        n = positive_int(n, "union_candidates: n")
+    parts = []
+    for source, frame in frames.items():
+        missing = [c for c in CANDIDATE_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"union_candidates: frame of {source!r} lacks column(s) {missing}")
+        part = frame if n is None else frame[frame["rank"] <= n]
+        part = part.drop_duplicates(KEYS)
+        columns = pd.DataFrame(
+            {
+                "user_id": part["user_id"].astype(str).to_numpy(),
+                "item_id": part["item_id"].astype(str).to_numpy(),
+                f"{source}_score": part["score"].to_numpy(np.float64),
+                f"{source}_rank": part["rank"].to_numpy(np.float64),
+                f"{source}_norm": _normalised(part),
+            }
+        )
+        parts.append(columns)
+    merged = reduce(lambda a, b: a.merge(b, on=KEYS, how="outer"), parts)
+    ranks = [f"{s}_rank" for s in frames]
+    merged.insert(2, "n_sources", merged[ranks].notna().sum(axis=1).astype(np.int64))
+    return merged.sort_values(KEYS, kind="stable").reset_index(drop=True)
+
+
+def _normalised(part: pd.DataFrame) -> np.ndarray:
+    scores = part["score"].astype(np.float64)
+    by_user = scores.groupby(part["user_id"].to_numpy())
+    low, high = by_user.transform("min"), by_user.transform("max")
+    span = (high - low).to_numpy()
+    out = np.ones(len(part))
+    varied = span > 0
+    out[varied] = ((scores - low).to_numpy()[varied]) / span[varied]
+    return out
