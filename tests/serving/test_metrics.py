@@ -1,6 +1,6 @@
-"""A serving replica's metrics: the per-request counts render as prometheus_client would
-render them; garbage-collection pauses are measured; and a model switch frees the replaced
-model and freezes the new one out of the collections while serving."""
+"""A serving replica's metrics: per-request counts and latencies under the names the README
+and dashboards use; garbage-collection pauses are measured; and a model switch frees the
+replaced model and freezes the new one out of the collections while serving."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-from serving.ingress import _settle_heap
-from serving.metrics import BUCKETS, ServingMetrics
+from serving.lifecycle import settle_heap
+from serving.metrics import ServingMetrics
 
 
 @pytest.fixture
@@ -28,35 +28,35 @@ def _count(metrics: ServingMetrics, generation: str) -> float:
     return 0.0
 
 
-def _samples(text: bytes, prefix: str) -> list[str]:
-    return sorted(
-        line
-        for line in text.decode().splitlines()
-        if line.startswith(prefix) and "_created" not in line
-    )
+def _values(metrics: ServingMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = metrics.render().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
-def test_per_request_counts_render_as_prometheus_client_would() -> None:
-    registry = CollectorRegistry()
-    requests = Counter("tailwise_requests", "x", ["route", "status"], registry=registry)
-    latency = Histogram(
-        "tailwise_request_seconds", "x", ["route"], buckets=BUCKETS, registry=registry
-    )
-    stage = Histogram("tailwise_stage_seconds", "x", ["stage"], buckets=BUCKETS, registry=registry)
+def test_requests_and_stages_are_counted_by_route_status_and_stage() -> None:
     metrics = ServingMetrics()
     # On a bucket's bound, between bounds, past the last one, and zero.
     observations = [0.0005, 0.0007, 0.001, 0.0031, 3.0, 0.0, 0.02]
     for n, seconds in enumerate(observations):
         route, status = ("/recommend", 200) if n % 3 else ("/events", 202)
         metrics.count(route, status, seconds)
-        requests.labels(route=route, status=str(status)).inc()
-        latency.labels(route=route).observe(seconds)
         metrics.observe_stages({"features": seconds / 2, "total": seconds})
-        stage.labels(stage="features").observe(seconds / 2)
-        stage.labels(stage="total").observe(seconds)
-    for prefix in ("tailwise_requests", "tailwise_request_seconds", "tailwise_stage_seconds"):
-        got, want = _samples(metrics.render(), prefix), _samples(generate_latest(registry), prefix)
-        assert got == want and got, prefix
+    got = _values(metrics)
+    recommend = (("route", "/recommend"),)
+    assert got[("tailwise_requests_total", (*recommend, ("status", "200")))] == 4
+    assert got[("tailwise_requests_total", (("route", "/events"), ("status", "202")))] == 3
+    assert got[("tailwise_request_seconds_count", recommend)] == 4
+    assert got[("tailwise_request_seconds_sum", recommend)] == 0.0007 + 0.001 + 3.0 + 0.0
+    assert got[("tailwise_request_seconds_bucket", (("le", "0.001"), *recommend))] == 3
+    assert got[("tailwise_request_seconds_bucket", (("le", "2.5"), *recommend))] == 3
+    assert got[("tailwise_request_seconds_bucket", (("le", "+Inf"), *recommend))] == 4
+    total = (("stage", "total"),)
+    assert got[("tailwise_stage_seconds_count", total)] == len(observations)
+    assert got[("tailwise_stage_seconds_bucket", (("le", "0.0005"), ("stage", "features")))] == 4
 
 
 def test_full_collections_are_counted_with_their_pause() -> None:
@@ -83,12 +83,12 @@ class _Model:
 def test_settled_objects_leave_collections_until_the_next_settle(unfrozen: None) -> None:
     model = _Model()
     gone = weakref.ref(model)
-    _settle_heap()  # at start-up Ray Serve's freeze does the same
+    settle_heap()  # at start-up Ray Serve's freeze does the same
     assert gc.get_freeze_count() > 0
     del model  # replaced: only its own cycle holds it now
     gc.collect()
     assert gone() is not None  # frozen: collections while serving do not walk it
-    _settle_heap()  # after a model switch
+    settle_heap()  # after a model switch
     assert gone() is None
 
 
