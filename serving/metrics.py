@@ -1,7 +1,9 @@
 """Prometheus metrics of one serving replica, exposed at GET /metrics.
 
-A registry per replica (not the process-global one), so a test can build two apps in one
-process. With several replicas each answers for itself; scrape every replica or read Ray
+prometheus_client's own metric types in a registry per replica (not the process-global
+one), rendered by `generate_latest`. Feast sets PROMETHEUS_MULTIPROC_DIR when it is imported
+before prometheus_client; values are then kept per process and metric name, so one
+ServingMetrics per process (a replica) is what these counts assume. With several replicas each answers for itself; scrape every replica or read Ray
 Serve's own aggregated metrics (see the README's scaling section).
 """
 

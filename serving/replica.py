@@ -16,6 +16,8 @@ import logging
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from serving.bundle import load_bundle, version_folder
 from serving.config import ServingConfig
@@ -41,8 +43,13 @@ class Replica:
         self.client = redis.Redis.from_url(
             settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
+        # No retries on the request path: an outage costs a request one timeout, then the
+        # graph answers from memory for a while (serving.graph).
         self.aclient = redis.asyncio.Redis.from_url(
-            settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+            settings.redis_url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
         )
         self.store = open_store(settings)
         self.keys = Keys(self.store.project)

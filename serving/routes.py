@@ -28,7 +28,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from serving import api
 from serving.auth import ApiKeys
 from serving.bundle import BundleError, version_folder
-from serving.errors import AUTH_RESPONSES, ERROR_RESPONSES, BodyLimit, install_error_handlers
+from serving.errors import (
+    AUTH_RESPONSES,
+    ERROR,
+    ERROR_RESPONSES,
+    BodyLimit,
+    install_error_handlers,
+)
 from serving.events import EventRejected
 from serving.graph import Answer, Request
 from serving.lifecycle import Lifecycle
@@ -50,24 +56,24 @@ def build_api(replica: Replica, lifecycle: Lifecycle, keys: ApiKeys) -> FastAPI:
         description="Personalised recommendations and real-time events.",
         version="1",
         lifespan=lifespan,
-        responses=ERROR_RESPONSES,
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=replica.config.max_body_bytes)
     routes = Routes(replica, lifecycle)
     recommend_key, key = Depends(keys.for_recommend), Depends(keys.require)
+    errors = {**ERROR_RESPONSES, **AUTH_RESPONSES}
     app.post(
         "/recommend",
         response_model=api.RecommendResponse,
         dependencies=[recommend_key],
-        responses=AUTH_RESPONSES,
+        responses=errors,
     )(routes.recommend)
     app.post(
         "/events",
         response_model=api.EventsResponse,
         status_code=202,
         dependencies=[key],
-        responses=AUTH_RESPONSES,
+        responses=errors,
     )(routes.events)
     app.get("/healthz")(routes.healthz)
     app.get("/readyz")(routes.readyz)
@@ -80,10 +86,7 @@ def build_api(replica: Replica, lifecycle: Lifecycle, keys: ApiKeys) -> FastAPI:
         "/admin/reload",
         response_model=api.ReloadResponse,
         dependencies=[key],
-        responses={
-            **AUTH_RESPONSES,
-            404: {**ERROR_RESPONSES[422], "description": "No such version"},
-        },
+        responses={**errors, 404: {**ERROR, "description": "No such model version"}},
     )(routes.reload)
     return app
 

@@ -189,7 +189,7 @@ def test_malformed_and_oversized_bodies_are_4xx(app: Client) -> None:
     assert status == 413 and "limit of 100000 bytes" in answer["error"]
 
 
-def _hmget_calls(world: ServedWorld) -> int:  # noqa: F811
+def _hmget_calls(world: ServedWorld) -> int:
     stats = redis.Redis.from_url(world.redis.url).info("commandstats")
     return int(stats.get("cmdstat_hmget", {}).get("calls", 0))
 
