@@ -23,7 +23,18 @@ BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 class ServingMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
+        self._declare_requests(self.registry)
+        self._declare_answers(self.registry)
+        self._declare_replica(self.registry)
+        _GC_WATCHERS.add(self)
+        for reason in ("degraded", "model_error"):  # shown at 0 before the first one
+            self.known_cold_start.labels(reason=reason)
+        self._cache = {
+            True: self.cache.labels(outcome="hit"),
+            False: self.cache.labels(outcome="miss"),
+        }
+
+    def _declare_requests(self, r: CollectorRegistry) -> None:
         self.requests = Counter(
             "tailwise_requests",
             "HTTP requests by route and status",
@@ -44,6 +55,8 @@ class ServingMetrics:
             buckets=BUCKETS,
             registry=r,
         )
+
+    def _declare_answers(self, r: CollectorRegistry) -> None:
         self.cache = Counter(
             "tailwise_cache", "Recommendation cache lookups by outcome", ["outcome"], registry=r
         )
@@ -76,6 +89,8 @@ class ServingMetrics:
             " the serving tower (see the log)",
             registry=r,
         )
+
+    def _declare_replica(self, r: CollectorRegistry) -> None:
         self.events = Counter(
             "tailwise_events",
             "Events by outcome (accepted, spilled, rejected)",
@@ -97,14 +112,6 @@ class ServingMetrics:
             buckets=BUCKETS,
             registry=r,
         )
-        _GC_WATCHERS.add(self)
-
-        for reason in ("degraded", "model_error"):  # shown at 0 before the first one
-            self.known_cold_start.labels(reason=reason)
-        self._cache = {
-            True: self.cache.labels(outcome="hit"),
-            False: self.cache.labels(outcome="miss"),
-        }
 
     def observe_stages(self, stages: dict[str, float]) -> None:
         for stage, seconds in stages.items():

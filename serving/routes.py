@@ -59,7 +59,11 @@ def build_api(replica: Replica, lifecycle: Lifecycle, keys: ApiKeys) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=replica.config.max_body_bytes)
-    routes = Routes(replica, lifecycle)
+    _register(app, Routes(replica, lifecycle), keys)
+    return app
+
+
+def _register(app: FastAPI, routes: Routes, keys: ApiKeys) -> None:
     recommend_key, key = Depends(keys.for_recommend), Depends(keys.require)
     errors = {**ERROR_RESPONSES, **AUTH_RESPONSES}
     app.post(
@@ -88,7 +92,6 @@ def build_api(replica: Replica, lifecycle: Lifecycle, keys: ApiKeys) -> FastAPI:
         dependencies=[key],
         responses={**errors, 404: {**ERROR, "description": "No such model version"}},
     )(routes.reload)
-    return app
 
 
 class Routes:
