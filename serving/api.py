@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 MAX_EXCLUDE = 1000
@@ -90,6 +90,32 @@ class EventBatch(BaseModel):
     events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
+def _events_shape(value: Any) -> str:
+    if isinstance(value, list):
+        return EVENT_LIST
+    if isinstance(value, dict) and "events" in value:
+        return EVENT_BATCH
+    return ONE_EVENT
+
+
+ONE_EVENT, EVENT_LIST, EVENT_BATCH = "Event", "list[Event]", "EventBatch"
+# The three shapes POST /events takes, told apart by shape so a bad body's errors are
+# those of the shape it has (the tag names are left out of the field paths reported).
+EventsBody = Annotated[
+    Annotated[Event, Tag(ONE_EVENT)]
+    | Annotated[list[Event], Tag(EVENT_LIST), Field(min_length=1, max_length=MAX_EVENTS)]
+    | Annotated[EventBatch, Tag(EVENT_BATCH)],
+    Discriminator(_events_shape),
+]
+UNION_TAGS = frozenset({ONE_EVENT, EVENT_LIST, EVENT_BATCH})
+
+
+def events_of(body: Event | list[Event] | EventBatch) -> list[Event]:
+    if isinstance(body, EventBatch):
+        return body.events
+    return body if isinstance(body, list) else [body]
+
+
 class EventProblem(BaseModel):
     """A value the event contract caught: `events[index].field` was `value`."""
 
@@ -124,6 +150,15 @@ class ReloadResponse(BaseModel):
     seconds: float
 
 
+class Problem(BaseModel):
+    field: str = Field(description="Dotted path of the bad field in the body ('body': all).")
+    problem: str
+    index: int | None = Field(None, description="/events: the event's position in the batch.")
+    value: Any = Field(None, description="/events: the value sent, where the contract caught it.")
+
+
 class ErrorResponse(BaseModel):
-    error: str
-    detail: Any = None
+    """The body of every 4xx response."""
+
+    error: str = Field(description="What is wrong, in a sentence a person can act on.")
+    detail: list[Problem] | None = None

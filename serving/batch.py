@@ -10,12 +10,14 @@ materialised (`tailwise features materialize`). `Tally` counts the users with hi
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 import redis
+import redis.asyncio
 
 from serving.bundle import load_bundle
 from serving.config import ServingConfig
@@ -58,6 +60,7 @@ def open_graph(config: ServingConfig, settings: Settings) -> RecommendGraph:
     says whether purchased and seen items are left out (unless `config.rules` says)."""
     bundle = load_bundle(version_folder(config.models_dir, config.model_version))
     client = redis.Redis.from_url(settings.redis_url)
+    aclient = redis.asyncio.Redis.from_url(settings.redis_url)
     store = open_store(settings)
     check_registry(
         store,
@@ -72,7 +75,7 @@ def open_graph(config: ServingConfig, settings: Settings) -> RecommendGraph:
     if (config.clean_dir / "events").exists():
         bootstrap_history(client, keys, config.clean_dir)
     batch = config.model_copy(update={"cache_ttl_seconds": 0})
-    return RecommendGraph(bundle, reader, client, keys, batch, record=False)
+    return RecommendGraph(bundle, reader, aclient, keys, batch, record=False)
 
 
 def recommend_users(
@@ -86,15 +89,44 @@ def recommend_users(
     counts the known users and those of them answered by the cold-start list."""
     if not 1 <= k <= 1000:
         raise ValueError(f"k must be between 1 and 1000, got {k}")
+    requests = [
+        Request(user_id=u, k=k, request_id=f"batch-{n}") for n, u in enumerate(user_ids, start=1)
+    ]
     rows = []
-    for n, user in enumerate(user_ids, start=1):
-        answer = graph.recommend(Request(user_id=user, k=k, request_id=f"batch-{n}"))
+
+    def collect(n: int, answer: Answer) -> None:
         if answer.body.get("degraded"):
             raise redis.ConnectionError(f"Redis at {graph.client} is unreachable")
         if tally is not None:
             tally.add(answer)
+        user = requests[n].user_id
         for rank, item in enumerate(answer.body["items"], start=1):
             rows.append((user, item["item_id"], rank, item["score"]))
         if progress is not None:
-            progress(n)
+            progress(n + 1)
+
+    answer_all(graph, requests, collect)
     return pd.DataFrame(rows, columns=["user_id", "item_id", "rank", "score"])
+
+
+def answer_all(
+    graph: RecommendGraph,
+    requests: Sequence[Request],
+    each: Callable[[int, Answer], None] | None = None,
+) -> list[Answer]:
+    """The graph's answers, one request after the other, from outside an event loop;
+    `each(position, answer)` as they come. The graph's connections are closed at the end:
+    they belong to the loop that opened them."""
+
+    async def run() -> list[Answer]:
+        answers = []
+        try:
+            for n, req in enumerate(requests):
+                answers.append(await graph.recommend(req))
+                if each is not None:
+                    each(n, answers[-1])
+            return answers
+        finally:
+            await graph.client.connection_pool.disconnect()
+
+    return asyncio.run(run())

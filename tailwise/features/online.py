@@ -1,7 +1,7 @@
 """The request path's feature reads and writes, in Feast's own Redis layout.
 
-Feast's SDK costs ~5 ms per `get_online_features` call here; one Redis HMGET costs ~0.2 ms.
-`OnlineFeatures` reads and writes the exact hash layout Feast's Redis online store uses
+Reading the hash directly instead of through Feast's SDK is the measured gain in
+bench/results/online_lookup.md. `OnlineFeatures` reads and writes the exact hash layout Feast's Redis online store uses
 (key = serialised entity key + project; field = murmur3 of "view:feature"; value =
 ValueProto; `_ts:<view>` = event time), built with Feast's own encoders, so
 `get_online_features` and this class always see the same values (a parity test holds
@@ -60,11 +60,9 @@ class OnlineFeatures:
         self._fields = [f for layout in self.layouts for f in layout.fields]
         # Feast's key for a one-string-join-key entity is a fixed head, the value's length
         # (uint32 little-endian), the value and the project; test_online_decode.py holds
-        # `key` to serialize_entity_key. The HMGET is packed once but for its key.
+        # `key` to serialize_entity_key.
         empty = _feast_key(join_key, "")
         self._key_head, self._key_tail = empty[:-4], project.encode()
-        self._hmget = b"*%d\r\n$5\r\nHMGET\r\n" % (len(self._fields) + 2)
-        self._hmget_fields = b"".join(resp_bulk(f) for f in self._fields)
         # (feature, position of its field in `_fields`): every field but the _ts ones
         self._slots: list[tuple[str, int]] = []
         position = 0
@@ -81,10 +79,10 @@ class OnlineFeatures:
         raw = self.client.hmget(self.key(entity_id), self._fields)  # type: ignore[arg-type]
         return self._decode(raw)  # type: ignore[arg-type]
 
-    def read_command(self, entity_id: str) -> bytes:
-        """This entity's read as a packed Redis command (RESP), to send with others in one
-        round trip; `decode` its reply."""
-        return b"".join((self._hmget, resp_bulk(self.key(entity_id)), self._hmget_fields))
+    def queue_read(self, pipe: Any, entity_id: str) -> None:
+        """Queue this entity's read on a redis-py pipeline (sync or `redis.asyncio`), to go
+        out with other commands in one round trip; `decode` its reply."""
+        pipe.hmget(self.key(entity_id), self._fields)
 
     def decode(self, raw: list[bytes | None]) -> dict[str, Any]:
         return self._decode(raw)
@@ -135,21 +133,10 @@ def _feast_key(join_key: str, entity_id: str) -> bytes:
 _LENGTH = struct.Struct("<I")
 
 
-def resp_bulk(value: bytes) -> bytes:
-    """One argument of a packed Redis command (a RESP bulk string)."""
-    return b"$%d\r\n%s\r\n" % (len(value), value)
-
-
-def resp_command(*args: str | bytes) -> bytes:
-    """A packed Redis command (RESP array of bulk strings)."""
-    parts = [a.encode() if isinstance(a, str) else a for a in args]
-    return b"*%d\r\n" % len(parts) + b"".join(resp_bulk(p) for p in parts)
-
-
 def _decode_value(raw: bytes | None) -> Any:
     """A stored ValueProto as `feast_value_type_to_python_type` returns it: plain numbers,
-    strings, bools and their lists here (about half its cost per value, ~50 values a
-    request); every other kind (timestamps, sets, maps, JSON, ...) through Feast itself.
+    strings, bools and their lists here (a cheaper path for the common kinds); every
+    other kind (timestamps, sets, maps, JSON, ...) through Feast itself.
 
     Plain values repeat across people (bands, flags, counts, category lists), so they are
     remembered by their stored bytes (a bounded table; lists kept as tuples and copied)."""

@@ -20,9 +20,8 @@ from feast.protos.feast.types.Value_pb2 import (
 )
 from feast.type_map import feast_value_type_to_python_type
 from feast.types import String
-from redis.connection import Connection
 
-from tailwise.features.online import OnlineFeatures, _decode_value, resp_command
+from tailwise.features.online import OnlineFeatures, _decode_value
 
 VALUES = [
     Value(int32_val=-3),
@@ -89,12 +88,20 @@ def test_key_is_feasts(user_id: str) -> None:
     assert _features(["a"]).key(user_id) == want
 
 
-def test_read_command_is_what_redis_py_packs() -> None:
+def test_queued_read_is_one_hmget_of_every_field() -> None:
     features = _features(["a", "b", "c"])
-    key = features.key("u1")
-    want = b"".join(Connection().pack_command("HMGET", key, *features._fields))
-    assert features.read_command("u1") == want
-    assert resp_command("SMEMBERS", "k:ü") == b"".join(Connection().pack_command("SMEMBERS", "k:ü"))
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, object, object]] = []
+
+        def hmget(self, key: object, fields: object) -> None:
+            self.calls.append(("hmget", key, fields))
+
+    pipe = Pipe()
+    features.queue_read(pipe, "u1")
+    assert pipe.calls == [("hmget", features.key("u1"), features._fields)]
+    assert len(features._fields) == 4  # three features, then the view's _ts field
 
 
 def test_decoded_row_equals_feast() -> None:

@@ -127,7 +127,6 @@ def users(served_world: ServedWorld) -> list[str]:  # noqa: F811
 def test_contract_of_recommend(app: Client, users: list[str], served_world: ServedWorld) -> None:  # noqa: F811
     body = app.recommend(users[0], k=5, context={"device": "mobile", "country": "DE"})
     assert set(body) == {"request_id", "model_version", "items", "degraded"}
-    # The body goes out without FastAPI re-validating it: it must be the model's shape.
     assert RecommendResponse.model_validate(body, strict=True).model_dump(mode="json") == body
     assert body["model_version"] == served_world.version and body["degraded"] is False
     assert len(body["items"]) == 5
@@ -144,9 +143,14 @@ def test_contract_of_recommend(app: Client, users: list[str], served_world: Serv
     recommend = docs["paths"]["/recommend"]["post"]
     answer = recommend["responses"]["200"]["content"]["application/json"]["schema"]
     assert answer["$ref"].endswith("/RecommendResponse")
-    # The body is validated outside FastAPI's parameters: /docs still shows its model.
     asked = recommend["requestBody"]["content"]["application/json"]["schema"]
     assert asked == {"$ref": "#/components/schemas/RecommendRequest"}
+    # Every error body the API returns is described, and is the one ErrorResponse.
+    error = {"$ref": "#/components/schemas/ErrorResponse"}
+    for status in ("400", "401", "413", "422"):
+        assert recommend["responses"][status]["content"]["application/json"]["schema"] == error
+    metrics = docs["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]
     models = docs["components"]["schemas"]
     assert set(models["RecommendRequest"]["properties"]) == set(RecommendRequest.model_fields)
     assert "#/components/schemas/RequestContext" in json.dumps(models["RecommendRequest"])
@@ -190,7 +194,7 @@ def _hmget_calls(world: ServedWorld) -> int:
     return int(stats.get("cmdstat_hmget", {}).get("calls", 0))
 
 
-def test_the_read_sent_ahead_is_the_one_used_and_bad_bodies_send_none(
+def test_one_feature_read_per_request_and_none_for_bad_bodies(
     app: Client,
     users: list[str],
     served_world: ServedWorld,  # noqa: F811
@@ -201,8 +205,7 @@ def test_the_read_sent_ahead_is_the_one_used_and_bad_bodies_send_none(
     for user, context in zip(users[1:4], contexts, strict=True):
         body = {"user_id": user, "k": 4, "context": context, "exclude": ["nothing-like-it"]}
         assert app.call("POST", "/recommend", body)[0] == 200
-    assert _hmget_calls(served_world) - before == 3  # one read each: the prefetched one
-    # Bodies that fail validation send no read; the handler says what is wrong.
+    assert _hmget_calls(served_world) - before == 3
     for bad in ({"user_id": users[5], "k": 0}, {"user_id": " ", "k": 3}):
         assert app.call("POST", "/recommend", bad)[0] == 422
     assert _hmget_calls(served_world) - before == 3

@@ -3,6 +3,7 @@ decision sets what is left out; history features reach the ranker; lists are ful
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import Iterator
@@ -14,10 +15,10 @@ import pytest
 import redis
 import xgboost as xgb
 
-import serving.graph
-from serving.batch import Tally, open_graph, recommend_users
+import serving.pipeline
+from serving.batch import Tally, answer_all, open_graph, recommend_users
 from serving.config import ServingConfig
-from serving.graph import RecommendGraph, Request
+from serving.graph import Answer, RecommendGraph, Request, UserState
 from serving.retrieval import Candidates
 from tailwise.repeats import HISTORY_FEATURES, user_item_history
 from tests.serving.world import ServedWorld, generated, served_world  # noqa: F401
@@ -81,7 +82,11 @@ def graph_for(served_world: ServedWorld) -> Iterator:  # noqa: F811
 
     yield make
     for graph in opened:
-        graph.line.close()
+        asyncio.run(graph.client.aclose())
+
+
+def _answer(graph: RecommendGraph, req: Request) -> Answer:
+    return answer_all(graph, [req])[0]
 
 
 def _events(world: ServedWorld) -> pd.DataFrame:
@@ -102,11 +107,11 @@ def test_a_known_user_without_features_is_answered_by_the_model_and_counted(
     try:
         tally = Tally()
         recommend_users(graph, [ghost, "someone-new", donor], 10, tally=tally)
-        answer = graph.recommend(Request(ghost, k=10))
+        answer = _answer(graph, Request(ghost, k=10))
         assert answer.known and not answer.cold_start and answer.without_features
         assert len(answer.body["items"]) == 10
         assert not {i["item_id"] for i in answer.body["items"]} & had  # repeats not allowed
-        new = graph.recommend(Request("someone-new", k=10))
+        new = _answer(graph, Request("someone-new", k=10))
         assert new.cold_start and not new.known
         assert (tally.known, tally.cold, tally.without_features) == (2, 0, 1)
         assert tally.describe() == "0 of 2 users with history got the cold-start list"
@@ -124,16 +129,16 @@ def test_a_user_the_model_learned_is_known_without_features_or_history(
     assert learned, "the query tower learned no user ids"
     read = graph._read
 
-    def forgotten(*args: object, **kwargs: object) -> serving.graph.UserState:
-        state = read(*args, **kwargs)
+    async def forgotten(*args: object, **kwargs: object) -> UserState:
+        state = await read(*args, **kwargs)
         state.features = dict.fromkeys(state.features)  # no feature, no history left
         state.has_history = False
         return state
 
     monkeypatch.setattr(graph, "_read", forgotten)
-    answer = graph.recommend(Request(learned[0], k=5))
+    answer = _answer(graph, Request(learned[0], k=5))
     assert answer.known and not answer.cold_start and answer.without_features
-    assert not graph.recommend(Request("never-learned", k=5)).known
+    assert not _answer(graph, Request("never-learned", k=5)).known
 
 
 def test_when_the_model_path_fails_a_known_user_is_counted_cold(
@@ -147,7 +152,7 @@ def test_when_the_model_path_fails_a_known_user_is_counted_cold(
     def broken(*args: object, **kwargs: object) -> Candidates:
         raise ValueError("no vector")
 
-    monkeypatch.setattr(serving.graph, "retrieve", broken)
+    monkeypatch.setattr(serving.pipeline, "retrieve", broken)
     tally = Tally()
     recommend_users(graph, [user], 5, tally=tally)
     assert tally.describe() == "1 of 1 users with history got the cold-start list (model_error: 1)"
@@ -164,7 +169,7 @@ def test_the_version_decides_whether_what_a_user_had_is_served(
     user = events["user_id"].value_counts().index[0]
     had = set(events.loc[events["user_id"] == user, "item_id"])
     catalogue = len(graph.bundle.item_ids)
-    answer = graph.recommend(Request(user, k=catalogue))
+    answer = _answer(graph, Request(user, k=catalogue))
     served = [i["item_id"] for i in answer.body["items"]]
     assert len(served) == len(set(served))
     if allow:  # nothing left out: the whole catalogue, past items included
@@ -185,7 +190,7 @@ def test_history_features_reach_the_ranker_as_training_defines_them(
     user = events["user_id"].value_counts().index[0]
     had = events.loc[events["user_id"] == user, "item_id"].astype(str)
     seen: dict[str, object] = {}
-    retrieve, rank = serving.graph.retrieve, graph.bundle.rank
+    retrieve, rank = serving.pipeline.retrieve, graph.bundle.rank
 
     def retrieving(*args: object, **kwargs: object) -> Candidates:
         seen["candidates"] = found = retrieve(*args, **kwargs)  # type: ignore[arg-type]
@@ -195,10 +200,10 @@ def test_history_features_reach_the_ranker_as_training_defines_them(
         seen["X"] = X.copy()
         return rank(X)
 
-    monkeypatch.setattr(serving.graph, "retrieve", retrieving)
+    monkeypatch.setattr(serving.pipeline, "retrieve", retrieving)
     monkeypatch.setattr(graph.bundle, "rank", ranking)
     at = pd.Timestamp("2030-01-01", tz="UTC")
-    graph.recommend(Request(user, k=10, timestamp=at.to_pydatetime()))
+    _answer(graph, Request(user, k=10, timestamp=at.to_pydatetime()))
     candidates: Candidates = seen["candidates"]  # type: ignore[assignment]
     ids = [str(i) for i in candidates.catalogue[candidates.rows]]
     past = graph.config.n_candidates // 4

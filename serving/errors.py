@@ -1,0 +1,81 @@
+"""The API's one error shape (serving.api.ErrorResponse) and the request-size limit.
+
+    RequestValidationError (FastAPI's body and header checks)
+        malformed JSON --> 400, otherwise 422; `detail` names every bad field
+    HTTPException (auth, events the rules reject, unknown versions) --> its status
+    BodyLimit: a declared Content-Length over the limit --> 413 before the body is read
+
+`ERROR_RESPONSES` declares these bodies on the routes, so /openapi.json describes what is
+returned.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from serving.api import UNION_TAGS, ErrorResponse
+
+ERROR = {"model": ErrorResponse}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {**ERROR, "description": "Malformed JSON"},
+    413: {**ERROR, "description": "Body over the configured size limit"},
+    422: {**ERROR, "description": "A field is missing or invalid; `detail` names each"},
+}
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {**ERROR, "description": "Missing or invalid X-API-Key header"}
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+
+
+async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    return problems(list(exc.errors()))
+
+
+async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    body = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def problems(errors: list[Any]) -> JSONResponse:
+    """Pydantic's errors as an ErrorResponse: 400 for malformed JSON, else 422."""
+    detail = [
+        {"field": _field(e.get("loc", ())), "problem": e.get("msg", "invalid")} for e in errors
+    ]
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return JSONResponse({"error": "malformed JSON body", "detail": detail}, status_code=400)
+    summary = "; ".join(f"{d['field']}: {d['problem']}" for d in detail)
+    return JSONResponse({"error": f"invalid request: {summary}", "detail": detail}, status_code=422)
+
+
+def _field(loc: Any) -> str:
+    parts = [str(p) for p in loc if p != "body" and p not in UNION_TAGS]
+    return ".".join(parts) or "body"
+
+
+class BodyLimit:
+    """413 for a declared Content-Length over `limit`, before anything reads the body."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    if value.isdigit() and int(value) > self.limit:
+                        error = (
+                            f"request body of {value.decode()} bytes exceeds the limit of "
+                            f"{self.limit} bytes"
+                        )
+                        await JSONResponse({"error": error}, status_code=413)(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
