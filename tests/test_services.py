@@ -10,6 +10,8 @@ import pytest
 
 from tailwise.services import ServiceError, ensure_redis, free_port, redis_alive
 
+pytestmark = pytest.mark.integration  # finds and starts redis-server
+
 
 def test_running_redis_is_found() -> None:
     assert "answers" in ensure_redis("redis://127.0.0.1:6379", Path("unused"), start=False)

@@ -13,12 +13,12 @@ from serving.bundle import load_bundle, version_folder
 from serving.features import FeatureReader
 from serving.retrieval import tower_inputs
 from tailwise.features.store import open_store
-from tests.serving.world import ServedWorld, generated, served_world  # noqa: F401
+from tests.serving.conftest import ServedWorld
 
 pytestmark = pytest.mark.slow
 
 
-def test_numpy_tower_equals_the_saved_model_on_served_rows(served_world: ServedWorld) -> None:  # noqa: F811
+def test_numpy_tower_equals_the_saved_model_on_served_rows(served_world: ServedWorld) -> None:
     world = served_world
     bundle = load_bundle(version_folder(world.models, world.version))  # checks probe rows
     store = open_store(world.settings)
