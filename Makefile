@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help setup demo test test-fast lint format bench-generate bench-ingest bench-features \
+.PHONY: help setup demo test test-fast coverage lint format bench-generate bench-ingest bench-features \
 	bench-online bench-offline bench-serve bench-train bench-drift bench-datasets clean repro serve drift-demo
 
 help: ## List the targets
@@ -47,6 +47,10 @@ test: setup ## Run every test (fast and slow)
 
 test-fast: setup ## Run the fast tests only
 	$(BIN)/pytest -q -m "not slow"
+
+coverage: setup ## Fast tests with line coverage of the packages (numba kernels run as Python)
+	NUMBA_DISABLE_JIT=1 $(BIN)/pytest -q -m "not slow" --cov=tailwise --cov=training \
+		--cov=serving --cov=monitoring --cov-report=term-missing:skip-covered
 
 lint: setup ## Lint, type-check and check the import layers (pyproject [tool.importlinter])
 	$(BIN)/ruff check .

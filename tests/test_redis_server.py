@@ -11,6 +11,8 @@ import pytest
 from tailwise.ports import free_port
 from tailwise.redis_server import ServiceError, ensure_redis, redis_alive
 
+pytestmark = pytest.mark.integration  # finds and starts redis-server
+
 
 def test_running_redis_is_found() -> None:
     assert "answers" in ensure_redis("redis://127.0.0.1:6379", Path("unused"), start=False)

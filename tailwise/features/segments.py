@@ -33,6 +33,9 @@ def fit_segments(snapshots: pd.DataFrame, k: int, seed: int) -> dict[str, Any]:
     if snapshots.empty:
         raise ValueError("no user snapshots at or before the segment cutoff to fit segments on")
     x = _log(snapshots)
+    # K-Means++ seeds by row position, and the builder's query returns users in no fixed
+    # order: sorted rows make the model a function of the snapshots alone, not their order.
+    x = x[np.lexsort(x.T[::-1])]
     scaler = StandardScaler().fit(x)
     # A tiny data set may have fewer distinct users than k: fit as many clusters as it has.
     k_fit = min(k, len(np.unique(x, axis=0)))

@@ -16,6 +16,8 @@ from tailwise.features.store import apply, materialize, teardown
 from tests.feast_project import isolated_feast_settings
 from tests.features.conftest import event, item, user, write_clean
 
+pytestmark = pytest.mark.integration  # a Feast repo of its own, materialised into Redis
+
 USER_FEATURES = [
     "user_profile_demographics:age",
     "user_daily_engagement:views_30d",

@@ -7,10 +7,13 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import redis
 
 from tailwise.features.online import OnlineFeatures, erase_online
 from tailwise.ingest.erasure import forget_served
+
+pytestmark = pytest.mark.integration  # the real Redis
 
 
 def test_erase_online_removes_only_that_person() -> None:

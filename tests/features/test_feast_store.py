@@ -28,6 +28,8 @@ from tests.feast_project import (
     isolated_feast_settings,
 )
 
+pytestmark = pytest.mark.integration  # a Feast repo of its own and the real Redis
+
 USER_VIEWS = [
     "user_profile_demographics",
     "user_daily_engagement",

@@ -90,6 +90,7 @@ def test_train_and_evaluate_exit_3_on_features_of_other_data(tmp_path: Path, com
     assert "Traceback" not in result.output
 
 
+@pytest.mark.integration  # a Feast repo of its own
 def test_registry_carries_the_version_and_materialize_refuses_other_tables(tmp_path: Path) -> None:
     clean = _clean(tmp_path / "clean")
     features = tmp_path / "features"

@@ -61,6 +61,7 @@ def _declared(features: Path, tmp_path: Path) -> dict[str, dict[str, pa.DataType
     return out
 
 
+@pytest.mark.integration  # a Feast repo of its own
 @pytest.mark.parametrize("absent", [True, False], ids=["absent", "all-null"])
 def test_every_declared_feature_has_its_feast_type(tmp_path: Path, absent: bool) -> None:
     users, items, events = _data(absent)

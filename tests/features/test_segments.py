@@ -57,5 +57,15 @@ def test_fit_is_deterministic_for_a_seed(generated):
     assert np.isclose(a["mean"], b["mean"]).all()
 
 
+def test_fit_does_not_depend_on_the_order_of_the_rows(generated):
+    # The builder reads the latest snapshots from DuckDB without an order; K-Means++ seeds by
+    # row position, so an unsorted fit gave other segments for the same users.
+    _, out = generated
+    latest = _features(out).sort_values("event_timestamp").groupby("user_id").tail(1)
+    rows = latest[list(SEGMENT_FEATURES)]
+    shuffled = rows.sample(frac=1.0, random_state=1)
+    assert fit_segments(rows, 5, seed=42) == fit_segments(shuffled, 5, seed=42)
+
+
 def test_repeated_rules_get_numbered():
     assert _unique(["lapsed", "new", "lapsed"]) == ["lapsed 1", "new", "lapsed 2"]

@@ -10,6 +10,7 @@ scores better on the shifted period, and the serving app answers with it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ import yaml
 from bench.scenario import SHIFT, ScenarioConfig, ScenarioResult, run_scenario, scenario_params
 from tailwise import registry
 from tailwise.ports import free_port
-from tests.serving.world import PrivateRedis
+from tests.conftest import PrivateRedis
 
 pytestmark = pytest.mark.slow
 
@@ -40,10 +41,8 @@ def _run(name: str, shift: dict | None, root: Path, redis_url: str) -> ScenarioR
 
 
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    server = PrivateRedis(tmp_path_factory.mktemp("scenario_redis"))
-    yield server.url
-    server.stop()
+def redis_url(redis_server: Callable[[], PrivateRedis]) -> str:
+    return redis_server().url
 
 
 @pytest.mark.timeout(1800)  # trains and serves like the shift run: past 600 s on a busy machine

@@ -22,7 +22,7 @@ from serving.api import RecommendRequest, RecommendResponse
 from serving.config import ServingConfig
 from serving.keys import Keys
 from tailwise.ports import free_port
-from tests.serving.world import ServedWorld, generated, served_world  # noqa: F401
+from tests.serving.conftest import ServedWorld
 
 pytestmark = pytest.mark.slow
 KEY = "test-key"
@@ -85,7 +85,7 @@ class Client:
 
 
 @pytest.fixture(scope="module")
-def app(served_world: ServedWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:  # noqa: F811
+def app(served_world: ServedWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     import os
 
     from serving import server
@@ -119,12 +119,12 @@ def app(served_world: ServedWorld, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def users(served_world: ServedWorld) -> list[str]:  # noqa: F811
+def users(served_world: ServedWorld) -> list[str]:
     frame = pd.read_parquet(served_world.features / "user_profile.parquet")
     return sorted(frame["user_id"].astype(str))
 
 
-def test_contract_of_recommend(app: Client, users: list[str], served_world: ServedWorld) -> None:  # noqa: F811
+def test_contract_of_recommend(app: Client, users: list[str], served_world: ServedWorld) -> None:
     body = app.recommend(users[0], k=5, context={"device": "mobile", "country": "DE"})
     assert set(body) == {"request_id", "model_version", "items", "degraded"}
     assert RecommendResponse.model_validate(body, strict=True).model_dump(mode="json") == body
@@ -197,7 +197,7 @@ def _hmget_calls(world: ServedWorld) -> int:
 def test_one_feature_read_per_request_and_none_for_bad_bodies(
     app: Client,
     users: list[str],
-    served_world: ServedWorld,  # noqa: F811
+    served_world: ServedWorld,
 ) -> None:
     contexts = [{}, {"device": "mobile"}, {"device": "tablet", "country": "FR"}]
     first = [app.recommend(u, k=4, context=c) for u, c in zip(users[1:4], contexts, strict=True)]
@@ -270,7 +270,7 @@ def test_an_event_changes_the_next_recommendation(app: Client, users: list[str])
 def test_cache_hits_and_is_invalidated_by_the_users_events(
     app: Client,
     users: list[str],
-    served_world: ServedWorld,  # noqa: F811
+    served_world: ServedWorld,
 ) -> None:
     user = users[4]
     client = redis.Redis.from_url(served_world.redis.url)
@@ -299,7 +299,7 @@ def _wait_for(condition: Any, seconds: float = 5) -> None:
 def test_reload_switches_versions_without_failed_requests(
     app: Client,
     users: list[str],
-    served_world: ServedWorld,  # noqa: F811
+    served_world: ServedWorld,
 ) -> None:
     models = served_world.models
     copy = f"{served_world.version}-copy"
@@ -345,7 +345,7 @@ def test_reload_switches_versions_without_failed_requests(
 def test_redis_outage_degrades_spills_and_recovers_without_losing_events(
     app: Client,
     users: list[str],
-    served_world: ServedWorld,  # noqa: F811
+    served_world: ServedWorld,
 ) -> None:
     user = users[5]
     app.recommend(user, k=5)  # remembered in memory for the fallback

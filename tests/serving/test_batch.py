@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 
 from tests.feast_project import ROOT
-from tests.serving.world import ServedWorld, generated, served_world  # noqa: F401
+from tests.serving.conftest import ServedWorld
 
 pytestmark = pytest.mark.slow
 
 
-def test_recommend_writes_k_unseen_items_per_user(served_world: ServedWorld) -> None:  # noqa: F811
+def test_recommend_writes_k_unseen_items_per_user(served_world: ServedWorld) -> None:
     world = served_world
     users = pd.read_parquet(world.features / "user_profile.parquet")["user_id"].astype(str)
     chosen = [*users.iloc[:20], "someone-new"]

@@ -21,7 +21,7 @@ from serving.config import ServingConfig
 from serving.graph import Answer, RecommendGraph, Request, UserState
 from serving.retrieval import Candidates
 from tailwise.repeats import HISTORY_FEATURES, user_item_history
-from tests.serving.world import ServedWorld, generated, served_world  # noqa: F401
+from tests.serving.conftest import ServedWorld
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,7 @@ def _history_ranker(folder: Path) -> None:
 
 
 @pytest.fixture
-def graph_for(served_world: ServedWorld) -> Iterator:  # noqa: F811
+def graph_for(served_world: ServedWorld) -> Iterator:
     opened: list[RecommendGraph] = []
 
     def make(version: str | None = None) -> RecommendGraph:
@@ -94,7 +94,7 @@ def _events(world: ServedWorld) -> pd.DataFrame:
 
 
 def test_a_known_user_without_features_is_answered_by_the_model_and_counted(
-    served_world: ServedWorld,  # noqa: F811
+    served_world: ServedWorld,
     graph_for,
 ) -> None:
     graph = graph_for()
@@ -120,7 +120,7 @@ def test_a_known_user_without_features_is_answered_by_the_model_and_counted(
 
 
 def test_a_user_the_model_learned_is_known_without_features_or_history(
-    served_world: ServedWorld,  # noqa: F811
+    served_world: ServedWorld,
     graph_for,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -142,7 +142,7 @@ def test_a_user_the_model_learned_is_known_without_features_or_history(
 
 
 def test_when_the_model_path_fails_a_known_user_is_counted_cold(
-    served_world: ServedWorld,  # noqa: F811
+    served_world: ServedWorld,
     graph_for,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -160,7 +160,7 @@ def test_when_the_model_path_fails_a_known_user_is_counted_cold(
 
 @pytest.mark.parametrize("allow", [False, True])
 def test_the_version_decides_whether_what_a_user_had_is_served(
-    served_world: ServedWorld,  # noqa: F811
+    served_world: ServedWorld,
     graph_for,
     allow: bool,
 ) -> None:
@@ -179,7 +179,7 @@ def test_the_version_decides_whether_what_a_user_had_is_served(
 
 
 def test_history_features_reach_the_ranker_as_training_defines_them(
-    served_world: ServedWorld,  # noqa: F811
+    served_world: ServedWorld,
     graph_for,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

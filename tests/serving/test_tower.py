@@ -31,7 +31,7 @@ from tailwise.features.store import open_store
 from tailwise.features.tower_inputs import TowerInput, encode_frame
 from tailwise.tower_export import DESCRIPTION, WEIGHTS
 from tailwise.versions import version_folder
-from tests.serving.world import ServedWorld, generated, served_world  # noqa: F401
+from tests.serving.conftest import ServedWorld
 from training.retrieval import RetrievalConfig, RetrievalResult, save
 from training.towers import Preprocessing, build_towers
 
@@ -199,7 +199,7 @@ def _served_rows(world: ServedWorld, bundle: ModelBundle) -> list[dict[str, Any]
     return rows
 
 
-def test_numpy_tower_equals_the_saved_model_on_served_rows(served_world: ServedWorld) -> None:  # noqa: F811
+def test_numpy_tower_equals_the_saved_model_on_served_rows(served_world: ServedWorld) -> None:
     world = served_world
     bundle = load_bundle(version_folder(world.models, world.version))  # checks probe rows
     assert bundle.tower is not None and bundle.tower_fallback is None
@@ -211,7 +211,7 @@ def test_numpy_tower_equals_the_saved_model_on_served_rows(served_world: ServedW
 
 
 def test_a_version_without_the_export_is_embedded_by_the_saved_model(
-    served_world: ServedWorld,  # noqa: F811
+    served_world: ServedWorld,
     tmp_path: Path,
 ) -> None:
     world = served_world

@@ -1,0 +1,154 @@
+"""Test tiers, and the private redis-server the served and scenario worlds run on.
+
+Every test belongs to exactly one tier (the run's header counts them; `-m <tier>` selects):
+
+    unit         pure code and temporary files; no Redis, no Feast, no training
+    integration  the real Redis on this machine or a real Feast repo (own project name)
+    e2e          trains models or starts Ray Serve (the `slow` marker: `make test-fast` skips it)
+
+A test declares its tier with `@pytest.mark.<tier>` (or a module's `pytestmark`) when it
+wants to; otherwise `pytest_collection_modifyitems` assigns it, first rule that matches:
+
+    1. marked `slow`                              -> e2e
+    2. uses a fixture in E2E_FIXTURES             -> e2e
+    3. uses a fixture in INTEGRATION_FIXTURES     -> integration
+    4. anything else                              -> unit
+
+Modules that build a Feast repo or reach Redis without these fixtures say `integration`
+themselves. Collection fails on a test with two tiers, and a unit test that opens a Redis
+connection fails with a message saying to mark it (the autouse guard below).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tailwise.ports import free_port
+
+TIERS = ("unit", "integration", "e2e")
+# Fixtures that train a model version (or serve one) before the test runs.
+E2E_FIXTURES = frozenset({"served_world"})
+# Fixtures that reach the real Redis or build a real Feast repo.
+INTEGRATION_FIXTURES = frozenset(
+    {
+        "client",
+        "down_client",
+        "keys",
+        "make_writer",
+        "online",
+        "realtime_view",
+        "feature_world",
+        "redis_server",
+    }
+)
+
+
+def tier_of(item: pytest.Item) -> str:
+    """The tier `item` declares, or the one the rules of the module docstring give it."""
+    declared = [name for name in TIERS if item.get_closest_marker(name) is not None]
+    if len(declared) > 1:
+        raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(declared)}: keep one tier")
+    if declared:
+        return declared[0]
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if item.get_closest_marker("slow") is not None or fixtures & E2E_FIXTURES:
+        return "e2e"
+    if fixtures & INTEGRATION_FIXTURES:
+        return "integration"
+    return "unit"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = tier_of(item)
+        if item.get_closest_marker(tier) is None:
+            item.add_marker(tier)
+        found = [name for name in TIERS if item.get_closest_marker(name) is not None]
+        if found != [tier]:
+            raise pytest.UsageError(f"{item.nodeid} has tiers {found}: exactly one is allowed")
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str:
+    counts = {name: sum(1 for i in items if i.get_closest_marker(name)) for name in TIERS}
+    return "tiers: " + ", ".join(f"{n} {name}" for name, n in counts.items())
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_off_redis(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A unit test that opens a Redis connection fails, naming the marker it needs."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(
+            f"{request.node.nodeid} opened a Redis connection: mark it "
+            "@pytest.mark.integration (see tests/conftest.py)"
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(redis.connection.AbstractConnection, "connect", refuse)
+        yield
+
+
+class PrivateRedis:
+    """A redis-server subprocess on a free port; `pause`/`resume` simulate an outage."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        self.port = free_port()
+        no_disk = ["--save", "", "--appendonly", "no", "--dir", str(directory)]
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", *no_disk],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"redis://127.0.0.1:{self.port}"
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        self.resume()
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], PrivateRedis]]:
+    """Starts private redis-servers (own port, nothing on disk) on demand; all stop at the end.
+
+    The outage tests stop and resume one without touching the machine's shared Redis."""
+    started: list[PrivateRedis] = []
+
+    def start() -> PrivateRedis:
+        started.append(PrivateRedis(tmp_path_factory.mktemp("redis")))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
