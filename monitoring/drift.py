@@ -18,7 +18,7 @@ ValueDrift attaches (FAIL = drift detected) give the verdict per column without 
 whether the chosen stat test is a p-value or a distance. Current rows beyond
 `drift_sample_rows` are sampled (seeded); bench/monitor_drift.py shows that the sample
 finds the same drifted columns as the full data. Evidently is imported inside the
-functions: importing it takes ~10 s here.
+functions: importing it is slow, and commands that never build a report should not pay for it.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ from redis.backoff import NoBackoff
 
 from serving.bundle import load_bundle
 from serving.config import ServingConfig
-from serving.events import ConsentBook, EventRules, EventWriter
+from serving.event_rules import ConsentBook, EventRules
+from serving.events import EventWriter
 from serving.features import FeatureReader, check_features
 from serving.graph import RecommendGraph
 from serving.history import bootstrap_history

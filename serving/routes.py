@@ -35,7 +35,7 @@ from serving.errors import (
     BodyLimit,
     install_error_handlers,
 )
-from serving.events import EventRejected
+from serving.event_rules import EventRejected
 from serving.graph import Answer, Request
 from serving.lifecycle import Lifecycle
 from serving.replica import Replica

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from serving import api
-from serving.events import ConsentBook, EventRejected, EventRules
+from serving.event_rules import ConsentBook, EventRejected, EventRules
 from tailwise.ingest import parse
 from tailwise.ingest.contract import Action, event_rules, parse_number
 from tailwise.ingest.events import corrections_sql, ingest_events, quarantine_sql

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from serving import api
-from serving.events import ConsentBook, EventRules
+from serving.event_rules import ConsentBook, EventRules
 from tailwise.params import IngestParams
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")

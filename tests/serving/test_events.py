@@ -13,17 +13,11 @@ import pytest
 import redis
 
 from serving import spill
-from serving.events import (
-    ConsentBook,
-    EventRejected,
-    EventRules,
-    EventWriter,
-    event_json,
-    parse_timestamp,
-    session_states,
-)
+from serving.event_rules import ConsentBook, EventRejected, EventRules
+from serving.events import EventWriter, event_json, session_states
 from serving.keys import RECENT_MAX, Keys
 from tailwise.features.online import OnlineFeatures
+from tailwise.ingest.contract import parse_timestamp
 from tailwise.params import IngestParams
 from tests.serving.events_support import CATEGORIES, NOW, make_event, rules
 

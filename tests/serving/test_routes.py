@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from serving.api import ErrorResponse, RecommendResponse
 from serving.auth import ApiKeys
 from serving.config import ServingConfig
-from serving.events import CleanEvents, EventRejected, WriteResult
+from serving.event_rules import CleanEvents, EventRejected
+from serving.events import WriteResult
 from serving.graph import Answer, Request
 from serving.metrics import ServingMetrics
 from serving.routes import build_api
