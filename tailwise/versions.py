@@ -76,15 +76,26 @@ def version_folder(models_dir: Path, version: str | None = None) -> Path:
     return folder
 
 
-def publish(folder: Path, models_dir: Path, metrics: dict[str, Any], report: str) -> Path:
-    """Copy the version in `folder` to `models_dir/<version>/` with its metrics and report,
-    and record it in the registry; with no champion yet it becomes the champion. Publishing
-    the same version again replaces its files."""
-    version = str(read_manifest(folder)["version"])
+def publish(
+    folder: Path,
+    models_dir: Path,
+    metrics: dict[str, Any],
+    report: str,
+    quality: dict[str, Any] | None = None,
+) -> Path:
+    """Copy the version in `folder` to `models_dir/<version>/` with its metrics and report
+    (and `quality`, the evaluation's headline figures, in its manifest), and record it in the
+    registry; with no champion yet it becomes the champion. Publishing the same version
+    again replaces its files."""
+    manifest = read_manifest(folder)
+    version = str(manifest["version"])
     target = models_dir / version
     staging = models_dir / f".{version}.publishing"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(folder, staging)
+    if quality is not None:
+        manifest.pop("format_version", None)
+        write_manifest(staging, {**manifest, "quality": quality})
     (staging / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
     (staging / REPORT).write_text(report)
     shutil.rmtree(target, ignore_errors=True)

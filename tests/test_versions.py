@@ -49,6 +49,15 @@ def test_publish_copies_the_version_with_metrics_first_one_serves(tmp_path: Path
     assert log[0].scores == {"version": {}}
 
 
+def test_publish_records_the_quality_figures_in_the_manifest(tmp_path: Path) -> None:
+    quality = {"metric": "ndcg@10", "version": 0.12, "best_baseline": "ease"}
+    quality |= {"best_baseline_value": 0.11, "beats_best_baseline": True}
+    folder = publish(staged(tmp_path, "v1"), tmp_path / "models", {}, "", quality)
+    manifest = read_manifest(folder)
+    assert manifest["quality"] == quality
+    assert manifest["data_version"] == "abc" and manifest["format_version"] == 1
+
+
 def test_missing_versions_and_foreign_folders_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="run `tailwise train`"):
         version_folder(tmp_path)

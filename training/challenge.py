@@ -5,7 +5,10 @@
     champion, challenger folders --load_recommender (today's features and histories, as
       serving would run them) --evaluate(fit=False), same users and window-->
       Scores per version: ndcg/precision/recall/coverage@K and ms per user
-    --decide(PromotionPolicy)--> promote?, reasons
+      the baselines (training.evaluate.baselines), fitted on what precedes the window and
+      scored on the same users: the best one's figure
+    --decide(PromotionPolicy)--> promote?, reasons (a challenger that loses to the best
+      baseline is refused unless forced: a simple method would serve people better)
     --challenge--> registry entry (promoted / rejected, with the numbers), LATEST moved
 
 Neither version may have trained on the window: each one's `trained_before` must be at or
@@ -24,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tailwise import registry, versions
 from training.config import EvaluationParams
-from training.evaluate import evaluate
+from training.evaluate import baselines, best_baseline, evaluate
 
 LATENCY = "ms_per_user"
 
@@ -45,6 +48,11 @@ class PromotionPolicy(BaseModel):
     max_latency_increase: float = Field(
         0.50, ge=0, description="Guard: relative rise of scoring time per user allowed."
     )
+    beat_best_baseline: bool = Field(
+        True,
+        description="Guard: the challenger must reach the best baseline on the metric "
+        "(`tailwise models challenge --force` promotes anyway, and says so).",
+    )
 
 
 @dataclass(frozen=True)
@@ -52,12 +60,18 @@ class Comparison:
     scores: dict[str, dict[str, float]]  # champion / challenger -> metric -> value
     window: dict[str, str]
     users: int
+    baseline: tuple[str, float] | None = None  # the best baseline and its metric value
 
 
 def decide(
-    champion: dict[str, float], challenger: dict[str, float], policy: PromotionPolicy
+    champion: dict[str, float],
+    challenger: dict[str, float],
+    policy: PromotionPolicy,
+    baseline: tuple[str, float] | None = None,
+    force: bool = False,
 ) -> tuple[bool, list[str]]:
-    """Promote when the challenger wins on the metric by the margin and no guard fails."""
+    """Promote when the challenger wins on the metric by the margin and no guard fails;
+    with `force`, the baseline guard is reported but does not block."""
     for name in (policy.metric, policy.coverage, LATENCY):
         for side, scores in (("champion", champion), ("challenger", challenger)):
             if name not in scores:
@@ -87,6 +101,15 @@ def decide(
         f"{LATENCY}: {lat_new:.2f} vs {lat_base:.2f} ({_rel(lat_new, lat_base)}; guard "
         f"<= {ceiling:.2f}): {'held' if fast else 'failed'}"
     )
+    if policy.beat_best_baseline and baseline is not None:
+        name, value = baseline
+        beats = new >= value
+        verdict = "held" if beats else ("failed, promoted anyway (--force)" if force else "failed")
+        ok &= beats or force
+        reasons.append(
+            f"best baseline {name}: {policy.metric} {value:.4f}, challenger {new:.4f} "
+            f"({_rel(new, value)}; guard >= baseline): {verdict}"
+        )
     return ok, reasons
 
 
@@ -100,8 +123,10 @@ def compare(
     evaluation: EvaluationParams,
     champion: Path,
     challenger: Path,
+    metric: str = "ndcg@10",
 ) -> Comparison:
-    """Both versions on the newest test window of `clean`, as serving would run them."""
+    """Both versions on the newest test window of `clean`, as serving would run them, and
+    the best baseline on `metric` ('<name>@<k>') over the same users."""
     from training.batch import load_recommender
     from training.pipeline import recorded_split
 
@@ -119,13 +144,20 @@ def compare(
         "champion": load_recommender(champion, store, history),
         "challenger": load_recommender(challenger, store, history),
     }
-    result = evaluate(models, split, evaluation.ks, window="test", fit=False)
+    items = split.candidate_items("test") if split.items is not None else None
+    simple = baselines(evaluation, split.allow_repeats)
+    for model in simple.values():
+        model.fit(history, items)
+    result = evaluate({**models, **simple}, split, evaluation.ks, window="test", fit=False)
     scores = result.model_metrics()
     users = int(result.table["users"].max())
     for side in models:
         scores[side][LATENCY] = round(1000 * result.timings[side]["recommend_s"] / max(users, 1), 4)
+    name, _, k = metric.partition("@")
+    best = best_baseline(result, int(k), name) if k.isdigit() else None
     window = {"start": split.test_start.isoformat(), "end": split.end.isoformat()}
-    return Comparison(scores=scores, window=window, users=users)
+    kept = {side: scores[side] for side in models}
+    return Comparison(scores=kept, window=window, users=users, baseline=best)
 
 
 def pending_challenger(models_dir: Path) -> str | None:
@@ -149,6 +181,7 @@ def challenge(
     evaluation: EvaluationParams,
     policy: PromotionPolicy,
     challenger: str | None = None,
+    force: bool = False,
 ) -> registry.Entry | None:
     """Compare, decide, record, and move LATEST on a win; None when nothing waits."""
     current = registry.champion(models_dir)
@@ -165,9 +198,14 @@ def challenge(
         evaluation,
         versions.version_folder(models_dir, current),
         versions.version_folder(models_dir, name),
+        policy.metric,
     )
     promote, reasons = decide(
-        comparison.scores["champion"], comparison.scores["challenger"], policy
+        comparison.scores["champion"],
+        comparison.scores["challenger"],
+        policy,
+        comparison.baseline,
+        force,
     )
     reasons.append(f"{comparison.users:,} users of the holdout window")
     entry = registry.Entry(
@@ -176,7 +214,12 @@ def challenge(
         version=name,
         champion=current,
         reasons=reasons,
-        scores=comparison.scores,
+        scores=comparison.scores
+        | (
+            {f"best_baseline:{comparison.baseline[0]}": {policy.metric: comparison.baseline[1]}}
+            if comparison.baseline
+            else {}
+        ),
         window=comparison.window,
     )
     registry.record(models_dir, entry)

@@ -95,9 +95,14 @@ def models_challenge(
         typer.Option(help="The version to challenge with (default: the newest undecided one)."),
     ] = None,
     params: Params = PARAMS,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Promote even if the challenger loses to the best baseline."),
+    ] = False,
 ) -> None:
-    """Score the champion (LATEST) and a challenger on the newest holdout window; promote the
-    challenger only if it wins by params.yaml promotion.margin and holds the guards."""
+    """Score the champion (LATEST), a challenger and the baselines on the newest holdout
+    window; promote the challenger only if it wins by params.yaml promotion.margin, holds
+    the guards and reaches the best baseline (unless --force)."""
     from training.challenge import ChallengeError, PromotionPolicy, challenge, pending_challenger
 
     if challenger is None and pending_challenger(models) is None:
@@ -107,7 +112,7 @@ def models_challenge(
         try:
             policy = PromotionPolicy.model_validate(_section(params, "promotion"))
             evaluation, _, _, store = _setup(data, features, params)
-            entry = challenge(models, data, store, evaluation, policy, challenger)
+            entry = challenge(models, data, store, evaluation, policy, challenger, force)
         except ChallengeError as exc:
             fail(str(exc))
     if entry is None:
@@ -238,7 +243,16 @@ def evaluate(
     console.print(f"[green]wrote[/green] {out}/metrics.json, ndcg_at_k.csv, report.md")
     if model is not None and publish is not None:
         publish.mkdir(parents=True, exist_ok=True)
-        folder = publish_version(model, publish, evaluation_metrics(result), result.to_markdown())
+        from training.evaluate import quality_summary
+        from training.pipeline import MODEL
+
+        folder = publish_version(
+            model,
+            publish,
+            evaluation_metrics(result),
+            result.to_markdown(),
+            quality_summary(result, MODEL),
+        )
         champion = registry.champion(publish)
         role = "the champion" if champion == folder.name else f"a challenger to {champion}"
         console.print(f"[green]published[/green] {folder} as {role} ({publish}/registry.jsonl)")

@@ -202,15 +202,35 @@ def baselines(params: EvaluationParams, allow_repeats: bool = False) -> dict[str
     return models
 
 
-def best_baseline(result: EvaluationResult, k: int = 10) -> tuple[str, float] | None:
-    """The baseline with the highest NDCG@k on the 'all' slice, and that NDCG."""
+def best_baseline(
+    result: EvaluationResult, k: int = 10, metric: str = "ndcg"
+) -> tuple[str, float] | None:
+    """The baseline with the highest `metric`@k on the 'all' slice, and that value."""
     t = result.table
-    rows = t[t["model"].isin(BASELINES) & (t["metric"] == "ndcg") & (t["k"] == k)]
+    rows = t[t["model"].isin(BASELINES) & (t["metric"] == metric) & (t["k"] == k)]
     rows = rows[rows["slice"] == "all"]
     if rows.empty:
         return None
     best = rows.sort_values("value", ascending=False, kind="stable").iloc[0]
     return str(best["model"]), float(best["value"])
+
+
+def quality_summary(result: EvaluationResult, model: str, k: int = 10) -> dict[str, Any]:
+    """The version's NDCG@k on the test window next to the best baseline's (the manifest's
+    `quality`, so a reader of the version folder sees whether it beats a simple method)."""
+    best = best_baseline(result, k)
+    try:
+        value: float | None = round(result.value(model, "ndcg", k), 6)
+    except KeyError:
+        value = None
+    return {
+        "metric": f"ndcg@{k}",
+        "window": result.window,
+        "version": value,
+        "best_baseline": best[0] if best else None,
+        "best_baseline_value": round(best[1], 6) if best else None,
+        "beats_best_baseline": None if value is None or best is None else value >= best[1],
+    }
 
 
 def segments_at(features: Path | None, before: pd.Timestamp) -> pd.Series | None:

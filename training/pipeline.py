@@ -42,7 +42,7 @@ from training import ranker as ranker_io
 from training import retrieval as retrieval_io
 from training.cold_start import ColdStartParams
 from training.config import EvaluationParams, TuneParams
-from training.evaluate import EvaluationResult, baselines, evaluate, segments_at
+from training.evaluate import EvaluationResult, baselines, evaluate, quality_summary, segments_at
 from training.oracle import Oracle
 from training.ranker import RankerConfig
 from training.reranker import fit_ranker, labelled_candidates
@@ -350,7 +350,11 @@ def train(
     result = evaluate_version(clean, store, evaluation, folder, ground_truth, features)
     models_dir.mkdir(parents=True, exist_ok=True)
     published = versions.publish(
-        folder, models_dir, evaluation_metrics(result), result.to_markdown()
+        folder,
+        models_dir,
+        evaluation_metrics(result),
+        result.to_markdown(),
+        quality_summary(result, MODEL),
     )
     return TrainOutcome(published.name, published, result, time.perf_counter() - started)
 

@@ -51,6 +51,23 @@ def test_a_small_win_or_a_failed_guard_is_rejected(
     assert [r.split(":")[0] for r in bad] == [failing]
 
 
+def test_a_challenger_below_the_best_baseline_is_refused_unless_forced() -> None:
+    challenger = scores(ndcg_at_10=0.12)  # beats the champion by 20%
+    ok, reasons = decide(CHAMPION, challenger, POLICY, ("ease", 0.13))
+    assert not ok
+    assert reasons[-1].startswith("best baseline ease: ndcg@10 0.1300, challenger 0.1200")
+    assert reasons[-1].endswith("failed")
+    forced, reasons = decide(CHAMPION, challenger, POLICY, ("ease", 0.13), force=True)
+    assert forced and reasons[-1].endswith("failed, promoted anyway (--force)")
+    # force lifts the baseline guard only: a loss to the champion still blocks
+    assert not decide(CHAMPION, scores(ndcg_at_10=0.09), POLICY, ("ease", 0.13), force=True)[0]
+    ok, reasons = decide(CHAMPION, challenger, POLICY, ("ease", 0.11))
+    assert ok and reasons[-1].endswith("held")
+    off = POLICY.model_copy(update={"beat_best_baseline": False})
+    ok, reasons = decide(CHAMPION, challenger, off, ("ease", 0.13))
+    assert ok and not any(r.startswith("best baseline") for r in reasons)
+
+
 def test_a_missing_score_is_named() -> None:
     with pytest.raises(ChallengeError, match="challenger has no 'ms_per_user'"):
         decide(CHAMPION, {"ndcg@10": 0.2, "coverage@10": 0.5}, POLICY)
