@@ -26,12 +26,12 @@ import numpy as np
 
 from serving.bundle import ModelBundle
 from serving.retrieval import Candidates
-from serving.rules import FIELDS, text_missing
+from serving.rules import WORDED_FIELDS, text_missing
 from tailwise.features.cross import CROSS_FEATURES, CROSS_ITEM_INPUTS, user_cross_features
 from tailwise.features.online import ItemTable
 
 RETRIEVAL_SCORE, RETRIEVAL_RANK = "retrieval_score", "retrieval_rank"
-TEXT = FIELDS  # what rules and reasons read
+
 AGE = "item_age_days"
 
 
@@ -48,7 +48,9 @@ class ItemBlock:
     stamp: tuple[str, str | None]  # (model version, materialisation stamp)
     table_rows: np.ndarray  # each model item's row in the item table, -1 where unknown
     cross_items: dict[str, np.ndarray]  # the cross features' item inputs (but the age)
-    text: dict[str, np.ndarray]  # TEXT columns, object, None where unknown or missing
+    text: dict[
+        str, np.ndarray
+    ]  # rules.WORDED_FIELDS columns, object, None where unknown or missing
     missing: np.ndarray  # rules.text_missing of `text`: what reasons may not name
     codes: dict[str, dict[str, int]] = field(default_factory=dict)  # category -> code, per name
     item_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
@@ -77,7 +79,7 @@ class ItemBlock:
         item_columns = [j for j, name in enumerate(names) if name in columns]
         cross_items = {k: columns[k] for k in CROSS_ITEM_INPUTS if k in columns and k != AGE}
         cross_items["item_id"] = np.asarray(bundle.item_ids, dtype=object)
-        text = {k: columns.get(k, np.full(n, None, dtype=object)) for k in TEXT}
+        text = {k: columns.get(k, np.full(n, None, dtype=object)) for k in WORDED_FIELDS}
         block = cls(
             np.empty((n, len(item_columns)), dtype=np.float32),
             (bundle.version, items.stamp),

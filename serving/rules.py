@@ -229,7 +229,7 @@ def reasons(
             continue
         template = templates[j]
         if "{" in template:
-            template = template.format(**{f: _text(items.get(f), row) for f in FIELDS})
+            template = template.format(**{f: _text(items.get(f), row) for f in WORDED_FIELDS})
         out.append(template)
     return out
 
@@ -261,23 +261,23 @@ def _strongest(
 
 
 def text_missing(items: dict[str, np.ndarray], n: int) -> np.ndarray:
-    """(n, len(FIELDS)) bool: where each value a wording can name is absent or empty."""
+    """(n, len(WORDED_FIELDS)) bool: where each value a wording can name is absent or empty."""
     return np.array(
-        [[_text(items.get(f), row) == "" for f in FIELDS] for row in range(n)], dtype=bool
-    ).reshape(n, len(FIELDS))
+        [[_text(items.get(f), row) == "" for f in WORDED_FIELDS] for row in range(n)], dtype=bool
+    ).reshape(n, len(WORDED_FIELDS))
 
 
-FIELDS = ("category", "category_l1", "brand")  # the values wordings name
+WORDED_FIELDS = ("category", "category_l1", "brand")  # the values wordings name
 
 
 @lru_cache(maxsize=16)
 def _templates(feature_names: tuple[str, ...]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Each feature's wording ("" for features a person cannot read), which have one, and
-    which of FIELDS each names (features x fields, int8)."""
+    which of WORDED_FIELDS each names (features x fields, int8)."""
     templates = [_REASONS.get(name, "") for name in feature_names]
     needs = np.array(
-        [[("{" + f + "}") in t for f in FIELDS] for t in templates], dtype=np.int8
-    ).reshape(len(templates), len(FIELDS))
+        [[("{" + f + "}") in t for f in WORDED_FIELDS] for t in templates], dtype=np.int8
+    ).reshape(len(templates), len(WORDED_FIELDS))
     return templates, np.array([t != "" for t in templates], dtype=bool), needs
 
 
