@@ -692,10 +692,15 @@ def run_rates(
     with progress_bar() as progress:
         for rate in rates:
             bodies = recommend_bodies(users, int(rate * args.duration), args.seed + int(rate))
+            before = scrape_handler(url) if label == "full" else {}
             raw, usage = measure_window(
                 gen, args, progress, f"{label} {rate:g} req/s", url, rate, bodies
             )
-            out.append({**summarise(raw), "cpu": usage} if usage else summarise(raw))
+            figures = {**summarise(raw), "cpu": usage} if usage else summarise(raw)
+            if label == "full":  # warm-up requests included: a small share of the window
+                inside = Counter(handler_delta(before, scrape_handler(url)))
+                figures["in_replica_mean_ms"] = handler_means(inside)
+            out.append(figures)
             time.sleep(1)  # let queues settle before the next rate
     return out
 
