@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as ds
 
+from tailwise.candidates.base import as_utc
 from training.config import SplitParams
 
 WINDOWS = ("validation", "test")
@@ -84,7 +85,7 @@ class Split:
             raise ValueError("this Split was made without an items table")
         if "created_at" not in self.items.columns:
             return self.items
-        created = _as_utc(self.items["created_at"], "items.created_at")
+        created = as_utc(self.items["created_at"], "items.created_at")
         return self.items[created.isna() | (created < self.start(window))]
 
 
@@ -100,7 +101,7 @@ def temporal_split(
         raise ValueError(f"events lack required column(s) {missing}; got {list(events.columns)}")
     if events.empty:
         raise ValueError("cannot split an empty event log")
-    events = events.assign(timestamp=_as_utc(events["timestamp"], "events.timestamp"))
+    events = events.assign(timestamp=as_utc(events["timestamp"], "events.timestamp"))
     if events["timestamp"].isna().any():
         raise ValueError("events have a missing timestamp; clean events never do")
     end = events["timestamp"].max()
@@ -175,17 +176,6 @@ def read_items(clean_dir: Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `tailwise ingest --out {clean_dir}`")
     return pd.read_parquet(path)
-
-
-def _as_utc(values: pd.Series, name: str) -> pd.Series:
-    try:
-        stamps = pd.to_datetime(values)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} is not a timestamp column: {exc}") from exc
-    # The contract reads timestamps without an offset as UTC.
-    if stamps.dt.tz is None:
-        return stamps.dt.tz_localize("UTC")
-    return stamps.dt.tz_convert("UTC")
 
 
 def _check(window: str) -> str:
