@@ -47,6 +47,9 @@ class RecommendRequest(BaseModel):
     exclude: list[Id] = Field(
         default_factory=list, max_length=MAX_EXCLUDE, description="Item ids never to return."
     )
+    slot: str | None = Field(
+        None, max_length=64, description="Where the list is shown (logged with exposures)."
+    )
 
 
 class RecommendedItem(BaseModel):
@@ -61,6 +64,11 @@ class RecommendResponse(BaseModel):
     items: list[RecommendedItem]
     degraded: bool = Field(
         False, description="True when answered from the in-memory fallback (Redis down)."
+    )
+    experiment: str | None = Field(None, description="The experiment the user is in, if any.")
+    variant: str | None = Field(None, description="The user's variant of that experiment.")
+    propensity: float | None = Field(
+        None, description="The probability the user had of getting this variant (its weight)."
     )
 
 
@@ -82,6 +90,13 @@ class Event(BaseModel):
     device: str | None = Field(None, max_length=32)
     channel: str | None = Field(None, max_length=64)
     country: str | None = Field(None, max_length=8)
+    request_id: Id | None = Field(
+        None, description="The /recommend response this event follows (experiment attribution)."
+    )
+    slot: str | None = Field(None, max_length=64, description="Where the item was shown.")
+    position: int | None = Field(
+        None, ge=0, le=10_000, description="The item's 0-based position in the shown list."
+    )
 
 
 class EventBatch(BaseModel):

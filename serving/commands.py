@@ -29,6 +29,9 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="events")
     root.command(name="serve")(serve)
     root.command(name="recommend")(recommend)
+    from tailwise.experiments.commands import app as experiments
+
+    experiments.command(name="validate")(validate_experiments)
 
 
 PID_FILE = Path(".tailwise/serve.pid")
@@ -249,8 +252,12 @@ def consume(
         float, typer.Option(min=0.1, help="Seconds between passes when looping.")
     ] = 30.0,
     count: Annotated[int, typer.Option(min=1, help="Stream entries per batch.")] = 5000,
+    params: Annotated[
+        Path, typer.Option(help="params.yaml (experiments: attribution window, folder).")
+    ] = Path("params.yaml"),
 ) -> None:
-    """Append served events (and the request log) to Parquet, idempotently by id.
+    """Append served events (and the request log, and experiment exposures) to Parquet,
+    idempotently by id; then recount the bandits' posteriors and allocation in Redis.
 
     Redis and the project come from REDIS_URL and TAILWISE_FEAST_PROJECT (else the
     project of feature_store.yaml). Writes under --out, not data/clean, which
@@ -260,11 +267,12 @@ def consume(
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from serving.keys import Keys
+    from tailwise.experiments.definitions import DefinitionError
     from tailwise.features.store import repo_config
     from tailwise.ingest.streams import consume as consume_batch
     from tailwise.settings import Settings
 
-    with errors():
+    with errors(DefinitionError):
         settings = Settings()
         keys = Keys(repo_config(settings).project)
         client = redis.Redis.from_url(settings.redis_url)
@@ -280,6 +288,10 @@ def consume(
                     console.print(f"[yellow]Redis unavailable ({exc}); retrying[/yellow]")
                 else:
                     console.print(_describe(totals, out))
+                    if totals.exposures is not None and (
+                        totals.exposures.written or totals.written
+                    ):
+                        console.print(_refresh_bandits(client, keys, out, params))
                 if once:
                     return
                 time.sleep(interval)
@@ -288,17 +300,23 @@ def consume(
 
 
 def _drain(step: Callable[[], ConsumeResult]) -> ConsumeResult:
-    """Repeat one-batch passes until both streams are empty; sum the counts."""
+    """Repeat one-batch passes until the streams are empty; sum the counts."""
     from tailwise.ingest.streams import ConsumeResult
 
     zero = ConsumeResult(0, 0, 0)
-    events, requests = zero, zero
+    events, requests, exposures = zero, zero, zero
     while True:
         result = step()
         events, requests = _add(events, result), _add(requests, result.requests or zero)
-        if not result.read and not (result.requests or zero).read:
+        exposures = _add(exposures, result.exposures or zero)
+        if not (result.read or (result.requests or zero).read or (result.exposures or zero).read):
             return ConsumeResult(
-                events.read, events.written, events.duplicates, events.rejected, requests
+                events.read,
+                events.written,
+                events.duplicates,
+                events.rejected,
+                requests,
+                exposures,
             )
 
 
@@ -311,6 +329,68 @@ def _add(a: ConsumeResult, b: ConsumeResult) -> ConsumeResult:
         a.duplicates + b.duplicates,
         a.rejected + b.rejected,
     )
+
+
+def _refresh_bandits(client: Any, keys: Any, out: Path, params_path: Path) -> str:
+    """Attribute the served events to exposures and store every bandit's posteriors and
+    allocation (recounted from the whole tables: a repeated pass counts nothing twice)."""
+    import pandas as pd
+
+    from tailwise.experiments.attribution import attribute, empty_outcomes, read_table
+    from tailwise.experiments.definitions import load_definitions
+    from tailwise.experiments.posteriors import PosteriorStore, refresh_posteriors
+    from tailwise.params import load_params
+
+    params = load_params(params_path).experiments
+    folder = params.dir if params.dir.is_absolute() else params_path.parent / params.dir
+    definitions = load_definitions(folder)
+    bandits = [e for e in definitions.experiments if e.bandit is not None]
+    if not bandits:
+        return "experiments: no bandit to update"
+    exposures, events = read_table(out / "exposures"), read_table(out / "events")
+    window = pd.Timedelta(hours=params.attribution_hours)
+    outcomes = (
+        attribute(exposures, events, window)
+        if exposures is not None and events is not None
+        else empty_outcomes()
+    )
+    store = PosteriorStore(client, keys.prefix)
+    summary = refresh_posteriors(store, bandits, exposures, outcomes, params)
+    parts = [
+        f"{name}: " + ", ".join(f"{v} {s['weight']:.2f}" for v, s in arms.items())
+        for name, arms in summary.items()
+    ]
+    return "bandit allocation: " + "; ".join(parts)
+
+
+def validate_experiments(
+    models: Annotated[Path, typer.Option(help="Model versions folder.")] = Path("data/models"),
+    params: Annotated[Path, typer.Option(help="params.yaml (experiments.dir).")] = Path(
+        "params.yaml"
+    ),
+) -> None:
+    """Check every experiment definition as a replica would at start: fields, weights,
+    dates, layers, model versions, rules and candidate sources."""
+    from serving.config import ServingConfig
+    from serving.experiments import check_definitions, experiments_params
+    from tailwise.experiments.definitions import DefinitionError
+
+    config = ServingConfig(models_dir=models, params_path=params)
+    with errors(DefinitionError):
+        folder = experiments_params(config).dir
+        definitions = check_definitions(config)
+        for e in definitions.experiments:
+            arms = ", ".join(f"{v.name} ({v.type}, {v.weight:g})" for v in e.variants)
+            span = (
+                f"{e.start:%Y-%m-%d} .. {e.stop:%Y-%m-%d}" if e.stop else f"{e.start:%Y-%m-%d} .."
+            )
+            console.print(
+                f"{e.name}: layer {e.layer} [{e.traffic.offset:g}, {e.traffic.end:g}), "
+                f"{span}, {'bandit' if e.bandit else 'fixed'}: {arms}"
+            )
+        console.print(
+            f"[green]{len(definitions.experiments)} experiment(s) valid[/green] in {folder}"
+        )
 
 
 def _describe(result: ConsumeResult, out: Path) -> str:

@@ -172,6 +172,8 @@ class EventRules:
             "weight": float(weight),
             **dict.fromkeys(CONTEXT_COLUMNS),
         }
+        if e.request_id or e.slot is not None or e.position is not None:  # attribution
+            row |= {"request_id": e.request_id, "slot": _text(e.slot), "position": e.position}
         if t["tracked"]:
             row["session_id"] = _text(e.session_id)
             row["device"] = _lower(e.device)

@@ -33,6 +33,7 @@ from serving.spill import SpillLog
 from tailwise.features.online import OnlineFeatures
 from tailwise.features.realtime import realtime_state
 from tailwise.ingest.events import CLEAN_COLUMNS
+from tailwise.ingest.streams import EVENT_LINKS
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +64,14 @@ class WriteResult:
     spilled: int = 0
 
 
-def event_json(event: Mapping[str, Any]) -> str:
-    """The JSON of a clean event as it goes into the stream, recent lists and the outbox."""
-    return json.dumps(
-        {c: (iso(event[c]) if c == "timestamp" else event[c]) for c in CLEAN_COLUMNS},
-        separators=(",", ":"),
-    )
+def event_json(event: Mapping[str, Any], links: bool = False) -> str:
+    """The JSON of a clean event as it goes into the stream, recent lists and the outbox;
+    `links`: with the request id, slot and position it was sent with, when it has them
+    (the stream and the outbox keep them for attribution, the recent lists do not)."""
+    body = {c: (iso(event[c]) if c == "timestamp" else event[c]) for c in CLEAN_COLUMNS}
+    if links:
+        body |= {c: event[c] for c in EVENT_LINKS if event.get(c) is not None}
+    return json.dumps(body, separators=(",", ":"))
 
 
 def event_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,7 +114,7 @@ class EventWriter:
             except UNAVAILABLE as exc:
                 logger.warning("Redis unavailable (%s): spilling %d event(s)", exc, len(events))
                 self._down_until = time.monotonic() + self.cooldown_seconds
-        self.spill.append([json.loads(event_json(e)) for e in events])
+        self.spill.append([json.loads(event_json(e, links=True)) for e in events])
         return WriteResult(len(events), ids, len(events))
 
     def replay(self, max_batch: int = 500) -> int:
@@ -143,7 +146,7 @@ class EventWriter:
         pipe = self.client.pipeline(transaction=False)
         for e in ordered:
             text = event_json(e)
-            pipe.xadd(k.events, {"e": text})
+            pipe.xadd(k.events, {"e": event_json(e, links=True)})
             by_user.setdefault(e["user_id"], []).append((e, text))
         reads: dict[str, int] = {}  # user -> position of the LRANGE reply
         for user, pairs in by_user.items():

@@ -43,6 +43,11 @@ class Keys:
         return f"{self.prefix}served"
 
     @property
+    def exposures(self) -> str:
+        """Stream of experiment exposures (field `x`: JSON row of the exposures table)."""
+        return f"{self.prefix}exposures"
+
+    @property
     def model(self) -> str:
         """The model version replicas should serve."""
         return f"{self.prefix}serving:model"

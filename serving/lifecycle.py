@@ -3,7 +3,8 @@
     start(): a thread that every `interval` seconds
         replays spilled events once Redis takes writes again,
         follows a model switch another replica recorded in Redis (`follow_every` s),
-        reloads item features after a materialisation (`items_every` s)
+        reloads item features after a materialisation (`items_every` s),
+        reads the experiments' bandit weights (serving.experiments)
     switch(version): load and serve another version (a reload, or following one), then
         settle the heap
     stop(): the thread ends
@@ -79,6 +80,9 @@ class Lifecycle:
             wanted = replica.wanted_version()
             if wanted and wanted != replica.graph.bundle.version:
                 self.switch(wanted)
+        experiments = getattr(replica, "experiments", None)
+        if experiments is not None:  # the bandits' weights, every allocation_refresh_seconds
+            experiments.refresh(now)
         if now - self._refreshed > self.items_every:
             self._refreshed = now
             replica.graph.reader.refresh_items()

@@ -51,6 +51,7 @@ class Request:
     timestamp: datetime | None = None
     exclude: tuple[str, ...] = ()
     request_id: str = ""
+    slot: str | None = None  # where the application shows the list (experiment exposures)
 
 
 @dataclass

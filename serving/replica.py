@@ -4,6 +4,7 @@ the model version being served, the event rules and writer, the metrics.
     ServingConfig, Settings --> Replica
         .graph   RecommendGraph of the current version (replaced whole by `load` + `use`)
         .rules   EventRules (consent, time window), .writer EventWriter (Redis or spill)
+        .experiments  ExperimentRouter (serving.experiments), None without experiments
 
 The request path reads Redis through `redis.asyncio` (`aclient`); loading a version, the
 history bootstrap, event writes and the background work use the blocking client (`client`)
@@ -20,9 +21,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from serving.bundle import load_bundle
-from serving.config import ServingConfig
+from serving.config import RulesConfig, ServingConfig
 from serving.event_rules import ConsentBook, EventRules
 from serving.events import EventWriter
+from serving.experiments import build_router
 from serving.features import FeatureReader, check_features
 from serving.graph import RecommendGraph
 from serving.history import bootstrap_history
@@ -58,15 +60,20 @@ class Replica:
         self.graph = self.load(self.wanted_version())
         self.metrics.set_model(self.graph.bundle.version)
         self.rules, self.writer = self._events()
+        self.experiments = build_router(
+            config, self.keys, self.client, self.load, self.metrics.registry
+        )
 
-    def load(self, version: str | None) -> RecommendGraph:
-        """The graph of `version` (default: LATEST), checked against Feast and warmed up."""
+    def load(self, version: str | None, rules: RulesConfig | None = None) -> RecommendGraph:
+        """The graph of `version` (default: LATEST), checked against Feast and warmed up;
+        `rules` replace the configured ones (an experiment's variant)."""
         bundle = load_bundle(version_folder(self.config.models_dir, version))
         reader = FeatureReader(
             self.store, self.client, bundle.ranking_service, list(bundle.item_ids)
         )
         check_features(bundle, reader)
-        graph = RecommendGraph(bundle, reader, self.aclient, self.keys, self.config)
+        config = self.config if rules is None else self.config.model_copy(update={"rules": rules})
+        graph = RecommendGraph(bundle, reader, self.aclient, self.keys, config)
         graph.warm_up()
         return graph
 

@@ -113,9 +113,16 @@ class Routes:
         graph = self.replica.graph  # one graph for the whole request, whatever a reload does
         req = _graph_request(body)
         log = bool(self.log_every) and self.served % self.log_every == 0
-        answer = await graph.recommend(req, log_features=log)
+        experiments = getattr(self.replica, "experiments", None)  # serving.experiments
+        if experiments is None:
+            answer, recorder = await graph.recommend(req, log_features=log), graph
+        else:
+            answer, recorder, routed = await experiments.recommend(graph, req, log)
+            if routed is not None:
+                background.add_task(experiments.log, self.replica.aclient, req, routed)
         self._observe(answer, cached=graph.cache.applies(req))
-        background.add_task(graph.record, req, answer)
+        if recorder is not None:
+            background.add_task(recorder.record, req, answer)
         self.replica.metrics.count("/recommend", 200, time.perf_counter() - started)
         return answer.body
 
@@ -202,4 +209,5 @@ def _graph_request(body: api.RecommendRequest) -> Request:
         timestamp=body.context.timestamp,
         exclude=tuple(body.exclude),
         request_id=uuid.uuid4().hex,
+        slot=body.slot,
     )

@@ -160,7 +160,7 @@ class PosteriorStore:
         pipe.execute()
 
     def read_posteriors(self, experiment: str) -> dict[str, Posterior]:
-        raw = self.client.hgetall(self.posteriors_key(experiment))
+        raw: dict[Any, Any] = self.client.hgetall(self.posteriors_key(experiment))  # type: ignore[assignment]
         found = {}
         for name, body in raw.items():
             data = json.loads(body)

@@ -2,6 +2,8 @@
 
 events stream (field `e`)  -> out_dir/events/event_date=YYYY-MM-DD/served-<id>.parquet
 served stream (field `r`)  -> out_dir/requests/date=YYYY-MM-DD/served-<id>.parquet
+exposures stream (`x`)     -> out_dir/exposures/date=YYYY-MM-DD/served-<id>.parquet
+                              (tailwise.experiments' exposures table; when the names have it)
 
 Each stream is read by the consumer group `offline`. Entries left unacknowledged by a run
 that crashed are handled first (this consumer's own, and others' idle ones are claimed),
@@ -40,12 +42,28 @@ logger = logging.getLogger(__name__)
 
 GROUP = "offline"
 DEFAULT_OUT = Path("data/served")
+# What an API event may carry besides the clean columns: the response it follows, where
+# the item was shown (tailwise.experiments.attribution reads them; null when not sent).
+EVENT_LINKS = ("request_id", "slot", "position")
 EVENTS_SCHEMA = pa.schema(
     [
         pa.field(c, pa.timestamp("us", tz="UTC"))
         if c == "timestamp"
         else pa.field(c, pa.float64() if c in ("value", "price", "weight") else pa.string())
         for c in CLEAN_COLUMNS
+    ]
+    + [("request_id", pa.string()), ("slot", pa.string()), ("position", pa.int64())]
+)
+EXPOSURES_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("user_id", pa.string()),
+        ("experiment", pa.string()),
+        ("variant", pa.string()),
+        ("propensity", pa.float64()),
+        ("slot", pa.string()),
+        ("timestamp", pa.timestamp("us", tz="UTC")),
+        ("exposure_id", pa.string()),  # "<request_id>:<experiment>", the dedup key
     ]
 )
 REQUESTS_SCHEMA = pa.schema(
@@ -83,6 +101,7 @@ class ConsumeResult:
     duplicates: int
     rejected: int = 0
     requests: ConsumeResult | None = None
+    exposures: ConsumeResult | None = None
 
 
 @dataclass(frozen=True)
@@ -99,8 +118,20 @@ class _Table:
 def _event_row(record: dict[str, Any]) -> dict[str, Any]:
     if not record.get("event_id") or not record.get("user_id") or not record.get("item_id"):
         raise ValueError("event without event_id, user_id or item_id")
-    row = {c: record.get(c) for c in CLEAN_COLUMNS}
+    row = {c: record.get(c) for c in (*CLEAN_COLUMNS, *EVENT_LINKS)}
     row["timestamp"] = _time(record.get("timestamp"))
+    position = row["position"]
+    row["position"] = None if position is None else int(position)
+    return row
+
+
+def _exposure_row(record: dict[str, Any]) -> dict[str, Any]:
+    if not record.get("request_id") or not record.get("experiment") or not record.get("variant"):
+        raise ValueError("exposure without request_id, experiment or variant")
+    row = {f.name: record.get(f.name) for f in EXPOSURES_SCHEMA}
+    row["timestamp"] = _time(record.get("timestamp"))
+    row["propensity"] = float(record["propensity"])
+    row["exposure_id"] = f"{record['request_id']}:{record['experiment']}"
     return row
 
 
@@ -139,6 +170,10 @@ def _json(value: Any) -> str | None:
 
 EVENTS = _Table(b"e", "events", "event_date", "event_id", "timestamp", EVENTS_SCHEMA, _event_row)
 REQUESTS = _Table(b"r", "requests", "date", "request_id", "ts", REQUESTS_SCHEMA, _request_row)
+# One exposure per (request, experiment): the key is both, joined.
+EXPOSURES = _Table(
+    b"x", "exposures", "date", "exposure_id", "timestamp", EXPOSURES_SCHEMA, _exposure_row
+)
 
 
 def consume(
@@ -159,8 +194,15 @@ def consume(
     args = (client, Path(out_dir), count, block_ms, consumer, claim_idle_ms)
     events = _consume_stream(keys.events, EVENTS, *args)
     requests = _consume_stream(keys.served, REQUESTS, *args[:3], 0, *args[4:])
+    stream = getattr(keys, "exposures", None)  # experiments' exposures, where named
+    exposures = _consume_stream(stream, EXPOSURES, *args[:3], 0, *args[4:]) if stream else None
     return ConsumeResult(
-        events.read, events.written, events.duplicates, events.rejected, requests=requests
+        events.read,
+        events.written,
+        events.duplicates,
+        events.rejected,
+        requests=requests,
+        exposures=exposures,
     )
 
 
