@@ -34,6 +34,7 @@ from typing import Any
 import redis
 import redis.asyncio
 from prometheus_client import Counter
+from pydantic import ValidationError
 
 from serving.config import RulesConfig, ServingConfig
 from serving.graph import Answer, RecommendGraph, Request
@@ -96,7 +97,14 @@ def rules_for(base: RulesConfig, variant: Variant) -> RulesConfig | None:
     naming the bad rule field."""
     if not variant.rules:
         return None
-    return RulesConfig.model_validate({**base.model_dump(), **variant.rules})
+    try:
+        return RulesConfig.model_validate({**base.model_dump(), **variant.rules})
+    except ValidationError as exc:
+        raise ValueError(
+            "; ".join(
+                f"rules.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+        ) from None
 
 
 class ExperimentRouter:
@@ -142,7 +150,7 @@ class ExperimentRouter:
                 if v.model_version and v.model_version not in self._versions:
                     self._versions[v.model_version] = self.load(v.model_version, None)
 
-    def refresh(self, now: float, client: redis.Redis | None = None) -> None:
+    def refresh(self, now: float) -> None:
         """Read the bandits' weights when `allocation_refresh_seconds` have passed."""
         if self.store is None or now - self._read_at < self.params.allocation_refresh_seconds:
             return
