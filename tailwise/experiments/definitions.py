@@ -182,7 +182,9 @@ class Experiment(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:
         if self.stop is not None and self.stop <= self.start:
-            raise ValueError(f"stop {self.stop.isoformat()} is not after start {self.start}")
+            raise ValueError(
+                f"stop {self.stop.isoformat()} is not after start {self.start.isoformat()}"
+            )
         total = sum(v.weight for v in self.variants)
         if abs(total - 1.0) > WEIGHT_TOLERANCE:
             weights = {v.name: v.weight for v in self.variants}

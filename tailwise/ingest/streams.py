@@ -10,9 +10,11 @@ that crashed are handled first (this consumer's own, and others' idle ones are c
 then new ones. Rows whose id (event_id / request_id) is already in the target partition,
 or repeated in the batch, are dropped; the file is written under a temporary name and
 renamed, then the entries are acknowledged. A crash anywhere in between only means the
-same entries are read again and found to be duplicates. Event files have the same columns
-and types as the clean events, so training reads data/clean and data/served alike, and a
-re-ingest joins them to the clean events (served.py).
+same entries are read again and found to be duplicates. Event files have the columns and
+types of the clean events, so training reads data/clean and data/served alike, and a
+re-ingest joins them to the clean events (served.py); after them come the links an API
+event may carry (request_id, slot, position; null when not sent), which experiment
+attribution reads (tailwise.experiments.attribution).
 
 The serving app writes the streams (serving.events, serving.graph) and names them
 (serving.keys.Keys); this module only reads them, so it needs the two names, not serving.

@@ -171,3 +171,10 @@ def test_params_have_an_experiments_section(tmp_path: Path) -> None:
     path.write_text("experiments: {attribution_hours: 12, allocation_refresh_seconds: 5}\n")
     params = load_params(path).experiments
     assert params.attribution_hours == 12 and params.dir == Path("experiments")
+
+
+def test_the_committed_examples_parse() -> None:
+    examples = Path(__file__).resolve().parents[2] / "experiments" / "examples"
+    found = load_definitions(examples)
+    assert [e.name for e in found.experiments] == ["homepage_ranker"]
+    assert found.experiments[0].variant("popular").type == "holdout"

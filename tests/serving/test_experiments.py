@@ -283,3 +283,32 @@ def test_exposures_and_linked_events_become_outcomes_and_posteriors(
 def test_no_folder_means_no_router(tmp_path: Path) -> None:
     config = ServingConfig(models_dir=tmp_path, params_path=tmp_path / "params.yaml")
     assert build_router(config, Keys("unit"), None, lambda v, r: None) is None  # type: ignore[arg-type]
+
+
+def test_the_validate_command_lists_good_definitions_and_names_a_bad_field(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from serving.commands import register
+    from tailwise.cli import app as cli
+    from tailwise.console import EXIT_BAD_INPUT
+
+    register(cli)
+    config = folder_with(tmp_path, EXPERIMENT)
+    args = [
+        "experiments",
+        "validate",
+        "--params",
+        str(config.params_path),
+        "--models",
+        str(tmp_path),
+    ]
+    good = CliRunner().invoke(cli, args)
+    assert good.exit_code == 0, good.output
+    assert "home: layer home [0, 1)" in good.output and "1 experiment(s) valid" in good.output
+    bad = {**EXPERIMENT, "name": "other", "salt": "other-salt", "stop": "2025-01-01"}
+    (tmp_path / "experiments" / "other.yaml").write_text(yaml.safe_dump(bad))
+    failed = CliRunner().invoke(cli, args)
+    text = failed.output.replace("\n", "")  # the console wraps long lines
+    assert failed.exit_code == EXIT_BAD_INPUT
+    assert "other.yaml: experiment: stop 2025-01-01T00:00:00+00:00 is not after start" in text
+    assert "Traceback" not in text
