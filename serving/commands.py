@@ -402,6 +402,9 @@ def _describe(result: ConsumeResult, out: Path) -> str:
         f"duplicates {result.duplicates:,}; requests: read {req.read:,}, "
         f"[green]written {req.written:,}[/green], duplicates {req.duplicates:,} -> {out}"
     )
+    if result.exposures is not None:
+        exp = result.exposures
+        text += f"; exposures: read {exp.read:,}, [green]written {exp.written:,}[/green]"
     rejected = result.rejected + req.rejected
     if rejected:
         text += f" [yellow]({rejected:,} unreadable entries in {out / 'rejected'})[/yellow]"
