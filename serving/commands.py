@@ -337,11 +337,10 @@ def _refresh_bandits(client: Any, keys: Any, out: Path, params_path: Path) -> st
     import pandas as pd
 
     from tailwise.experiments.attribution import attribute, empty_outcomes, read_table
-    from tailwise.experiments.definitions import load_definitions
+    from tailwise.experiments.definitions import load_definitions, load_experiments_params
     from tailwise.experiments.posteriors import PosteriorStore, refresh_posteriors
-    from tailwise.params import load_params
 
-    params = load_params(params_path).experiments
+    params = load_experiments_params(params_path)
     folder = params.dir if params.dir.is_absolute() else params_path.parent / params.dir
     definitions = load_definitions(folder)
     bandits = [e for e in definitions.experiments if e.bandit is not None]

@@ -47,9 +47,9 @@ from tailwise.experiments.definitions import (
     ExperimentsParams,
     Variant,
     load_definitions,
+    load_experiments_params,
 )
 from tailwise.experiments.posteriors import PosteriorStore
-from tailwise.params import load_params
 
 logger = logging.getLogger("tailwise.serving")
 EXPOSURES_MAXLEN = 1_000_000
@@ -76,7 +76,7 @@ class Routed:
 
 def experiments_params(config: ServingConfig) -> ExperimentsParams:
     """params.yaml `experiments:`; the folder relative to the params file."""
-    params = load_params(config.params_path).experiments
+    params = load_experiments_params(config.params_path)
     folder = params.dir if params.dir.is_absolute() else config.params_path.parent / params.dir
     return params.model_copy(update={"dir": folder})
 

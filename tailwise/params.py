@@ -12,7 +12,6 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tailwise.experiments.definitions import ExperimentsParams
 from tailwise.features.config import FeaturesParams
 from tailwise.repeats import RecommendParams
 from tailwise.synthetic.config import GenerateConfig
@@ -90,7 +89,6 @@ class Params(BaseModel):
     ingest: IngestParams = Field(default_factory=IngestParams)
     features: FeaturesParams = Field(default_factory=FeaturesParams)
     recommend: RecommendParams = Field(default_factory=RecommendParams)
-    experiments: ExperimentsParams = Field(default_factory=ExperimentsParams)
 
 
 def load_params(path: Path) -> Params:

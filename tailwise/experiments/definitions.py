@@ -37,6 +37,8 @@ from pydantic import (
     model_validator,
 )
 
+from tailwise.params import ParamsError, load_params
+
 NAME = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
 WEIGHT_TOLERANCE = 1e-6
 VARIANT_TYPES = ("treatment", "holdout")
@@ -225,6 +227,16 @@ class ExperimentsParams(BaseModel):
     )
     thompson_draws: int = Field(10_000, ge=100, description="Posterior draws per allocation.")
     seed: int = 0
+
+
+def load_experiments_params(path: Path) -> ExperimentsParams:
+    """params.yaml's `experiments:` section (defaults when missing); the stage sections of
+    tailwise.params stay apart, so DVC stages do not depend on this module."""
+    section = (load_params(path).model_extra or {}).get("experiments") or {}
+    try:
+        return ExperimentsParams.model_validate(section)
+    except ValidationError as exc:
+        raise ParamsError(f"{path}: experiments.{_describe(exc)}") from exc
 
 
 class Definitions(BaseModel):

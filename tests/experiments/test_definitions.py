@@ -15,8 +15,9 @@ from tailwise.experiments.definitions import (
     CANDIDATE_SOURCES,
     DefinitionError,
     load_definitions,
+    load_experiments_params,
 )
-from tailwise.params import load_params
+from tailwise.params import ParamsError
 
 GOOD: dict[str, Any] = {
     "name": "homepage_ranker",
@@ -169,8 +170,13 @@ def test_the_known_sources_are_the_candidate_packages_own() -> None:
 def test_params_have_an_experiments_section(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("experiments: {attribution_hours: 12, allocation_refresh_seconds: 5}\n")
-    params = load_params(path).experiments
+    params = load_experiments_params(path)
     assert params.attribution_hours == 12 and params.dir == Path("experiments")
+    path.write_text("experiments: {attribution_hours: -1}\n")
+    with pytest.raises(
+        ParamsError, match=r"experiments\.attribution_hours: Input should be greater"
+    ):
+        load_experiments_params(path)
 
 
 def test_the_committed_examples_parse() -> None:
