@@ -2,8 +2,9 @@
 
     experiments/*.yaml (tailwise.experiments.definitions), checked at replica start
     request --assign (salted hashes of the user id; the bandit's weights when stored)-->
-        one assignment per layer the user is in; the first (by layer name) is the one
-        the response names, every one is logged
+        one assignment per layer the user is in; the response names the one whose
+        change is applied (a holdout in any layer, else the first layer's by name), and
+        every one is logged
       holdout variant    --> the popular list for the context (no personalisation)
       treatment variant  --> the graph of its model version and rules: a version's bundle
                              loaded once per replica at start, a rules override built on
@@ -63,14 +64,14 @@ class Routed:
 
     assignments: list[Assignment]
     variant: Variant
+    applied: Assignment  # the assignment whose variant's change the answer has
 
     @property
     def fields(self) -> dict[str, Any]:
-        first = self.assignments[0]
         return {
-            "experiment": first.experiment,
-            "variant": first.variant,
-            "propensity": first.propensity,
+            "experiment": self.applied.experiment,
+            "variant": self.applied.variant,
+            "propensity": self.applied.propensity,
         }
 
 
@@ -169,8 +170,9 @@ class ExperimentRouter:
             return None
         found.sort(key=lambda a: self.definitions.by_name(a.experiment).layer)
         variants = [self.definitions.by_name(a.experiment).variant(a.variant) for a in found]
-        holdout = next((v for v in variants if v.type == "holdout"), None)
-        return Routed(found, holdout or variants[0])
+        # A holdout in any layer wins (no personalisation at all); else the first layer's.
+        pick = next((n for n, v in enumerate(variants) if v.type == "holdout"), 0)
+        return Routed(found, variants[pick], found[pick])
 
     def graph_for(self, variant: Variant, served: RecommendGraph) -> RecommendGraph:
         graph = self._versions.get(variant.model_version or "", served)

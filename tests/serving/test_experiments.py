@@ -312,3 +312,25 @@ def test_the_validate_command_lists_good_definitions_and_names_a_bad_field(tmp_p
     assert failed.exit_code == EXIT_BAD_INPUT
     assert "other.yaml: experiment: stop 2025-01-01T00:00:00+00:00 is not after start" in text
     assert "Traceback" not in text
+
+
+def test_a_holdout_in_another_layer_wins_and_the_response_names_it(tmp_path: Path) -> None:
+    global_holdout = {
+        "name": "global",
+        "salt": "global-salt",
+        "layer": "aaa-global",
+        "start": "2026-01-01",
+        "variants": [
+            {"name": "personal", "weight": 0.5},
+            {"name": "none", "type": "holdout", "weight": 0.5},
+        ],
+    }
+    r = router(folder_with(tmp_path, EXPERIMENT, global_holdout), Keys("unit"))
+    now = datetime.now(UTC)
+    routes = [r.route(f"user-{n}", now) for n in range(200)]
+    both = [x for x in routes if x is not None and len(x.assignments) == 2]
+    held = [x for x in both if any(a.variant == "none" for a in x.assignments)]
+    assert held and all(x.variant.type == "holdout" for x in held)
+    assert all(x.fields["experiment"] == "global" and x.fields["variant"] == "none" for x in held)
+    home_holdout = [x for x in both if x not in held and x.variant.type == "holdout"]
+    assert all(x.fields["experiment"] == "home" for x in home_holdout)
