@@ -55,7 +55,7 @@ from tailwise.experiments.posteriors import PosteriorStore
 logger = logging.getLogger("tailwise.serving")
 EXPOSURES_MAXLEN = 1_000_000
 RULE_GRAPHS = 32  # rules-override graphs kept per replica (a reload makes new ones)
-GraphLoader = Callable[[str | None, RulesConfig | None], RecommendGraph]
+GraphLoader = Callable[[str], RecommendGraph]  # a model version's graph (Replica.load)
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ class ExperimentRouter:
         for e in self.definitions.experiments:
             for v in e.variants:
                 if v.model_version and v.model_version not in self._versions:
-                    self._versions[v.model_version] = self.load(v.model_version, None)
+                    self._versions[v.model_version] = self.load(v.model_version)
 
     def refresh(self, now: float) -> None:
         """Read the bandits' weights when `allocation_refresh_seconds` have passed."""

@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from serving.bundle import load_bundle
-from serving.config import RulesConfig, ServingConfig
+from serving.config import ServingConfig
 from serving.event_rules import ConsentBook, EventRules
 from serving.events import EventWriter
 from serving.experiments import build_router
@@ -64,16 +64,14 @@ class Replica:
             config, self.keys, self.client, self.load, self.metrics.registry
         )
 
-    def load(self, version: str | None, rules: RulesConfig | None = None) -> RecommendGraph:
-        """The graph of `version` (default: LATEST), checked against Feast and warmed up;
-        `rules` replace the configured ones (an experiment's variant)."""
+    def load(self, version: str | None) -> RecommendGraph:
+        """The graph of `version` (default: LATEST), checked against Feast and warmed up."""
         bundle = load_bundle(version_folder(self.config.models_dir, version))
         reader = FeatureReader(
             self.store, self.client, bundle.ranking_service, list(bundle.item_ids)
         )
         check_features(bundle, reader)
-        config = self.config if rules is None else self.config.model_copy(update={"rules": rules})
-        graph = RecommendGraph(bundle, reader, self.aclient, self.keys, config)
+        graph = RecommendGraph(bundle, reader, self.aclient, self.keys, self.config)
         graph.warm_up()
         return graph
 

@@ -108,8 +108,8 @@ def router(
     definitions = check_definitions(config)
     from serving.experiments import experiments_params
 
-    def load(version: str | None, rules: Any) -> Any:
-        return Graph(version or "v1")
+    def load(version: str) -> Any:
+        return Graph(version)
 
     made = ExperimentRouter(definitions, experiments_params(config), keys, config, load, store)
     if stand_in_rules:  # a rules variant's graph: a stand-in too
@@ -282,7 +282,7 @@ def test_exposures_and_linked_events_become_outcomes_and_posteriors(
 
 def test_no_folder_means_no_router(tmp_path: Path) -> None:
     config = ServingConfig(models_dir=tmp_path, params_path=tmp_path / "params.yaml")
-    assert build_router(config, Keys("unit"), None, lambda v, r: None) is None  # type: ignore[arg-type]
+    assert build_router(config, Keys("unit"), None, lambda v: None) is None  # type: ignore[arg-type]
 
 
 def test_the_validate_command_lists_good_definitions_and_names_a_bad_field(tmp_path: Path) -> None:
@@ -334,3 +334,33 @@ def test_a_holdout_in_another_layer_wins_and_the_response_names_it(tmp_path: Pat
     assert all(x.fields["experiment"] == "global" and x.fields["variant"] == "none" for x in held)
     home_holdout = [x for x in both if x not in held and x.variant.type == "holdout"]
     assert all(x.fields["experiment"] == "home" for x in home_holdout)
+
+
+def test_a_variants_model_version_is_loaded_once_per_replica(tmp_path: Path) -> None:
+    (tmp_path / "models" / "v2").mkdir(parents=True)
+    (tmp_path / "models" / "v2" / "manifest.json").write_text("{}")
+    pinned = {
+        **EXPERIMENT,
+        "variants": [
+            {"name": "a", "weight": 0.5},
+            {"name": "b", "weight": 0.5, "model_version": "v2"},
+        ],
+    }
+    config = folder_with(tmp_path, pinned)
+    loaded: list[str] = []
+
+    def load(version: str) -> Any:
+        loaded.append(version)
+        return Graph(version)
+
+    from serving.experiments import experiments_params
+
+    r = ExperimentRouter(
+        check_definitions(config), experiments_params(config), Keys("unit"), config, load, None
+    )
+    r.load_versions()
+    r.load_versions()
+    served = Graph()
+    b = r.definitions.experiments[0].variant("b")
+    assert r.graph_for(b, served).bundle.version == "v2" and loaded == ["v2"]  # type: ignore[arg-type]
+    assert r.graph_for(r.definitions.experiments[0].variant("a"), served) is served  # type: ignore[arg-type]
