@@ -31,6 +31,7 @@ from serving.metrics import ServingMetrics
 from serving.spill import SpillLog
 from tailwise.features.store import open_store
 from tailwise.params import load_params
+from tailwise.redis_server import durability
 from tailwise.settings import Settings
 from tailwise.versions import version_folder
 
@@ -58,6 +59,9 @@ class Replica:
         self.graph = self.load(self.wanted_version())
         self.metrics.set_model(self.graph.bundle.version)
         self.rules, self.writer = self._events()
+        self.metrics.watch_streams(
+            self.client, {"events": self.keys.events, "served": self.keys.served}
+        )
 
     def load(self, version: str | None) -> RecommendGraph:
         """The graph of `version` (default: LATEST), checked against Feast and warmed up."""
@@ -120,4 +124,17 @@ class Replica:
         categories = dict(zip(items["item_id"], items["category"], strict=True))
         spill = SpillLog(self.config.spill_dir / self.keys.project)
         writer = EventWriter(self.client, self.keys, self.graph.reader.users, categories, spill)
+        writer.wait_aof_ms = _wait_aof_ms(self.client, self.config.redis_timeout_seconds)
         return EventRules(params, consent), writer
+
+
+def _wait_aof_ms(client: redis.Redis, timeout_s: float) -> int | None:
+    """WAITAOF's timeout when the server needs it for durable writes (AOF on, fsync not
+    per write, Redis >= 7.2), else None."""
+    try:
+        found = durability(client)
+    except redis.RedisError:
+        return None
+    if found.appendonly and found.appendfsync != "always" and found.waitaof:
+        return max(1, int(timeout_s * 1000))
+    return None

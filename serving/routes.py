@@ -157,7 +157,8 @@ class Routes:
 
     async def metrics(self) -> Response:
         """Prometheus text format."""
-        return Response(self.replica.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        text = await asyncio.to_thread(self.replica.metrics.render)  # reads the streams
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     async def reload(self, body: api.ReloadRequest | None = None) -> dict[str, Any]:
         """Switch to another model version; requests keep being answered meanwhile."""

@@ -12,6 +12,11 @@ same entries are read again and found to be duplicates. Event files have the sam
 and types as the clean events, so training reads data/clean and data/served alike, and a
 re-ingest joins them to the clean events (served.py).
 
+Once a batch is committed (written and acknowledged), the stream is trimmed up to the
+oldest entry some consumer group still needs (`trim_committed`: XTRIM MINID), so a stream
+holds only what is not yet in Parquet and its length stays bounded while a consumer runs.
+`stream_state` (length, pending, lag) is what /metrics shows of it.
+
 The serving app writes the streams (serving.events, serving.graph) and names them
 (serving.keys.Keys); this module only reads them, so it needs the two names, not serving.
 """
@@ -200,6 +205,7 @@ def _consume_stream(
     if rejected:
         _set_aside(rejected, table, out_dir)
     client.xack(stream, GROUP, *ids)
+    trim_committed(client, stream)
     return ConsumeResult(len(entries), written, len(rows) - written, len(rejected))
 
 
@@ -272,3 +278,62 @@ def _text(raw: Any) -> str | None:
     if isinstance(raw, bytes):
         return raw.decode(errors="replace")
     return None if raw is None else str(raw)
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """A stream's entries, and of the offline group: delivered but not acknowledged
+    (pending) and not yet delivered (lag; None when Redis cannot tell)."""
+
+    length: int
+    pending: int
+    lag: int | None
+
+
+def _id(value: Any) -> tuple[int, int]:
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def committed_floor(client: redis.Redis, stream: str) -> str | None:
+    """The oldest entry id any consumer group of `stream` still needs: its oldest pending
+    entry, or the one after its last delivered; None without groups (nothing is trimmed
+    when no consumer has committed anything)."""
+    groups: Any = client.xinfo_groups(stream)
+    floors = []
+    for group in groups:
+        if group["pending"]:
+            summary: Any = client.xpending(stream, group["name"])
+            floors.append(_id(summary["min"]))
+        else:
+            ms, seq = _id(group["last-delivered-id"])
+            floors.append((ms, seq + 1))
+    if not floors:
+        return None
+    ms, seq = min(floors)
+    return f"{ms}-{seq}"
+
+
+def trim_committed(client: redis.Redis, stream: str) -> int:
+    """Delete the entries every consumer group has acknowledged (they are in Parquet);
+    returns how many went."""
+    floor = committed_floor(client, stream)
+    if floor is None:
+        return 0
+    return int(client.xtrim(stream, minid=floor, approximate=False))  # type: ignore[arg-type]
+
+
+def stream_state(client: redis.Redis, stream: str, group: str = GROUP) -> StreamState:
+    """Length of `stream` and the offline group's pending count and lag (Redis >= 7)."""
+    length = int(client.xlen(stream))  # type: ignore[arg-type]
+    try:
+        groups: Any = client.xinfo_groups(stream)
+    except ResponseError:  # no such stream yet
+        return StreamState(length, 0, length)
+    for info in groups:
+        name = info["name"]
+        if (name.decode() if isinstance(name, bytes) else name) == group:
+            lag = info.get("lag")
+            return StreamState(length, int(info["pending"]), None if lag is None else int(lag))
+    return StreamState(length, 0, length)  # no consumer yet: everything waits
