@@ -92,6 +92,11 @@ class ServingConfig(BaseModel):
         description="A Redis that can lose acknowledged events (no append-only file, or"
         " fsync less often than per write without WAITAOF): refuse to serve, or warn.",
     )
+    personal_ids: Literal["refuse", "pseudonymise"] = Field(
+        "refuse",
+        description="A user id that is an e-mail address or phone number: refuse it (422),"
+        " or replace it by its keyed pseudonym (needs TAILWISE_HMAC_KEY, as ingestion).",
+    )
     rules: RulesConfig = Field(default_factory=RulesConfig)
     api_keys: list[str] = Field(
         default_factory=list,

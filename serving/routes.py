@@ -38,6 +38,7 @@ from serving.errors import (
 from serving.event_rules import EventRejected
 from serving.graph import Answer, Request
 from serving.lifecycle import Lifecycle
+from serving.personal import PersonalIds
 from serving.replica import Replica
 from tailwise.versions import ModelNotFoundError, version_folder
 
@@ -100,6 +101,7 @@ class Routes:
 
     def __init__(self, replica: Replica, lifecycle: Lifecycle) -> None:
         self.replica, self.lifecycle = replica, lifecycle
+        self.personal = PersonalIds.for_replica(replica)
         self.served = 0
         sample = replica.config.log_feature_sample
         self.log_every = round(1 / sample) if sample else 0
@@ -111,7 +113,7 @@ class Routes:
         started = time.perf_counter()
         self.served += 1
         graph = self.replica.graph  # one graph for the whole request, whatever a reload does
-        req = _graph_request(body)
+        req = _graph_request(self.personal.recommend(body))
         log = bool(self.log_every) and self.served % self.log_every == 0
         answer = await graph.recommend(req, log_features=log)
         self._observe(answer, cached=graph.cache.applies(req))
@@ -123,7 +125,7 @@ class Routes:
         """One event, a list of them or {"events": [...]}: durably appended, real-time
         features updated."""
         started = time.perf_counter()
-        replica, events = self.replica, api.events_of(body)
+        replica, events = self.replica, self.personal.events(api.events_of(body))
         try:
             clean = replica.rules.clean(events, datetime.now(UTC))
         except EventRejected as exc:
