@@ -249,6 +249,9 @@ def consume(
         float, typer.Option(min=0.1, help="Seconds between passes when looping.")
     ] = 30.0,
     count: Annotated[int, typer.Option(min=1, help="Stream entries per batch.")] = 5000,
+    data: Annotated[
+        Path, typer.Option(help="Clean data, whose erasure ledger (erasures.parquet) is read.")
+    ] = Path("data/clean"),
 ) -> None:
     """Append served events (and the request log) to Parquet, idempotently by id.
 
@@ -260,8 +263,10 @@ def consume(
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from serving.keys import Keys
+    from tailwise.erasure import erased_filter
     from tailwise.features.store import repo_config
     from tailwise.ingest.streams import consume as consume_batch
+    from tailwise.privacy import load_key
     from tailwise.settings import Settings
 
     with errors():
@@ -271,7 +276,13 @@ def consume(
         try:
             while True:
                 try:
-                    totals = _drain(lambda: consume_batch(client, keys, out, count=count))
+                    # Erased people's entries are dropped (the ledger is read each pass).
+                    erased = erased_filter(client, keys.project, [data], lambda: load_key(settings))
+                    totals = _drain(
+                        lambda erased=erased: consume_batch(  # type: ignore[misc]
+                            client, keys, out, count=count, erased=erased
+                        )
+                    )
                 except RedisConnectionError as exc:
                     if once:
                         raise
@@ -298,7 +309,12 @@ def _drain(step: Callable[[], ConsumeResult]) -> ConsumeResult:
         events, requests = _add(events, result), _add(requests, result.requests or zero)
         if not result.read and not (result.requests or zero).read:
             return ConsumeResult(
-                events.read, events.written, events.duplicates, events.rejected, requests
+                events.read,
+                events.written,
+                events.duplicates,
+                events.rejected,
+                requests,
+                erased=events.erased,
             )
 
 
@@ -310,6 +326,7 @@ def _add(a: ConsumeResult, b: ConsumeResult) -> ConsumeResult:
         a.written + b.written,
         a.duplicates + b.duplicates,
         a.rejected + b.rejected,
+        erased=a.erased + b.erased,
     )
 
 
@@ -322,6 +339,8 @@ def _describe(result: ConsumeResult, out: Path) -> str:
         f"duplicates {result.duplicates:,}; requests: read {req.read:,}, "
         f"[green]written {req.written:,}[/green], duplicates {req.duplicates:,} -> {out}"
     )
+    if result.erased:
+        text += f" ({result.erased:,} events of erased people dropped)"
     rejected = result.rejected + req.rejected
     if rejected:
         text += f" [yellow]({rejected:,} unreadable entries in {out / 'rejected'})[/yellow]"

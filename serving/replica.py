@@ -29,9 +29,12 @@ from serving.history import bootstrap_history
 from serving.keys import Keys
 from serving.metrics import ServingMetrics
 from serving.spill import SpillLog
+from tailwise.erasure import record_online
+from tailwise.features.online import erase_online
 from tailwise.features.store import open_store
 from tailwise.params import load_params
-from tailwise.redis_server import durability
+from tailwise.privacy import load_key
+from tailwise.redis_server import durability, rewrite_persistence
 from tailwise.settings import Settings
 from tailwise.versions import version_folder
 
@@ -104,6 +107,20 @@ class Replica:
             logger.warning(
                 "could not record model %s in Redis; other replicas keep theirs", version
             )
+
+    def forget(self, user_id: str) -> dict[str, int]:
+        """Erase a person from this replica's online side: recorded in the erasure ledger
+        first (the consumer then drops what is left), then Redis (features, history,
+        caches, stream entries), the spill log and the answers kept in memory. Raises
+        PrivacyError without a pseudonymisation key (the ledger needs it)."""
+        ids = sorted({user_id, self.rules.consent.resolve(user_id)})
+        record_online(self.client, self.keys.project, ids, load_key(self.settings))
+        online = erase_online(self.client, self.keys.project, ids)
+        spilled = self.writer.spill.forget(ids)
+        for user in ids:
+            self.graph.last.answers.pop(user, None)
+        rewrite_persistence(self.client)
+        return {"online_removed": online, "spill_removed": spilled}
 
     async def close(self) -> None:
         await self.aclient.aclose()

@@ -40,6 +40,7 @@ from serving.graph import Answer, Request
 from serving.lifecycle import Lifecycle
 from serving.personal import PersonalIds
 from serving.replica import Replica
+from tailwise.privacy import PrivacyError
 from tailwise.versions import ModelNotFoundError, version_folder
 
 
@@ -88,6 +89,12 @@ def _register(app: FastAPI, routes: Routes, keys: ApiKeys) -> None:
         response_class=Response,
         responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
     )(routes.metrics)
+    app.delete(
+        "/users/{user_id}",
+        response_model=api.ErasureResponse,
+        dependencies=[key],  # the admin scope
+        responses={**errors, 503: {**ERROR, "description": "No pseudonymisation key"}},
+    )(routes.forget)
     app.post(
         "/admin/reload",
         response_model=api.ReloadResponse,
@@ -180,6 +187,17 @@ class Routes:
             "model_version": self.replica.graph.bundle.version,
             "seconds": round(time.perf_counter() - started, 3),
         }
+
+    async def forget(self, user_id: str) -> dict[str, Any]:
+        """Erase a person online (Redis, caches, unconsumed streams, spill log) and record
+        the erasure so a replay or an ingest cannot bring them back."""
+        user = self.personal.user(user_id)
+        try:
+            removed = await asyncio.to_thread(self.replica.forget, user)
+        except PrivacyError as exc:
+            raise HTTPException(503, {"error": str(exc)}) from exc
+        offline = f"run `tailwise forget --user {user_id}` for the tables and the DVC cache"
+        return {"user_id": user, **removed, "offline": offline}
 
     def _observe(self, answer: Answer, cached: bool) -> None:
         metrics = self.replica.metrics

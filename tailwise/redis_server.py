@@ -107,6 +107,21 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def rewrite_persistence(client: redis.Redis) -> None:
+    """Rewrite the server's files after an erasure: the append-only file (and an RDB
+    snapshot, when configured) still hold the erased writes until rewritten."""
+    found = durability(client)
+    config: dict[Any, Any] = client.config_get("save")  # type: ignore[assignment]
+    for command, wanted in (("BGREWRITEAOF", found.appendonly), ("BGSAVE", any(config.values()))):
+        if not wanted:
+            continue
+        try:
+            client.execute_command(command, *(["SCHEDULE"] if command == "BGSAVE" else []))
+        except redis.ResponseError as exc:  # one is running: ask again once it is done
+            if "in progress" not in str(exc):
+                raise
+
+
 def redis_alive(url: str, timeout: float = 0.5) -> bool:
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)

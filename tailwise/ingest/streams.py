@@ -68,6 +68,10 @@ REQUESTS_SCHEMA = pa.schema(
 )
 
 
+# user_id Series -> boolean Series: which rows belong to erased people.
+Erased = Callable[[pd.Series], pd.Series]
+
+
 class StreamNames(Protocol):
     """The Redis keys of the two streams (serving.keys.Keys has them)."""
 
@@ -88,6 +92,7 @@ class ConsumeResult:
     duplicates: int
     rejected: int = 0
     requests: ConsumeResult | None = None
+    erased: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,18 +159,27 @@ def consume(
     block_ms: int = 0,
     consumer: str = "offline-1",
     claim_idle_ms: int = 60_000,
+    erased: Erased | None = None,
 ) -> ConsumeResult:
     """One batch (up to `count` entries) of each stream into Parquet under `out_dir`.
+
+    `erased` marks the user ids of erased people (tailwise.erasure's ledger): their entries
+    are acknowledged and dropped, never written.
 
     block_ms > 0 waits that long for new events when there are none (0: do not wait).
     Entries another consumer read but did not acknowledge for `claim_idle_ms` are taken
     over (a crashed consumer's work).
     """
-    args = (client, Path(out_dir), count, block_ms, consumer, claim_idle_ms)
+    args = (client, Path(out_dir), count, block_ms, consumer, claim_idle_ms, erased)
     events = _consume_stream(keys.events, EVENTS, *args)
     requests = _consume_stream(keys.served, REQUESTS, *args[:3], 0, *args[4:])
     return ConsumeResult(
-        events.read, events.written, events.duplicates, events.rejected, requests=requests
+        events.read,
+        events.written,
+        events.duplicates,
+        events.rejected,
+        requests=requests,
+        erased=events.erased,
     )
 
 
@@ -178,6 +192,7 @@ def _consume_stream(
     block_ms: int,
     consumer: str,
     claim_idle_ms: int,
+    erased: Erased | None = None,
 ) -> ConsumeResult:
     _ensure_group(client, stream)
     # Crashed consumers' entries become this consumer's, then appear among its pending ones.
@@ -201,12 +216,17 @@ def _consume_stream(
             rejected.append({"id": entry_id.decode(), "raw": _text(raw), "problem": str(exc)})
             continue
         rows.append({**row, "_stream_id": entry_id.decode()})
-    written = _write(pd.DataFrame(rows), table, out_dir) if rows else 0
+    frame, dropped = pd.DataFrame(rows), 0
+    if erased is not None and len(frame):
+        gone = erased(frame["user_id"]).to_numpy(dtype=bool)
+        frame, dropped = frame.loc[~gone], int(gone.sum())
+    written = _write(frame, table, out_dir) if len(frame) else 0
     if rejected:
         _set_aside(rejected, table, out_dir)
     client.xack(stream, GROUP, *ids)
     trim_committed(client, stream)
-    return ConsumeResult(len(entries), written, len(rows) - written, len(rejected))
+    duplicates = len(rows) - dropped - written
+    return ConsumeResult(len(entries), written, duplicates, len(rejected), erased=dropped)
 
 
 def _ensure_group(client: redis.Redis, stream: str) -> None:
