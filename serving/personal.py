@@ -17,6 +17,7 @@ from fastapi import HTTPException
 
 from serving import api
 from tailwise.privacy import load_key, personal_kind, pseudonym
+from tailwise.settings import Settings
 
 
 class PersonalIds:
@@ -30,7 +31,7 @@ class PersonalIds:
     @classmethod
     def for_replica(cls, replica: Any) -> PersonalIds:
         mode = replica.config.personal_ids
-        return cls(mode, load_key(replica.settings) if mode == "pseudonymise" else None)
+        return cls(mode, replica_key(replica.settings) if mode == "pseudonymise" else None)
 
     def user(self, value: str, field: str = "user_id") -> str:
         """The id to use for `value`: itself, its pseudonym, or a 422 naming `field`."""
@@ -64,3 +65,14 @@ class PersonalIds:
                 event if user == event.user_id else event.model_copy(update={"user_id": user})
             )
         return out
+
+
+def replica_key(settings: Settings) -> bytes:
+    """The pseudonymisation key in a replica: the app hands replicas settings without the
+    key (serving.app.build), so it comes from this process's environment, as ingestion's."""
+    if settings.hmac_key is None and settings.hmac_key_file is None:
+        env = Settings()
+        settings = settings.model_copy(
+            update={"hmac_key": env.hmac_key, "hmac_key_file": env.hmac_key_file}
+        )
+    return load_key(settings)

@@ -28,12 +28,12 @@ from serving.graph import RecommendGraph
 from serving.history import bootstrap_history
 from serving.keys import Keys
 from serving.metrics import ServingMetrics
+from serving.personal import replica_key
 from serving.spill import SpillLog
 from tailwise.erasure import record_online
 from tailwise.features.online import erase_online
 from tailwise.features.store import open_store
 from tailwise.params import load_params
-from tailwise.privacy import load_key
 from tailwise.redis_server import durability, rewrite_persistence
 from tailwise.settings import Settings
 from tailwise.versions import version_folder
@@ -114,7 +114,7 @@ class Replica:
         caches, stream entries), the spill log and the answers kept in memory. Raises
         PrivacyError without a pseudonymisation key (the ledger needs it)."""
         ids = sorted({user_id, self.rules.consent.resolve(user_id)})
-        record_online(self.client, self.keys.project, ids, load_key(self.settings))
+        record_online(self.client, self.keys.project, ids, replica_key(self.settings))
         online = erase_online(self.client, self.keys.project, ids)
         spilled = self.writer.spill.forget(ids)
         for user in ids:

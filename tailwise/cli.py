@@ -346,6 +346,9 @@ def load_plugins() -> None:
 
 
 def main() -> None:
+    from tailwise.quiet import quiet_third_party
+
+    quiet_third_party()
     load_plugins()
     app()
 

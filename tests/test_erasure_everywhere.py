@@ -73,7 +73,9 @@ def _stores(repo: Path, version: int) -> None:
     (model / "metrics.json").write_text(json.dumps(per_user))
     reports = repo / "monitoring/reports"
     reports.mkdir(parents=True, exist_ok=True)
-    (reports / "summary.md").write_text(f"| user | n |\n|---|---|\n| {PERSON} | 3 |\n| {OTHER} | 1 |\n")
+    (reports / "summary.md").write_text(
+        f"| user | n |\n|---|---|\n| {PERSON} | 3 |\n| {OTHER} | 1 |\n"
+    )
 
 
 def test_forget_leaves_no_trace_in_any_store(

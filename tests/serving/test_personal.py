@@ -89,7 +89,7 @@ def test_personal_ids_are_pseudonymised_when_configured(
 ) -> None:
     import serving.personal
 
-    monkeypatch.setattr(serving.personal, "load_key", lambda _settings: SECRET)
+    monkeypatch.setattr(serving.personal, "replica_key", lambda _settings: SECRET)
     for client in _client(tmp_path, "pseudonymise"):
         assert client.post("/recommend", json={"user_id": "alice@example.com"}).status_code == 200
         (asked,) = client.replica.graph.asked  # type: ignore[attr-defined]
