@@ -19,9 +19,10 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -188,7 +189,9 @@ class Routes:
             "seconds": round(time.perf_counter() - started, 3),
         }
 
-    async def forget(self, user_id: str) -> dict[str, Any]:
+    async def forget(
+        self, user_id: Annotated[str, PathParam(min_length=1, max_length=128)]
+    ) -> dict[str, Any]:
         """Erase a person online (Redis, caches, unconsumed streams, spill log) and record
         the erasure so a replay or an ingest cannot bring them back."""
         user = self.personal.user(user_id)

@@ -95,3 +95,20 @@ def test_personal_ids_are_pseudonymised_when_configured(
         (asked,) = client.replica.graph.asked  # type: ignore[attr-defined]
         assert asked.user_id == pseudonym("alice@example.com", SECRET)
         assert client.post("/events", json=event("u1"), headers=KEY).status_code == 202
+
+
+def test_delete_user_needs_a_key_refuses_personal_ids_and_erases(refusing: TestClient) -> None:
+    erased: list[str] = []
+    refusing.replica.forget = lambda user: (
+        erased.append(user)
+        or {  # type: ignore[attr-defined]
+            "online_removed": 3,
+            "spill_removed": 1,
+        }
+    )
+    assert refusing.delete("/users/u1").status_code == 401
+    assert refusing.delete("/users/alice@example.com", headers=KEY).status_code == 422
+    response = refusing.delete("/users/u1", headers=KEY)
+    assert response.status_code == 200, response.json()
+    assert response.json()["online_removed"] == 3 and erased == ["u1"]
+    assert "tailwise forget --user u1" in response.json()["offline"]
