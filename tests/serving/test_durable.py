@@ -16,6 +16,7 @@ import redis
 from serving.config import ServingConfig
 from serving.events import EventWriter
 from serving.keys import Keys
+from serving.metrics import ServingMetrics
 from serving.server import ServeError, check_durability
 from tailwise.ingest.streams import GROUP, consume, stream_state
 from tailwise.redis_server import Durability, durability
@@ -81,6 +82,9 @@ def test_streams_are_trimmed_once_committed_and_lag_is_reported(
     writer = make_writer(conn)
     writer.write(rules().clean([make_event("u1", "i1", m) for m in range(5)], NOW).events)
     assert stream_state(conn, keys.events).lag == 5  # no consumer yet: all wait
+    metrics = ServingMetrics()
+    metrics.watch_streams(conn, {"events": keys.events, "served": keys.served})
+    assert 'tailwise_consumer_lag{stream="events"} 5.0' in metrics.render().decode()
     consume(conn, keys, tmp_path / "served", count=3)
     state = stream_state(conn, keys.events)
     assert (state.length, state.pending, state.lag) == (2, 0, 2)
