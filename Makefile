@@ -32,7 +32,7 @@ demo: setup ## Run the platform end to end on generated data, ending with the AP
 	$(BIN)/tailwise features materialize
 	$(BIN)/tailwise features get --user $$($(BIN)/python -c "import pandas as pd; print(pd.read_parquet('data/features/user_profile.parquet')['user_id'].iloc[0])") --context '{"device": "mobile", "country": "DE"}'
 	$(BIN)/tailwise serve --stop
-	$(BIN)/tailwise serve --background
+	TAILWISE_DEMO=1 $(BIN)/tailwise serve --background --set redis_durability=warn
 	serving/demo_requests.sh
 	$(BIN)/tailwise events consume --once
 	$(BIN)/tailwise monitor run --model $$(cat data/models/LATEST)

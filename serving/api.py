@@ -165,6 +165,13 @@ class ReloadResponse(BaseModel):
     seconds: float
 
 
+class ErasureResponse(BaseModel):
+    user_id: str = Field(description="The id erased (its pseudonym when it was personal).")
+    online_removed: int = Field(description="Redis keys and stream entries removed.")
+    spill_removed: int = Field(description="Events removed from the local spill log.")
+    offline: str = Field(description="What erases the offline copies (tables, DVC cache).")
+
+
 class Problem(BaseModel):
     field: str = Field(description="Dotted path of the bad field in the body ('body': all).")
     problem: str

@@ -255,6 +255,9 @@ def consume(
     params: Annotated[
         Path, typer.Option(help="params.yaml (experiments: attribution window, folder).")
     ] = Path("params.yaml"),
+    data: Annotated[
+        Path, typer.Option(help="Clean data, whose erasure ledger (erasures.parquet) is read.")
+    ] = Path("data/clean"),
 ) -> None:
     """Append served events (and the request log, and experiment exposures) to Parquet,
     idempotently by id; then recount the bandits' posteriors and allocation in Redis.
@@ -267,9 +270,11 @@ def consume(
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from serving.keys import Keys
+    from tailwise.erasure import erased_filter
     from tailwise.experiments.definitions import DefinitionError
     from tailwise.features.store import repo_config
     from tailwise.ingest.streams import consume as consume_batch
+    from tailwise.privacy import load_key
     from tailwise.settings import Settings
 
     with errors(DefinitionError):
@@ -279,7 +284,13 @@ def consume(
         try:
             while True:
                 try:
-                    totals = _drain(lambda: consume_batch(client, keys, out, count=count))
+                    # Erased people's entries are dropped (the ledger is read each pass).
+                    erased = erased_filter(client, keys.project, [data], lambda: load_key(settings))
+                    totals = _drain(
+                        lambda erased=erased: consume_batch(  # type: ignore[misc]
+                            client, keys, out, count=count, erased=erased
+                        )
+                    )
                 except RedisConnectionError as exc:
                     if once:
                         raise
@@ -317,6 +328,7 @@ def _drain(step: Callable[[], ConsumeResult]) -> ConsumeResult:
                 events.rejected,
                 requests,
                 exposures,
+                erased=events.erased,
             )
 
 
@@ -328,6 +340,7 @@ def _add(a: ConsumeResult, b: ConsumeResult) -> ConsumeResult:
         a.written + b.written,
         a.duplicates + b.duplicates,
         a.rejected + b.rejected,
+        erased=a.erased + b.erased,
     )
 
 
@@ -404,6 +417,8 @@ def _describe(result: ConsumeResult, out: Path) -> str:
     if result.exposures is not None:
         exp = result.exposures
         text += f"; exposures: read {exp.read:,}, [green]written {exp.written:,}[/green]"
+    if result.erased:
+        text += f" ({result.erased:,} events of erased people dropped)"
     rejected = result.rejected + req.rejected
     if rejected:
         text += f" [yellow]({rejected:,} unreadable entries in {out / 'rejected'})[/yellow]"

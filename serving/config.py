@@ -10,7 +10,7 @@ The `serving:` section of params.yaml holds the rules and limits an ML engineer 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -87,6 +87,16 @@ class ServingConfig(BaseModel):
     )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Larger bodies get 413.")
     redis_timeout_seconds: float = Field(0.25, gt=0, description="Per Redis call.")
+    redis_durability: Literal["refuse", "warn"] = Field(
+        "refuse",
+        description="A Redis that can lose acknowledged events (no append-only file, or"
+        " fsync less often than per write without WAITAOF): refuse to serve, or warn.",
+    )
+    personal_ids: Literal["refuse", "pseudonymise"] = Field(
+        "refuse",
+        description="A user id that is an e-mail address or phone number: refuse it (422),"
+        " or replace it by its keyed pseudonym (needs TAILWISE_HMAC_KEY, as ingestion).",
+    )
     rules: RulesConfig = Field(default_factory=RulesConfig)
     api_keys: list[str] = Field(
         default_factory=list,

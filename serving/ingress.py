@@ -20,6 +20,7 @@ from serving.config import ServingConfig
 from serving.lifecycle import Lifecycle
 from serving.replica import Replica
 from serving.routes import build_api
+from tailwise.quiet import quiet_third_party
 from tailwise.settings import Settings
 
 logger = logging.getLogger("tailwise.serving")
@@ -29,6 +30,7 @@ logger = logging.getLogger("tailwise.serving")
 @serve.ingress()
 class Ingress:
     def __init__(self, config: dict[str, Any], settings: dict[str, Any]) -> None:
+        quiet_third_party()
         serving = ServingConfig.model_validate(config)
         self.replica = Replica(serving, Settings.model_validate(settings))
         self.keys = ApiKeys.from_config(serving)

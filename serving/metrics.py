@@ -12,9 +12,12 @@ from __future__ import annotations
 import gc
 import time
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # The request path's stages take fractions of a millisecond to milliseconds.
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -138,8 +141,51 @@ class ServingMetrics:
         self.model.clear()
         self.model.labels(version=version).set(1)
 
+    def watch_streams(self, client: Any, streams: dict[str, str]) -> None:
+        """Show the streams' length, pending entries and consumer lag (read from Redis at
+        each scrape; nothing is shown while Redis does not answer)."""
+        self.registry.register(_StreamCollector(client, streams))
+
     def render(self) -> bytes:
+        """The metrics text (reads Redis for the streams: call it off the event loop)."""
         return generate_latest(self.registry)
+
+
+class _StreamCollector(Collector):
+    def __init__(self, client: Any, streams: dict[str, str]) -> None:
+        self.client, self.streams = client, streams
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        import redis
+
+        from tailwise.ingest.streams import stream_state
+
+        length = GaugeMetricFamily(
+            "tailwise_stream_entries", "Entries in a Redis stream", labels=["stream"]
+        )
+        pending = GaugeMetricFamily(
+            "tailwise_stream_pending",
+            "Entries the offline consumer read but has not committed yet",
+            labels=["stream"],
+        )
+        lag = GaugeMetricFamily(
+            "tailwise_consumer_lag",
+            "Entries the offline consumer has not read yet (tailwise events consume)",
+            labels=["stream"],
+        )
+        try:
+            for label, stream in self.streams.items():
+                state = stream_state(self.client, stream)
+                length.add_metric([label], state.length)
+                pending.add_metric([label], state.pending)
+                if state.lag is not None:
+                    lag.add_metric([label], state.lag)
+        except redis.RedisError:
+            return
+        yield from (length, pending, lag)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
 
 
 # Every live ServingMetrics gets the process's collection pauses; one callback for all.

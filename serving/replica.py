@@ -30,9 +30,13 @@ from serving.graph import RecommendGraph
 from serving.history import bootstrap_history
 from serving.keys import Keys
 from serving.metrics import ServingMetrics
+from serving.personal import replica_key
 from serving.spill import SpillLog
+from tailwise.erasure import record_online
+from tailwise.features.online import erase_online
 from tailwise.features.store import open_store
 from tailwise.params import load_params
+from tailwise.redis_server import durability, rewrite_persistence
 from tailwise.settings import Settings
 from tailwise.versions import version_folder
 
@@ -62,6 +66,9 @@ class Replica:
         self.rules, self.writer = self._events()
         self.experiments = build_router(
             config, self.keys, self.client, self.load, self.metrics.registry
+        )
+        self.metrics.watch_streams(
+            self.client, {"events": self.keys.events, "served": self.keys.served}
         )
 
     def load(self, version: str | None) -> RecommendGraph:
@@ -106,6 +113,20 @@ class Replica:
                 "could not record model %s in Redis; other replicas keep theirs", version
             )
 
+    def forget(self, user_id: str) -> dict[str, int]:
+        """Erase a person from this replica's online side: recorded in the erasure ledger
+        first (the consumer then drops what is left), then Redis (features, history,
+        caches, stream entries), the spill log and the answers kept in memory. Raises
+        PrivacyError without a pseudonymisation key (the ledger needs it)."""
+        ids = sorted({user_id, self.rules.consent.resolve(user_id)})
+        record_online(self.client, self.keys.project, ids, replica_key(self.settings))
+        online = erase_online(self.client, self.keys.project, ids)
+        spilled = self.writer.spill.forget(ids)
+        for user in ids:
+            self.graph.last.answers.pop(user, None)
+        rewrite_persistence(self.client)
+        return {"online_removed": online, "spill_removed": spilled}
+
     async def close(self) -> None:
         await self.aclient.aclose()
         self.client.close()
@@ -125,4 +146,17 @@ class Replica:
         categories = dict(zip(items["item_id"], items["category"], strict=True))
         spill = SpillLog(self.config.spill_dir / self.keys.project)
         writer = EventWriter(self.client, self.keys, self.graph.reader.users, categories, spill)
+        writer.wait_aof_ms = _wait_aof_ms(self.client, self.config.redis_timeout_seconds)
         return EventRules(params, consent), writer
+
+
+def _wait_aof_ms(client: redis.Redis, timeout_s: float) -> int | None:
+    """WAITAOF's timeout when the server needs it for durable writes (AOF on, fsync not
+    per write, Redis >= 7.2), else None."""
+    try:
+        found = durability(client)
+    except redis.RedisError:
+        return None
+    if found.appendonly and found.appendfsync != "always" and found.waitaof:
+        return max(1, int(timeout_s * 1000))
+    return None

@@ -19,9 +19,10 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -38,7 +39,9 @@ from serving.errors import (
 from serving.event_rules import EventRejected
 from serving.graph import Answer, Request
 from serving.lifecycle import Lifecycle
+from serving.personal import PersonalIds
 from serving.replica import Replica
+from tailwise.privacy import PrivacyError
 from tailwise.versions import ModelNotFoundError, version_folder
 
 
@@ -87,6 +90,12 @@ def _register(app: FastAPI, routes: Routes, keys: ApiKeys) -> None:
         response_class=Response,
         responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
     )(routes.metrics)
+    app.delete(
+        "/users/{user_id}",
+        response_model=api.ErasureResponse,
+        dependencies=[key],  # the admin scope
+        responses={**errors, 503: {**ERROR, "description": "No pseudonymisation key"}},
+    )(routes.forget)
     app.post(
         "/admin/reload",
         response_model=api.ReloadResponse,
@@ -100,6 +109,7 @@ class Routes:
 
     def __init__(self, replica: Replica, lifecycle: Lifecycle) -> None:
         self.replica, self.lifecycle = replica, lifecycle
+        self.personal = PersonalIds.for_replica(replica)
         self.served = 0
         sample = replica.config.log_feature_sample
         self.log_every = round(1 / sample) if sample else 0
@@ -111,7 +121,7 @@ class Routes:
         started = time.perf_counter()
         self.served += 1
         graph = self.replica.graph  # one graph for the whole request, whatever a reload does
-        req = _graph_request(body)
+        req = _graph_request(self.personal.recommend(body))
         log = bool(self.log_every) and self.served % self.log_every == 0
         experiments = getattr(self.replica, "experiments", None)  # serving.experiments
         if experiments is None:
@@ -130,7 +140,7 @@ class Routes:
         """One event, a list of them or {"events": [...]}: durably appended, real-time
         features updated."""
         started = time.perf_counter()
-        replica, events = self.replica, api.events_of(body)
+        replica, events = self.replica, self.personal.events(api.events_of(body))
         try:
             clean = replica.rules.clean(events, datetime.now(UTC))
         except EventRejected as exc:
@@ -164,7 +174,8 @@ class Routes:
 
     async def metrics(self) -> Response:
         """Prometheus text format."""
-        return Response(self.replica.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        text = await asyncio.to_thread(self.replica.metrics.render)  # reads the streams
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     async def reload(self, body: api.ReloadRequest | None = None) -> dict[str, Any]:
         """Switch to another model version; requests keep being answered meanwhile."""
@@ -184,6 +195,19 @@ class Routes:
             "model_version": self.replica.graph.bundle.version,
             "seconds": round(time.perf_counter() - started, 3),
         }
+
+    async def forget(
+        self, user_id: Annotated[str, PathParam(min_length=1, max_length=128)]
+    ) -> dict[str, Any]:
+        """Erase a person online (Redis, caches, unconsumed streams, spill log) and record
+        the erasure so a replay or an ingest cannot bring them back."""
+        user = self.personal.user(user_id)
+        try:
+            removed = await asyncio.to_thread(self.replica.forget, user)
+        except PrivacyError as exc:
+            raise HTTPException(503, {"error": str(exc)}) from exc
+        offline = f"run `tailwise forget --user {user_id}` for the tables and the DVC cache"
+        return {"user_id": user, **removed, "offline": offline}
 
     def _observe(self, answer: Answer, cached: bool) -> None:
         metrics = self.replica.metrics

@@ -35,8 +35,31 @@ class ServeError(RuntimeError):
     """The app did not come up; the message says what to look at."""
 
 
+def check_durability(config: ServingConfig, settings: Settings) -> str | None:
+    """Refuse (ServeError) a Redis that can lose acknowledged events, or return the warning
+    when `config.redis_durability` is "warn"; None when it keeps every acknowledged write."""
+    import redis
+
+    from tailwise.redis_server import durability
+
+    try:
+        found = durability(redis.Redis.from_url(settings.redis_url, socket_timeout=5))
+    except redis.RedisError as exc:
+        raise ServeError(f"cannot check Redis at {settings.redis_url}: {exc}") from exc
+    problem = found.problem(settings.redis_url)
+    if problem and config.redis_durability == "refuse":
+        raise ServeError(problem)
+    return problem
+
+
 def start(config: ServingConfig, settings: Settings, ready_timeout: float = 180) -> str:
-    """Start Ray and the app; return the base URL once /readyz answers 200."""
+    """Start Ray and the app; return the base URL once /readyz answers 200. A Redis that
+    can lose acknowledged events is refused first, or warned about (check_durability)."""
+    warning = check_durability(config, settings)
+    if warning:
+        from tailwise.console import console
+
+        console.print(f"[bold red]WARNING: {warning}[/bold red]")
     for name, value in FAST_PATH.items():
         os.environ.setdefault(name, value)
     for name in OWN_PORTS:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tailwise.erasure import forget_outbox
+
 FILENAME = "outbox.sqlite3"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -110,6 +112,15 @@ class SpillLog:
             return None
         return SpillBatch([json.loads(r) for _, r in rows], ids, lease, self)
 
+    def forget(self, user_ids: Sequence[str]) -> int:
+        """Delete the records of these users, leased ones too, leaving no copy on disk
+        (tailwise.erasure.forget_outbox); returns how many went."""
+        if not user_ids:
+            return 0
+        with self._lock:
+            con = self._existing()
+            return 0 if con is None else forget_outbox(con, user_ids)
+
     def close(self) -> None:
         with self._lock:
             if self._con is not None:
@@ -147,6 +158,7 @@ class SpillLog:
             )
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+            con.execute("PRAGMA secure_delete=ON")  # an erased record leaves no bytes behind
             con.execute(_SCHEMA)
             self._con = con
         return self._con

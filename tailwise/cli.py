@@ -240,38 +240,69 @@ def forget(
     online: Annotated[
         bool, typer.Option(help="Also erase the person from Redis (features, history, streams).")
     ] = True,
+    store: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Folders to rewrite (default: data/raw, features, training, "
+            "evaluation, models, monitoring/reports); repeatable."
+        ),
+    ] = None,
+    dvc_cache: Annotated[Path, typer.Option(help="DVC cache to purge.")] = Path(".dvc/cache"),
+    spill: Annotated[Path, typer.Option(help="The API's spill logs.")] = Path(".tailwise/spill"),
 ) -> None:
-    """Erase a user from the clean data, served logs and the online store; keep them out of
-    later ingests."""
-    from tailwise.ingest.erasure import forget_served, forget_user
+    """Erase a user everywhere: clean data, served logs, feature tables, training sets,
+    model folders, reports, spill logs, the DVC cache and the online store; record the
+    erasure so later ingests and replays cannot bring them back."""
+    from tailwise.erasure import DEFAULT_STORES, forget_offline
     from tailwise.privacy import load_key
     from tailwise.settings import Settings
 
     settings = Settings()
     with errors():
-        result = forget_user(data, user, load_key(settings))
-        served_rows = forget_served(served, result.ids) if served.exists() else 0
+        key = load_key(settings)
+        if online:
+            ids = _forget_online(user, data, key, settings)
+        done = forget_offline(user, key, data, served, store or DEFAULT_STORES, dvc_cache, spill)
     console.print(
-        f"erased {', '.join(result.ids)}: {result.users_removed} user rows, "
-        f"{result.events_removed} events, {result.other_rows_removed} other rows, "
-        f"{served_rows} served rows"
+        f"erased {', '.join(done.ids)}: {done.clean_rows} clean rows, {done.served_rows} "
+        f"served rows, {done.files.rows_removed} rows in {len(done.files.rewritten)} other "
+        f"files, {done.spill_removed} spilled events, {len(done.cache_removed)} DVC cache "
+        "objects"
     )
     if online:
-        import redis as redis_lib
+        console.print(f"online store: {ids} keys and stream entries removed")
+    if done.files.to_rebuild:
+        shown = ", ".join(str(p) for p in done.files.to_rebuild[:5])
+        console.print(
+            f"[yellow]{len(done.files.to_rebuild)} files hold the person and cannot be "
+            f"rewritten row by row ({shown}): rebuild them (`dvc repro`), then run this "
+            "command again[/yellow]"
+        )
 
-        from tailwise.features.online import erase_online
-        from tailwise.features.store import repo_config
 
-        try:
-            client = redis_lib.Redis.from_url(settings.redis_url)
-            removed = erase_online(client, repo_config(settings).project, result.ids)
-        except redis_lib.ConnectionError as exc:
-            fail(
-                f"the clean data is erased but Redis at {settings.redis_url} did not answer "
-                f"({exc}); run `tailwise forget --user {user}` again when it is up",
-                EXIT_SERVICE,
-            )
-        console.print(f"online store: {removed} keys and stream entries removed")
+def _forget_online(user: str, data: Path, key: bytes, settings: Any) -> int:
+    """Record the erasure in the Redis ledger, then erase the person online."""
+    import redis as redis_lib
+
+    from tailwise.erasure import person_ids, record_online
+    from tailwise.features.online import erase_online
+    from tailwise.features.store import repo_config
+    from tailwise.redis_server import rewrite_persistence
+
+    ids = person_ids(user, data, key)
+    try:
+        client = redis_lib.Redis.from_url(settings.redis_url)
+        project = settings.feast_project or repo_config(settings).project
+        record_online(client, project, ids, key)
+        removed = erase_online(client, project, ids)
+        rewrite_persistence(client)
+    except redis_lib.ConnectionError as exc:
+        fail(
+            f"Redis at {settings.redis_url} did not answer ({exc}); nothing was erased; "
+            f"run `tailwise forget --user {user}` when it is up (or with --no-online)",
+            EXIT_SERVICE,
+        )
+    return removed
 
 
 @app.command()
@@ -317,6 +348,9 @@ def load_plugins() -> None:
 
 
 def main() -> None:
+    from tailwise.quiet import quiet_third_party
+
+    quiet_third_party()
     load_plugins()
     app()
 

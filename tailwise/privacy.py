@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -83,6 +84,39 @@ def pseudonymise(values: pd.Series, key: bytes) -> pd.Series:
     hashed = np.array([*_hmac_hex(uniques, bytes(key)), None], dtype=object)
     # code -1 (null) picks the trailing None
     return pd.Series(hashed[codes], index=values.index, name=values.name, dtype=object)
+
+
+# An id that is an e-mail address or a phone number is personal data in the clear. Plain
+# digit strings are not taken for phone numbers (customer and card numbers look the same),
+# nor are short dashed numbers (dates): without a leading + a number needs 9 digits.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_PHONE = re.compile(r"^(\+[\d\s().\-/]+|[\d(][\d\s().\-/]*[\s().\-/][\d\s().\-/]*)$")
+PHONE_DIGITS = (7, 15)
+LOCAL_PHONE_MIN_DIGITS = 9
+
+
+def personal_kind(value: str) -> str | None:
+    """ "an e-mail address" or "a phone number" when `value` looks like one, else None."""
+    text = value.strip()
+    if _EMAIL.match(text):
+        return "an e-mail address"
+    digits = sum(c.isdigit() for c in text)
+    least = PHONE_DIGITS[0] if text.startswith("+") else LOCAL_PHONE_MIN_DIGITS
+    if _PHONE.match(text) and least <= digits <= PHONE_DIGITS[1]:
+        return "a phone number"
+    return None
+
+
+def pseudonym(value: str, key: bytes) -> str:
+    """The keyed pseudonym of one personal id, after the normalisation that makes two
+    spellings of the same address or number one: e-mail lowercased, phone digits only
+    (with its leading + kept)."""
+    text = value.strip()
+    if personal_kind(text) == "a phone number":
+        text = ("+" if text.startswith("+") else "") + "".join(c for c in text if c.isdigit())
+    else:
+        text = text.lower()
+    return str(pseudonymise(pd.Series([text]), key).iat[0])
 
 
 def _hmac_hex(uniques: pd.Index | np.ndarray, key: bytes) -> list[str]:

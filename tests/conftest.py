@@ -33,6 +33,7 @@ import pytest
 import redis
 
 from tailwise.ports import free_port
+from tailwise.redis_server import server_args
 
 TIERS = ("unit", "integration", "e2e")
 # Fixtures that train a model version (or serve one) before the test runs.
@@ -101,30 +102,48 @@ def _unit_tests_stay_off_redis(request: pytest.FixtureRequest) -> Iterator[None]
 
 
 class PrivateRedis:
-    """A redis-server subprocess on a free port; `pause`/`resume` simulate an outage."""
+    """A redis-server subprocess on a free port; `pause`/`resume` simulate an outage.
 
-    def __init__(self, directory: Path) -> None:
+    It runs as `tailwise redis` starts one (append-only file, fsync always, files in
+    `directory`; `persist=False`: nothing on disk); `kill` (SIGKILL) and `restart` (same
+    port and files) test a crash."""
+
+    def __init__(self, directory: Path, persist: bool = True) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server is not installed")
+        self.binary, self.directory, self.persist = binary, directory, persist
         self.port = free_port()
-        no_disk = ["--save", "", "--appendonly", "no", "--dir", str(directory)]
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", *no_disk],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
         self.url = f"redis://127.0.0.1:{self.port}"
+        self._launch()
+
+    def _launch(self) -> None:
+        if self.persist:
+            args = server_args(self.directory, self.port)
+        else:
+            no_disk = ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+            args = ["--port", str(self.port), "--bind", "127.0.0.1", *no_disk]
+        self.process = subprocess.Popen(
+            [self.binary, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10
         while True:
             try:
                 client.ping()
                 break
-            except redis.ConnectionError:
+            except (redis.ConnectionError, redis.BusyLoadingError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final save."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self._launch()
 
     def pause(self) -> None:
         self.process.send_signal(signal.SIGSTOP)
@@ -133,20 +152,24 @@ class PrivateRedis:
         self.process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
         self.resume()
         self.process.terminate()
         self.process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], PrivateRedis]]:
-    """Starts private redis-servers (own port, nothing on disk) on demand; all stop at the end.
+def redis_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., PrivateRedis]]:
+    """Starts private redis-servers (own port, own files) on demand; all stop at the end.
 
     The outage tests stop and resume one without touching the machine's shared Redis."""
     started: list[PrivateRedis] = []
 
-    def start() -> PrivateRedis:
-        started.append(PrivateRedis(tmp_path_factory.mktemp("redis")))
+    def start(persist: bool = True) -> PrivateRedis:
+        started.append(PrivateRedis(tmp_path_factory.mktemp("redis"), persist=persist))
         return started[-1]
 
     yield start

@@ -7,9 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import redis
 
 from tailwise.ports import free_port
-from tailwise.redis_server import ServiceError, ensure_redis, redis_alive
+from tailwise.redis_server import ServiceError, durability, ensure_redis, redis_alive
 
 pytestmark = pytest.mark.integration  # finds and starts redis-server
 
@@ -27,6 +28,7 @@ def test_local_redis_is_started_when_missing(tmp_path: Path) -> None:
         message = ensure_redis(url, tmp_path / "redis")
         assert "started a local redis-server" in message
         assert redis_alive(url)
+        assert durability(redis.Redis.from_url(url)).durable  # AOF, fsync always
     finally:
         subprocess.run(
             ["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False, capture_output=True

@@ -233,6 +233,11 @@ def stamp_now(client: redis.Redis, project: str) -> str:
     return stamp
 
 
+# The Redis streams whose entries name a user (JSON with "user_id"), erased entry by entry.
+# A new store of per-user entries (experiment exposures, say) is added here.
+USER_STREAMS = ("events", "served")
+
+
 def erase_online(client: redis.Redis, project: str, user_ids: Sequence[str]) -> int:
     """Remove people from the online side: their Feast feature hash, every per-user key of
     the serving app (`tailwise:<project>:<kind>:<user_id>`) and their entries in its event
@@ -244,7 +249,7 @@ def erase_online(client: redis.Redis, project: str, user_ids: Sequence[str]) -> 
         for key in client.scan_iter(match=f"tailwise:{project}:*:{_glob(user_id)}", count=1000):
             removed += int(client.delete(key))  # type: ignore[arg-type]
     wanted = set(user_ids)
-    for stream in (f"tailwise:{project}:events", f"tailwise:{project}:served"):
+    for stream in (f"tailwise:{project}:{name}" for name in USER_STREAMS):
         for entry_id, fields in client.xrange(stream):  # type: ignore[union-attr]
             for raw in fields.values():
                 if (

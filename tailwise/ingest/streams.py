@@ -16,6 +16,11 @@ re-ingest joins them to the clean events (served.py); after them come the links 
 event may carry (request_id, slot, position; null when not sent), which experiment
 attribution reads (tailwise.experiments.attribution).
 
+Once a batch is committed (written and acknowledged), the stream is trimmed up to the
+oldest entry some consumer group still needs (`trim_committed`: XTRIM MINID), so a stream
+holds only what is not yet in Parquet and its length stays bounded while a consumer runs.
+`stream_state` (length, pending, lag) is what /metrics shows of it.
+
 The serving app writes the streams (serving.events, serving.graph) and names them
 (serving.keys.Keys); this module only reads them, so it needs the two names, not serving.
 """
@@ -83,6 +88,10 @@ REQUESTS_SCHEMA = pa.schema(
 )
 
 
+# user_id Series -> boolean Series: which rows belong to erased people.
+Erased = Callable[[pd.Series], pd.Series]
+
+
 class StreamNames(Protocol):
     """The Redis keys of the two streams (serving.keys.Keys has them)."""
 
@@ -104,6 +113,7 @@ class ConsumeResult:
     rejected: int = 0
     requests: ConsumeResult | None = None
     exposures: ConsumeResult | None = None
+    erased: int = 0
 
 
 @dataclass(frozen=True)
@@ -186,14 +196,18 @@ def consume(
     block_ms: int = 0,
     consumer: str = "offline-1",
     claim_idle_ms: int = 60_000,
+    erased: Erased | None = None,
 ) -> ConsumeResult:
     """One batch (up to `count` entries) of each stream into Parquet under `out_dir`.
+
+    `erased` marks the user ids of erased people (tailwise.erasure's ledger): their entries
+    are acknowledged and dropped, never written.
 
     block_ms > 0 waits that long for new events when there are none (0: do not wait).
     Entries another consumer read but did not acknowledge for `claim_idle_ms` are taken
     over (a crashed consumer's work).
     """
-    args = (client, Path(out_dir), count, block_ms, consumer, claim_idle_ms)
+    args = (client, Path(out_dir), count, block_ms, consumer, claim_idle_ms, erased)
     events = _consume_stream(keys.events, EVENTS, *args)
     requests = _consume_stream(keys.served, REQUESTS, *args[:3], 0, *args[4:])
     stream = getattr(keys, "exposures", None)  # experiments' exposures, where named
@@ -205,6 +219,7 @@ def consume(
         events.rejected,
         requests=requests,
         exposures=exposures,
+        erased=events.erased,
     )
 
 
@@ -217,6 +232,7 @@ def _consume_stream(
     block_ms: int,
     consumer: str,
     claim_idle_ms: int,
+    erased: Erased | None = None,
 ) -> ConsumeResult:
     _ensure_group(client, stream)
     # Crashed consumers' entries become this consumer's, then appear among its pending ones.
@@ -240,11 +256,17 @@ def _consume_stream(
             rejected.append({"id": entry_id.decode(), "raw": _text(raw), "problem": str(exc)})
             continue
         rows.append({**row, "_stream_id": entry_id.decode()})
-    written = _write(pd.DataFrame(rows), table, out_dir) if rows else 0
+    frame, dropped = pd.DataFrame(rows), 0
+    if erased is not None and len(frame):
+        gone = erased(frame["user_id"]).to_numpy(dtype=bool)
+        frame, dropped = frame.loc[~gone], int(gone.sum())
+    written = _write(frame, table, out_dir) if len(frame) else 0
     if rejected:
         _set_aside(rejected, table, out_dir)
     client.xack(stream, GROUP, *ids)
-    return ConsumeResult(len(entries), written, len(rows) - written, len(rejected))
+    trim_committed(client, stream)
+    duplicates = len(rows) - dropped - written
+    return ConsumeResult(len(entries), written, duplicates, len(rejected), erased=dropped)
 
 
 def _ensure_group(client: redis.Redis, stream: str) -> None:
@@ -316,3 +338,62 @@ def _text(raw: Any) -> str | None:
     if isinstance(raw, bytes):
         return raw.decode(errors="replace")
     return None if raw is None else str(raw)
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """A stream's entries, and of the offline group: delivered but not acknowledged
+    (pending) and not yet delivered (lag; None when Redis cannot tell)."""
+
+    length: int
+    pending: int
+    lag: int | None
+
+
+def _id(value: Any) -> tuple[int, int]:
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def committed_floor(client: redis.Redis, stream: str) -> str | None:
+    """The oldest entry id any consumer group of `stream` still needs: its oldest pending
+    entry, or the one after its last delivered; None without groups (nothing is trimmed
+    when no consumer has committed anything)."""
+    groups: Any = client.xinfo_groups(stream)
+    floors = []
+    for group in groups:
+        if group["pending"]:
+            summary: Any = client.xpending(stream, group["name"])
+            floors.append(_id(summary["min"]))
+        else:
+            ms, seq = _id(group["last-delivered-id"])
+            floors.append((ms, seq + 1))
+    if not floors:
+        return None
+    ms, seq = min(floors)
+    return f"{ms}-{seq}"
+
+
+def trim_committed(client: redis.Redis, stream: str) -> int:
+    """Delete the entries every consumer group has acknowledged (they are in Parquet);
+    returns how many went."""
+    floor = committed_floor(client, stream)
+    if floor is None:
+        return 0
+    return int(client.xtrim(stream, minid=floor, approximate=False))  # type: ignore[arg-type]
+
+
+def stream_state(client: redis.Redis, stream: str, group: str = GROUP) -> StreamState:
+    """Length of `stream` and the offline group's pending count and lag (Redis >= 7)."""
+    length = int(client.xlen(stream))  # type: ignore[arg-type]
+    try:
+        groups: Any = client.xinfo_groups(stream)
+    except ResponseError:  # no such stream yet
+        return StreamState(length, 0, length)
+    for info in groups:
+        name = info["name"]
+        if (name.decode() if isinstance(name, bytes) else name) == group:
+            lag = info.get("lag")
+            return StreamState(length, int(info["pending"]), None if lag is None else int(lag))
+    return StreamState(length, 0, length)  # no consumer yet: everything waits
