@@ -64,7 +64,9 @@ def _walk(nodes: list[Any], sections: tuple[str, ...], out: list[tuple[str, str]
         if kind == "_PartialNode":
             out.append((str(key), "partials are not supported (none are loaded)"))
             continue
-        if key is not None and not _known(str(key), sections):
+        if kind == "_LiteralNode":
+            out.append((str(key), "unescaped output is not allowed: use {{" + str(key) + "}}"))
+        elif key is not None and not _known(str(key), sections):
             where = f" inside {{{{#{sections[-1]}}}}}" if sections else ""
             out.append((str(key), f"unknown variable{where}"))
         if kind == "_SectionNode":

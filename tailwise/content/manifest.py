@@ -82,10 +82,16 @@ class Slot(BaseModel):
 
     @model_validator(mode="after")
     def _names_exist(self) -> Slot:
-        problems = [f"template name {n!r} must match {NAME.pattern}" for n in self.templates if not NAME.match(n)]
+        problems = [
+            f"template name {n!r} must match {NAME.pattern}"
+            for n in self.templates
+            if not NAME.match(n)
+        ]
         for field, name in (("default", self.default), ("fallback", self.fallback)):
             if name not in self.templates:
-                problems.append(f"{field}: {name!r} is not one of its templates {sorted(self.templates)}")
+                problems.append(
+                    f"{field}: {name!r} is not one of its templates {sorted(self.templates)}"
+                )
         for i, rule in enumerate(self.rules):
             if rule.template not in self.templates:
                 problems.append(
@@ -93,7 +99,9 @@ class Slot(BaseModel):
                     f"{sorted(self.templates)}"
                 )
         if self.fallback in self.templates and self.templates[self.fallback].requires:
-            problems.append(f"fallback: {self.fallback!r} may not require data (it renders when data is missing)")
+            problems.append(
+                f"fallback: {self.fallback!r} may not require data (it renders when data is missing)"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -140,7 +148,8 @@ def load_manifest(folder: Path) -> Manifest:
         manifest = Manifest.model_validate(raw if raw is not None else {})
     except ValidationError as exc:
         lines = [
-            f"  {'.'.join(str(p) for p in e['loc']) or 'manifest'}: {e['msg']}" for e in exc.errors()
+            f"  {'.'.join(str(p) for p in e['loc']) or 'manifest'}: {e['msg']}"
+            for e in exc.errors()
         ]
         raise ManifestError(f"{path} has {len(lines)} problem(s):\n" + "\n".join(lines)) from None
     root = Path(folder).resolve()
@@ -149,7 +158,9 @@ def load_manifest(folder: Path) -> Manifest:
         for name, template in slot.templates.items():
             file = (root / template.file).resolve()
             if not file.is_relative_to(root) or not file.is_file():
-                missing.append(f"  slots.{slot_name}.templates.{name}.file: no file {template.file!r} in {root}")
+                missing.append(
+                    f"  slots.{slot_name}.templates.{name}.file: no file {template.file!r} in {root}"
+                )
     if missing:
         raise ManifestError(f"{path} has {len(missing)} problem(s):\n" + "\n".join(missing))
     return manifest

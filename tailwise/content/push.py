@@ -101,7 +101,9 @@ class DeliveryReport:
             "rejected": len(self.rejected),
             "seconds": round(self.seconds, 3),
             "messages": {
-                **{m: {"status": "delivered", "attempts": self.attempts[m]} for m in self.delivered},
+                **{
+                    m: {"status": "delivered", "attempts": self.attempts[m]} for m in self.delivered
+                },
                 **{
                     m: {"status": "pending", "attempts": self.attempts[m], "error": e}
                     for m, e in self.pending.items()
@@ -169,7 +171,9 @@ class Outbox:
     def _open(self) -> sqlite3.Connection:
         if self._con is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            con = sqlite3.connect(
+                self.path, timeout=10, isolation_level=None, check_same_thread=False
+            )
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=FULL")
             con.execute(_SCHEMA)
@@ -202,7 +206,9 @@ class WebhookSender:
     def send(self, url: str, msg_id: str, body: str) -> None:
         # Signed at every try: the timestamp is fresh, the id (idempotency key) is not.
         try:
-            response = self.client.post(url, content=body.encode(), headers=self.headers(msg_id, body))
+            response = self.client.post(
+                url, content=body.encode(), headers=self.headers(msg_id, body)
+            )
         except httpx.HTTPError as exc:
             raise Retryable(f"{type(exc).__name__}: {exc}") from exc
         if response.is_success:

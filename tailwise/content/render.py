@@ -27,6 +27,7 @@ from tailwise.content.manifest import Manifest, Slot, Template, load_manifest
 from tailwise.content.slots import Assignment, choose
 
 SAFE_URL = ("/", "https://", "http://")  # never javascript: or data: in a call to action
+UNESCAPED = "unescaped output ({{{name}}} or {{& name}}) is not allowed: use {{name}}"
 EMPTY_BLOCK = '<div class="tw-content tw-empty"></div>'
 RENDER_ERRORS = (PystacheError, ValueError, TypeError, KeyError, AttributeError, IndexError)
 
@@ -53,9 +54,7 @@ class Rendered:
 
     def payload(self) -> dict[str, Any]:
         """The JSON part of the response: headline, call to action, items."""
-        items = [
-            {k: v for k, v in it.items() if k not in ("first", "last")} for it in self.items
-        ]
+        items = [{k: v for k, v in it.items() if k not in ("first", "last")} for it in self.items]
         return {"headline": self.headline, "cta": self.cta, "items": items}
 
 
@@ -71,6 +70,9 @@ class Library:
                 self.parsed[file] = pystache.parse(text)
             except RENDER_ERRORS as exc:  # kept: rendering it falls back, lint reports it
                 self.parse_errors[file] = f"{type(exc).__name__}: {exc}"
+                continue
+            if unescaped(self.parsed[file]._parse_tree):
+                self.parse_errors[file] = UNESCAPED
         self._html = pystache.Renderer(missing_tags="strict", partials={})
         self._text = pystache.Renderer(missing_tags="strict", partials={}, escape=lambda s: s)
 
@@ -120,14 +122,24 @@ class Library:
         errors = list(errors or [])
         fallback = name == slot.fallback
         try:
-            out = self._fill(slot_name, name, "fallback" if fallback else "preview", variables, assignment)
+            out = self._fill(
+                slot_name, name, "fallback" if fallback else "preview", variables, assignment
+            )
             out.fallback, out.errors = fallback and bool(errors), errors
             return out
         except RENDER_ERRORS as exc:
             errors.append(RenderError(name, _kind(exc), f"{type(exc).__name__}: {exc}"))
         return Rendered(
-            slot_name, name, EMPTY_BLOCK, "", {"text": "", "url": ""}, list(variables.get("items") or []),
-            fallback=True, chosen_by="fallback", errors=errors, assignment=assignment,
+            slot_name,
+            name,
+            EMPTY_BLOCK,
+            "",
+            {"text": "", "url": ""},
+            list(variables.get("items") or []),
+            fallback=True,
+            chosen_by="fallback",
+            errors=errors,
+            assignment=assignment,
         )
 
     def _fill(
@@ -158,6 +170,20 @@ class Library:
         return Rendered(
             slot_name, name, html, headline, cta, items, chosen_by=chosen_by, assignment=assignment
         )
+
+
+def unescaped(nodes: list[Any]) -> list[str]:
+    """Names output without HTML escaping ({{{name}}} or {{& name}}) anywhere in a tree."""
+    out: list[str] = []
+    for node in nodes:
+        kind = type(node).__name__
+        if kind == "_LiteralNode":
+            out.append(str(node.key))
+        elif kind == "_SectionNode":
+            out += unescaped(node.parsed._parse_tree)
+        elif kind == "_InvertedNode":
+            out += unescaped(node.parsed_section._parse_tree)
+    return out
 
 
 def _kind(exc: Exception) -> str:

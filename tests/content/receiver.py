@@ -35,7 +35,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 receiver.handle(self)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)

@@ -19,7 +19,9 @@ OTHER = "whsec_" + base64.b64encode(b"someone else's secret, 32 bytes").decode()
 
 def blocks(n: int = 5) -> list[Block]:
     return [
-        Block("home_hero", f"segment {k}", {"headline": f"h{k}", "html": f"<p>{k}</p>", "items": []})
+        Block(
+            "home_hero", f"segment {k}", {"headline": f"h{k}", "html": f"<p>{k}</p>", "items": []}
+        )
         for k in range(n)
     ]
 
@@ -44,7 +46,9 @@ def test_receiver_down_then_back_every_block_once_signed(tmp_path: Path) -> None
         assert set(receiver.processed) == {b.key() for b in blocks()}
         assert max(receiver.seen.values()) == 2 and sum(receiver.seen.values()) == 6
         assert receiver.bad_signatures == 0 and receiver.verified == 6
-        assert {p["target"] for p in receiver.processed.values()} == {f"segment {k}" for k in range(5)}
+        assert {p["target"] for p in receiver.processed.values()} == {
+            f"segment {k}" for k in range(5)
+        }
         assert outbox.counts() == {"delivered": 5}
 
         again = push(blocks(), url, outbox, sender, attempts=2, backoff=0.01)
@@ -101,7 +105,7 @@ def test_the_signature_is_the_standard_one() -> None:
     now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
     headers = sender.headers("msg_x", '{"a":1}', now)
     key = base64.b64decode(SECRET.removeprefix("whsec_"))
-    mac = hmac.new(key, f"msg_x.{int(now.timestamp())}.{{\"a\":1}}".encode(), hashlib.sha256)
+    mac = hmac.new(key, f'msg_x.{int(now.timestamp())}.{{"a":1}}'.encode(), hashlib.sha256)
     assert headers["webhook-signature"] == "v1," + base64.b64encode(mac.digest()).decode()
     assert headers["webhook-timestamp"] == str(int(now.timestamp()))
     sender.close()
