@@ -29,6 +29,9 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="events")
     root.command(name="serve")(serve)
     root.command(name="recommend")(recommend)
+    from serving.content_commands import register as register_content
+
+    register_content(root)
 
 
 PID_FILE = Path(".tailwise/serve.pid")

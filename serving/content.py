@@ -109,6 +109,19 @@ class ContentService:
         return ContentAnswer(rendered, answer, req, variables)
 
 
+async def segment_variables(
+    graph: RecommendGraph, library: Library, slot: str, segment: str
+) -> dict[str, Any]:
+    """Variables of a block for a whole segment (`tailwise content push`): the segment's
+    name and the popular (cold-start) items, with no user and no context."""
+    k = max(library.slot(slot).items, 1)
+    answer = graph.pipeline.cold_start(Request(user_id="", k=k), set())
+    items = answer.body.get("items", [])[: library.slot(slot).items]
+    catalogue = _catalogue(graph, [str(it["item_id"]) for it in items])
+    rows = [{**row, "reason": it.get("reason")} for it, row in zip(items, catalogue, strict=True)]
+    return build_variables(Inputs(user_id="", profile={"segment_name": segment}, items=rows))
+
+
 def catalogue_rows_known(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Recent items the catalogue knows (an unknown id has no title to show)."""
     return [r for r in rows if r.get("title")]
