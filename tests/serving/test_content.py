@@ -9,58 +9,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from serving.api import ContentResponse, ErrorResponse
 from serving.auth import ApiKeys
 from serving.config import ServingConfig
-from serving.graph import Answer, Request
 from serving.metrics import ServingMetrics
 from serving.routes import build_api
-from tailwise.features.online import ItemTable
-
-ROOT = Path(__file__).resolve().parents[2]
-EVIL = "<script>alert(1)</script>"
-PROFILES = {
-    "u1": {"segment_name": "frequent buyers", "top_brands": ["Acme"], "recent_items": ["i3"]},
-    "u2": {"segment_name": "lapsed", "recent_items": ["i3", "unknown"]},
-}
-
-
-class Graph:
-    def __init__(self) -> None:
-        self.bundle = SimpleNamespace(version="v1")
-        self.degraded = False
-        self.cache = SimpleNamespace(applies=lambda req: False)
-        self.extra: dict[str, Any] = {}
-        self.asked: list[Request] = []
-        self.recorded: list[str] = []
-        frame = pd.DataFrame(
-            {
-                "item_id": ["i0", "i1", "i2", "i3"],
-                "title": [EVIL, "Boots", None, "Old favourite"],
-                "brand": ["Acme", None, "Zed", "Acme"],
-                "price": [9.5, 120.0, None, 3.0],
-                "category": ["c", "c", "d", "e"],
-                "age_band": ["18-24"] * 4,  # not a catalogue field a template sees
-            }
-        )
-        self.reader = SimpleNamespace(items=ItemTable(frame))
-
-    async def recommend(self, req: Request, log_features: bool = False) -> Answer:
-        self.asked.append(req)
-        ids = ["i0", "i1", "i2", "i3"][: req.k]
-        items = [{"item_id": i, "score": 1.0, "reason": "popular"} for i in ids]
-        body = {"request_id": req.request_id, "model_version": "v1", "items": items}
-        return Answer({**body, "degraded": self.degraded, **self.extra}, {"total": 0.001})
-
-    async def profile(self, user_id: str) -> dict[str, Any]:
-        return {} if self.degraded else dict(PROFILES.get(user_id, {}))
-
-    async def record(self, req: Request, answer: Answer) -> None:
-        self.recorded.append(req.request_id)
+from tests.serving.content_support import EVIL, ROOT, Graph
 
 
 def make_client(content: Path, tmp_path: Path, require_key: bool = False) -> TestClient:
