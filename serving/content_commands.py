@@ -146,6 +146,13 @@ def push(
         str | None,
         typer.Option(help="Comma-separated segment names (default: the segment model's)."),
     ] = None,
+    segment_changed_since: Annotated[
+        datetime | None,
+        typer.Option(
+            help="One block per user whose segment changed after this time (the user_daily "
+            "snapshots of `tailwise features build`); run it after each build to push changes."
+        ),
+    ] = None,
     report: Annotated[Path, typer.Option(help="Delivery report (JSON) to write.")] = Path(
         ".tailwise/content/push-report.json"
     ),
@@ -162,11 +169,14 @@ def push(
     library = _library(content)
     definition = _known_slot(library, slot)
     target, outbox, sender = _delivery(library, url)
-    if definition.audience == "user" and users is None:
+    changes = _changes(segment_changed_since) if segment_changed_since else None
+    if definition.audience == "user" and users is None and changes is None:
         fail(f"slot {slot!r} is rendered per user (audience: user): pass --users FILE")
+    if changes is not None and not changes:
+        console.print(f"no user changed segment since {segment_changed_since}: nothing to push")
     with errors(BundleError):
         graph = open_graph(content, models, model, data)
-        blocks = _run(graph, lambda: _blocks(graph, library, slot, users, segments))
+        blocks = _run(graph, lambda: _blocks(graph, library, slot, users, segments, changes))
     from tailwise.content.push import push as push_blocks
 
     manifest = library.manifest.push
@@ -223,14 +233,37 @@ def _delivery(library: Library, url: str | None, need_url: bool = True) -> tuple
     return target, Outbox(Path(settings.outbox)), sender
 
 
+def _changes(since: datetime) -> dict[str, dict[str, str]]:
+    """User id -> {"from", "to"} for users whose segment changed after `since`."""
+    from tailwise.content.changes import read_segment_changes
+    from tailwise.settings import Settings
+
+    try:
+        frame = read_segment_changes(Settings().features_dir / "user_daily.parquet", since)
+    except (ValueError, OSError) as exc:
+        fail(f"--segment-changed-since: {exc}")
+    return {r.user_id: {"from": r.previous, "to": r.current} for r in frame.itertuples(index=False)}
+
+
 async def _blocks(
-    graph: RecommendGraph, library: Library, slot: str, users: Path | None, segments: str | None
+    graph: RecommendGraph,
+    library: Library,
+    slot: str,
+    users: Path | None,
+    segments: str | None,
+    changes: dict[str, dict[str, str]] | None = None,
 ) -> list[Block]:
     from serving.api import ContentContext
     from serving.content import ContentService, segment_variables
     from tailwise.content.push import Block
 
     blocks = []
+    if changes is not None:
+        service = ContentService(library)
+        for user, change in changes.items():
+            out = await service.render(graph, user, slot, ContentContext(), f"push-{user}")
+            blocks.append(Block(slot, user, {**_payload(out.rendered), "segment_change": change}))
+        return blocks
     if users is not None:
         from tailwise.user_list import read_user_ids
 

@@ -128,3 +128,38 @@ def test_push_without_a_secret_or_url_is_a_clear_error(
         no_secret.exit_code == 3
         and "TAILWISE_CONTENT_WEBHOOK_SECRET is not set" in no_secret.output
     )
+
+
+def test_push_on_segment_change_sends_one_block_per_changed_user(
+    content: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    features = tmp_path / "features"
+    features.mkdir()
+    pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u2", "u2"],
+            "event_timestamp": pd.to_datetime(
+                ["2026-11-29", "2026-12-02", "2026-11-29", "2026-12-02"], utc=True
+            ),
+            "segment_name": ["browsers", "frequent buyers", "lapsed", "lapsed"],
+        }
+    ).to_parquet(features / "user_daily.parquet")
+    monkeypatch.setenv("TAILWISE_FEATURES_DIR", str(features))
+    receiver = Receiver(free_port(), SECRET).start()
+    args = ["push", "--slot", "email_block", "--url", receiver.url, "--content", content]
+    try:
+        result = run(
+            *args, "--segment-changed-since", "2026-11-30", "--report", tmp_path / "r.json"
+        )
+        assert result.exit_code == 0, result.output
+        (block,) = receiver.processed.values()
+        assert block["target"] == "u1"
+        assert block["segment_change"] == {"from": "browsers", "to": "frequent buyers"}
+        missing = run(
+            *args, "--segment-changed-since", "2026-11-30", "--report", tmp_path / "r.json"
+        )
+        assert missing.exit_code == 0 and receiver.requests == 1  # the same change: no resend
+    finally:
+        receiver.stop()
