@@ -75,6 +75,7 @@ class Library:
                 self.parse_errors[file] = UNESCAPED
         self._html = pystache.Renderer(missing_tags="strict", partials={})
         self._text = pystache.Renderer(missing_tags="strict", partials={}, escape=lambda s: s)
+        self._texts: dict[str, ParsedTemplate] = {}
 
     @classmethod
     def load(cls, folder: Path) -> Library:
@@ -142,6 +143,15 @@ class Library:
             assignment=assignment,
         )
 
+    def _render_text(self, text: str, context: dict[str, Any]) -> str:
+        """A headline or call-to-action text, parsed once (the manifest's texts only)."""
+        if not text:
+            return ""
+        parsed = self._texts.get(text)
+        if parsed is None:
+            parsed = self._texts[text] = pystache.parse(text)
+        return str(self._text.render(parsed, context))
+
     def _fill(
         self,
         slot_name: str,
@@ -156,11 +166,10 @@ class Library:
         context = {**variables, "slot": slot_name, "template": name}
         # Headline and call to action are text for JSON: rendered unescaped here, escaped
         # by the HTML template where it shows them ({{headline}}, {{cta_url}}).
-        text = self._text.render
-        headline = text(template.headline, context) if template.headline else ""
+        headline = self._render_text(template.headline, context)
         cta = {
-            "text": text(template.cta_text, context) if template.cta_text else "",
-            "url": text(template.cta_url, context) if template.cta_url else "",
+            "text": self._render_text(template.cta_text, context),
+            "url": self._render_text(template.cta_url, context),
         }
         if cta["url"] and not cta["url"].startswith(SAFE_URL):
             raise ValueError(f"cta_url {cta['url']!r} must start with one of {SAFE_URL}")
