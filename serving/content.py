@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException
 
@@ -40,19 +40,36 @@ from tailwise.content.variables import ITEM_FIELDS, Inputs, build_variables, rec
 logger = logging.getLogger("tailwise.serving")
 
 
+class ExperimentRouter(Protocol):
+    """The replica's experiments, when it runs any (`replica.experiments`): the answer of
+    the user's variant, who records it (None: nobody), and the routing (None: no
+    experiment) whose exposure the caller logs after the response."""
+
+    async def recommend(
+        self, graph: RecommendGraph, req: Request, log: bool
+    ) -> tuple[Answer, Any, Any]: ...
+
+
 @dataclass
 class ContentAnswer:
     rendered: Rendered
     answer: Answer
     request: Request
     variables: dict[str, Any]
+    recorder: Any = None  # records the answer (cache, served log) after the response
+    routed: Any = None  # the experiment routing, logged as an exposure after the response
 
 
 class ContentService:
     """Variables for a user and a slot from the graph, and the slot rendered with them."""
 
-    def __init__(self, library: Library, assigner: Assigner | None = None) -> None:
-        self.library, self.assigner = library, assigner
+    def __init__(
+        self,
+        library: Library,
+        assigner: Assigner | None = None,
+        router: ExperimentRouter | None = None,
+    ) -> None:
+        self.library, self.assigner, self.router = library, assigner, router
 
     async def variables(
         self,
@@ -61,7 +78,8 @@ class ContentService:
         slot: str,
         context: api.ContentContext,
         request_id: str,
-    ) -> tuple[dict[str, Any], Answer, Request]:
+    ) -> ContentAnswer:
+        """The variables (rendered is left empty) with the answer and who records it."""
         k = max(self.library.slot(slot).items, 1)
         req = Request(
             user_id=user_id,
@@ -71,7 +89,14 @@ class ContentService:
             timestamp=context.timestamp,
             request_id=request_id,
         )
-        answer, profile = await asyncio.gather(graph.recommend(req), graph.profile(user_id))
+        recorder: Any = graph
+        routed: Any = None
+        if self.router is not None:  # the user's variant answers, as /recommend would
+            (answer, recorder, routed), profile = await asyncio.gather(
+                self.router.recommend(graph, req, False), graph.profile(user_id)
+            )
+        else:
+            answer, profile = await asyncio.gather(graph.recommend(req), graph.profile(user_id))
         items = answer.body.get("items", [])[: self.library.slot(slot).items]
         catalogue = _catalogue(graph, [str(it["item_id"]) for it in items])
         recent = _catalogue(graph, recent_item_ids(profile))
@@ -88,12 +113,25 @@ class ContentService:
             ],
             recent=catalogue_rows_known(recent),
         )
-        return build_variables(inputs), answer, req
+        empty = Rendered(slot, "", "", "", {"text": "", "url": ""}, [])
+        return ContentAnswer(empty, answer, req, build_variables(inputs), recorder, routed)
 
-    def assignment(self, user_id: str, slot: str, answer: Answer) -> Assignment | None:
+    def assignment(
+        self, user_id: str, slot: str, answer: Answer, routed: Any = None
+    ) -> Assignment | None:
+        """From the assigner when given, else the experiment routing (its variant's
+        `template`), else the experiment fields of the answer."""
         definition = self.library.slot(slot)
         if self.assigner is not None:
             return self.assigner.assign(user_id, slot, definition.experiment)
+        if routed is not None:
+            fields = routed.fields
+            return Assignment(
+                str(fields["experiment"]),
+                str(fields["variant"]),
+                fields.get("propensity"),
+                getattr(routed.variant, "template", None),
+            )
         return assignment_from_answer(answer.body, definition)
 
     async def render(
@@ -104,9 +142,10 @@ class ContentService:
         context: api.ContentContext,
         request_id: str = "",
     ) -> ContentAnswer:
-        variables, answer, req = await self.variables(graph, user_id, slot, context, request_id)
-        rendered = self.library.render(slot, variables, self.assignment(user_id, slot, answer))
-        return ContentAnswer(rendered, answer, req, variables)
+        out = await self.variables(graph, user_id, slot, context, request_id)
+        assignment = self.assignment(user_id, slot, out.answer, out.routed)
+        out.rendered = self.library.render(slot, out.variables, assignment)
+        return out
 
 
 async def segment_variables(
@@ -146,7 +185,8 @@ class ContentRoute:
         self.service: ContentService | None = None
         folder = replica.config.content_dir
         try:
-            self.service = ContentService(Library.load(folder), assigner)
+            router = getattr(replica, "experiments", None)  # when the replica runs any
+            self.service = ContentService(Library.load(folder), assigner, router)
         except (ManifestError, OSError, UnicodeDecodeError) as exc:
             self.problem = f"content is not configured ({folder}): {exc}"
             logger.warning("/content is off: %s", self.problem)
@@ -176,7 +216,13 @@ class ContentRoute:
         out = await self.service.render(
             graph, body.user_id, body.slot, body.context, uuid.uuid4().hex
         )
-        background.add_task(graph.record, out.request, out.answer)
+        if out.recorder is not None:
+            background.add_task(out.recorder.record, out.request, out.answer)
+        experiments = self.service.router
+        if out.routed is not None and experiments is not None:
+            log = getattr(experiments, "log", None)
+            if log is not None:  # the exposure, as /recommend logs it
+                background.add_task(log, self.replica.aclient, out.request, out.routed)
         _count(metrics, out.rendered)
         metrics.count("/content", 200, time.perf_counter() - started)
         return response_body(out)

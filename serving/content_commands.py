@@ -119,12 +119,9 @@ def preview(
         graph = open_graph(content, models, model, data)
         service = ContentService(library)
         context = ContentContext(device=device, country=country)
-        variables, answer, _ = _run(
-            graph, lambda: service.variables(graph, user, slot, context, "preview")
-        )
-    served, renders = render_variants(
-        library, slot, variables, service.assignment(user, slot, answer)
-    )
+        fetched = _run(graph, lambda: service.variables(graph, user, slot, context, "preview"))
+    assignment = service.assignment(user, slot, fetched.answer, fetched.routed)
+    served, renders = render_variants(library, slot, fetched.variables, assignment)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(preview_page(user, slot, served, renders), encoding="utf-8")
     console.print(

@@ -20,7 +20,27 @@ from serving.routes import build_api
 from tests.serving.content_support import EVIL, ROOT, Graph
 
 
-def make_client(content: Path, tmp_path: Path, require_key: bool = False) -> TestClient:
+class Router:
+    """The replica's experiments as serving.experiments offers them: the variant's answer,
+    its recorder and the routing; `log` writes the exposure."""
+
+    def __init__(self) -> None:
+        self.logged: list[str] = []
+
+    async def recommend(self, graph: Graph, req: Any, log: bool) -> tuple[Any, Any, Any]:
+        answer = await graph.recommend(req)
+        fields = {"experiment": "hero_test", "variant": "b", "propensity": 0.5}
+        answer.body.update(fields)
+        routed = SimpleNamespace(fields=fields, variant=SimpleNamespace(template="lapsed"))
+        return answer, graph, routed
+
+    async def log(self, aclient: Any, req: Any, routed: Any) -> None:
+        self.logged.append(req.request_id)
+
+
+def make_client(
+    content: Path, tmp_path: Path, require_key: bool = False, router: Router | None = None
+) -> TestClient:
     async def close() -> None:
         return None
 
@@ -31,6 +51,8 @@ def make_client(content: Path, tmp_path: Path, require_key: bool = False) -> Tes
         graph=Graph(),
         metrics=ServingMetrics(),
         close=close,
+        aclient=None,
+        **({"experiments": router} if router is not None else {}),
     )
     lifecycle = SimpleNamespace(start=lambda: None, stop=lambda: None)
     app = build_api(replica, lifecycle, ApiKeys(["right"], require_key))  # type: ignore[arg-type]
@@ -158,3 +180,19 @@ def test_the_openapi_document_describes_content(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     responses = spec["paths"]["/content"]["post"]["responses"]
     assert {"200", "400", "401", "413", "422", "503"} <= set(responses)
+
+
+def test_the_replicas_experiment_routes_the_request_and_its_variant_names_the_template(
+    tmp_path: Path,
+) -> None:
+    router = Router()
+    with make_client(ROOT / "content", tmp_path, router=router) as client:
+        out = client.post("/content", json={"user_id": "u1", "slot": "home_hero"}).json()
+        assert (out["template"], out["experiment"], out["variant"], out["propensity"]) == (
+            "lapsed",
+            "hero_test",
+            "b",
+            0.5,
+        )
+        assert router.logged == [out["request_id"]]  # the exposure, after the response
+        assert client.replica.graph.recorded == [out["request_id"]]  # type: ignore[attr-defined]
