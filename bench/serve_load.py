@@ -95,6 +95,26 @@ def recommend_bodies(users: list[str], n: int, seed: int) -> list[bytes]:
     ]
 
 
+def content_bodies(users: list[str], n: int, seed: int, slot: str) -> list[bytes]:
+    """n serialised ContentRequest bodies for `slot`: the users and contexts /recommend's
+    bodies have (the slot sets how many items)."""
+    import orjson
+
+    out = []
+    for body in recommend_bodies(users, n, seed):
+        fields = orjson.loads(body)
+        del fields["k"]
+        out.append(orjson.dumps({**fields, "slot": slot}))
+    return out
+
+
+def request_bodies(args: argparse.Namespace, users: list[str], n: int, seed: int) -> list[bytes]:
+    """The bodies of the route under test (`--path`)."""
+    if args.path == "content":
+        return content_bodies(users, n, seed, args.slot)
+    return recommend_bodies(users, n, seed)
+
+
 # ------------------------------------------------ load generator (runs in its own process)
 
 
@@ -548,7 +568,11 @@ def api_key() -> tuple[str, bool]:
 
 def full_config(args: argparse.Namespace) -> dict[str, Any]:
     """ServingConfig fields for the full app: address, key, then --models-dir etc."""
-    fields: dict[str, Any] = {"host": "127.0.0.1", "port": args.port}
+    fields: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": args.port,
+        "content_dir": str(ROOT / "content"),  # /content's templates, wherever Ray runs
+    }
     key, tell_app = api_key()
     if tell_app:
         fields["api_keys"] = [key]
@@ -691,7 +715,7 @@ def run_rates(
     out = []
     with progress_bar() as progress:
         for rate in rates:
-            bodies = recommend_bodies(users, int(rate * args.duration), args.seed + int(rate))
+            bodies = request_bodies(args, users, int(rate * args.duration), args.seed + int(rate))
             before = scrape_handler(url) if label == "full" else {}
             raw, usage = measure_window(
                 gen, args, progress, f"{label} {rate:g} req/s", url, rate, bodies
@@ -727,7 +751,7 @@ def run_paired(
             inside: Counter[str] = Counter()  # the full app's handler and stage seconds
             n = max(1, int(rate * args.duration / args.rounds))
             for r in range(args.rounds):
-                bodies = recommend_bodies(users, n, args.seed + int(rate) + 1000 * r)
+                bodies = request_bodies(args, users, n, args.seed + int(rate) + 1000 * r)
                 p50 = {}
                 for name in names if r % 2 == 0 else names[::-1]:
                     label = f"{name} {rate:g} req/s, round {r + 1}/{args.rounds}"
@@ -759,7 +783,7 @@ _HANDLER = re.compile(
 def scrape_handler(recommend_url: str) -> dict[str, float]:
     """The full app's handler and stage histograms (sum and count per label) from
     GET /metrics; with several replicas, whichever one answers."""
-    status, body = http("GET", recommend_url.removesuffix("/recommend") + "/metrics")
+    status, body = http("GET", recommend_url.rsplit("/", 1)[0] + "/metrics")
     if status != 200:
         return {}
     return {
@@ -779,7 +803,7 @@ def handler_means(totals: Counter[str]) -> dict[str, float]:
     for key, total in totals.items():
         label, _, kind = key.rpartition(":")
         if kind == "sum" and totals.get(f"{label}:count"):
-            name = "handler" if label == "/recommend" else label
+            name = "handler" if label in ("/recommend", "/content") else label
             out[name] = round(1000 * total / totals[f"{label}:count"], 3)
     return out
 
@@ -902,15 +926,15 @@ def bench_apps(
             results[name] = deploy(args, name, urls[name], users)
         if len(apps) == 1:
             results[apps[0]]["rates"] = run_rates(
-                gen, args, apps[0], urls[apps[0]] + "/recommend", args.rates, users
+                gen, args, apps[0], urls[apps[0]] + f"/{args.path}", args.rates, users
             )
         else:
             rates, ratios = run_paired(
-                gen, args, {n: urls[n] + "/recommend" for n in apps}, args.rates, users
+                gen, args, {n: urls[n] + f"/{args.path}" for n in apps}, args.rates, users
             )
             for name in apps:
                 results[name]["rates"] = rates[name]
-        if "full" in apps and args.freshness > 0:
+        if "full" in apps and args.freshness > 0 and args.path == "recommend":
             freshness = run_freshness_trials(gen, args, urls["full"], users)
     finally:
         serve.shutdown()
@@ -1057,12 +1081,19 @@ def show(result: dict[str, Any]) -> None:
         console.print(f"{mark}  {g['goal']} ({g['app']}: {g['value']})")
 
 
+def results_name(path: str) -> str:
+    """serve_load for /recommend, serve_load_content for /content (kept apart)."""
+    return "serve_load" if path == "recommend" else f"serve_load_{path}"
+
+
 def save(result: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serve_load.json").write_text(json.dumps(result, indent=2) + "\n")
+    path = result["settings"].get("path", "recommend")
+    name = results_name(path)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     s, m = result["settings"], result["machine"]
     lines = [
-        "# Serving under load: POST /recommend, open loop",
+        f"# Serving under load: POST /{path}, open loop",
         "",
         f"{m['cores']} cores; Python {m['python']}; Ray {m['ray']}; proxy: {result['proxy']}; "
         f"{result['date']}; `{result['command']}`",
@@ -1171,12 +1202,20 @@ def save(result: dict[str, Any]) -> None:
     for g in result["goals"]:
         mark = {True: "PASS", False: "FAIL", None: "n/a"}[g["pass"]]
         lines.append(f"- {mark}: {g['goal']} ({g['app']}: {g['value']})")
-    (RESULTS / "serve_load.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--apps", default="full", help="comma-separated: noop, full")
+    ap.add_argument(
+        "--path",
+        choices=["recommend", "content"],
+        default="recommend",
+        help="route under load: POST /recommend, or POST /content (full app only; results "
+        "in bench/results/serve_load_content.*)",
+    )
+    ap.add_argument("--slot", default="home_hero", help="--path content: the slot requested")
     ap.add_argument(
         "--rates", default="25,50,100,150,200,300,400,500,600", help="arrival rates, req/s"
     )
@@ -1239,6 +1278,8 @@ def parse_args() -> argparse.Namespace:
     args.apps = [a.strip() for a in args.apps.split(",") if a.strip()]
     if unknown := set(args.apps) - {"noop", "full"}:
         ap.error(f"unknown app(s) {sorted(unknown)}: use noop and/or full")
+    if args.path == "content" and "noop" in args.apps:
+        ap.error("--path content needs --apps full (the no-op app has no /content)")
     args.rates = [float(r) for r in args.rates.split(",")]
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1, got {args.rounds}")
@@ -1293,7 +1334,17 @@ def main() -> None:
         f"keep-alive pool of {args.connections}, bodies serialised in advance",
         "settings": {
             k: getattr(args, k)
-            for k in ["apps", "rates", "duration", "warmup", "timeout", "drain", "seed", "port"]
+            for k in [
+                "apps",
+                "path",
+                "rates",
+                "duration",
+                "warmup",
+                "timeout",
+                "drain",
+                "seed",
+                "port",
+            ]
         }
         | {"unknown_user_share": UNKNOWN_SHARE, "k": K, "known_users": len(users)}
         | ({"rounds": args.rounds} if len(args.apps) > 1 else {}),
@@ -1311,7 +1362,8 @@ def main() -> None:
     show(result)
     if args.save if args.save is not None else "full" in apps:
         save(result)
-        print(f"wrote {RESULTS / 'serve_load.json'} and serve_load.md")
+        name = results_name(args.path)
+        print(f"wrote {RESULTS / name}.json and {name}.md")
     else:
         print("results not written (no full app in this run; --save to force)")
 

@@ -10,7 +10,7 @@ time window, value ranges, consent) are the event contract of batch ingestion
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
@@ -184,3 +184,62 @@ class ErrorResponse(BaseModel):
 
     error: str = Field(description="What is wrong, in a sentence a person can act on.")
     detail: list[Problem] | None = None
+
+
+# --------------------------------------------------------------------- POST /content
+
+
+class ContentContext(RequestContext):
+    """The request context plus the daypart, when the page knows it (else the timestamp
+    and country give it)."""
+
+    daypart: Literal["morning", "afternoon", "evening", "night"] | None = None
+
+
+class ContentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id = Field(examples=["u0000030"])
+    slot: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = Field(
+        examples=["home_hero"], description="A slot of the content manifest (content/slots.yaml)."
+    )
+    context: ContentContext = Field(default_factory=ContentContext)
+
+
+class ContentItem(BaseModel):
+    item_id: str
+    title: str = ""
+    brand: str = ""
+    category: str = ""
+    category_l1: str = ""
+    price: str = Field("", description="Two decimals; empty when unknown.")
+    price_band: str = ""
+    reason: str = ""
+    position: str = ""
+
+
+class CallToAction(BaseModel):
+    text: str
+    url: str
+
+
+class ContentPayload(BaseModel):
+    headline: str
+    cta: CallToAction
+    items: list[ContentItem]
+
+
+class ContentResponse(BaseModel):
+    request_id: str
+    model_version: str
+    slot: str
+    template: str = Field(description="The template that rendered (the fallback on error).")
+    html: str = Field(description="The rendered block; every variable HTML-escaped.")
+    content: ContentPayload
+    fallback: bool = Field(False, description="True when the slot's fallback rendered.")
+    experiment: str | None = Field(None, description="Experiment that picked the template.")
+    variant: str | None = None
+    propensity: float | None = Field(None, description="Probability of this variant then.")
+    degraded: bool = Field(
+        False, description="True when the items came from the in-memory fallback (Redis down)."
+    )

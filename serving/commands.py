@@ -32,6 +32,9 @@ def register(root: typer.Typer) -> None:
     from tailwise.experiments.commands import app as experiments
 
     experiments.command(name="validate")(validate_experiments)
+    from serving.content_commands import register as register_content
+
+    register_content(root)
 
 
 PID_FILE = Path(".tailwise/serve.pid")

@@ -71,6 +71,9 @@ class ServingConfig(BaseModel):
         Path(".tailwise/spill"), description="Local durable log of events while Redis is down."
     )
     params_path: Path = Field(Path("params.yaml"), description="Ingestion rules for events.")
+    content_dir: Path = Field(
+        Path("content"), description="Content templates and their slot manifest (/content)."
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     num_replicas: int | None = Field(
@@ -107,6 +110,6 @@ class ServingConfig(BaseModel):
         """Absolute paths: Ray Serve replicas may run in another working directory."""
         update: dict[str, Any] = {
             name: getattr(self, name).resolve()
-            for name in ("models_dir", "clean_dir", "spill_dir", "params_path")
+            for name in ("models_dir", "clean_dir", "spill_dir", "params_path", "content_dir")
         }
         return self.model_copy(update=update)

@@ -84,6 +84,20 @@ class RecommendGraph:
         answer.stages["total"] = time.perf_counter() - started
         return answer
 
+    async def profile(self, user_id: str) -> dict[str, Any]:
+        """The user's online features, one round trip (for /content); empty while Redis is
+        down, so content renders from what is left."""
+        if self.degraded:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        self.reader.users.queue_read(pipe, user_id)
+        try:
+            (raw,) = await pipe.execute()
+        except REDIS_DOWN:
+            self.down_until = time.monotonic() + self.retry_after
+            return {}
+        return self.reader.users.decode(raw)
+
     async def record(self, req: Request, answer: Answer) -> None:
         """Cache the answer and log it to the served stream, one round trip; a Redis
         failure here only costs the cache entry and the log line."""

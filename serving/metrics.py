@@ -29,6 +29,7 @@ class ServingMetrics:
         self._declare_requests(self.registry)
         self._declare_answers(self.registry)
         self._declare_replica(self.registry)
+        self._declare_content(self.registry)
         _GC_WATCHERS.add(self)
         for reason in ("degraded", "model_error"):  # shown at 0 before the first one
             self.known_cold_start.labels(reason=reason)
@@ -113,6 +114,22 @@ class ServingMetrics:
             " request path waits them out)",
             ["generation"],
             buckets=BUCKETS,
+            registry=r,
+        )
+
+    def _declare_content(self, r: CollectorRegistry) -> None:
+        self.content = Counter(
+            "tailwise_content_responses",
+            "/content answers by slot and outcome (template: the chosen one rendered;"
+            " fallback: the slot's fallback did)",
+            ["slot", "outcome"],
+            registry=r,
+        )
+        self.content_errors = Counter(
+            "tailwise_content_errors",
+            "Template failures answered with the fallback, by slot, template and kind"
+            " (missing_data, missing_variable, template_error)",
+            ["slot", "template", "kind"],
             registry=r,
         )
 

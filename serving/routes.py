@@ -29,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from serving import api
 from serving.auth import ApiKeys
 from serving.bundle import BundleError
+from serving.content import register_content
 from serving.errors import (
     AUTH_RESPONSES,
     ERROR,
@@ -64,6 +65,7 @@ def build_api(replica: Replica, lifecycle: Lifecycle, keys: ApiKeys) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=replica.config.max_body_bytes)
     _register(app, Routes(replica, lifecycle), keys)
+    register_content(app, replica, keys)
     return app
 
 

@@ -158,6 +158,23 @@ def test_contract_of_recommend(app: Client, users: list[str], served_world: Serv
     assert "x-api-key" in [p["name"] for p in recommend["parameters"]]
 
 
+def test_content_renders_a_slot_for_a_known_user(app: Client, users: list[str]) -> None:
+    from serving.api import ContentResponse
+
+    ctx = {"device": "mobile", "country": "DE"}
+    status, body = app.call(
+        "POST", "/content", {"user_id": users[1], "slot": "home_hero", "context": ctx}
+    )
+    assert status == 200, body
+    out = ContentResponse.model_validate(body)
+    assert out.template != "fallback" and not out.fallback and not out.degraded
+    assert 1 <= len(out.content.items) <= 4 and out.content.headline
+    assert all(i.title for i in out.content.items)  # catalogue fields joined from the table
+    assert all(f'data-item="{i.item_id}"' in out.html for i in out.content.items)
+    assert len(out.request_id) == 32 and out.experiment is None
+    assert app.metric('tailwise_content_responses_total{outcome="template",slot="home_hero"}') >= 1
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
