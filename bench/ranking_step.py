@@ -139,9 +139,9 @@ def private_redis(directory: Path) -> Iterator[str]:
         raise SystemExit("redis-server is not installed")
     port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
+    no_disk = ["--save", "", "--appendonly", "no", "--dir", str(directory)]
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        + ["--dir", str(directory)],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", *no_disk],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

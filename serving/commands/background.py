@@ -1,9 +1,9 @@
 """A server started with `tailwise serve --background`: start it detached, stop it by pid.
 
-    start_background: re-runs `tailwise serve` with the same flags as a detached process
-      (log in LOG_FILE, pid in PID_FILE, a generated API key in KEY_FILE) and waits until
-      it answers
-    stop_background: SIGTERM to PID_FILE's process, then waits up to a minute for it
+start_background: re-runs `tailwise serve` with the same flags as a detached process
+  (log in LOG_FILE, pid in PID_FILE, a generated API key in KEY_FILE) and waits until
+  it answers
+stop_background: SIGTERM to PID_FILE's process, then waits up to a minute for it
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """`tailwise events consume`: served events and the request log into offline Parquet.
 
-    the events and requests streams in Redis --tailwise.ingest.streams.consume, batch by
-    batch until both are empty--> Parquet under --out (idempotent by id); once, or in a
-    loop that outlives a Redis restart
+the events and requests streams in Redis --tailwise.ingest.streams.consume, batch by
+batch until both are empty--> Parquet under --out (idempotent by id); once, or in a
+loop that outlives a Redis restart
 """
 
 from __future__ import annotations

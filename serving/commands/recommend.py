@@ -1,6 +1,6 @@
 """`tailwise recommend`: recommendations for a file of users, written to CSV.
 
-    user ids (one per line) --serving.batch (the serving graph, in this process)--> CSV
+user ids (one per line) --serving.batch (the serving graph, in this process)--> CSV
 """
 
 from __future__ import annotations

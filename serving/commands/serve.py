@@ -1,7 +1,7 @@
 """`tailwise serve`: the HTTP API (Ray Serve) in the foreground, or a detached one.
 
-    flags + repeated --set KEY=VALUE --parse_overrides--> ServingConfig --> run until
-    Ctrl-C (serving.server), or start / stop a detached server (background.py)
+flags + repeated --set KEY=VALUE --parse_overrides--> ServingConfig --> run until
+Ctrl-C (serving.server), or start / stop a detached server (background.py)
 """
 
 from __future__ import annotations
