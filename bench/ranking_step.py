@@ -318,6 +318,16 @@ def save(label: str, entry: dict[str, Any]) -> None:
     (RESULTS / "ranking_step.md").write_text("\n".join(lines) + "\n")
 
 
+def command() -> str:
+    """This run's command line; with the checkout of the code it measured when that is not
+    the one this script is in (a `before` run of another revision)."""
+    import serving
+
+    checkout = Path(serving.__file__).resolve().parents[1]
+    prefix = [] if checkout == ROOT else [f"PYTHONPATH={checkout}"]
+    return shlex.join([*prefix, "python", "bench/ranking_step.py", *sys.argv[1:]])
+
+
 def code_revision() -> str:
     import serving
 
@@ -376,7 +386,7 @@ def main() -> None:
         "code": code_revision(),
         "data": f"{args.users} users, {args.items} items, {args.days} days, seed 7",
         "machine": f"{os.cpu_count()} cores; Python {platform.python_version()}",
-        "command": shlex.join(["python", "bench/ranking_step.py", *sys.argv[1:]]),
+        "command": command(),
     }
     print(json.dumps(entry, indent=2))
     if not args.no_save:
