@@ -3,12 +3,13 @@
     catalogue item features --once per (model, materialisation)--> ItemBlock, in the
       model's item order (retrieval's rows): the catalogue's rows of the ranker's matrix
       (float32, categoricals as codes of the training categories) with the item columns
-      filled, the cross features' item inputs, the text columns rules and reasons read,
-      and which source fills each other column
+      filled, the cross features' item side encoded (tailwise.features.cross.CrossItems),
+      the text columns rules and reasons read, and which source fills each other column
     per request: the candidates' rows of the block (one gather), the cross features
-      (tailwise.features.cross.user_cross_features, the definition training uses),
+      (the candidates' rows of the encoded item side and the user's values,
+      tailwise.features.cross.user_cross_features, the definition training uses),
       retrieval score and rank, per-item on-demand values and the user's values, each
-      into its columns by name --> X --> ModelBundle.rank (XGBoost's inplace_predict)
+      into its columns --> X --> ModelBundle.rank (XGBoost's inplace_predict)
 
 Categoricals are codes of the categories training saved (ranker.json), the codes pandas
 gave XGBoost in training; unseen or missing categories and values become NaN, XGBoost's
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,12 @@ import numpy as np
 from serving.bundle import ModelBundle
 from serving.retrieval import Candidates
 from serving.rules import WORDED_FIELDS, text_missing
-from tailwise.features.cross import CROSS_FEATURES, CROSS_ITEM_INPUTS, user_cross_features
+from tailwise.features.cross import (
+    CROSS_FEATURES,
+    CROSS_ITEM_INPUTS,
+    CrossItems,
+    user_cross_features,
+)
 from tailwise.features.online import ItemTable
 
 RETRIEVAL_SCORE, RETRIEVAL_RANK = "retrieval_score", "retrieval_rank"
@@ -39,27 +46,31 @@ AGE = "item_age_days"
 class ItemBlock:
     """Everything per item a request needs, in the model's item order (`bundle.item_ids`,
     the rows retrieval returns), built once per (model, materialisation): the ranker's
-    item-level columns for the whole catalogue (NaN on items the feature store does not
-    know), the cross features' item inputs, the text columns, and where each other
-    column of the ranker's matrix comes from. A request gathers its candidates' rows and
-    fills the other columns (`ranking_matrix`)."""
+    matrix for the whole catalogue with the item-level columns filled (NaN on items the
+    feature store does not know, and in every other column), the cross features' item
+    side encoded, the text columns, and where each other column of the ranker's matrix
+    comes from. A request gathers its candidates' rows and fills the other columns
+    (`ranking_matrix`)."""
 
-    values: np.ndarray  # float32 (model items, item_columns): the item-level columns
+    values: np.ndarray  # float32 (model items, ranker features): item columns filled
     stamp: tuple[str, str | None]  # (model version, materialisation stamp)
     table_rows: np.ndarray  # each model item's row in the item table, -1 where unknown
-    cross_items: dict[str, np.ndarray]  # the cross features' item inputs (but the age)
+    cross_items: CrossItems  # the cross features' item side (the age: per request)
     text: dict[
         str, np.ndarray
     ]  # rules.WORDED_FIELDS columns, object, None where unknown or missing
     missing: np.ndarray  # rules.text_missing of `text`: what reasons may not name
     codes: dict[str, dict[str, int]] = field(default_factory=dict)  # category -> code, per name
-    item_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
     # The other columns by source, (position in the ranker's order, name):
     cross: list[tuple[int, str]] = field(default_factory=list)  # cross features
     per_item: list[tuple[int, str]] = field(default_factory=list)  # request-time item columns
     user: list[tuple[int, str]] = field(default_factory=list)  # the user's values
     score_column: int = -1  # retrieval_score's column (-1: not a ranker feature)
     rank_column: int = -1  # retrieval_rank's
+
+    @cached_property
+    def user_positions(self) -> np.ndarray:
+        return np.array([j for j, _ in self.user], dtype=np.intp)
 
     @classmethod
     def build(
@@ -76,26 +87,22 @@ class ItemBlock:
         n = len(table_rows)
         codes = {name: _codes(c) for name, c in bundle.categories.items()}
         names = bundle.ranker_features
-        item_columns = [j for j, name in enumerate(names) if name in columns]
-        cross_items = {k: columns[k] for k in CROSS_ITEM_INPUTS if k in columns and k != AGE}
-        cross_items["item_id"] = np.asarray(bundle.item_ids, dtype=object)
+        cross_inputs = {k: columns[k] for k in CROSS_ITEM_INPUTS if k in columns and k != AGE}
+        cross_inputs["item_id"] = np.asarray(bundle.item_ids, dtype=object)
         text = {k: columns.get(k, np.full(n, None, dtype=object)) for k in WORDED_FIELDS}
         block = cls(
-            np.empty((n, len(item_columns)), dtype=np.float32),
+            np.full((n, len(names)), np.nan, dtype=np.float32),
             (bundle.version, items.stamp),
             table_rows,
-            cross_items,
+            CrossItems.encode(cross_inputs, n),
             text,
             text_missing(text, n),
             codes,
-            np.array(item_columns, dtype=np.intp),
         )
-        for k, j in enumerate(item_columns):
-            block.values[:, k] = encode_column(columns[names[j]], None, codes.get(names[j]))
         for j, name in enumerate(names):
             if name in columns:
-                continue
-            if name in CROSS_FEATURES:
+                block.values[:, j] = encode_column(columns[name], None, codes.get(name))
+            elif name in CROSS_FEATURES:
                 block.cross.append((j, name))
             elif name == RETRIEVAL_SCORE:
                 block.score_column = j
@@ -115,7 +122,7 @@ class ItemBlock:
         for k, (_, name) in enumerate(self.per_item):
             if name in columns:
                 encoded[:, k] = encode_column(columns[name], None, self.codes.get(name))
-        return OnDemandItems(columns, encoded)
+        return OnDemandItems(columns, encoded, np.array([j for j, _ in self.per_item], np.intp))
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,7 @@ class OnDemandItems:
 
     columns: dict[str, np.ndarray]  # name -> values in the model's item order
     encoded: np.ndarray  # float32 (model items, ItemBlock.per_item): X's per-item columns
+    positions: np.ndarray  # intp: each encoded column's position in X
 
 
 def ranking_matrix(
@@ -133,19 +141,18 @@ def ranking_matrix(
     on_demand: OnDemandItems,
     candidates: Candidates,
 ) -> np.ndarray:
-    """X (candidates x ranker features, float32) for one user's candidates.
+    """X (candidates x ranker features, float32, C order: what XGBoost's inplace_predict
+    reads without a copy) for one user's candidates.
 
     `on_demand`: per-item on-demand values (item_age_days) at the request time
     (`ItemBlock.on_demand`)."""
     rows = candidates.rows
     n = len(rows)
-    X = np.empty((n, len(bundle.ranker_features)), dtype=np.float32)
-    X[:, block.item_columns] = block.values[rows]
+    X = block.values.take(rows, axis=0)
     if block.cross:
-        items = {k: v[rows] for k, v in block.cross_items.items()}
         age = on_demand.columns.get(AGE)
-        items[AGE] = age[rows] if age is not None else np.full(n, np.nan)
-        cross = user_cross_features(row, items, n)
+        items = block.cross_items.take(rows, {AGE: age[rows]} if age is not None else None)
+        cross = user_cross_features(row, items)
         for j, name in block.cross:
             X[:, j] = cross[name]
     if block.score_column >= 0:
@@ -153,9 +160,9 @@ def ranking_matrix(
     if block.rank_column >= 0:
         X[:, block.rank_column] = np.arange(1, n + 1)
     if block.per_item:
-        X[:, [j for j, _ in block.per_item]] = on_demand.encoded[rows]
-    if block.user:
-        X[:, [j for j, _ in block.user]] = [
+        X[:, on_demand.positions] = on_demand.encoded[rows]
+    if block.user:  # one value per column for every candidate
+        X[:, block.user_positions] = [
             encode_value(row.get(name), block.codes.get(name)) for _, name in block.user
         ]
     return X

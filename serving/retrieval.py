@@ -58,6 +58,8 @@ def retrieve(
     scores = np.empty(len(bundle.item_vectors), dtype=np.float64)
     rows = _best_rows(bundle.vector_columns, query, dropped, n, scores)
     wanted = [p for p in (positions.get(i) for i in include) if p is not None]
+    if not wanted:  # the usual case (no repeats): nothing to add, nothing to sort again
+        return Candidates(bundle.item_ids, scores[rows], rows)
     extra = np.setdiff1d(np.array(wanted, dtype=np.int64), rows)
     extra = extra[np.isfinite(scores[extra])]  # excluded ones were set to -inf
     if len(extra):

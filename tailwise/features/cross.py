@@ -1,13 +1,19 @@
 """The ranker's user x item features: one pure, vectorised definition for training and serving.
 
-    user-level inputs (one row per user) + item-level inputs (one row per (user, item)
-      pair) + each pair's user --cross_columns--> x_* columns by name (one row per pair)
+    item-level inputs (one row per (user, item) pair) --CrossItems.encode--> texts as
+      codes of the items' vocabulary, numbers as floats
+    + user-level inputs (one row per user) + each pair's user --cross_columns--> x_*
+      columns by name (one row per pair); the user's texts are looked up in the items'
+      vocabulary there
 
     training: the offline point-in-time vector, one row per pair --cross_features--> frame
-    serving: one user and their candidates' item rows --user_cross_features--> columns
+    serving: the catalogue encoded once per item table (CrossItems.encode), per request
+      its candidates' rows (CrossItems.take) and one user --user_cross_features--> columns
 
 `cross_columns` is the one definition; the two entry points only say where the user's
-values come from (every row its own, or one user for every row). It reads only columns
+values come from (every row its own, or one user for every row) and when the item side is
+encoded (with the rows, or once for the catalogue: the codes only ever meet a user's
+texts, so either gives the same values; tests/features/test_cross.py). It reads only columns
 of the `ranking_v1` feature service (the item_id key, user views, item_profile_catalog,
 item_daily_popularity with its item_ prefix and the on-demand views user_request_context /
 item_request_freshness), so training and the request path cannot drift apart.
@@ -104,53 +110,105 @@ def cross_features(frame: pd.DataFrame) -> pd.DataFrame:
     }
     out = cross_columns(
         {k: columns[k] for k in CROSS_USER_INPUTS},
-        {k: columns[k] for k in CROSS_ITEM_INPUTS},
+        CrossItems.encode({k: columns[k] for k in CROSS_ITEM_INPUTS}, len(frame)),
         np.arange(len(frame)),
     )
     return pd.DataFrame(out, index=frame.index)
 
 
-def user_cross_features(
-    user: Mapping[str, Any], items: Mapping[str, Any], n: int
-) -> dict[str, np.ndarray]:
-    """The x_* columns for ONE user against `n` items: `user` holds CROSS_USER_INPUTS (scalars
-    and lists), `items` CROSS_ITEM_INPUTS as length-n columns (an absent one is missing)."""
+def user_cross_features(user: Mapping[str, Any], items: CrossItems) -> dict[str, np.ndarray]:
+    """The x_* columns for ONE user against every item of `items`: `user` holds
+    CROSS_USER_INPUTS (scalars and lists)."""
     users = {k: _single(user.get(k)) for k in CROSS_USER_INPUTS}
-    return cross_columns(users, items, np.zeros(n, dtype=np.intp))
+    return cross_columns(users, items, np.zeros(len(items), dtype=np.intp))
+
+
+_ITEM_TEXT = ("category", "category_l1", "brand", "item_id")
+_ITEM_NUMBERS = tuple(k for k in CROSS_ITEM_INPUTS if k not in _ITEM_TEXT)
+
+
+@dataclass(frozen=True)
+class CrossItems:
+    """The item side of the cross features, encoded: the texts as codes of the items' own
+    vocabulary (-1 where missing), the numbers as float64 (NaN where missing).
+
+    Every cross feature compares a user's text with an item's, never two items' or two
+    users' texts, so a user's text only needs the items' code for it; one the items do not
+    have gets `unknown`, a code no item has. Serving encodes its catalogue once per item
+    table and takes the candidates' rows per request (`take`); training encodes its rows."""
+
+    vocabulary: dict[str, int]  # every item text -> its code
+    text: dict[str, np.ndarray]  # category, category_l1, brand, item_id: intp codes
+    numbers: dict[str, np.ndarray]  # price, popularity rank, conversion, age: float64
+
+    @classmethod
+    def encode(cls, items: Mapping[str, Any], n: int) -> CrossItems:
+        """`items`: CROSS_ITEM_INPUTS as length-n columns (an absent one is missing)."""
+        keys = [_keys(items.get(k), n) for k in _ITEM_TEXT]
+        codes, uniques = pd.factorize(_objects(chain.from_iterable(keys), n * len(keys)))
+        text = {k: codes[i * n : (i + 1) * n].astype(np.intp) for i, k in enumerate(_ITEM_TEXT)}
+        numbers = {k: _numbers(items.get(k), n) for k in _ITEM_NUMBERS}
+        return cls({str(t): c for c, t in enumerate(uniques)}, text, numbers)
+
+    def __len__(self) -> int:
+        return len(self.text["item_id"])
+
+    @property
+    def unknown(self) -> int:
+        return len(self.vocabulary)
+
+    def take(self, rows: np.ndarray, numbers: Mapping[str, Any] | None = None) -> CrossItems:
+        """The items at `rows`; `numbers` replaces number columns of those rows (the item
+        age, which moves with the request time)."""
+        taken = {k: v[rows] for k, v in self.numbers.items()}
+        for k, values in (numbers or {}).items():
+            if k not in taken:
+                raise ValueError(f"{k!r} is not one of the cross features' item numbers")
+            taken[k] = _numbers(values, len(rows))
+        return CrossItems(self.vocabulary, {k: v[rows] for k, v in self.text.items()}, taken)
+
+    def codes(self, texts: Iterable[str | None], count: int = -1) -> np.ndarray:
+        """Codes of a user's texts, -1 for None: `unknown` where no item has the text."""
+        get, unknown = self.vocabulary.get, self.unknown
+        return np.fromiter((-1 if t is None else get(t, unknown) for t in texts), np.intp, count)
 
 
 def cross_columns(
-    users: Mapping[str, Any], items: Mapping[str, Any], owner: np.ndarray
+    users: Mapping[str, Any], items: CrossItems, owner: np.ndarray
 ) -> dict[str, np.ndarray]:
     """The x_* columns (float64, in CROSS_FEATURES order) of len(owner) (user, item) rows.
 
-    `items`: CROSS_ITEM_INPUTS as columns of those rows; `users`: CROSS_USER_INPUTS as columns of one
-    row per user; row i is user owner[i]. An absent column (or None) is missing."""
+    `items`: those rows' item side; `users`: CROSS_USER_INPUTS as columns of one row per
+    user; row i is user owner[i]. An absent column (or None) is missing."""
     n = len(owner)
-    n_users = int(owner.max()) + 1 if n else 0
+    if len(items) != n:
+        raise ValueError(f"{len(items)} item rows for {n} (user, item) rows")
+    if n == 0:  # e.g. every candidate excluded
+        return {name: np.zeros(0) for name in CROSS_FEATURES}
+    n_users = int(owner.max()) + 1
     lists = {k: _Lists.of(users.get(k), n_users) for k in _LISTS}
     tops = lists["top_categories"]
     l1 = _Lists(
         tops.length, tops.owner, tops.position, [str(e).split("/")[0] for e in tops.elements]
     )
-    text = _codes(
-        {k: _keys(items.get(k), n) for k in ("category", "category_l1", "brand", "item_id")}
-        | {"rt_last_category": _keys(users.get("rt_last_category"), n_users)}
-        | {k: [str(e) for e in lists[k].elements] for k in _TEXT_LISTS}
-        | {"top_l1": l1.elements}
-    )
+    # A list's elements are texts, also None (as 'None'), as training always read them.
+    code = {
+        k: items.codes(map(str, lists[k].elements), len(lists[k].elements)) for k in _TEXT_LISTS
+    }
+    code["top_l1"] = items.codes(l1.elements, len(l1.elements))
+    text = items.text
     shares = _weights(tops, lists["top_category_shares"])
-    cat_share, cat_rank = _lookup(tops, text["top_categories"], text["category"], owner, shares)
-    l1_share, _ = _lookup(l1, text["top_l1"], text["category_l1"], owner, shares)
-    brand, _ = _lookup(lists["top_brands"], text["top_brands"], text["brand"], owner)
-    recent, _ = _lookup(lists["recent_items"], text["recent_items"], text["item_id"], owner)
-    session, _ = _lookup(lists["rt_last_items"], text["rt_last_items"], text["item_id"], owner)
-    rt_category = text["rt_last_category"][owner]
-    price = _numbers(items.get("price"), n)
+    cat_share, cat_rank = _lookup(tops, code["top_categories"], text["category"], owner, shares)
+    l1_share, _ = _lookup(l1, code["top_l1"], text["category_l1"], owner, shares)
+    brand, _ = _lookup(lists["top_brands"], code["top_brands"], text["brand"], owner)
+    recent, _ = _lookup(lists["recent_items"], code["recent_items"], text["item_id"], owner)
+    session, _ = _lookup(lists["rt_last_items"], code["rt_last_items"], text["item_id"], owner)
+    rt_category = items.codes(_keys(users.get("rt_last_category"), n_users), n_users)[owner]
+    price = items.numbers["price"]
     usual = _numbers(users.get("avg_price_30d"), n_users)[owner]
     ratio = np.where(usual > 0, price / np.where(usual > 0, usual, 1.0), np.nan)
-    rank = _numbers(items.get("item_popularity_rank_7d"), n)
-    age = _numbers(items.get("item_age_days"), n)
+    rank = items.numbers["item_popularity_rank_7d"]
+    age = items.numbers["item_age_days"]
     device, daypart = (
         _numbers(users.get(k), n_users) for k in ("ctx_device_share", "ctx_daypart_share")
     )
@@ -170,7 +228,7 @@ def cross_columns(
             (text["category"] == rt_category) * 1.0,
         ),
         "x_log_popularity_rank": np.log1p(np.where(rank >= 0, rank, np.nan)),
-        "x_conversion_7d": _numbers(items.get("item_conversion_7d"), n),
+        "x_conversion_7d": items.numbers["item_conversion_7d"],
         "x_log_item_age_days": np.log1p(np.maximum(age, 0.0)),
         "x_is_new_item": np.where(np.isnan(age), np.nan, (age <= NEW_ITEM_DAYS) * 1.0),
         "x_context_share": (device * daypart)[owner],
@@ -223,15 +281,6 @@ def _weights(lists: _Lists, weights: _Lists) -> _Weights:
     return _Weights(values, usable)
 
 
-def _codes(texts: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Every text column and list as codes of one vocabulary (-1 where None)."""
-    sizes = [len(v) for v in texts.values()]
-    joined = _objects(chain.from_iterable(texts.values()), sum(sizes))
-    codes, _ = pd.factorize(joined)
-    ends = np.cumsum(sizes)
-    return {k: codes[end - size : end] for k, size, end in zip(texts, sizes, ends, strict=True)}
-
-
 def _lookup(
     lists: _Lists,
     elements: np.ndarray,
@@ -241,7 +290,7 @@ def _lookup(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row: (sum of the weights of the row's user's list elements equal to the row's
     value, the first such element's 1-based position or 0). `elements` and `values` are
-    text codes (`_codes`, -1 for None). Weights default to 1 (a 0/1 membership for lists
+    text codes (`CrossItems`, -1 for None). Weights default to 1 (a 0/1 membership for lists
     without duplicates). NaN for both where the list or the value is missing, or the
     weights are missing or of another length."""
     unusable = np.isnan(lists.length)
@@ -298,14 +347,21 @@ def _absent(value: Any) -> bool:
 
 
 def _numbers(values: Any, n: int) -> np.ndarray:
-    """Values as float64; NaN where missing or not a number."""
+    """Values as float64; NaN where missing or not a number. Value by value (float() of
+    each), so a catalogue converted once equals its rows converted one request at a time."""
     if values is None:
         return np.full(n, np.nan)
-    array = np.asarray(values)
+    array = values if isinstance(values, np.ndarray) else _objects(values)
     if array.dtype.kind in "fiub":
         return array.astype(np.float64)
     try:
         return np.asarray(array, dtype=np.float64)
     except (TypeError, ValueError):
-        series = pd.Series(array, dtype=object)
-        return pd.to_numeric(series, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+        return np.fromiter(map(_number, array), np.float64, len(array))
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan

@@ -33,10 +33,10 @@ def test_unknown_config_keys_are_refused_with_their_name() -> None:
 def test_serve_set_overrides_reach_nested_fields_and_name_bad_items() -> None:
     import typer
 
-    from serving.commands import _overrides
+    from serving.commands.serve import parse_overrides
     from serving.config import ServingConfig
 
-    fields = _overrides(
+    fields = parse_overrides(
         {"port": 8000}, ["log_feature_sample=1", "rules.max_per_category=2", "port=8100"]
     )
     config = ServingConfig.model_validate(fields)
@@ -46,4 +46,4 @@ def test_serve_set_overrides_reach_nested_fields_and_name_bad_items() -> None:
         2,
     )
     with pytest.raises(typer.BadParameter, match="expected KEY=VALUE"):
-        _overrides({}, ["log_feature_sample"])
+        parse_overrides({}, ["log_feature_sample"])

@@ -10,7 +10,12 @@ import xgboost as xgb
 from serving.bundle import ColdStart, ModelBundle
 from serving.ranking import ItemBlock, encode_column, ranking_matrix
 from serving.retrieval import Candidates
-from tailwise.features.cross import CROSS_FEATURES, cross_features, user_cross_features
+from tailwise.features.cross import (
+    CROSS_FEATURES,
+    CrossItems,
+    cross_features,
+    user_cross_features,
+)
 from tailwise.features.online import ItemTable
 from training.ranker import Examples, RankerConfig, encode, train_ranker
 
@@ -76,7 +81,7 @@ def test_cross_features_for_one_user_equal_the_frame_definition(tidy: bool) -> N
         for name, value in user.items():
             frame[name] = pd.Series([value] * n, dtype=object)
         expected = cross_features(frame)
-        got = user_cross_features(user, items, n)
+        got = user_cross_features(user, CrossItems.encode(items, n))
         for name in CROSS_FEATURES:
             np.testing.assert_allclose(got[name], expected[name].to_numpy(), err_msg=name)
 
