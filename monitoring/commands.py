@@ -30,7 +30,10 @@ CLEAN, FEATURES, PARAMS = Path("data/clean"), Path("data/features"), Path("param
 
 
 def register(app: typer.Typer) -> None:
+    from monitoring.experiment_commands import experiments_app
+
     app.add_typer(monitor_app, name="monitor")
+    app.add_typer(experiments_app, name="experiments")
 
 
 @monitor_app.command("run")
