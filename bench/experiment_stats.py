@@ -175,8 +175,12 @@ def main() -> int:
     ]
     alarms, found = srm_rates(rng, runs(20_000), runs(2_000))
     figures += [
-        check(f"SRM false alarms, balanced 20,000 users ({runs(20_000):,} runs)", alarms, 0.0, 0.002),
-        check(f"SRM detection, 48/52 split of 20,000 users ({runs(2_000):,} runs)", found, 0.95, 1.0),
+        check(
+            f"SRM false alarms, balanced 20,000 users ({runs(20_000):,} runs)", alarms, 0.0, 0.002
+        ),
+        check(
+            f"SRM detection, 48/52 split of 20,000 users ({runs(2_000):,} runs)", found, 0.95, 1.0
+        ),
     ]
     pw = power(rng, runs(10_000))
     figures += [

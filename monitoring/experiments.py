@@ -96,7 +96,7 @@ def render(result: dict[str, Any]) -> str:
     ]  # fmt: skip
     srm = result["srm"]
     srm_text = (
-        f"<p id=\"srm\" class=\"{'bad' if srm['flagged'] else 'ok'}\">Sample-ratio check: "
+        f'<p id="srm" class="{"bad" if srm["flagged"] else "ok"}">Sample-ratio check: '
         f"chi-squared {srm['chi2']:.2f}, p = {srm['p_value']:.3g} "
         f"({'MISMATCH' if srm['flagged'] else 'no mismatch'} at p &lt; {srm['threshold']:g}); "
         + ", ".join(
@@ -125,7 +125,16 @@ def render(result: dict[str, Any]) -> str:
 
 
 def _variants_table(variants: dict[str, dict[str, float]]) -> str:
-    cols = ["users", "exposures", "clicks", "orders", "ctr", "conversion", "aov", "revenue_per_user"]
+    cols = [
+        "users",
+        "exposures",
+        "clicks",
+        "orders",
+        "ctr",
+        "conversion",
+        "aov",
+        "revenue_per_user",
+    ]
     head = "".join(f"<th>{c}</th>" for c in ["variant", *cols])
     rows = "".join(
         f'<tr class="variant"><td>{html.escape(v)}</td>'
@@ -145,7 +154,9 @@ def _comparisons_table(comparisons: dict[str, Any]) -> str:
     rows = []
     for variant, metrics in comparisons.items():
         if "error" in metrics:
-            rows.append(f"<tr><td>{html.escape(variant)}</td><td colspan='10'>{html.escape(metrics['error'])}</td></tr>")
+            rows.append(
+                f"<tr><td>{html.escape(variant)}</td><td colspan='10'>{html.escape(metrics['error'])}</td></tr>"
+            )
             continue
         for metric, r in metrics.items():
             s = r["sequential"]
@@ -159,9 +170,7 @@ def _comparisons_table(comparisons: dict[str, Any]) -> str:
                 f"<td>[{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]</td><td>{s['p_holm']:.3g}</td>"
                 f"<td>{html.escape(r['test'])}</td></tr>"
             )
-    return (
-        f'<table id="comparisons"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-    )
+    return f'<table id="comparisons"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
 def _guardrails_table(guardrails: dict[str, Any]) -> str:

@@ -53,9 +53,9 @@ def users(
     check_columns(outcomes, OUTCOME_COLUMNS, "outcomes")
     per_user = exposures.groupby("user_id")["variant"].agg(["nunique", "first", "size"])
     multiple = per_user["nunique"] > 1
-    table = pd.DataFrame(
-        {"variant": per_user["first"], "exposures": per_user["size"]}
-    ).loc[~multiple]
+    table = pd.DataFrame({"variant": per_user["first"], "exposures": per_user["size"]}).loc[
+        ~multiple
+    ]
     events = outcomes.loc[outcomes["user_id"].isin(table.index)]
     clicks = events.loc[events["event_type"].isin(cfg.click_types)].groupby("user_id").size()
     bought = events.loc[events["event_type"].isin(cfg.purchase_types)]
@@ -97,7 +97,9 @@ def metric_tests(c: pd.DataFrame, t: pd.DataFrame, alpha: float) -> dict[str, st
         "revenue_per_user": stats.welch(c["revenue"], t["revenue"], alpha),
     }
     if c["orders"].sum() > 0 and t["orders"].sum() > 0:
-        tests["aov"] = stats.ratio_delta(c["revenue"], c["orders"], t["revenue"], t["orders"], alpha)
+        tests["aov"] = stats.ratio_delta(
+            c["revenue"], c["orders"], t["revenue"], t["orders"], alpha
+        )
     return tests
 
 

@@ -40,7 +40,9 @@ class BetaPosterior:
 
     def __post_init__(self) -> None:
         if self.alpha <= 0 or self.beta <= 0:
-            raise BanditError(f"BetaPosterior: alpha and beta must be > 0, got {self.alpha}, {self.beta}")
+            raise BanditError(
+                f"BetaPosterior: alpha and beta must be > 0, got {self.alpha}, {self.beta}"
+            )
 
     def update(self, successes: int, trials: int) -> BetaPosterior:
         if trials < 0 or not 0 <= successes <= trials:

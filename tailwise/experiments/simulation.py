@@ -118,7 +118,9 @@ class Shoppers:
     def __init__(self, truth_dir: Path, model: ChoiceModel, sample: int = 200, seed: int = 0):
         gt = Path(truth_dir) / "ground_truth"
         if not (gt / "world.json").exists():
-            raise SimulationError(f"--truth {truth_dir}: no ground_truth/world.json (a `tailwise generate` folder)")
+            raise SimulationError(
+                f"--truth {truth_dir}: no ground_truth/world.json (a `tailwise generate` folder)"
+            )
         self.users, self.items, self.world = load_ground_truth(Path(truth_dir))
         self.model = model.with_world(self.world)
         self.user_ids = self.users.column("user_id").to_pylist()
@@ -210,7 +212,9 @@ def arrivals(shoppers: Shoppers, cfg: SimulationConfig) -> list[tuple[int, datet
         people = rng.choice(len(shoppers.activity), cfg.users_per_day, p=shoppers.activity)
         seconds = np.sort(rng.uniform(0, 86400, cfg.users_per_day))
         for person, s in zip(people, seconds, strict=True):
-            device = DEVICES[rng.choice(3, p=shoppers.device_probs[person] / shoppers.device_probs[person].sum())]
+            device = DEVICES[
+                rng.choice(3, p=shoppers.device_probs[person] / shoppers.device_probs[person].sum())
+            ]
             visits.append((int(person), start + timedelta(days=day, seconds=float(s)), device))
     return visits[: cfg.max_requests]
 
@@ -278,7 +282,7 @@ async def _one_visit(
     person, at, device = visit_
     uid = user_id(shoppers.user_ids[person])
     body = {"user_id": uid, "k": cfg.k, "context": {"device": device, "timestamp": at.isoformat()}}
-    reply = await client.post("/recommend", json=body, headers=headers)
+    reply = await _post(client, "/recommend", body, headers)
     if reply.status_code != 200:
         raise SimulationError(f"/recommend answered {reply.status_code}: {reply.text[:200]}")
     data = reply.json()
@@ -298,7 +302,9 @@ async def _one_visit(
     events = []
     for pos in np.flatnonzero(clicked):
         item, when = shown[pos], at + timedelta(seconds=5 + 20 * int(pos))
-        price = float(shoppers.prices[shoppers.item_pos[item]]) if item in shoppers.item_pos else None
+        price = (
+            float(shoppers.prices[shoppers.item_pos[item]]) if item in shoppers.item_pos else None
+        )
         types = ["product_view"] + (["add_to_cart", "purchase"] if bought[pos] else [])
         for step, kind in enumerate(types):
             event = {"user_id": uid, "item_id": item, "event_type": kind, "device": device,
@@ -315,8 +321,24 @@ async def _one_visit(
                 })  # fmt: skip
     result.clicks += int(clicked.sum())
     result.purchases += int(bought.sum())
-    result.revenue += float(sum(shoppers.prices[shoppers.item_pos[shown[p]]] for p in np.flatnonzero(bought) if shown[p] in shoppers.item_pos))
+    result.revenue += float(
+        sum(
+            shoppers.prices[shoppers.item_pos[shown[p]]]
+            for p in np.flatnonzero(bought)
+            if shown[p] in shoppers.item_pos
+        )
+    )
     if events:
-        sent = await client.post("/events", json=events, headers=headers)
+        sent = await _post(client, "/events", events, headers)
         if sent.status_code != 200:
             raise SimulationError(f"/events answered {sent.status_code}: {sent.text[:200]}")
+
+
+async def _post(client: Any, path: str, body: Any, headers: dict[str, str]) -> Any:
+    """POST; a timeout fails this visit only (a refused connection ends the run)."""
+    import httpx
+
+    try:
+        return await client.post(path, json=body, headers=headers)
+    except httpx.TimeoutException as exc:
+        raise SimulationError(f"{path} timed out ({exc!r})") from exc

@@ -90,7 +90,10 @@ def two_proportions(
     """Two-proportion z-test (pooled variance) and the Wald interval of p_t - p_c."""
     _check_alpha(alpha)
     _check_sizes(n_control=n_control, n_treatment=n_treatment)
-    for name, x, n in (("x_control", x_control, n_control), ("x_treatment", x_treatment, n_treatment)):
+    for name, x, n in (
+        ("x_control", x_control, n_control),
+        ("x_treatment", x_treatment, n_treatment),
+    ):
         if not 0 <= x <= n:
             raise StatsError(f"{name} must lie in [0, {n}], got {x}")
     p_c, p_t = x_control / n_control, x_treatment / n_treatment
@@ -132,7 +135,9 @@ def ratio_mean_variance(numerator: Any, denominator: Any) -> tuple[float, float]
     x, y = np.asarray(numerator, float), np.asarray(denominator, float)
     n = len(x)
     if n < 2 or len(y) != n:
-        raise StatsError(f"ratio needs matching numerator/denominator of 2+ units, got {n}, {len(y)}")
+        raise StatsError(
+            f"ratio needs matching numerator/denominator of 2+ units, got {n}, {len(y)}"
+        )
     mx, my = x.mean(), y.mean()
     if my == 0:
         raise StatsError("ratio denominator sums to 0 (no exposures / orders in a variant)")

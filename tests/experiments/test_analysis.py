@@ -31,7 +31,9 @@ def test_a_better_variant_is_found_and_the_split_passes() -> None:
 
 def test_srm_is_flagged_when_the_split_misses_the_weights() -> None:
     rng = np.random.default_rng(8)
-    exp, out = experiment_tables(rng, 20000, {"control": 0.48, "b": 0.52}, {"control": 0.05, "b": 0.05})
+    exp, out = experiment_tables(
+        rng, 20000, {"control": 0.48, "b": 0.52}, {"control": 0.05, "b": 0.05}
+    )
     cfg = AnalysisConfig(weights={"control": 0.5, "b": 0.5})
     result = analyse("exp", exp, out, cfg)
     assert result["srm"]["flagged"] and any("sample-ratio" in n for n in result["notes"])

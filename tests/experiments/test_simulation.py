@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
@@ -125,7 +127,10 @@ def test_a_run_against_the_api_sends_events_and_the_better_variant_wins(
         return
     per = result.per_variant()
     assert per["good"]["mean_true_utility"] > per["bad"]["mean_true_utility"]
-    assert per["good"]["clicks"] / per["good"]["requests"] > 2 * per["bad"]["clicks"] / per["bad"]["requests"]
+    assert (
+        per["good"]["clicks"] / per["good"]["requests"]
+        > 2 * per["bad"]["clicks"] / per["bad"]["requests"]
+    )
     assert all(e["request_id"].endswith(e["user_id"]) for e in received)
 
 
@@ -134,3 +139,46 @@ def test_bad_parameters_and_truth_are_named(tmp_path: Path) -> None:
         SimulationConfig(users_per_day=0)
     with pytest.raises(SimulationError, match="--truth"):
         Shoppers(tmp_path, ChoiceModel())
+
+
+def test_the_command_runs_against_a_server_over_http(truth: Path, tmp_path: Path) -> None:
+    import threading
+
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from tailwise.cli import app
+    from tailwise.ports import free_port
+
+    stub, received = _stub(Shoppers(truth, ChoiceModel()), with_experiment=True)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(stub, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started and thread.is_alive():
+            threading.Event().wait(0.05)
+        args = ["simulate", "--truth", str(truth), "--url", f"http://127.0.0.1:{port}",
+                "--days", "1", "--users-per-day", "40", "--raw-ids", "--out", str(tmp_path / "sim")]  # fmt: skip
+        result = CliRunner().invoke(app, args)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert result.exit_code == 0, result.output
+    assert "40 visits (0 failed)" in result.output and received
+    summary = json.loads((tmp_path / "sim/summary.json").read_text())
+    assert set(summary["per_variant"]) <= {"good", "bad"} and summary["requests"] == 40
+    exposures = pd.read_parquet(tmp_path / "sim/exposures.parquet")
+    assert set(exposures["experiment"]) == {"lists"} and len(exposures) == 40
+
+
+def test_the_command_says_when_the_api_is_down(truth: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tailwise.cli import app
+    from tailwise.ports import free_port
+
+    args = ["simulate", "--truth", str(truth), "--url", f"http://127.0.0.1:{free_port()}",
+            "--days", "1", "--users-per-day", "2", "--raw-ids", "--out", str(tmp_path)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 5 and "did not answer" in result.output

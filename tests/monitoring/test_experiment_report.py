@@ -9,8 +9,8 @@ import numpy as np
 from typer.testing import CliRunner
 
 from monitoring.report import write_index
-from tests.experiments.tables import experiment_tables
 from tailwise.cli import app, load_plugins
+from tests.experiments.tables import experiment_tables
 
 
 def test_the_command_writes_json_html_and_links_the_index(tmp_path: Path) -> None:
