@@ -212,6 +212,10 @@ def analyse(
         raise stats.StatsError(f"experiment {name!r}: no exposures")
     table, multiple = users(exposures, outcomes, cfg)
     variants = sorted(table["variant"].astype(str).unique())
+    if len(variants) < 2:
+        raise stats.StatsError(
+            f"experiment {name!r} has one variant {variants}: nothing to compare"
+        )
     control = cfg.control or ("control" if "control" in variants else variants[0])
     if control not in variants:
         raise stats.StatsError(f"--control {control!r} is not a variant of {name}: {variants}")

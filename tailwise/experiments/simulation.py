@@ -283,7 +283,7 @@ async def _one_visit(
     uid = user_id(shoppers.user_ids[person])
     body = {"user_id": uid, "k": cfg.k, "context": {"device": device, "timestamp": at.isoformat()}}
     reply = await _post(client, "/recommend", body, headers)
-    if reply.status_code != 200:
+    if not 200 <= reply.status_code < 300:
         raise SimulationError(f"/recommend answered {reply.status_code}: {reply.text[:200]}")
     data = reply.json()
     shown = [i["item_id"] for i in data.get("items", [])]
@@ -330,7 +330,7 @@ async def _one_visit(
     )
     if events:
         sent = await _post(client, "/events", events, headers)
-        if sent.status_code != 200:
+        if not 200 <= sent.status_code < 300:
             raise SimulationError(f"/events answered {sent.status_code}: {sent.text[:200]}")
 
 

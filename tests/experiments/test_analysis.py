@@ -54,5 +54,7 @@ def test_users_in_two_variants_are_left_out_and_bad_tables_are_named() -> None:
         analyse("exp", exp.drop(columns="propensity"), out, AnalysisConfig())
     with pytest.raises(StatsError, match="no exposures"):
         analyse("other", exp, out, AnalysisConfig())
+    with pytest.raises(StatsError, match="one variant"):
+        analyse("exp", exp.assign(variant="b"), out, AnalysisConfig())
     with pytest.raises(StatsError, match="--control 'z'"):
         analyse("exp", exp, out, AnalysisConfig(control="z"))
