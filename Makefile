@@ -8,7 +8,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help setup demo test test-fast coverage lint format bench-generate bench-ingest bench-features \
-	bench-online bench-offline bench-serve bench-train bench-drift bench-datasets clean repro serve drift-demo
+	bench-online bench-offline bench-serve bench-train bench-drift bench-datasets bench-experiments clean repro serve drift-demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -86,6 +86,9 @@ drift-demo: setup ## The closed loop twice: a control run and a shifted world (~
 
 bench-serve: setup ## Load-test the API at 25..600 req/s, with feast serve for scale (after make demo)
 	$(BIN)/python bench/serve_load.py --config cache_ttl_seconds=0 --ray-worker-niceness 0
+
+bench-experiments: setup ## Experiment statistics and Thompson sampling against their bands (~4 min)
+	$(BIN)/python bench/experiment_stats.py
 
 bench-online: setup ## Measure materialisation and online lookups (100k people), SDK vs direct
 	$(BIN)/python bench/online_lookup.py --users 100000 --items 10000

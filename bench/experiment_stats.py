@@ -6,6 +6,9 @@ tailwise.experiments.bandit (the code the report and the request path use):
   A/A              no true difference: the share of experiments a test calls significant at
                    alpha 0.05 (conversion by the two-proportion z-test; revenue per user,
                    skewed with many zeros, by Welch's t-test) must lie in 4.0-6.0%
+  A/A ratio        CTR per exposure, users seen 1-15 times with their own click rates: the
+                   delta method over users in 4.0-6.0%; a z-test treating exposures as
+                   independent far above (shown, so the reason for the delta method shows)
   peeking          the same A/A looked at daily for 14 days, stopping at the first
                    significant look: the naive test far above 6%, the sequential
                    (always-valid) one at most 6% (confidence sequences hold for continuous
@@ -65,6 +68,26 @@ def revenue(rng: np.random.Generator, size: Any) -> np.ndarray:
 def aa_revenue(rng: np.random.Generator, runs: int, n: int = 2000) -> float:
     hits = [stats.welch(revenue(rng, n), revenue(rng, n)).p_value < ALPHA for _ in range(runs)]
     return float(np.mean(hits))
+
+
+def aa_ctr(rng: np.random.Generator, runs: int, n: int = 4000) -> tuple[float, float]:
+    """A/A on CTR per exposure with users seen 1-15 times and clicking at their own rate:
+    (delta method over users, naive z-test treating exposures as independent)."""
+    delta = naive = 0
+    for _ in range(runs):
+        arms = []
+        for _ in range(2):
+            exposures = rng.integers(1, 16, n)
+            arms.append((rng.binomial(exposures, rng.beta(0.5, 4.5, n)), exposures))
+        (xc, ec), (xt, et) = arms
+        delta += stats.ratio_delta(xc, ec, xt, et).p_value < ALPHA
+        naive += (
+            stats.two_proportions(
+                int(xc.sum()), int(ec.sum()), int(xt.sum()), int(et.sum())
+            ).p_value
+            < ALPHA
+        )
+    return delta / runs, naive / runs
 
 
 def peeking(
@@ -167,6 +190,13 @@ def main() -> int:
               aa_conversion(rng, runs(10_000)), 0.04, 0.06),
         check(f"A/A false positives, revenue Welch t ({runs(4_000):,} runs)",
               aa_revenue(rng, runs(4_000)), 0.04, 0.06),
+    ]  # fmt: skip
+    delta, per_exposure = aa_ctr(rng, runs(4_000))
+    figures += [
+        check(f"A/A false positives, CTR per exposure, delta method ({runs(4_000):,} runs)",
+              delta, 0.04, 0.06),
+        check(f"A/A false positives, CTR per exposure, naive z over exposures ({runs(4_000):,} "
+              "runs; shown to be wrong)", per_exposure, 0.07, 1.0),
     ]  # fmt: skip
     naive, seq = peeking(rng, runs(2_000))
     figures += [
