@@ -43,7 +43,7 @@ def write_experiment_report(
     """Analyse experiment `name`; write its JSON and HTML under out/experiments/<name>/."""
     if not name or "/" in name or name.startswith("."):
         raise StatsError(f"experiment name {name!r} cannot name a folder")
-    result = analyse(name, exposures, outcomes, cfg)
+    result = _finite_or_none(analyse(name, exposures, outcomes, cfg))
     folder = out / EXPERIMENTS / name
     folder.mkdir(parents=True, exist_ok=True)
     _atomic(folder / REPORT_JSON, json.dumps(result, indent=2, default=str, allow_nan=False) + "\n")
@@ -229,6 +229,17 @@ def _fmt(value: Any, pct: bool = False) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:.4g}"
+
+
+def _finite_or_none(value: Any) -> Any:
+    """The analysis with NaN and infinities (an AOV without orders) as None: valid JSON."""
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _atomic(path: Path, text: str) -> None:

@@ -44,3 +44,17 @@ def test_bad_input_exits_3_naming_it(tmp_path: Path) -> None:
     assert missing.exit_code == 3 and "--exposures" in missing.output
     weights = CliRunner().invoke(app, ["experiments", "report", "exp", "--weights", "a=x"])
     assert weights.exit_code == 3 and "--weights" in weights.output
+
+
+def test_metrics_without_a_value_are_null_in_json(tmp_path: Path) -> None:
+    from monitoring.experiments import write_experiment_report
+    from tailwise.experiments.analysis import AnalysisConfig
+
+    exp, out = experiment_tables(
+        np.random.default_rng(5), 400, {"control": 0.5, "b": 0.5}, {"control": 0.0, "b": 0.05}
+    )
+    result, folder = write_experiment_report("exp", exp, out, AnalysisConfig(), tmp_path)
+    assert result["variants"]["control"]["aov"] is None  # no orders in the control
+    assert result["comparisons"]["b"]["ctr"]["relative"] is None
+    assert json.loads((folder / "report.json").read_text())["variants"]["control"]["ctr"] == 0
+    assert "<td>-</td>" in (folder / "report.html").read_text()
