@@ -17,6 +17,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
+from serving import api
 from tailwise.experiments.simulation import (
     ChoiceModel,
     Shoppers,
@@ -75,7 +76,8 @@ def _stub(shoppers: Shoppers, with_experiment: bool) -> tuple[FastAPI, list[dict
     ids = list(shoppers.item_pos)
 
     @app.post("/recommend")
-    def recommend(body: dict[str, Any]) -> dict[str, Any]:
+    def recommend(request: api.RecommendRequest) -> dict[str, Any]:
+        body = request.model_dump()
         uid = body["user_id"]
         user = shoppers.user_ids.index(uid)
         scores = true_utility(shoppers.users.take([user]), shoppers.items, shoppers.world,
@@ -94,10 +96,10 @@ def _stub(shoppers: Shoppers, with_experiment: bool) -> tuple[FastAPI, list[dict
         def events(body: list[ExperimentEvent]) -> dict[str, Any]:
             received.extend(e.model_dump() for e in body)
             return {"accepted": len(body), "event_ids": []}
-    else:
+    else:  # today's contract, with the API's own models (extra fields refused)
 
-        @app.post("/events")
-        def today_events(body: list[TodayEvent]) -> dict[str, Any]:
+        @app.post("/events", status_code=202)
+        def today_events(body: list[api.Event]) -> dict[str, Any]:
             received.extend(e.model_dump() for e in body)
             return {"accepted": len(body), "event_ids": []}
 
