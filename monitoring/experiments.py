@@ -114,7 +114,7 @@ def render(result: dict[str, Any]) -> str:
         alpha=result["alpha"],
         notes="".join(f"<li>{html.escape(n)}</li>" for n in result["notes"]),
         srm=srm_text,
-        variants=_variants_table(result["variants"]),
+        variants=_variants_table(result["variants"], result["control"]),
         comparisons=_comparisons_table(result["comparisons"]),
         guardrails=_guardrails_table(result["guardrails"]),
         plots="\n".join(
@@ -124,7 +124,7 @@ def render(result: dict[str, Any]) -> str:
     )
 
 
-def _variants_table(variants: dict[str, dict[str, float]]) -> str:
+def _variants_table(variants: dict[str, dict[str, float]], control: str) -> str:
     cols = [
         "users",
         "exposures",
@@ -140,7 +140,7 @@ def _variants_table(variants: dict[str, dict[str, float]]) -> str:
         f'<tr class="variant"><td>{html.escape(v)}</td>'
         + "".join(f"<td>{_fmt(m[c])}</td>" for c in cols)
         + "</tr>"
-        for v, m in variants.items()
+        for v, m in sorted(variants.items(), key=lambda vm: (vm[0] != control, vm[0]))
     )
     return f'<table id="variants"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 

@@ -29,7 +29,7 @@ def test_the_report_opens_draws_plots_and_is_linked_from_the_index(
     browser.find_element(By.CSS_SELECTOR, "#experiments li.experiment a").click()
     WebDriverWait(browser, 60).until(lambda d: d.title == "Tailwise experiment exp")
     rows = browser.find_elements(By.CSS_SELECTOR, "#variants tr.variant")
-    assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == ["b", "control"]
+    assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == ["control", "b"]
     assert browser.find_elements(By.CSS_SELECTOR, "#comparisons tr.comparison.significant")
     for plot in ("plot-ctr", "plot-revenue", "plot-allocation"):
         svg = browser.find_element(By.CSS_SELECTOR, f"#{plot} svg")
