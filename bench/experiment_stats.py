@@ -26,7 +26,7 @@ tailwise.experiments.bandit (the code the report and the request path use):
 Every figure has its band; the script exits 1 when one misses. Results:
 bench/results/experiment_stats.{json,md}.
 
-    python bench/experiment_stats.py            (about a minute on one core)
+    python bench/experiment_stats.py    (about 4 minutes on an idle core; --scale 0.1 for a quick look)
 """
 
 from __future__ import annotations
