@@ -8,7 +8,8 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help setup demo test test-fast coverage lint format bench-generate bench-ingest bench-features \
-	bench-online bench-offline bench-serve bench-ranking bench-train bench-drift bench-datasets clean repro serve drift-demo
+	bench-online bench-offline bench-serve bench-ranking bench-train bench-drift bench-datasets bench-experiments \
+	clean repro serve drift-demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -89,6 +90,9 @@ bench-serve: setup ## Load-test the API at 25..600 req/s, with feast serve for s
 
 bench-ranking: setup ## Time the request path's stages in one process (CPU per request)
 	$(BIN)/python bench/ranking_step.py --label after
+
+bench-experiments: setup ## Experiment statistics and Thompson sampling against their bands (~4 min)
+	$(BIN)/python bench/experiment_stats.py
 
 bench-online: setup ## Measure materialisation and online lookups (100k people), SDK vs direct
 	$(BIN)/python bench/online_lookup.py --users 100000 --items 10000

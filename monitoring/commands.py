@@ -30,7 +30,11 @@ CLEAN, FEATURES, PARAMS = Path("data/clean"), Path("data/features"), Path("param
 
 
 def register(app: typer.Typer) -> None:
+    from monitoring.experiment_commands import report
+    from tailwise.experiments.commands import app as experiments_app
+
     app.add_typer(monitor_app, name="monitor")
+    experiments_app.command("report")(report)
 
 
 @monitor_app.command("run")

@@ -170,7 +170,10 @@ def write_index(out: Path, kpi: str = "ctr@10", drift_limit: float | None = None
             ),
         ),
     ]
+    from monitoring.experiments import index_section
+
     page = _INDEX_TEMPLATE.format(
+        experiments=index_section(out),
         count=len(runs),
         latest=_latest(runs),
         plots="\n".join(
@@ -340,6 +343,7 @@ td:first-child, th:first-child {{ text-align: left; }}
 reference: feature drift, prediction drift, incoming events, and outcome KPIs of the
 requests whose attribution window has closed.</p>
 {latest}
+{experiments}
 <div class="plots">
 {plots}
 </div>

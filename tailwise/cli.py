@@ -18,6 +18,7 @@ from rich.table import Table
 
 from tailwise.console import EXIT_BAD_INPUT, EXIT_SERVICE, console, errors, fail, progress
 from tailwise.experiments.commands import app as experiments_app
+from tailwise.experiments.commands import simulate
 from tailwise.features.commands import app as features_app
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 app.add_typer(features_app, name="features")
 app.add_typer(experiments_app, name="experiments")
+app.command()(simulate)
 
 
 @app.command()

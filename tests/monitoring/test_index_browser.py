@@ -7,51 +7,11 @@ TAILWISE_CHROMIUM / TAILWISE_CHROMEDRIVER point elsewhere) and the `selenium` pa
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.monitoring.conftest import Monitored
 
-CHROMIUM = os.environ.get("TAILWISE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-DRIVER = (
-    os.environ.get("TAILWISE_CHROMEDRIVER")
-    or shutil.which("chromedriver")
-    or "/usr/bin/chromedriver"
-)
 WAIT_S = 60
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
-        pytest.skip(
-            f"no headless browser: {CHROMIUM} or {DRIVER} is missing "
-            "(apt-get install chromium chromium-driver)"
-        )
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
-    driver.set_page_load_timeout(WAIT_S)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_the_index_opens_lists_runs_draws_plots_and_links_work(

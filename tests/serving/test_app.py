@@ -12,6 +12,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -395,3 +396,28 @@ def test_redis_outage_degrades_spills_and_recovers_without_losing_events(
         time.sleep(0.3)
     assert recovered is not None and recovered["degraded"] is False
     assert app.metric("tailwise_degraded_responses_total") >= 2
+
+
+def test_simulated_shoppers_use_the_running_api(app: Client, generated: tuple[Path, Path]) -> None:
+    """tailwise.experiments.simulation against the real server: every visit answered,
+    clicks sent as events the API accepts (pseudonymised ids, as the clean data holds)."""
+    import asyncio
+
+    import httpx
+
+    from tailwise.experiments.simulation import ChoiceModel, Shoppers, SimulationConfig, simulate
+    from tailwise.privacy import pseudonymise
+
+    shoppers = Shoppers(generated[0], ChoiceModel())
+    keyed = pseudonymise(pd.Series(shoppers.user_ids), b"t" * 40)  # the fixture's ingest key
+    ids = dict(zip(shoppers.user_ids, keyed, strict=True))
+    cfg = SimulationConfig(days=1, users_per_day=40, k=10, seed=1, time_limit_s=90)
+
+    async def run() -> Any:
+        async with httpx.AsyncClient(base_url=app.url, timeout=30) as client:
+            return await simulate(client, shoppers, cfg, ids.__getitem__, {"X-API-Key": KEY})
+
+    result = asyncio.run(run())
+    assert result.requests == 40 and result.failed == 0, result.errors
+    assert result.clicks > 0 and {e["experiment"] for e in result.exposures} == {"(none)"}
+    assert all(e["request_id"] for e in result.exposures)

@@ -1,0 +1,92 @@
+"""`tailwise experiments report NAME`: an experiment's statistics as JSON and HTML.
+
+Reads the exposures and outcomes tables (Parquet files or folders with the columns of
+tailwise.experiments), writes <out>/experiments/<NAME>/report.{json,html}, refreshes the
+monitoring index so it links the report, and prints the comparison. Exits 0 whatever the
+result (a sample-ratio mismatch is printed in red and recorded); bad input exits 3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tailwise.console import console, errors
+
+EXPOSURES, OUTCOMES = Path("data/experiments/exposures"), Path("data/experiments/outcomes")
+
+
+def report(
+    name: Annotated[str, typer.Argument(help="The experiment's name.")],
+    exposures: Annotated[Path, typer.Option(help="Exposures: Parquet file or folder.")] = EXPOSURES,
+    outcomes: Annotated[Path, typer.Option(help="Attributed outcomes: Parquet.")] = OUTCOMES,
+    out: Annotated[Path, typer.Option(help="Monitoring reports folder.")] = Path(
+        "monitoring/reports"
+    ),
+    control: Annotated[str | None, typer.Option(help="Control variant.")] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="Configured weights, 'control=0.5,b=0.5' (default: propensities)."),
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
+) -> None:
+    """Per variant KPIs, tests with Holm and sequential intervals, SRM; JSON + HTML."""
+    from monitoring.experiments import read_table, write_experiment_report
+    from monitoring.report import write_index
+    from tailwise.experiments.analysis import AnalysisConfig
+    from tailwise.experiments.stats import StatsError
+
+    with errors(StatsError):
+        cfg = AnalysisConfig(control=control, alpha=alpha, weights=parse_weights(weights))
+        exp, outc = read_table(exposures, "exposures"), read_table(outcomes, "outcomes")
+        with console.status(f"analysing {name}"):
+            result, folder = write_experiment_report(name, exp, outc, cfg, out)
+            index = write_index(out)
+    print_result(result)
+    console.print(f"[green]report[/green] {folder / 'report.html'}")
+    console.print(f"[green]index[/green]  {index}")
+
+
+def parse_weights(text: str | None) -> dict[str, float] | None:
+    from tailwise.experiments.stats import StatsError
+
+    if text is None:
+        return None
+    weights = {}
+    for part in text.split(","):
+        variant, _, value = part.partition("=")
+        try:
+            weights[variant.strip()] = float(value)
+        except ValueError:
+            raise StatsError(f"--weights: {part!r} is not variant=number") from None
+    if len(weights) < 2 or any(w <= 0 for w in weights.values()) or "" in weights:
+        raise StatsError(f"--weights: need 2+ variants with positive weights, got {text!r}")
+    return weights
+
+
+def print_result(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    srm = result["srm"]
+    colour = "red" if srm["flagged"] else "green"
+    console.print(
+        f"[{colour}]SRM p = {srm['p_value']:.3g}[/{colour}] "
+        + ("MISMATCH" if srm["flagged"] else "no mismatch")
+    )
+    table = Table(title=f"{result['experiment']}: against {result['control']}")
+    for col in ("variant", "metric", "control", "treatment", "difference", "p (Holm)", "seq. p"):
+        table.add_column(col, justify="left" if col in ("variant", "metric") else "right")
+    for variant, metrics in result["comparisons"].items():
+        for metric, r in metrics.items():
+            if metric == "error":
+                continue
+            table.add_row(
+                variant, metric, f"{r['control']:.4g}", f"{r['treatment']:.4g}",
+                f"{r['difference']:+.4g}", f"{r['p_holm']:.3g}" + (" *" if r["significant"] else ""),
+                f"{r['sequential']['p_holm']:.3g}",
+            )  # fmt: skip
+    console.print(table)
+    for note in result["notes"]:
+        console.print(f"- {note}")

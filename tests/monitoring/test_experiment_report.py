@@ -1,0 +1,60 @@
+"""`tailwise experiments report`: JSON and HTML written, linked from the monitoring index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from monitoring.report import write_index
+from tailwise.cli import app, load_plugins
+from tests.experiments.tables import experiment_tables
+
+
+def test_the_command_writes_json_html_and_links_the_index(tmp_path: Path) -> None:
+    exp, out = experiment_tables(
+        np.random.default_rng(3), 3000, {"control": 0.5, "b": 0.5}, {"control": 0.05, "b": 0.09}
+    )
+    exp.to_parquet(tmp_path / "exposures.parquet")
+    out.to_parquet(tmp_path / "outcomes.parquet")
+    reports = tmp_path / "reports"
+    load_plugins()
+    args = ["experiments", "report", "exp", "--exposures", str(tmp_path / "exposures.parquet"),
+            "--outcomes", str(tmp_path / "outcomes.parquet"), "--out", str(reports)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "no mismatch" in result.output
+    data = json.loads((reports / "experiments/exp/report.json").read_text())
+    assert data["comparisons"]["b"]["ctr"]["significant"]
+    page = (reports / "experiments/exp/report.html").read_text()
+    for anchor in ('id="variants"', 'id="comparisons"', 'id="plot-ctr"', 'id="plot-allocation"'):
+        assert anchor in page
+    assert page.count("<svg") == 3
+    index = write_index(reports).read_text()
+    assert 'href="experiments/exp/report.html"' in index
+
+
+def test_bad_input_exits_3_naming_it(tmp_path: Path) -> None:
+    load_plugins()
+    missing = CliRunner().invoke(
+        app, ["experiments", "report", "exp", "--exposures", str(tmp_path / "nope.parquet")]
+    )
+    assert missing.exit_code == 3 and "--exposures" in missing.output
+    weights = CliRunner().invoke(app, ["experiments", "report", "exp", "--weights", "a=x"])
+    assert weights.exit_code == 3 and "--weights" in weights.output
+
+
+def test_metrics_without_a_value_are_null_in_json(tmp_path: Path) -> None:
+    from monitoring.experiments import write_experiment_report
+    from tailwise.experiments.analysis import AnalysisConfig
+
+    exp, out = experiment_tables(
+        np.random.default_rng(5), 400, {"control": 0.5, "b": 0.5}, {"control": 0.0, "b": 0.05}
+    )
+    result, folder = write_experiment_report("exp", exp, out, AnalysisConfig(), tmp_path)
+    assert result["variants"]["control"]["aov"] is None  # no orders in the control
+    assert result["comparisons"]["b"]["ctr"]["relative"] is None
+    assert json.loads((folder / "report.json").read_text())["variants"]["control"]["ctr"] == 0
+    assert "<td>-</td>" in (folder / "report.html").read_text()
