@@ -1,7 +1,8 @@
 """`tailwise experiments report NAME`: an experiment's statistics as JSON and HTML.
 
 Reads the exposures and outcomes tables (Parquet files or folders with the columns of
-tailwise.experiments), writes <out>/experiments/<NAME>/report.{json,html}, refreshes the
+tailwise.experiments); by default the consumer's tables under --served (exposures/, and
+outcomes attributed from its events/ with params.yaml's attribution window), writes <out>/experiments/<NAME>/report.{json,html}, refreshes the
 monitoring index so it links the report, and prints the comparison. Exits 0 whatever the
 result (a sample-ratio mismatch is printed in red and recorded); bad input exits 3.
 """
@@ -15,13 +16,22 @@ import typer
 
 from tailwise.console import console, errors
 
-EXPOSURES, OUTCOMES = Path("data/experiments/exposures"), Path("data/experiments/outcomes")
-
 
 def report(
     name: Annotated[str, typer.Argument(help="The experiment's name.")],
-    exposures: Annotated[Path, typer.Option(help="Exposures: Parquet file or folder.")] = EXPOSURES,
-    outcomes: Annotated[Path, typer.Option(help="Attributed outcomes: Parquet.")] = OUTCOMES,
+    exposures: Annotated[
+        Path | None, typer.Option(help="Exposures: Parquet file or folder (default: SERVED).")
+    ] = None,
+    outcomes: Annotated[
+        Path | None,
+        typer.Option(help="Attributed outcomes: Parquet (default: attributed from SERVED)."),
+    ] = None,
+    served: Annotated[
+        Path, typer.Option(help="The consumer's tables (tailwise events consume --out).")
+    ] = Path("data/served"),
+    params: Annotated[Path, typer.Option(help="params.yaml (experiments.attribution_hours).")] = (
+        Path("params.yaml")
+    ),
     out: Annotated[Path, typer.Option(help="Monitoring reports folder.")] = Path(
         "monitoring/reports"
     ),
@@ -40,7 +50,17 @@ def report(
 
     with errors(StatsError):
         cfg = AnalysisConfig(control=control, alpha=alpha, weights=parse_weights(weights))
-        exp, outc = read_table(exposures, "exposures"), read_table(outcomes, "outcomes")
+        exp = read_table(exposures or served / "exposures", "exposures")
+        if outcomes is not None:
+            outc = read_table(outcomes, "outcomes")
+        else:
+            import pandas as pd
+
+            from tailwise.experiments.attribution import attribute_served
+            from tailwise.experiments.definitions import load_experiments_params
+
+            hours = load_experiments_params(params).attribution_hours
+            outc = attribute_served(served, pd.Timedelta(hours=hours))
         with console.status(f"analysing {name}"):
             result, folder = write_experiment_report(name, exp, outc, cfg, out)
             index = write_index(out)

@@ -54,7 +54,7 @@ def truth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class TodayEvent(BaseModel):
-    """The fields of today's /events (extra fields refused)."""
+    """The fields of /events before it took experiment links (extra fields refused)."""
 
     model_config = ConfigDict(extra="forbid")
     user_id: str
@@ -96,10 +96,10 @@ def _stub(shoppers: Shoppers, with_experiment: bool) -> tuple[FastAPI, list[dict
         def events(body: list[ExperimentEvent]) -> dict[str, Any]:
             received.extend(e.model_dump() for e in body)
             return {"accepted": len(body), "event_ids": []}
-    else:  # today's contract, with the API's own models (extra fields refused)
+    else:  # an API without experiment links (extra fields refused)
 
         @app.post("/events", status_code=202)
-        def today_events(body: list[api.Event]) -> dict[str, Any]:
+        def today_events(body: list[TodayEvent]) -> dict[str, Any]:
             received.extend(e.model_dump() for e in body)
             return {"accepted": len(body), "event_ids": []}
 
