@@ -52,9 +52,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--data", type=Path, default=WORK / "clean")
     ap.add_argument("--features", type=Path, default=WORK / "features")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
-    ap.add_argument(
-        "--set", action="append", default=[], help="retrieval override name=yaml-value"
-    )
+    ap.add_argument("--set", action="append", default=[], help="retrieval override name=yaml-value")
     ap.add_argument(
         "--window",
         default="test",
@@ -96,7 +94,8 @@ def run_seed(
     result = evaluate({"two_tower": model}, split, ks=(K,), window=window)
     truth = split.truth(window)
     recs = model.recommend(truth.users["user_id"], max(NS), exclude_seen=not split.allow_repeats)
-    table = candidate_recall({"two_tower": recs}, truth.relevant, truth.users, NS)
+    frames = {"two_tower": recs.assign(source="two_tower")}
+    table = candidate_recall(frames, truth.relevant, truth.users, NS)
     table = table[(table["source"] == "two_tower") & (table["slice"] == "all")]
     info = model.result.info
     row = {
@@ -220,7 +219,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     import training.retrieval
 
     code = subprocess.run(
-        ["git", "-C", str(Path(training.retrieval.__file__).parent), "rev-parse", "--short", "HEAD"],
+        [
+            "git",
+            "-C",
+            str(Path(training.retrieval.__file__).parent),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -111,7 +111,9 @@ def retrieval_examples(
         examples[feature.name] = users[feature.name].to_numpy()
     examples["first_touch"] = _first_touch(events, positive)
     if history_items > 0:
-        at = pd.DataFrame({"user_id": examples["user_id"], "timestamp": examples["event_timestamp"]})
+        at = pd.DataFrame(
+            {"user_id": examples["user_id"], "timestamp": examples["event_timestamp"]}
+        )
         examples[HISTORY_COLUMN] = items_before(events, at, history_items)
     examples = examples.merge(catalogue, on="item_id", how="left")
     return examples.sort_values("example_id").reset_index(drop=True)

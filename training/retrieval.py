@@ -141,7 +141,34 @@ def _tensorflow() -> Any:
     return tf
 
 
-EpochHook = Callable[[int, dict[str, float]], None]
+@dataclass(frozen=True)
+class EpochFigures:
+    """One epoch's held-out figures: each held-out (user, item) pair's rank (1 = first)
+    among every catalogue item, and the training loss."""
+
+    epoch: int  # 1-based
+    ranks: np.ndarray
+    loss: float
+
+    def metric(self, measure: str, k: int) -> float:
+        """`measure`@k over the pairs (each pair one relevant item): recall and hit_rate
+        (rank <= k), ndcg (1/log2(rank+1) within k), precision (hit / k), map (1/rank)."""
+        if not len(self.ranks):
+            return 0.0
+        hit = self.ranks <= k
+        values = {
+            "recall": hit,
+            "hit_rate": hit,
+            "ndcg": np.where(hit, 1.0 / np.log2(self.ranks + 1.0), 0.0),
+            "precision": hit / k,
+            "map": np.where(hit, 1.0 / self.ranks, 0.0),
+        }
+        if measure not in values:
+            raise ValueError(f"held-out metric {measure!r}: one of {sorted(values)}")
+        return float(np.mean(values[measure]))
+
+
+EpochHook = Callable[[EpochFigures], None]
 
 
 def train_retrieval(
@@ -155,7 +182,7 @@ def train_retrieval(
 
     With `validation_share` > 0, the latest share of the examples (by time) is held out:
     after every epoch the towers' recall@`validation_n` of its (user, item) pairs is
-    measured (`on_epoch(epoch, figures)` sees it, e.g. a Ray Tune report) and Keras'
+    measured (`on_epoch` sees each epoch's EpochFigures, e.g. for a Ray Tune report) and Keras'
     EarlyStopping stops after `patience` epochs without a gain and restores the best
     weights; with `refit`, the towers are then trained again from scratch on every
     example for the best number of epochs, so the latest interactions are learned too.
@@ -254,7 +281,14 @@ def _fit(
     watch = None
     if held_out is not None:
         watch = validation_callback(
-            tf, cfg, query_model, candidate_model, q_specs, held_out, item_frame, item_inputs,
+            tf,
+            cfg,
+            query_model,
+            candidate_model,
+            q_specs,
+            held_out,
+            item_frame,
+            item_inputs,
             on_epoch,
         )
         stop = tf.keras.callbacks.EarlyStopping(
@@ -327,19 +361,18 @@ def validation_callback(
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             q = query_model.predict(queries, batch_size=4096, verbose=0)
             c = candidate_model.predict(item_inputs, batch_size=4096, verbose=0)
-            ranks = _ranks(q, c, rows)
+            loss = float((logs or {}).get("loss", np.nan))
+            held = EpochFigures(epoch + 1, _ranks(q, c, rows), loss)
             figures = {
-                self.monitor: float(np.mean(ranks <= n)) if len(ranks) else 0.0,
-                "val_ndcg_at_10": float(np.mean(np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0)))
-                if len(ranks)
-                else 0.0,
-                "loss": float((logs or {}).get("loss", np.nan)),
+                self.monitor: held.metric("recall", n),
+                "val_ndcg_at_10": held.metric("ndcg", 10),
+                "loss": loss,
             }
             if logs is not None:
                 logs.update(figures)
             self.epochs.append(figures)
             if on_epoch is not None:
-                on_epoch(epoch + 1, figures)
+                on_epoch(held)
 
         def summary(self) -> dict[str, Any]:
             return {"pairs": len(rows), "n": n, "epochs": self.epochs}

@@ -179,7 +179,9 @@ def _objects(values: Sequence[Any]) -> np.ndarray:
     return out
 
 
-def latest_items(items: Sequence[Any] | np.ndarray, last: Sequence[float] | np.ndarray, m: int) -> list[str]:
+def latest_items(
+    items: Sequence[Any] | np.ndarray, last: Sequence[float] | np.ndarray, m: int
+) -> list[str]:
     """An item_history input of one user: of `items` with the epoch seconds of their newest
     event `last` (NaN: unknown, left out), the `m` newest, newest first; items at the same
     second by id, the greatest first (the order `items_before` replays events in)."""
@@ -222,7 +224,10 @@ def items_before(events: pd.DataFrame, at: pd.DataFrame, m: int) -> list[list[st
         {"user_id": at["user_id"].astype(str).to_numpy(), "seconds": epoch_seconds(at["timestamp"])}
     ).assign(row=np.arange(len(at)))
     asks = asks.sort_values(["user_id", "seconds"], kind="stable")
-    by_user = {u: (g["item_id"].to_numpy(), g["seconds"].to_numpy()) for u, g in log.groupby("user_id", sort=False)}
+    by_user = {
+        u: (g["item_id"].to_numpy(), g["seconds"].to_numpy())
+        for u, g in log.groupby("user_id", sort=False)
+    }
     for user, group in asks.groupby("user_id", sort=False):
         items, seconds = by_user.get(user, (np.empty(0, object), np.empty(0)))
         newest: dict[str, None] = {}  # insertion order = order of each item's newest event
