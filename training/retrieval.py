@@ -10,10 +10,18 @@
                                        config, data range, training figures)
       --load(folder)--> RetrievalResult backed by the SavedModel signature
 
+Training: TFRS' Retrieval task, in-batch softmax at `temperature` with the logQ
+sampling-bias correction (each item's share of the examples) and accidental hits removed
+(the same item elsewhere in the batch is no negative). With `validation_share`, the
+latest examples are held out and Keras' EarlyStopping watches their recall@N after each
+epoch (restoring the best weights), then `refit` trains on everything for that many
+epochs. With `history_items` M, the query tower also reads the user's last M items before
+each example (an item_history input: the mean of their item-id embeddings).
+
 `TwoTowerRecommender` plugs this into the evaluation harness: `fit` builds examples from
-Feast and trains; `recommend` reads each user's features as of `as_of` (the window start;
-by default the last training event), embeds them and searches the item vectors,
-leaving out what the user has already seen.
+Feast and the events and trains; `recommend` reads each user's features as of `as_of`
+(the window start; by default the last training event) and their last items before it,
+embeds them and searches the item vectors, leaving out what the user has already seen.
 """
 
 from __future__ import annotations
@@ -351,7 +359,7 @@ def validation_callback(
     queries = encode_frame(pairs, q_specs)
     n = cfg.validation_n
 
-    class HeldOutRecall(tf.keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+    class HeldOutRecall(tf.keras.callbacks.Callback):
         monitor = f"val_recall_at_{n}"
 
         def __init__(self) -> None:
