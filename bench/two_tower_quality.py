@@ -59,6 +59,9 @@ def parse_args() -> argparse.Namespace:
         choices=["test", "validation"],
         help="validation: fit before the validation window and score it (to choose settings)",
     )
+    ap.add_argument(
+        "--append", action="store_true", help="add these seeds' rows to an existing --label run"
+    )
     ap.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
     return ap.parse_args()
 
@@ -176,6 +179,14 @@ def main() -> None:
         run = measure(args)
         RESULTS.mkdir(exist_ok=True)
         body = json.loads(out_json.read_text()) if out_json.exists() else {"runs": {}}
+        before = body["runs"].get(args.label)
+        if args.append and before:  # more seeds of the same settings
+            same = [r["config"] | {"seed": 0} for r in (*before["rows"], *run["rows"])]
+            if any(c != same[0] for c in same):
+                raise SystemExit(f"--append: {args.label!r} was run with other settings")
+            run["rows"] = sorted([*before["rows"], *run["rows"]], key=lambda r: r["seed"])
+            run["summary"] = summary(run["rows"])
+            run["command"] = f"{before['command']}; {run['command']}"
         body["runs"][args.label] = run  # read just before: other runs may have written
         out_json.write_text(json.dumps(body, indent=2, default=str) + "\n")
     body = json.loads(out_json.read_text())
