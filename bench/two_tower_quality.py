@@ -139,13 +139,16 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def markdown(body: dict[str, Any]) -> str:
     lines = [
-        "# Two-tower retriever alone: candidate recall and NDCG@10 (test window)",
+        "# Two-tower retriever alone: candidate recall and NDCG@10",
         "",
         "Default generated data (`tailwise generate`, `ingest`, `features build` with "
-        "params.yaml into bench/work/two_tower); split as `tailwise train` does; the "
-        "retriever fitted on the history before the test window. recall@N: share of the "
-        "test window's relevant (user, item) pairs among its top N, seen items excluded. "
-        "Mean ± sample std over seeds; fit seconds are noisy (2 shared cores).",
+        "params.yaml into bench/work/two_tower); split as `tailwise train` does. A `test` "
+        "run fits the retriever on the history before the test window and scores that "
+        "window; a `validation` run fits on the history before the validation window and "
+        "scores it: settings were chosen on those, never on the test window. recall@N: "
+        "share of the window's relevant (user, item) pairs among the retriever's top N, "
+        "seen items excluded. Mean ± sample std over seeds; fit seconds are noisy (2 "
+        "shared cores, other work running).",
         "",
         f"| run | window | seeds | NDCG@{K} | recall@{K} | "
         + " | ".join(f"recall@{n}" for n in NS)
