@@ -28,7 +28,7 @@ from training.split import read_events, read_items, temporal_split
 TINY = RetrievalConfig(
     embedding_dim=16,
     hidden_layers=(32,),
-    epochs=3,
+    epochs=2,
     batch_size=256,
     seed=3,
     history_items=3,  # the item_history input
@@ -166,7 +166,7 @@ def test_recommend_excludes_seen_items_and_respects_k(fitted, split) -> None:
 @pytest.mark.slow
 def test_training_is_deterministic_for_a_seed(fitted, split) -> None:
     examples = fitted.examples.iloc[:1500]
-    cfg = TINY.model_copy(update={"epochs": 1})
+    cfg = TINY.model_copy(update={"epochs": 1, "refit": False})  # one fit, held-out figures
     items = split.candidate_items("validation")
     one, two = (train_retrieval(cfg, examples, items) for _ in range(2))
     np.testing.assert_array_equal(one.item_vectors, two.item_vectors)
