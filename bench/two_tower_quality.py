@@ -164,6 +164,21 @@ def markdown(body: dict[str, Any]) -> str:
         seeds = ",".join(str(r["seed"]) for r in run["rows"])
         window = run.get("window", "test")
         lines.append(f"| {label} | {window} | {seeds} | " + " | ".join(cells) + " |")
+    runs = body["runs"]
+    if "before" in runs and "after" in runs:
+        a, b = runs["after"]["summary"], runs["before"]["summary"]
+        ndcg = f"ndcg@{K}"
+        lines += [
+            "",
+            f"After vs before on the test window: NDCG@{K} "
+            f"{a[ndcg]['mean']:.4f} vs {b[ndcg]['mean']:.4f} "
+            f"({a[ndcg]['mean'] / b[ndcg]['mean'] - 1:+.1%}); "
+            + ", ".join(
+                f"recall@{n} {a[f'recall@{n}']['mean']:.1%} vs {b[f'recall@{n}']['mean']:.1%}"
+                for n in NS
+            )
+            + ".",
+        ]
     lines += ["", "Commands and settings:", ""]
     for label, run in body["runs"].items():
         config = {k: v for k, v in run["rows"][0]["config"].items() if k != "seed"}
