@@ -121,6 +121,11 @@ class ModelBundle:
         """The per-(user, item) history features the ranker reads (computed in serving)."""
         return [f for f in HISTORY_FEATURES if f in self.ranker_features]
 
+    @property
+    def history_input(self) -> TowerInput | None:
+        """The query tower's item_history input (the user's last `length` items), if any."""
+        return next((s for s in self.inputs if s.kind == "item_history"), None)
+
     def knows(self, user_id: str) -> bool:
         """Whether the query tower learned this user's id."""
         return user_id in self.users
@@ -157,7 +162,7 @@ class ModelBundle:
             self._packed = _packed_signature(self._signature, self.inputs)
         numeric = [s.name for s in self.inputs if s.kind == "numeric"]
         strings = [s.name for s in self.inputs if s.kind in ("id", "categorical")]
-        lists = [s.name for s in self.inputs if s.kind == "string_list"]
+        lists = [s.name for s in self.inputs if s.is_list]
         n = len(arrays[self.inputs[0].name])
         num = np.stack([arrays[k] for k in numeric], axis=1) if numeric else np.zeros((n, 0))
         text = np.stack([arrays[k] for k in strings], axis=1) if strings else np.zeros((n, 0))
@@ -317,7 +322,7 @@ def _packed_signature(signature: Any, inputs: list[TowerInput]) -> Any:
 
     numeric = [s.name for s in inputs if s.kind == "numeric"]
     strings = [s.name for s in inputs if s.kind in ("id", "categorical")]
-    lists = [s for s in inputs if s.kind == "string_list"]
+    lists = [s for s in inputs if s.is_list]
     spec = [
         tf.TensorSpec([None, len(numeric)], tf.float32),
         tf.TensorSpec([None, len(strings)], tf.string),

@@ -10,7 +10,9 @@ nothing, so every replica may call it at start-up.
 
 The history hashes are what the ranker's per-(user, item) history features are computed
 from on the request path (`UserHistory.features`, `tailwise.repeats.history_from_counts`),
-and where the user's past items come from as candidates when repeats are allowed.
+where the user's past items come from as candidates when repeats are allowed, and the
+query tower's item_history input (`UserHistory.latest`: the newest items by their
+newest event).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import redis
 
 from serving.events import event_json
 from serving.keys import RECENT_MAX, RECENT_TTL_SECONDS, Keys
+from tailwise.features.tower_inputs import latest_items
 from tailwise.ingest.events import CLEAN_COLUMNS
 from tailwise.repeats import history_from_counts
 
@@ -85,6 +88,11 @@ class UserHistory:
         count[had] = self.counts[rows[had]]
         last[had] = self.last[rows[had]]
         return history_from_counts(count, last, now_seconds)
+
+    def latest(self, m: int) -> list[str]:
+        """The query tower's item_history input: the user's `m` newest items, newest first
+        (tailwise.features.tower_inputs.latest_items, the definition training uses)."""
+        return latest_items(self.items, self.last, m)
 
     def favourites(self, n: int) -> list[str]:
         """The user's `n` past items to offer again: the most recent first, then the most

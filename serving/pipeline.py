@@ -89,7 +89,11 @@ class RecommendPipeline:
         self.rules = config.rules.for_version(bundle.allow_repeats)  # exclusions settled
         # The per-item history: for the ranker's history features, and past items as
         # candidates when repeats are allowed.
-        self.reads_history = bool(bundle.history_features) or bundle.allow_repeats
+        self.reads_history = (
+            bool(bundle.history_features)
+            or bundle.allow_repeats
+            or bundle.history_input is not None  # the query tower reads the latest items
+        )
         self.popular = PopularLists(bundle, reader, config.rules)
         self._on_demand: tuple[Any, ItemBlock, OnDemandItems] | None = None
 
@@ -128,6 +132,10 @@ class RecommendPipeline:
         t0 = time.perf_counter()
         row = self.reader.with_context(state.features, req.device, req.country, ts)
         row["user_id"] = req.user_id
+        recent = self.bundle.history_input
+        if recent is not None:  # the query tower reads the user's latest items
+            history = state.history or UserHistory.decode(None)
+            row[recent.name] = history.latest(recent.length)
         stages["features"] = time.perf_counter() - t0
         n = self.config.n_candidates
         past = (

@@ -9,7 +9,9 @@
 The export says everything the evaluation needs (the module docstring of
 tailwise.tower_export gives the order), so a tower with other layers or widths serves
 without a change here. An activation this module does not know stops the load with its
-name. The SavedModel's signature stays the reference the export is held to before a
+name. An item_history input (format version 2: the user's last M items, for any M the
+export says) is a list like any other: the caller puts the user's latest items in the row
+(tailwise.features.tower_inputs.latest_items). The SavedModel's signature stays the reference the export is held to before a
 version takes traffic (serving.bundle.check_tower).
 """
 
@@ -24,6 +26,7 @@ import numpy as np
 from scipy.special import erf, expit
 
 from tailwise.features.tower_inputs import (
+    LIST_KINDS,
     MASK,
     TowerInput,
     Vocabulary,
@@ -160,7 +163,7 @@ def _query_tower(
     kinds = {s.name: s.kind for s in inputs}
     lengths = {s.name: s.length for s in inputs}
     for e in export.embedded:
-        if (e.pooling == "mean") != (kinds.get(e.input) == "string_list"):
+        if (e.pooling == "mean") != (kinds.get(e.input) in LIST_KINDS):
             raise TowerError(
                 f"{folder}: input {e.input!r} ({kinds.get(e.input)}) pooled {e.pooling!r}"
             )

@@ -13,6 +13,12 @@ The tower it describes, evaluated in order:
   3. the embedded parts in their order, then the numeric block, concatenated
   4. every `dense` layer in order: activation(x @ kernel + bias)
   5. `normalize` 'l2': x / sqrt(max(sum(x^2), NORM_EPSILON)) (tf.math.l2_normalize)
+
+Versions: 1 has inputs of kind id, categorical, numeric and string_list. 2 adds the kind
+item_history (the user's last M items, `length` M; pooled 'mean' over the item-id table,
+so the request must pass the user's latest items, tailwise.features.tower_inputs
+.latest_items). A reader of version 2 reads version 1 unchanged; an export that has an
+item_history input must say version 2.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-FORMAT_VERSION: Literal[1] = 1
+FORMAT_VERSION: Literal[2] = 2
+READABLE_VERSIONS = (1, 2)
+HISTORY_KIND = "item_history"  # the input kind version 2 added
 DESCRIPTION = "query_tower.json"
 WEIGHTS = "query_tower.npz"
 NORM_EPSILON = 1e-12  # tf.math.l2_normalize's floor on the squared norm
@@ -57,12 +65,22 @@ class DenseLayer(_Strict):
 
 
 class QueryTowerExport(_Strict):
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[1, 2] = FORMAT_VERSION
     inputs: list[dict[str, Any]] = Field(description="TowerInput.to_dict of each, in order.")
     embedded: list[EmbeddedInput]
     numeric: NumericBlock | None
     dense: list[DenseLayer] = Field(min_length=1)
     normalize: Literal["l2"] = "l2"
+
+    @model_validator(mode="after")
+    def _kinds_of_its_version(self) -> QueryTowerExport:
+        history = [d.get("name") for d in self.inputs if d.get("kind") == HISTORY_KIND]
+        if history and self.format_version < 2:
+            raise ValueError(
+                f"format_version {self.format_version}: inputs {history} of kind"
+                f" {HISTORY_KIND!r} need format_version 2"
+            )
+        return self
 
 
 def write_export(folder: Path, export: QueryTowerExport, arrays: dict[str, np.ndarray]) -> None:

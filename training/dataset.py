@@ -7,7 +7,13 @@
         v                                         v
     item attributes (clean items) ----join----> one row per positive interaction:
                                                 example_id, user_id, item_id, event_timestamp,
-                                                weight, <user features>, <item attributes>
+                                                weight, first_touch, <user features>,
+                                                [history_items], <item attributes>
+
+first_touch: the user had no earlier event (of any type) with the item. history_items
+(when asked for): the user's last M distinct items strictly before the event, from the
+events themselves (tailwise.features.tower_inputs.items_before, the definition serving
+applies to the user's history in Redis).
 
 Which user features exist and what type they are comes from the feature service
 definition (`user_features`), so the towers and serving read one list; the Feast
@@ -25,10 +31,12 @@ import numpy as np
 import pandas as pd
 
 from tailwise.features.point_in_time import UserFeature, historical_user_features, request_rows
+from tailwise.features.tower_inputs import items_before
 
 SERVICE = "retrieval_v1"
 EXCLUDED_VIEWS = ("user_realtime_session",)
 ITEM_COLUMNS = ("category", "category_l1", "brand", "price")
+HISTORY_COLUMN = "history_items"  # training.towers.HISTORY_ITEMS
 
 
 def user_features(
@@ -68,9 +76,14 @@ def positive_events(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def retrieval_examples(
-    store: Any, events: pd.DataFrame, items: pd.DataFrame, service: str = SERVICE
+    store: Any,
+    events: pd.DataFrame,
+    items: pd.DataFrame,
+    service: str = SERVICE,
+    history_items: int = 0,
 ) -> pd.DataFrame:
-    """One row per positive interaction with user features as of the event and item attributes."""
+    """One row per positive interaction with user features as of the event and item
+    attributes; with `history_items` > 0 also the user's last that many items before it."""
     if "item_id" not in items.columns:
         raise ValueError(f"items lack column 'item_id'; got {list(items.columns)}")
     # Optional attributes the catalogue does not have are missing (the towers drop them).
@@ -96,5 +109,22 @@ def retrieval_examples(
     )
     for feature in features:
         examples[feature.name] = users[feature.name].to_numpy()
+    examples["first_touch"] = _first_touch(events, positive)
+    if history_items > 0:
+        at = pd.DataFrame(
+            {"user_id": examples["user_id"], "timestamp": examples["event_timestamp"]}
+        )
+        examples[HISTORY_COLUMN] = items_before(events, at, history_items)
     examples = examples.merge(catalogue, on="item_id", how="left")
     return examples.sort_values("example_id").reset_index(drop=True)
+
+
+def _first_touch(events: pd.DataFrame, positive: pd.DataFrame) -> np.ndarray:
+    """Per positive event: no event of the same user and item happened before it."""
+    keys = ["user_id", "item_id"]
+    log = events[[*keys, "timestamp"]].astype({"user_id": str, "item_id": str})
+    first = log.assign(timestamp=pd.to_datetime(log["timestamp"], utc=True))
+    first = first.groupby(keys, sort=False)["timestamp"].min().rename("first").reset_index()
+    asked = positive[keys].astype(str).assign(at=pd.to_datetime(positive["timestamp"], utc=True))
+    merged = asked.merge(first, on=keys, how="left")
+    return (merged["first"].isna() | (merged["first"] >= merged["at"])).to_numpy()

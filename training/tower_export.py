@@ -71,7 +71,7 @@ def _embedded(model: Any, spec: TowerInput, arrays: dict[str, np.ndarray]) -> Em
         input=spec.name,
         vocabulary=vocabulary[FIRST_TOKEN:],
         table=embedding.name,
-        pooling="mean" if spec.kind == "string_list" else "row",
+        pooling="mean" if spec.is_list else "row",
     )
 
 

@@ -6,6 +6,9 @@
       numeric          sign*log1p -> Normalization (mean/variance of the training examples)
       string lists     StringLookup(mask '') -> Embedding -> mean over non-empty slots;
                        recent_items reuses the candidate tower's item-id lookup + embedding
+      item_history     history_items, the user's last M items before the moment (from the
+                       events, not a stored feature): the item-id lookup + embedding too,
+                       mean over filled slots
     raw item values --> candidate tower --> L2-normalised item vector
       item_id, category, category_l1, brand  StringLookup(+OOV) -> Embedding
       price            log1p -> Normalization
@@ -38,6 +41,8 @@ from tailwise.features.tower_inputs import TowerInput, Vocabulary, encode_frame
 USER_ID = "user_id"
 ITEM_ID = "item_id"
 RECENT_ITEMS = "recent_items"
+HISTORY_ITEMS = "history_items"  # the item_history input (tower_inputs.items_before)
+ITEM_LISTS = (RECENT_ITEMS, HISTORY_ITEMS)  # lists embedded by the item-id table
 CANDIDATE_CATEGORICAL = ("category", "category_l1", "brand")
 CANDIDATE_NUMERIC = ("price",)
 
@@ -115,7 +120,7 @@ def fit_preprocessing(
             transformed = _signed_log1p(values.astype(np.float64))
             prep.means[spec.name] = float(transformed.mean())
             prep.variances[spec.name] = float(max(transformed.var(), 1e-6))
-        elif spec.name != RECENT_ITEMS:
+        elif spec.name not in ITEM_LISTS:
             prep.vocabularies[spec.name] = _vocabulary(values.ravel())
     # Item ids seen in training examples; catalogue items never interacted with share the
     # OOV row and are told apart by their attributes.
@@ -144,8 +149,8 @@ def _signed_log1p(x: np.ndarray) -> np.ndarray:
 
 def layer_name(input_name: str, role: str, prefix: str = "") -> str:
     """The name `build_towers` gives an input's 'lookup' or 'embedding' layer (`prefix`:
-    'item_' in the candidate tower); recent_items uses the item id's."""
-    if input_name == RECENT_ITEMS:
+    'item_' in the candidate tower); recent_items and history_items use the item id's."""
+    if input_name in ITEM_LISTS:
         return f"{ITEM_ID}_{role}"
     return f"{prefix}{input_name}_{role}"
 
@@ -197,7 +202,7 @@ def build_towers(
         return embedding(ids(x))
 
     def bag(x: Any, name: str) -> Any:
-        if name == RECENT_ITEMS:
+        if name in ITEM_LISTS:
             ids, vectors = item_lookup(x), item_embedding(item_lookup(x))
         else:
             ids_layer = lookup(name)
@@ -239,7 +244,7 @@ def build_towers(
 
     q_inputs = {
         s.name: tf.keras.Input(
-            shape=(s.length,) if s.kind == "string_list" else (),
+            shape=(s.length,) if s.is_list else (),
             dtype=tf.float32 if s.kind == "numeric" else tf.string,
             name=s.name,
         )
@@ -249,7 +254,7 @@ def build_towers(
     for s in q_specs:
         if s.kind in ("id", "categorical"):
             parts.append(categorical(q_inputs[s.name], s.name))
-        elif s.kind == "string_list":
+        elif s.is_list:
             parts.append(bag(q_inputs[s.name], s.name))
     numerics = [s.name for s in q_specs if s.kind == "numeric"]
     if numerics:

@@ -7,8 +7,11 @@ This module only declares search spaces and wraps the single-run code path:
         ray.init (TF_USE_LEGACY_KERAS for every worker) -> Tuner(OptunaSearch, ASHA)
           each trial: cfg = base + sampled values (validated by the pydantic model)
                       open_store(settings) inside the trial
-                      TwoTowerRecommender(cfg) / Reranker(factory, cfg)
-                      evaluate(window='validation', fit=True) -> report <metric>@<k>
+                      retrieval: TwoTowerRecommender(cfg, on_epoch=report).fit(history
+                        before the validation window): one report per epoch of <metric>@<k>
+                        on the retriever's own held-out latest examples (best so far)
+                      ranker: Reranker(factory, cfg), evaluate(window='validation',
+                        fit=True) -> one report of <metric>@<k>
         ray.shutdown
       --> TuneOutcome(best_config, best_metric, trials) --save(folder)--> best_config.json,
           trials.csv, history.png
@@ -16,8 +19,10 @@ This module only declares search spaces and wraps the single-run code path:
 Trials see a copy of the split whose test window is empty: they fit on the train window
 and score the validation window, so the test window cannot influence the choice. Heavy
 inputs reach trials through `tune.with_parameters` (Ray's object store), never closures.
-Each trial reports once, after fitting: ASHA is wired but only stops trials early once a
-train_* function reports per epoch.
+A retrieval trial reports after every epoch (train_retrieval's `on_epoch`), so ASHA
+(max_t: the base config's epochs) stops the trials that trail at each rung; the same
+train function early-stops within a trial (RetrievalConfig.patience), without the refit
+(a trial needs the figure, not the final model). A ranker trial reports once.
 """
 
 from __future__ import annotations
@@ -105,13 +110,14 @@ class Choice:
 
 Domain = IntRange | Uniform | Choice
 
-RETRIEVAL_SPACE: dict[str, Domain] = {
+RETRIEVAL_SPACE: dict[str, Domain] = {  # epochs: early stopping on held-out recall decides
     "embedding_dim": Choice((16, 32, 64)),
     "learning_rate": Uniform(1e-3, 5e-2, log=True),
-    "epochs": IntRange(1, 6),
     "temperature": Uniform(0.02, 0.5, log=True),
     "batch_size": Choice((128, 256, 512, 1024)),
+    "history_items": Choice((0, 5, 10, 20)),
 }
+TRIAL_VALIDATION_SHARE = 0.1  # a retrieval trial holds out at least this (base's if larger)
 RANKER_SPACE: dict[str, Domain] = {
     "max_depth": IntRange(2, 8),
     "learning_rate": Uniform(0.01, 0.3, log=True),
@@ -173,7 +179,9 @@ def tune_retrieval(
     space: Mapping[str, Domain] = RETRIEVAL_SPACE,
 ) -> TuneOutcome:
     """Search RETRIEVAL_SPACE around `base`; each trial is one TwoTowerRecommender run."""
-    return _run("retrieval", _retrieval_trial, settings, split, base, params, space, None)
+    return _run(
+        "retrieval", _retrieval_trial, settings, split, base, params, space, None, base.epochs
+    )
 
 
 def tune_ranker(
@@ -187,21 +195,37 @@ def tune_ranker(
     """Search RANKER_SPACE around `base`; each trial is one Reranker run over the
     candidates of `candidate_model_factory()` (an unfitted harness recommender)."""
     factory = candidate_model_factory
-    return _run("ranker", _ranker_trial, settings, split, base, params, space, factory)
+    return _run("ranker", _ranker_trial, settings, split, base, params, space, factory, 1)
 
 
 def _retrieval_trial(config: dict, *, settings: Any, split: Split, base: Any, env: dict) -> None:
     from ray import tune
 
     from tailwise.features.store import open_store
-    from training.retrieval import TwoTowerRecommender
+    from training.retrieval import EpochFigures, TwoTowerRecommender
 
     _limit_tensorflow_threads(env["cpus"])
-    cfg = build_config(base, config)
-    model = TwoTowerRecommender(open_store(settings), cfg, as_of=split.start(WINDOW))
+    share = max(base.validation_share, TRIAL_VALIDATION_SHARE)
+    cfg = build_config(base, {**config, "validation_share": share, "refit": False})
+    measure, k = _parse_metric(env["metric"])
+    best = [-math.inf]
     started = time.perf_counter()
-    value = validation_score(model, "two_tower", split, env["metric"])
-    tune.report({env["key"]: value, "fit_eval_s": time.perf_counter() - started})
+
+    def report(figures: EpochFigures) -> None:
+        value = figures.metric(measure, k)
+        best[0] = max(best[0], value)  # the weights early stopping keeps
+        tune.report(
+            {
+                env["key"]: best[0],
+                "epoch_value": value,
+                "epoch": figures.epoch,
+                "loss": figures.loss,
+                "fit_eval_s": time.perf_counter() - started,
+            }
+        )
+
+    model = TwoTowerRecommender(open_store(settings), cfg, on_epoch=report)
+    model.fit(split.history(WINDOW), split.candidate_items(WINDOW))
 
 
 def _ranker_trial(config: dict, *, settings: Any, split: Split, base: Any, env: dict) -> None:
@@ -232,8 +256,10 @@ def _run(
     params: TuneParams,
     space: Mapping[str, Domain],
     factory: Callable[[], Any] | None,
+    max_reports: int,
 ) -> TuneOutcome:
-    """Start Ray (unless the caller did), search, shut Ray down, tabulate the trials."""
+    """Start Ray (unless the caller did), search, shut Ray down, tabulate the trials.
+    `max_reports`: what a trial reports at most (ASHA's max_t)."""
     import ray
     from ray import tune
 
@@ -257,7 +283,7 @@ def _run(
         fn = tune.with_parameters(
             trial, settings=settings, split=validation_only(split), base=base, env=env
         )
-        grid = _tuner(fn, base, space, params, key, name).fit()
+        grid = _tuner(fn, base, space, params, key, name, max_reports).fit()
     finally:
         if own_ray:
             ray.shutdown()
@@ -284,9 +310,16 @@ def _run(
 
 
 def _tuner(
-    fn: Any, base: BaseModel, space: Mapping[str, Domain], params: TuneParams, key: str, name: str
+    fn: Any,
+    base: BaseModel,
+    space: Mapping[str, Domain],
+    params: TuneParams,
+    key: str,
+    name: str,
+    max_reports: int,
 ) -> Any:
-    """Optuna proposes (the base config first when it lies in the space), ASHA may stop."""
+    """Optuna proposes (the base config first when it lies in the space), ASHA stops
+    trials that trail at a rung (after grace_period reports, up to `max_reports`)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
@@ -304,7 +337,9 @@ def _tuner(
             metric=key,
             mode="max",
             search_alg=searcher,
-            scheduler=ASHAScheduler(max_t=params.grace_period, grace_period=params.grace_period),
+            scheduler=ASHAScheduler(
+                max_t=max(max_reports, params.grace_period), grace_period=params.grace_period
+            ),
             num_samples=params.num_samples,
             time_budget_s=params.time_budget_s,
             max_concurrent_trials=params.max_concurrent_trials,
@@ -316,7 +351,7 @@ def _tuner(
 
 
 def _trials_table(grid: Any, names: list[str], key: str, metric: str) -> pd.DataFrame:
-    """One row per trial: trial number, config columns, metric, status, seconds."""
+    """One row per trial: trial number, config columns, metric, status, reports, seconds."""
     rows: list[dict[str, Any]] = []
     for result in (grid[i] for i in range(len(grid))):
         metrics = result.metrics or {}
@@ -327,10 +362,11 @@ def _trials_table(grid: Any, names: list[str], key: str, metric: str) -> pd.Data
                 **{n: result.config.get(n) for n in names},
                 metric: metrics.get(key, np.nan),
                 "status": _status(result.error, key in metrics),
+                "reports": metrics.get("training_iteration", 0),  # epochs, ASHA's time
                 "seconds": metrics.get("time_total_s", np.nan),
             }
         )
-    columns = ["trial", *names, metric, "status", "seconds"]
+    columns = ["trial", *names, metric, "status", "reports", "seconds"]
     return pd.DataFrame(rows, columns=columns).sort_values("trial").reset_index(drop=True)
 
 

@@ -5,6 +5,10 @@
       id, categorical  str; missing -> '' (the mask token)
       string_list  (n, length) str: the first `length` values (None entries dropped after
                    the cut), padded with ''
+  item_history the same layout as string_list; its values are not a stored feature but
+               the user's latest distinct items before the moment asked about, newest
+               first (`latest_items` for one user in serving, `items_before` for training
+               examples): one definition of "the user's last M items" for both
     token --Vocabulary.codes--> embedding row: '' -> MASK (0), unknown -> OOV (1), the i-th
       vocabulary token -> i + 2 (Keras' StringLookup(mask_token='', num_oov_indices=1))
 
@@ -19,19 +23,22 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from itertools import islice
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-KINDS = ("id", "categorical", "numeric", "string_list")
+KINDS = ("id", "categorical", "numeric", "string_list", "item_history")
+LIST_KINDS = ("string_list", "item_history")
 MASK, OOV = 0, 1  # the rows of '' and of a token the vocabulary does not hold
 FIRST_TOKEN = 2  # the row of the vocabulary's first token
 
 
 @dataclass(frozen=True)
 class TowerInput:
-    """One raw input of a tower: kind 'id' | 'categorical' | 'numeric' | 'string_list'.
+    """One raw input of a tower: kind 'id' | 'categorical' | 'numeric' | 'string_list' |
+    'item_history' (the user's last `length` items, embedded by the item-id table).
 
     Strings are tf.string, numerics float32; a list has shape [length]."""
 
@@ -42,8 +49,12 @@ class TowerInput:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"tower input {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
-        if self.kind == "string_list" and self.length < 1:
-            raise ValueError(f"tower input {self.name!r}: a string_list needs a length >= 1")
+        if self.kind in LIST_KINDS and self.length < 1:
+            raise ValueError(f"tower input {self.name!r}: a {self.kind} needs a length >= 1")
+
+    @property
+    def is_list(self) -> bool:
+        return self.kind in LIST_KINDS
 
     @property
     def dtype(self) -> str:
@@ -51,7 +62,7 @@ class TowerInput:
 
     @property
     def shape(self) -> list[int | None]:
-        return [None, self.length] if self.kind == "string_list" else [None]
+        return [None, self.length] if self.is_list else [None]
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "dtype": self.dtype, "shape": self.shape}
@@ -133,7 +144,7 @@ def encode_column(spec: TowerInput, values: Sequence[Any] | np.ndarray) -> np.nd
             floats = array.astype(np.float64)
             return np.where(np.isnan(floats), 0.0, floats).astype(np.float32)
         return np.array([number(v) for v in array], dtype=np.float32)
-    if spec.kind == "string_list":
+    if spec.is_list:
         grid = np.full((len(array), spec.length), "", dtype=object)
         for row, value in enumerate(array):
             tokens = list_tokens(value, spec.length)
@@ -165,4 +176,66 @@ def _objects(values: Sequence[Any]) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     for i, value in enumerate(values):
         out[i] = value
+    return out
+
+
+def latest_items(
+    items: Sequence[Any] | np.ndarray, last: Sequence[float] | np.ndarray, m: int
+) -> list[str]:
+    """An item_history input of one user: of `items` with the epoch seconds of their newest
+    event `last` (NaN: unknown, left out), the `m` newest, newest first; items at the same
+    second by id, the greatest first (the order `items_before` replays events in)."""
+    ids = np.asarray(items, dtype=object).astype(str)
+    seconds = np.asarray(last, dtype=np.float64)
+    known = np.isfinite(seconds)
+    ids, seconds = ids[known], seconds[known]
+    order = np.lexsort((ids, seconds))[::-1]
+    return [str(i) for i in ids[order[: max(m, 0)]]]
+
+
+def epoch_seconds(timestamps: Any) -> np.ndarray:
+    """Timestamps as float epoch seconds (UTC), as serving's per-user history stores them."""
+    stamps = pd.to_datetime(pd.Series(np.asarray(timestamps)), utc=True)
+    return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(np.float64)
+
+
+def items_before(events: pd.DataFrame, at: pd.DataFrame, m: int) -> list[list[str]]:
+    """The item_history input of each row of `at` (user_id, timestamp): `latest_items` over
+    the user's `events` (user_id, item_id, timestamp; every event type, as serving's
+    history counts them) strictly before the row's time. Point-in-time: a row never sees
+    its own event or a later one."""
+    for frame, name in ((events, "events"), (at, "at")):
+        missing = [c for c in ("user_id", "timestamp") if c not in frame.columns]
+        if missing:
+            raise ValueError(f"items_before: {name} lack column(s) {missing}")
+    if "item_id" not in events.columns:
+        raise ValueError("items_before: events lack column 'item_id'")
+    out: list[list[str]] = [[] for _ in range(len(at))]
+    if m < 1 or not len(at):
+        return out
+    log = pd.DataFrame(
+        {
+            "user_id": events["user_id"].astype(str).to_numpy(),
+            "item_id": events["item_id"].astype(str).to_numpy(),
+            "seconds": epoch_seconds(events["timestamp"]),
+        }
+    ).sort_values(["user_id", "seconds", "item_id"], kind="stable")
+    asks = pd.DataFrame(
+        {"user_id": at["user_id"].astype(str).to_numpy(), "seconds": epoch_seconds(at["timestamp"])}
+    ).assign(row=np.arange(len(at)))
+    asks = asks.sort_values(["user_id", "seconds"], kind="stable")
+    by_user = {
+        u: (g["item_id"].to_numpy(), g["seconds"].to_numpy())
+        for u, g in log.groupby("user_id", sort=False)
+    }
+    for user, group in asks.groupby("user_id", sort=False):
+        items, seconds = by_user.get(user, (np.empty(0, object), np.empty(0)))
+        newest: dict[str, None] = {}  # insertion order = order of each item's newest event
+        done = 0
+        for row, when in zip(group["row"].to_numpy(), group["seconds"].to_numpy(), strict=True):
+            while done < len(items) and seconds[done] < when:
+                newest.pop(items[done], None)
+                newest[items[done]] = None
+                done += 1
+            out[row] = list(islice(reversed(newest), m))
     return out

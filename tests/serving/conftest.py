@@ -39,7 +39,7 @@ evaluation:
   split: {validation_days: 5, test_days: 5}
   ks: [5, 10]
 training:
-  retrieval: {epochs: 1, batch_size: 256, embedding_dim: 8, seed: 0}
+  retrieval: {epochs: 1, batch_size: 256, embedding_dim: 8, seed: 0, history_items: 3}
   ranker: {n_estimators: 20, min_child_weight: 1, n_candidates: 50, seed: 0}
 """
 

@@ -14,6 +14,7 @@ import redis
 from serving.events import EventWriter, event_json
 from serving.history import UserHistory, bootstrap_history
 from serving.keys import Keys
+from tailwise.features.tower_inputs import items_before
 from tailwise.repeats import HISTORY_FEATURES, user_item_history
 from tests.serving.events_support import NOW, make_event, rules
 
@@ -104,6 +105,10 @@ def test_history_hashes_give_the_offline_history_features(
             got.features(items, at.timestamp()), _history_at(events, user, items, at), rtol=1e-9
         )
         assert np.isnan(got.features(["never-had"], at.timestamp())[0, 1])
+        # The query tower's item_history input from the hash is what training computes
+        # from the same events at that moment.
+        asked = pd.DataFrame({"user_id": [user], "timestamp": [at]})
+        assert got.latest(4) == items_before(events, asked, 4)[0] and len(got.latest(4)) == 4
     # the most recent past items come first among those offered again (user b's)
     latest_b = events[events["user_id"] == "b"].sort_values("timestamp")["item_id"]
     assert got.favourites(3) == list(dict.fromkeys(latest_b.iloc[::-1]))[:3]

@@ -44,6 +44,7 @@ SPECS = [
     TowerInput("spend_30d", "numeric"),
     TowerInput("top_categories", "string_list", 3),
     TowerInput("recent_items", "string_list", 4),
+    TowerInput("history_items", "item_history", 3),  # format 2: the user's last 3 items
 ]
 ROWS: list[dict[str, Any]] = [
     {
@@ -53,6 +54,7 @@ ROWS: list[dict[str, Any]] = [
         "spend_30d": 120.5,
         "top_categories": ["a", "b", "c", "a"],
         "recent_items": ["i1", "i3"],
+        "history_items": ["i2", "i1"],
     },
     {  # unknown ids and tokens, negative and non-finite numbers, None inside a list
         "user_id": "nobody",
@@ -61,6 +63,7 @@ ROWS: list[dict[str, Any]] = [
         "spend_30d": float("inf"),
         "top_categories": ["zzz", None, "b"],
         "recent_items": ["i9", "i2", "i2", "i1", "i3"],
+        "history_items": ["i3", "i9", "i1", "i2"],  # past the length: cut
     },
     {  # everything missing, empty lists
         "user_id": None,
@@ -69,6 +72,7 @@ ROWS: list[dict[str, Any]] = [
         "spend_30d": float("nan"),
         "top_categories": [],
         "recent_items": None,
+        "history_items": [],
     },
     {"user_id": "u3", "gender": "male", "age": 1e6, "top_categories": ["", "c"]},
 ]
@@ -98,24 +102,27 @@ PREPROCESSING = Preprocessing(
 def saved(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A retriever folder written by training's `save`, its query tower built by training's
     `build_towers` with random weights (so every input moves the output)."""
-    cfg: RetrievalConfig = request.param
+    return _save(request.param, SPECS, tmp_path_factory.mktemp("version") / "retrieval")
+
+
+def _save(cfg: RetrievalConfig, specs: list[TowerInput], folder: Path) -> Path:
     query, _ = build_towers(
-        SPECS, PREPROCESSING, cfg.embedding_dim, cfg.hidden_layers, cfg.activation
+        specs, PREPROCESSING, cfg.embedding_dim, cfg.hidden_layers, cfg.activation
     )
     rng = np.random.default_rng(0)
     query.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in query.get_weights()])
     result = RetrievalResult(
         config=cfg,
-        inputs=SPECS,
+        inputs=specs,
         item_ids=np.array(["i1"], dtype=object),
         item_vectors=np.zeros((1, cfg.embedding_dim), np.float32),
         embed=lambda arrays: np.asarray(query(arrays, training=False)),
         query_model=query,
     )
-    return save(result, tmp_path_factory.mktemp("version") / "retrieval")
+    return save(result, folder)
 
 
-def _reference(folder: Path) -> ModelBundle:
+def _reference(folder: Path, specs: list[TowerInput] = SPECS) -> ModelBundle:
     """A bundle holding only the retriever's SavedModel (what check_tower compares with)."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow as tf
@@ -125,7 +132,7 @@ def _reference(folder: Path) -> ModelBundle:
         version="test",
         folder=folder.parent,
         manifest={},
-        inputs=list(SPECS),
+        inputs=list(specs),
         item_ids=np.array([], dtype=object),
         item_vectors=np.zeros((0, 2), np.float32),
         ranker=None,
@@ -149,6 +156,50 @@ def test_exported_tower_equals_the_saved_model(saved: Path) -> None:
     assert len(tower.dense) == len(config["hidden_layers"]) + 1
     bundle.tower = tower
     check_tower(bundle)  # what load_bundle runs on probe rows
+
+
+def test_the_history_input_is_the_item_id_table_for_any_length(saved: Path, tmp_path: Path) -> None:
+    tower = read_query_tower(saved)
+    history = next(p for p in tower.embedded if p.name == "history_items")
+    items = next(p for p in tower.embedded if p.name == "recent_items")
+    np.testing.assert_array_equal(history.table, items.table)  # both the item-id embedding
+    assert history.length == 3
+    # The export says M: a longer history input evaluates the same way, over more slots.
+    folder = tmp_path / "retrieval"
+    shutil.copytree(saved, folder)
+    export = json.loads((folder / DESCRIPTION).read_text())
+    for spec in export["inputs"]:
+        if spec["name"] == "history_items":
+            spec["length"], spec["shape"] = 5, [None, 5]
+    (folder / DESCRIPTION).write_text(json.dumps(export))
+    longer = read_query_tower(folder)
+    row = {**ROWS[0], "history_items": ["i1", "i2", "i3", "i1", "i2"]}
+    five = longer.embed_row(row)
+    three = tower.embed_row({**row, "history_items": ["i1", "i2", "i3"]})
+    assert not np.allclose(five, three)  # slots 4 and 5 count: i1 and i2 weigh more
+    assert np.allclose(longer.embed_row(ROWS[0]), tower.embed_row(ROWS[0]), atol=1e-6)
+
+
+def test_an_export_of_format_1_still_loads(tmp_path: Path) -> None:
+    # A version trained before the history input: format 1, no item_history.
+    specs = [s for s in SPECS if s.kind != "item_history"]
+    old = _save(RetrievalConfig(embedding_dim=8, hidden_layers=(16,)), specs, tmp_path / "old")
+    export = json.loads((old / DESCRIPTION).read_text())
+    export["format_version"] = 1
+    (old / DESCRIPTION).write_text(json.dumps(export))
+    bundle = _reference(old, specs)
+    bundle.tower = read_query_tower(old)
+    check_tower(bundle)
+
+
+def test_an_item_history_input_needs_format_2(saved: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "new"
+    shutil.copytree(saved, folder)
+    export = json.loads((folder / DESCRIPTION).read_text())
+    assert export["format_version"] == 2
+    (folder / DESCRIPTION).write_text(json.dumps({**export, "format_version": 1}))
+    with pytest.raises(TowerError, match=r"item_history.*format_version 2"):
+        read_query_tower(folder)
 
 
 def test_an_export_that_disagrees_with_the_saved_model_is_refused(saved: Path) -> None:
@@ -194,7 +245,10 @@ def _served_rows(world: ServedWorld, bundle: ModelBundle) -> list[dict[str, Any]
     for n, user in enumerate([*users[:40], "never-seen-user"]):
         device, country = [("mobile", "DE"), ("desktop", None), (None, "ZZ")][n % 3]
         row = reader.with_context(reader.user(user), device, country, ts)
-        rows.append({**row, "user_id": user})
+        row = {**row, "user_id": user}
+        if bundle.history_input is not None:  # the user's latest items, unknown ones too
+            row[bundle.history_input.name] = [*bundle.item_ids[n : n + n % 4], "gone-item"]
+        rows.append(row)
     assert any(v is None for row in rows for v in row.values())  # missing values included
     return rows
 
@@ -203,6 +257,7 @@ def test_numpy_tower_equals_the_saved_model_on_served_rows(served_world: ServedW
     world = served_world
     bundle = load_bundle(version_folder(world.models, world.version))  # checks probe rows
     assert bundle.tower is not None and bundle.tower_fallback is None
+    assert bundle.history_input is not None  # TINY_PARAMS: history_items 3
     assert bundle.users and "never-seen-user" not in bundle.users
     rows = _served_rows(world, bundle)
     want = np.concatenate([bundle.embed_reference(tower_inputs(bundle, row)) for row in rows])

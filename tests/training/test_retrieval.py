@@ -16,6 +16,7 @@ from training.dataset import positive_events, retrieval_examples, user_features
 from training.evaluate import evaluate
 from training.index import ExactIndex, recall_at_k
 from training.retrieval import (
+    EpochFigures,
     RetrievalConfig,
     TwoTowerRecommender,
     load,
@@ -24,7 +25,17 @@ from training.retrieval import (
 )
 from training.split import read_events, read_items, temporal_split
 
-TINY = RetrievalConfig(embedding_dim=16, hidden_layers=(32,), epochs=2, batch_size=256, seed=3)
+TINY = RetrievalConfig(
+    embedding_dim=16,
+    hidden_layers=(32,),
+    epochs=2,
+    batch_size=256,
+    seed=3,
+    history_items=3,  # the item_history input
+    validation_share=0.2,  # early stopping on held-out recall, then the refit
+    validation_n=20,
+    patience=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +99,14 @@ def test_signature_inputs_are_the_recorded_service_features(fitted, feature_worl
     assert manifest["feature_names"] == [d["name"] for d in manifest["inputs"]]
     assert manifest["feature_service"] == "retrieval_v1"
     service = {f.name for f in user_features(feature_world.store, "retrieval_v1")}
-    assert set(manifest["feature_names"]) - service == {"user_id"}
+    assert set(manifest["feature_names"]) - service == {"user_id", "history_items"}
+    assert manifest["inputs"][-1] == {
+        "name": "history_items",
+        "kind": "item_history",
+        "length": 3,
+        "dtype": "string",
+        "shape": [None, 3],
+    }
     for spec in manifest["inputs"]:
         assert inputs[spec["name"]].dtype.name == spec["dtype"]
         assert list(inputs[spec["name"]].shape) == spec["shape"]
@@ -97,6 +115,37 @@ def test_signature_inputs_are_the_recorded_service_features(fitted, feature_worl
     export = json.loads((folder / "query_tower.json").read_text())
     assert export["inputs"] == manifest["inputs"]
     assert [d["activation"] for d in export["dense"]] == ["relu", "linear"]
+
+
+@pytest.mark.slow
+def test_examples_hold_the_users_items_before_each_event(fitted) -> None:
+    examples = fitted.examples
+    assert examples["history_items"].map(len).le(3).all()
+    had = [i in h for i, h in zip(examples["item_id"], examples["history_items"], strict=True)]
+    # An item among the user's latest ones was touched before: never a first touch.
+    assert not (np.array(had) & examples["first_touch"].to_numpy()).any()
+    assert examples["first_touch"].any() and not examples["first_touch"].all()
+    first = examples.sort_values("event_timestamp").groupby("user_id").head(1)
+    assert first["history_items"].map(len).eq(0).all()  # nothing before a first event
+
+
+@pytest.mark.slow
+def test_early_stopping_reports_every_epoch_and_keeps_the_best(fitted, split) -> None:
+    info = fitted.result.info
+    epochs = info["validation"]["epochs"]
+    assert info["validation"]["pairs"] > 0 and 1 <= len(epochs) <= TINY.epochs
+    recall = [e["val_recall_at_20"] for e in epochs]
+    assert info["best_epoch"] == int(np.argmax(recall)) + 1
+    assert len(info["loss"]) == info["best_epoch"]  # the refit ran the best epoch count
+    seen: list[float] = []
+    cfg = TINY.model_copy(update={"refit": False, "epochs": 2, "patience": 5})
+    train_retrieval(
+        cfg, fitted.examples.iloc[:2000], split.candidate_items("validation"),
+        on_epoch=lambda figures: seen.append(figures.metric("recall", 20)),
+    )  # fmt: skip
+    assert len(seen) == 2 and all(0.0 <= v <= 1.0 for v in seen)
+    with pytest.raises(ValueError, match="history_items"):
+        train_retrieval(TINY, fitted.examples.drop(columns="history_items"), split.items)
 
 
 @pytest.mark.slow
@@ -117,7 +166,7 @@ def test_recommend_excludes_seen_items_and_respects_k(fitted, split) -> None:
 @pytest.mark.slow
 def test_training_is_deterministic_for_a_seed(fitted, split) -> None:
     examples = fitted.examples.iloc[:1500]
-    cfg = TINY.model_copy(update={"epochs": 1})
+    cfg = TINY.model_copy(update={"epochs": 1, "refit": False})  # one fit, held-out figures
     items = split.candidate_items("validation")
     one, two = (train_retrieval(cfg, examples, items) for _ in range(2))
     np.testing.assert_array_equal(one.item_vectors, two.item_vectors)
@@ -184,3 +233,13 @@ def test_hnsw_recall_against_exact() -> None:
     print(f"\nHNSW recall@10 vs exact (5000 random 32-d items, ef=64): {recall:.4f}")
     assert recall >= 0.9
     assert not any(set(row) & seen for row, seen in zip(approximate.ids, exclude, strict=True))
+
+
+def test_held_out_figures_of_ranks() -> None:
+    figures = EpochFigures(1, np.array([1, 3, 40]), 0.5)
+    assert figures.metric("recall", 10) == pytest.approx(2 / 3)
+    assert figures.metric("ndcg", 10) == pytest.approx((1 + 1 / np.log2(4)) / 3)
+    assert figures.metric("map", 2) == pytest.approx(1 / 3)
+    assert EpochFigures(1, np.array([], dtype=int), 0.0).metric("recall", 5) == 0.0
+    with pytest.raises(ValueError, match="coverage"):
+        figures.metric("coverage", 10)

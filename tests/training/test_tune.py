@@ -22,6 +22,7 @@ from training.tune import (
     build_config,
     save,
     tune_ranker,
+    tune_retrieval,
     validation_only,
 )
 
@@ -87,3 +88,27 @@ def test_tiny_ranker_search_on_the_feature_world(feature_world, tmp_path) -> Non
     assert outcome.trials.loc[0, "max_depth"] == base.max_depth
     folder = save(outcome, tmp_path / "tuning")
     assert {p.name for p in folder.iterdir()} == {"best_config.json", "trials.csv", "history.png"}
+
+
+@pytest.mark.slow
+def test_tiny_retrieval_search_reports_every_epoch(feature_world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    clean = feature_world.clean
+    split = temporal_split(read_events(clean), SplitParams(), read_items(clean))
+    base = RetrievalConfig(
+        embedding_dim=8, hidden_layers=(16,), epochs=3, batch_size=256, history_items=3,
+        validation_n=20, patience=3, seed=3,
+    )  # fmt: skip
+    space = {"temperature": RETRIEVAL_SPACE["temperature"]}
+    params = TuneParams(
+        num_samples=2, time_budget_s=120, max_concurrent_trials=2, seed=1, metric="recall@20",
+        storage=tmp_path / "ray",
+    )  # fmt: skip
+    outcome = tune_retrieval(feature_world.settings, split, base, params, space)
+    print(outcome.trials.to_string())
+    assert isinstance(outcome.best_config, RetrievalConfig)
+    assert outcome.best_config.history_items == 3  # base fields the space leaves alone
+    assert set(outcome.trials["status"]) == {"TERMINATED"}
+    # One report per epoch: ASHA (max_t = 3 epochs) could stop a trial at each one.
+    assert outcome.trials["reports"].between(1, 3).all() and outcome.trials["reports"].max() == 3
+    assert 0.0 <= outcome.best_metric <= 1.0
+    assert outcome.trials.loc[0, "temperature"] == base.temperature
