@@ -38,6 +38,13 @@ def _stripped(value: str) -> str:
     return value.strip(_BLANK)
 
 
+def _json_integer(value: Any) -> Any:
+    """A JSON integer (93 or 93.0, as JSON Schema counts them): not true, not "93"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected an integer")
+    return value
+
+
 def _iso_text(value: Any) -> Any:
     """An ISO-8601 text, as the schema's date-time says: not a number read as epoch seconds."""
     if isinstance(value, int | float):
@@ -77,7 +84,9 @@ class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: Id = Field(examples=["u0000030"])
-    k: int = Field(10, ge=1, le=100, strict=True, description="How many items to return (1..100).")
+    k: Annotated[int, BeforeValidator(_json_integer)] = Field(
+        10, ge=1, le=100, description="How many items to return (1..100)."
+    )
     context: RequestContext = Field(default_factory=RequestContext)
     exclude: list[Id] = Field(
         default_factory=list, max_length=MAX_EXCLUDE, description="Item ids never to return."

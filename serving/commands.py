@@ -34,6 +34,7 @@ def register(root: typer.Typer) -> None:
 PID_FILE = Path(".tailwise/serve.pid")
 LOG_FILE = Path(".tailwise/serve.log")
 KEY_FILE = Path(".tailwise/api_key")
+ADMIN_KEY_FILE = Path(".tailwise/admin_key")  # monitoring.loop reads it for /admin/reload
 
 
 def serve(
@@ -66,7 +67,7 @@ def serve(
         _stop_background()
         return
     from serving.config import ServingConfig
-    from serving.server import ServeError, ensure_api_key, run_until_stopped
+    from serving.server import ServeError, ensure_admin_key, ensure_api_key, run_until_stopped
 
     with errors():
         fields = {
@@ -78,16 +79,22 @@ def serve(
         }
         config = ServingConfig.model_validate(_overrides(fields, settings or []))
         config, generated = ensure_api_key(config)
+        config, admin = ensure_admin_key(config)
         if background:
-            _start_background(config, generated, settings or [])
+            _start_background(config, generated, settings or [], admin)
             return
 
         def ready(url: str) -> None:
             console.print(f"[green]serving[/green] {url}  (API docs: {url}/docs)")
             if generated:
                 console.print(
-                    f"API key for /events and /admin: [bold]{generated}[/bold] "
+                    f"API key for /events: [bold]{generated}[/bold] "
                     "(set TAILWISE_API_KEYS to choose your own)"
+                )
+            if admin:
+                console.print(
+                    f"admin key for /admin: [bold]{admin}[/bold] "
+                    "(set TAILWISE_ADMIN_KEYS to choose your own)"
                 )
             console.print("Ctrl-C stops the server")
 
@@ -122,7 +129,9 @@ def _overrides(fields: dict[str, Any], items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _start_background(config: ServingConfig, generated: str | None, overrides: list[str]) -> None:
+def _start_background(
+    config: ServingConfig, generated: str | None, overrides: list[str], admin: str | None = None
+) -> None:
     import os
     import subprocess
     import sys
@@ -133,6 +142,8 @@ def _start_background(config: ServingConfig, generated: str | None, overrides: l
     env = dict(os.environ)
     if generated:
         env["TAILWISE_API_KEYS"] = generated
+    if admin:
+        env["TAILWISE_ADMIN_KEYS"] = admin
     args = ["--host", config.host, "--port", str(config.port), "--models", str(config.models_dir)]
     if config.model_version:
         args += ["--model", config.model_version]
@@ -149,15 +160,19 @@ def _start_background(config: ServingConfig, generated: str | None, overrides: l
             start_new_session=True,
         )
     PID_FILE.write_text(str(process.pid))
-    if generated:  # for serving/demo_requests.sh; readable by this user only
-        KEY_FILE.write_text(generated)
-        KEY_FILE.chmod(0o600)
+    # for serving/demo_requests.sh and the monitoring loop; readable by this user only
+    for path, key in ((KEY_FILE, generated), (ADMIN_KEY_FILE, admin)):
+        if key:
+            path.write_text(key)
+            path.chmod(0o600)
     url = f"http://{config.host}:{config.port}"
     console.print(f"starting the server in the background (log: {LOG_FILE}) ...")
     wait_ready(url, timeout=300)
     console.print(f"[green]serving[/green] {url}  (API docs: {url}/docs; pid {process.pid})")
     if generated:
-        console.print(f"API key for /events and /admin: [bold]{generated}[/bold]")
+        console.print(f"API key for /events: [bold]{generated}[/bold]")
+    if admin:
+        console.print(f"admin key for /admin: [bold]{admin}[/bold] (also in {ADMIN_KEY_FILE})")
     console.print("stop it with: tailwise serve --stop")
 
 
