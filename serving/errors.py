@@ -55,12 +55,13 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def install_error_handlers(app: FastAPI, on_disconnect: Callable[[str], None]) -> None:
-    """The error shape for validation and HTTP errors; `on_disconnect(path)` is told of a
+    """The error shape for validation and HTTP errors; `on_disconnect(route)` is told of a
     client that left while its body was being read (FastAPI reports it as a 400)."""
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         if isinstance(exc.__cause__, ClientDisconnect):
-            on_disconnect(request.url.path)
+            route = request.scope.get("route")  # the matched route: a bounded label
+            on_disconnect(str(getattr(route, "path", "other")))
             return Response(status_code=499)  # nobody reads it; the access log says why
         body = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

@@ -23,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.requests import ClientDisconnect
+from starlette.routing import BaseRoute, Match
 
 from serving.metrics import ServingMetrics
 
@@ -36,18 +38,31 @@ NEVER_SHED = frozenset({"GET", "HEAD", "OPTIONS"})
 class Shedder:
     """ASGI middleware: at most `limit` requests in flight, a 503 for the rest."""
 
-    def __init__(self, app: Any, limit: int, retry_after: int, metrics: ServingMetrics) -> None:
-        self.app, self.limit, self.metrics = app, limit, metrics
+    def __init__(
+        self,
+        app: Any,
+        limit: int,
+        retry_after: int,
+        metrics: ServingMetrics,
+        routes: Callable[[], Sequence[BaseRoute]] = list,
+    ) -> None:
+        self.app, self.limit, self.metrics, self.routes = app, limit, metrics, routes
         self.retry_after = str(retry_after)
         self.in_flight = 0
+
+    def route(self, scope: Any) -> str:
+        """The route template a request matches ("other" for none): a bounded label."""
+        for route in self.routes():
+            if route.matches(scope)[0] is Match.FULL:
+                return str(getattr(route, "path", "other"))
+        return "other"
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] in NEVER_SHED:
             await self.app(scope, receive, send)
             return
-        route = scope["path"]
         if self.in_flight >= self.limit:
-            self.metrics.shed.labels(route=route).inc()
+            self.metrics.shed.labels(route=self.route(scope)).inc()
             await self._refuse(send)
             return
         self.in_flight += 1
@@ -55,9 +70,9 @@ class Shedder:
         try:
             await self.app(scope, receive, send)
         except ClientDisconnect:
-            disconnected(self.metrics, route)
+            disconnected(self.metrics, self.route(scope))
         except asyncio.CancelledError:  # the server cancels a request whose client left
-            disconnected(self.metrics, route)
+            disconnected(self.metrics, self.route(scope))
             raise
         finally:
             self.in_flight -= 1

@@ -67,7 +67,11 @@ def build_api(replica: Replica, lifecycle: Lifecycle, keys: ApiKeys) -> FastAPI:
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     # outermost: refuses before anything else runs
     app.add_middleware(
-        Shedder, limit=config.max_in_flight, retry_after=config.retry_after_seconds, metrics=metrics
+        Shedder,
+        limit=config.max_in_flight,
+        retry_after=config.retry_after_seconds,
+        metrics=metrics,
+        routes=lambda: app.routes,
     )
     _register(app, Routes(replica, lifecycle), keys)
     return app

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from serving.api import ErrorResponse
 from serving.metrics import ServingMetrics
@@ -46,7 +47,8 @@ def _slow_app(gate: asyncio.Event) -> Any:
 def test_past_the_limit_requests_get_a_fast_503_in_the_error_shape() -> None:
     async def run() -> tuple[list[httpx.Response], list[httpx.Response], ServingMetrics]:
         metrics, gate = ServingMetrics(), asyncio.Event()
-        shedder = Shedder(_slow_app(gate), limit=3, retry_after=2, metrics=metrics)
+        routes = [Route("/recommend", _slow_app(gate), methods=["POST"])]
+        shedder = Shedder(_slow_app(gate), 3, 2, metrics, routes=lambda: routes)
         transport = httpx.ASGITransport(app=shedder)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             held = [asyncio.create_task(client.post("/recommend", json={})) for _ in range(3)]
@@ -84,7 +86,7 @@ def test_a_client_that_leaves_is_counted_not_raised() -> None:
     scope = {"type": "http", "method": "POST", "path": "/leave", "headers": [], "query_string": b""}
     asyncio.run(shedder(scope, receive, send))  # no exception escapes
     assert sent == []
-    assert _value(metrics, "tailwise_client_disconnects_total", route="/leave") == 1
+    assert _value(metrics, "tailwise_client_disconnects_total", route="other") == 1
     assert shedder.in_flight == 0
 
 
