@@ -12,6 +12,7 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from email.message import Message
 from typing import Any
 
 import httpx
@@ -90,15 +91,15 @@ def test_a_client_that_leaves_is_counted_not_raised() -> None:
     assert shedder.in_flight == 0
 
 
-def _post(url: str, body: dict[str, Any], timeout: float = 30) -> tuple[int, str, dict[str, str]]:
+def _post(url: str, body: dict[str, Any], timeout: float = 30) -> tuple[int, str, Message]:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read().decode(), dict(response.headers)
+            return response.status, response.read().decode(), response.headers
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(), dict(exc.headers)
+        return exc.code, exc.read().decode(), exc.headers  # case-insensitive lookups
 
 
 def _metric(url: str, name: str) -> float:
@@ -118,7 +119,7 @@ def test_a_burst_past_max_in_flight_gets_503s_and_no_500(served_app: ServedApp) 
     url = served_app.url
     before = _metric(url, "tailwise_shed_requests_total")
     statuses: Counter[int] = Counter()
-    refused: list[tuple[str, dict[str, str]]] = []
+    refused: list[tuple[str, Message]] = []
     with ThreadPoolExecutor(max_workers=40) as pool:
         for burst in range(5):
             bodies = [{"user_id": f"burst-{burst}-{n}", "k": 10} for n in range(40)]
