@@ -40,7 +40,7 @@ from tailwise import registry
 
 logger = logging.getLogger(__name__)
 LOOP_LOG = Path("monitoring/reports/loop.jsonl")
-KEY_FILE = Path(".tailwise/api_key")
+KEY_FILE = Path(".tailwise/admin_key")  # /admin/reload takes an admin-scope key
 
 
 class LoopError(RuntimeError):
@@ -132,7 +132,7 @@ def _reload(cfg: LoopConfig, out: PassOutcome, version: str) -> None:
     key = cfg.api_key or api_key(cfg.root, cfg.env)
     if key is None:
         raise LoopError(
-            f"no API key to reload {cfg.serve_url}: set TAILWISE_API_KEYS or start the "
+            f"no admin key to reload {cfg.serve_url}: set TAILWISE_ADMIN_KEYS or start the "
             f"server with `tailwise serve --background` (it writes {KEY_FILE})"
         )
     request = urllib.request.Request(
@@ -150,7 +150,7 @@ def _reload(cfg: LoopConfig, out: PassOutcome, version: str) -> None:
 
 
 def api_key(root: Path, env: Mapping[str, str]) -> str | None:
-    keys = [k.strip() for k in env.get("TAILWISE_API_KEYS", "").split(",") if k.strip()]
+    keys = [k.strip() for k in env.get("TAILWISE_ADMIN_KEYS", "").split(",") if k.strip()]
     if keys:
         return keys[0]
     path = root / KEY_FILE

@@ -12,9 +12,51 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    Tag,
+)
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+# Ids and event types lose surrounding ASCII whitespace; the schema's pattern (at least one
+# other character) says which strings survive, in a regex every JSON Schema engine reads
+# alike (str.strip() would also take characters that regex engines disagree about).
+_BLANK = " \t\n\r\x0b\x0c"
+_SOMETHING = r"[^ \t\n\r\x0b\x0c]"
+
+
+def _stripped(value: str) -> str:
+    return value.strip(_BLANK)
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON integer (93 or 93.0, as JSON Schema counts them): not true, not "93"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected an integer")
+    return value
+
+
+def _iso_text(value: Any) -> Any:
+    """An ISO-8601 text, as the schema's date-time says: not a number read as epoch seconds."""
+    if isinstance(value, int | float):
+        raise ValueError("expected an ISO-8601 date-time text")
+    return value
+
+
+Id = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=_SOMETHING),
+    AfterValidator(_stripped),
+]
 MAX_EXCLUDE = 1000
 MAX_EVENTS = 1000
 # Any JSON scalar: the event contract (tailwise.ingest.contract), not the schema, decides
@@ -33,7 +75,7 @@ class RequestContext(BaseModel):
 
     device: str | None = Field(None, max_length=32, examples=["mobile"])
     country: str | None = Field(None, max_length=8, examples=["DE"])
-    timestamp: datetime | None = Field(
+    timestamp: Annotated[datetime, BeforeValidator(_iso_text)] | None = Field(
         None, description="When the request happens (default: now, UTC)."
     )
 
@@ -42,7 +84,9 @@ class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: Id = Field(examples=["u0000030"])
-    k: int = Field(10, ge=1, le=100, description="How many items to return (1..100).")
+    k: Annotated[int, BeforeValidator(_json_integer)] = Field(
+        10, ge=1, le=100, description="How many items to return (1..100)."
+    )
     context: RequestContext = Field(default_factory=RequestContext)
     exclude: list[Id] = Field(
         default_factory=list, max_length=MAX_EXCLUDE, description="Item ids never to return."
@@ -79,9 +123,14 @@ class Event(BaseModel):
 
     user_id: Id
     item_id: Id
-    event_type: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-    timestamp: datetime | float | int | str = Field(
-        description="ISO-8601 (any offset; none means UTC) or epoch seconds."
+    event_type: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=64, pattern=_SOMETHING),
+        AfterValidator(_stripped),
+    ]
+    # strict members: JSON true/false are not epoch seconds, as the schema says
+    timestamp: Annotated[datetime, Strict()] | StrictFloat | StrictInt | StrictStr = Field(
+        description="ISO-8601 (any offset; none means UTC) or epoch seconds.",
     )
     event_id: Id | None = None
     value: Number = Field(None, description=_NUMBER)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ray.serve import Application
+from ray.serve.config import BackpressureConfig
 
 from serving.config import ServingConfig
 from serving.ingress import Ingress
@@ -32,6 +33,8 @@ def build(config: ServingConfig | None = None, settings: Settings | None = None)
     settings = (settings or Settings()).resolved()
     options: dict[str, Any] = {
         "max_ongoing_requests": config.max_ongoing_requests,
+        "max_queued_requests": config.max_queued_requests,
+        "backpressure_config": BackpressureConfig(retry_after_s=config.retry_after_seconds),
         "ray_actor_options": {"num_cpus": 0, "runtime_env": {"env_vars": REPLICA_ENV}},
     }
     if config.num_replicas is not None:  # else a serve config may autoscale

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class RulesConfig(BaseModel):
@@ -79,7 +79,19 @@ class ServingConfig(BaseModel):
     num_replicas: int | None = Field(
         None, ge=1, description="Fixed replica count (default: Ray Serve's, or autoscaling)."
     )
-    max_ongoing_requests: int = Field(64, ge=1)
+    max_ongoing_requests: int = Field(
+        64, ge=1, description="Ray Serve's per-replica slots; above max_in_flight (a backstop)."
+    )
+    max_in_flight: int = Field(
+        16,
+        ge=1,
+        description="Requests a replica works on at once; past it a fast 503 with Retry-After"
+        " (serving.overload).",
+    )
+    max_queued_requests: int = Field(
+        64, ge=-1, description="Ray Serve's queue per replica past max_ongoing_requests (-1: none)."
+    )
+    retry_after_seconds: int = Field(1, ge=0, description="Retry-After of a 503 when overloaded.")
     n_candidates: int = Field(200, ge=1, le=5000, description="Retriever's top N to rank.")
     cache_ttl_seconds: int = Field(300, ge=0, description="Per-user response cache; 0 = off.")
     require_key_for_recommend: bool = Field(
@@ -103,8 +115,24 @@ class ServingConfig(BaseModel):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     api_keys: list[str] = Field(
         default_factory=list,
-        description="Accepted X-API-Key values (default: TAILWISE_API_KEYS; generated if unset).",
+        description="Write-scope X-API-Key values, for /events (default: TAILWISE_API_KEYS;"
+        " generated if unset).",
     )
+    admin_keys: list[str] = Field(
+        default_factory=list,
+        description="Admin-scope X-API-Key values, for /admin/* (default: TAILWISE_ADMIN_KEYS;"
+        " generated if unset). A key is in one scope only.",
+    )
+
+    @model_validator(mode="after")
+    def _shedder_in_front(self) -> ServingConfig:
+        if self.max_ongoing_requests <= self.max_in_flight:
+            raise ValueError(
+                f"max_ongoing_requests ({self.max_ongoing_requests}) must exceed max_in_flight "
+                f"({self.max_in_flight}): requests past max_in_flight must reach the replica "
+                "to be refused with a 503 (serving.overload)"
+            )
+        return self
 
     def resolved(self) -> ServingConfig:
         """Absolute paths: Ray Serve replicas may run in another working directory."""

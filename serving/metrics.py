@@ -60,6 +60,22 @@ class ServingMetrics:
             registry=r,
         )
 
+        self.shed = Counter(
+            "tailwise_shed_requests",
+            "Requests refused with 503 because max_in_flight were in flight, by route",
+            ["route"],
+            registry=r,
+        )
+        self.disconnects = Counter(
+            "tailwise_client_disconnects",
+            "Requests whose client went away before the answer (not errors), by route",
+            ["route"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "tailwise_in_flight_requests", "Requests the replica is working on", registry=r
+        )
+
     def _declare_answers(self, r: CollectorRegistry) -> None:
         self.cache = Counter(
             "tailwise_cache", "Recommendation cache lookups by outcome", ["outcome"], registry=r

@@ -4,10 +4,11 @@
                         the cache write and served-log line go out after the response
     POST /events        one event, a list, or {"events": [...]} -> EventsResponse
     GET  /healthz       liveness          GET /readyz    model loaded (503 until then)
-    GET  /metrics       Prometheus text   POST /admin/reload  switch model version
+    GET  /metrics       Prometheus text   POST /admin/reload  switch model version (admin key)
 
 Bodies are FastAPI body parameters validated by the pydantic models in serving.api; every
-error body is an ErrorResponse (serving.errors); keys are dependencies (serving.auth).
+error body is an ErrorResponse (serving.errors); keys are dependencies (serving.auth);
+past `max_in_flight` requests a replica answers 503 at once (serving.overload).
 The FastAPI lifespan starts and stops the replica's background work (serving.lifecycle).
 """
 
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException
@@ -34,12 +36,14 @@ from serving.errors import (
     AUTH_RESPONSES,
     ERROR,
     ERROR_RESPONSES,
+    OVERLOADED,
     BodyLimit,
     install_error_handlers,
 )
 from serving.event_rules import EventRejected
 from serving.graph import Answer, Request
 from serving.lifecycle import Lifecycle
+from serving.overload import Shedder, disconnected
 from serving.personal import PersonalIds
 from serving.replica import Replica
 from tailwise.privacy import PrivacyError
@@ -62,8 +66,17 @@ def build_api(replica: Replica, lifecycle: Lifecycle, keys: ApiKeys) -> FastAPI:
         version="1",
         lifespan=lifespan,
     )
-    install_error_handlers(app)
-    app.add_middleware(BodyLimit, limit=replica.config.max_body_bytes)
+    config, metrics = replica.config, replica.metrics
+    install_error_handlers(app, on_disconnect=partial(disconnected, metrics))
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    # outermost: refuses before anything else runs
+    app.add_middleware(
+        Shedder,
+        limit=config.max_in_flight,
+        retry_after=config.retry_after_seconds,
+        metrics=metrics,
+        routes=lambda: app.routes,
+    )
     _register(app, Routes(replica, lifecycle), keys)
     register_content(app, replica, keys)
     return app
@@ -71,7 +84,7 @@ def build_api(replica: Replica, lifecycle: Lifecycle, keys: ApiKeys) -> FastAPI:
 
 def _register(app: FastAPI, routes: Routes, keys: ApiKeys) -> None:
     recommend_key, key = Depends(keys.for_recommend), Depends(keys.require)
-    errors = {**ERROR_RESPONSES, **AUTH_RESPONSES}
+    errors = {**ERROR_RESPONSES, **AUTH_RESPONSES, **OVERLOADED}
     app.post(
         "/recommend",
         response_model=api.RecommendResponse,
@@ -95,13 +108,13 @@ def _register(app: FastAPI, routes: Routes, keys: ApiKeys) -> None:
     app.delete(
         "/users/{user_id}",
         response_model=api.ErasureResponse,
-        dependencies=[key],  # the admin scope
+        dependencies=[Depends(keys.admin)],
         responses={**errors, 503: {**ERROR, "description": "No pseudonymisation key"}},
     )(routes.forget)
     app.post(
         "/admin/reload",
         response_model=api.ReloadResponse,
-        dependencies=[key],
+        dependencies=[Depends(keys.admin)],
         responses={**errors, 404: {**ERROR, "description": "No such model version"}},
     )(routes.reload)
 

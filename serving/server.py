@@ -116,6 +116,14 @@ def ensure_api_key(config: ServingConfig) -> tuple[ServingConfig, str | None]:
     return config.model_copy(update={"api_keys": [key]}), key
 
 
+def ensure_admin_key(config: ServingConfig) -> tuple[ServingConfig, str | None]:
+    """Admin keys from TAILWISE_ADMIN_KEYS or the config; else a generated one (to print)."""
+    if config.admin_keys or os.environ.get("TAILWISE_ADMIN_KEYS", "").strip():
+        return config, None
+    key = secrets.token_urlsafe(24)
+    return config.model_copy(update={"admin_keys": [key]}), key
+
+
 def run_until_stopped(on_ready: Callable[[str], Any], config: ServingConfig) -> None:
     """Start, call `on_ready(url)`, block until SIGINT/SIGTERM, then stop cleanly."""
     stopping = threading.Event()

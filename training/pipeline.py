@@ -170,6 +170,10 @@ def train_retrieval(
     _say(prepared.plan.describe())
     _say(prepared.repeats.describe())
     cfg = RetrievalConfig(**training.retrieval)
+    if split.allow_repeats and cfg.first_touch_only:
+        # A re-bought item is a relevant answer when repeats are allowed: learn from repeats too.
+        cfg = cfg.model_copy(update={"first_touch_only": False})
+        _say("repeats allowed: the retriever learns from every interaction, not first touches only")
     _reset(out)
     if _tuning(training, tune):
         from training.tune import tune_retrieval

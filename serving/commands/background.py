@@ -20,9 +20,12 @@ if TYPE_CHECKING:  # the CLI loads this module for every command: nothing heavy 
 PID_FILE = Path(".tailwise/serve.pid")
 LOG_FILE = Path(".tailwise/serve.log")
 KEY_FILE = Path(".tailwise/api_key")
+ADMIN_KEY_FILE = Path(".tailwise/admin_key")  # monitoring.loop reads it for /admin/reload
 
 
-def start_background(config: ServingConfig, generated: str | None, overrides: list[str]) -> None:
+def start_background(
+    config: ServingConfig, generated: str | None, overrides: list[str], admin: str | None = None
+) -> None:
     import os
     import subprocess
     import sys
@@ -33,6 +36,8 @@ def start_background(config: ServingConfig, generated: str | None, overrides: li
     env = dict(os.environ)
     if generated:
         env["TAILWISE_API_KEYS"] = generated
+    if admin:
+        env["TAILWISE_ADMIN_KEYS"] = admin
     args = ["--host", config.host, "--port", str(config.port), "--models", str(config.models_dir)]
     if config.model_version:
         args += ["--model", config.model_version]
@@ -49,15 +54,19 @@ def start_background(config: ServingConfig, generated: str | None, overrides: li
             start_new_session=True,
         )
     PID_FILE.write_text(str(process.pid))
-    if generated:  # for serving/demo_requests.sh; readable by this user only
-        KEY_FILE.write_text(generated)
-        KEY_FILE.chmod(0o600)
+    # for serving/demo_requests.sh and the monitoring loop; readable by this user only
+    for path, key in ((KEY_FILE, generated), (ADMIN_KEY_FILE, admin)):
+        if key:
+            path.write_text(key)
+            path.chmod(0o600)
     url = f"http://{config.host}:{config.port}"
     console.print(f"starting the server in the background (log: {LOG_FILE}) ...")
     wait_ready(url, timeout=300)
     console.print(f"[green]serving[/green] {url}  (API docs: {url}/docs; pid {process.pid})")
     if generated:
-        console.print(f"API key for /events and /admin: [bold]{generated}[/bold]")
+        console.print(f"API key for /events: [bold]{generated}[/bold]")
+    if admin:
+        console.print(f"admin key for /admin: [bold]{admin}[/bold] (also in {ADMIN_KEY_FILE})")
     console.print("stop it with: tailwise serve --stop")
 
 

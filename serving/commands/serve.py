@@ -45,7 +45,7 @@ def serve(
         stop_background()
         return
     from serving.config import ServingConfig
-    from serving.server import ServeError, ensure_api_key, run_until_stopped
+    from serving.server import ServeError, ensure_admin_key, ensure_api_key, run_until_stopped
 
     with errors():
         fields = {
@@ -57,16 +57,22 @@ def serve(
         }
         config = ServingConfig.model_validate(parse_overrides(fields, settings or []))
         config, generated = ensure_api_key(config)
+        config, admin = ensure_admin_key(config)
         if background:
-            start_background(config, generated, settings or [])
+            start_background(config, generated, settings or [], admin)
             return
 
         def ready(url: str) -> None:
             console.print(f"[green]serving[/green] {url}  (API docs: {url}/docs)")
             if generated:
                 console.print(
-                    f"API key for /events and /admin: [bold]{generated}[/bold] "
+                    f"API key for /events: [bold]{generated}[/bold] "
                     "(set TAILWISE_API_KEYS to choose your own)"
+                )
+            if admin:
+                console.print(
+                    f"admin key for /admin: [bold]{admin}[/bold] "
+                    "(set TAILWISE_ADMIN_KEYS to choose your own)"
                 )
             console.print("Ctrl-C stops the server")
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 import yaml
 
@@ -34,8 +34,25 @@ class FeatureStoreError(RuntimeError):
     """The feature repo or its configuration cannot be used; the message says why."""
 
 
+# rediss:// query parameters Feast's Redis client takes too (its connection_string passes
+# `key=value` items to redis.Redis): the CA to trust, a client certificate, the checks.
+FEAST_URL_PARAMETERS = frozenset(
+    {
+        "ssl_ca_certs",
+        "ssl_ca_path",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_cert_reqs",
+        "ssl_check_hostname",
+        "socket_timeout",
+        "socket_connect_timeout",
+    }
+)
+
+
 def feast_connection_string(url: str) -> str:
-    """redis://[user:password@]host:port/db -> Feast's 'host:port,db=N,...' form."""
+    """redis[s]://[user:password@]host:port/db[?ssl_ca_certs=...] -> Feast's
+    'host:port,db=N,ssl=true,ssl_ca_certs=...' form."""
     u = urlparse(url)
     if u.scheme not in ("redis", "rediss"):
         raise FeatureStoreError(f"REDIS_URL must start with redis:// or rediss://, got {url!r}")
@@ -49,6 +66,13 @@ def feast_connection_string(url: str) -> str:
         parts.append(f"username={unquote(u.username)}")
     if u.scheme == "rediss":
         parts.append("ssl=true")
+    for name, value in parse_qsl(u.query, keep_blank_values=True):
+        if name not in FEAST_URL_PARAMETERS:
+            known = ", ".join(sorted(FEAST_URL_PARAMETERS))
+            raise FeatureStoreError(f"REDIS_URL parameter {name!r} is not one of: {known}")
+        if "," in value:
+            raise FeatureStoreError(f"REDIS_URL parameter {name}: a ',' cannot be passed to Feast")
+        parts.append(f"{name}={value}")
     return ",".join(parts)
 
 

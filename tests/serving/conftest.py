@@ -9,6 +9,11 @@ The served world: generated data, a tiny trained model version and its features 
 private redis-server (tests/conftest.py), built once per session for the tests that need
 real models and features; the outage tests pause that server without touching the
 machine's shared Redis.
+
+The served app: that world behind the real Ray Serve app (serving.server.start), started
+once per session for every test that talks HTTP to it (test_app, test_contract,
+test_overload), with a write key, an admin key and a small `max_in_flight` so a short
+burst overloads it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +31,12 @@ from typing import Any
 import pytest
 import redis
 
+from serving.config import ServingConfig
 from serving.events import EventWriter
 from serving.keys import Keys
 from serving.spill import SpillLog
 from tailwise.features.online import OnlineFeatures
+from tailwise.ports import free_port
 from tailwise.settings import Settings
 from tests.conftest import PrivateRedis
 from tests.feast_project import ROOT, isolated_feast_settings
@@ -184,3 +192,56 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     generate(GenerateConfig(users=600, items=150, days=35, seed=11), root / "raw")
     run_ingest(root / "clean", IngestParams(), b"t" * 40, source=root / "raw")
     return root / "raw", root / "clean"
+
+
+@dataclass
+class ServedApp:
+    url: str
+    config: ServingConfig
+    write_key: str
+    admin_key: str
+
+
+@contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def served_app(
+    served_world: ServedWorld, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedApp]:
+    """The served world behind the real Ray Serve app, until the session ends."""
+    from serving import server
+
+    world = served_world
+    config = ServingConfig(
+        models_dir=world.models,
+        clean_dir=world.clean,
+        spill_dir=tmp_path_factory.mktemp("spill"),
+        port=free_port(),
+        api_keys=["test-key"],
+        admin_keys=["test-admin-key"],
+        cache_ttl_seconds=60,
+        max_body_bytes=100_000,
+        max_in_flight=4,  # test_overload's burst of 40 sees 503s; sequential tests never do
+    )
+    ports = {
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+    }
+    with _env(ports):
+        try:
+            url = server.start(config, world.settings, ready_timeout=300)
+            yield ServedApp(url, config, "test-key", "test-admin-key")
+        finally:
+            server.stop()

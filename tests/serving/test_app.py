@@ -10,7 +10,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,12 @@ import pytest
 import redis
 
 from serving.api import RecommendRequest, RecommendResponse
-from serving.config import ServingConfig
 from serving.keys import Keys
-from tailwise.ports import free_port
-from tests.serving.conftest import ServedWorld
+from tests.serving.conftest import ServedApp, ServedWorld
 
 pytestmark = pytest.mark.slow
 KEY = "test-key"
+ADMIN = "test-admin-key"
 
 
 class Client:
@@ -86,37 +84,8 @@ class Client:
 
 
 @pytest.fixture(scope="module")
-def app(served_world: ServedWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    import os
-
-    from serving import server
-
-    world = served_world
-    env = {
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    config = ServingConfig(
-        models_dir=world.models,
-        clean_dir=world.clean,
-        spill_dir=tmp_path_factory.mktemp("spill"),
-        port=free_port(),
-        api_keys=[KEY],
-        cache_ttl_seconds=60,
-        max_body_bytes=100_000,
-    )
-    try:
-        url = server.start(config, world.settings, ready_timeout=300)
-        yield Client(url)
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def app(served_app: ServedApp) -> Client:
+    return Client(served_app.url)
 
 
 @pytest.fixture(scope="module")
@@ -344,7 +313,7 @@ def test_reload_switches_versions_without_failed_requests(
     try:
         # Loading a version (SavedModel, trees, checks, warm-up) takes seconds, longer on a
         # busy machine while requests keep coming: what must not happen is a failed request.
-        status, body = app.call("POST", "/admin/reload", {"version": copy}, timeout=120)
+        status, body = app.call("POST", "/admin/reload", {"version": copy}, ADMIN, timeout=120)
         assert status == 200, body
         assert body == {**body, "previous": served_world.version, "model_version": copy}
         time.sleep(1)
@@ -354,9 +323,12 @@ def test_reload_switches_versions_without_failed_requests(
             t.join()
     assert failures == []
     assert copy in versions
-    assert app.call("POST", "/admin/reload", {"version": "nope"})[0] == 404
+    assert app.call("POST", "/admin/reload", {"version": "nope"}, ADMIN)[0] == 404
+    assert app.call("POST", "/admin/reload", {"version": copy})[0] == 403  # a write key
     assert app.call("POST", "/admin/reload", {"version": copy}, key=None)[0] == 401
-    status, body = app.call("POST", "/admin/reload", {"version": served_world.version}, timeout=120)
+    status, body = app.call(
+        "POST", "/admin/reload", {"version": served_world.version}, ADMIN, timeout=120
+    )
     assert status == 200 and body["model_version"] == served_world.version
 
 

@@ -55,7 +55,7 @@ def _client(tmp_path: Path, mode: str) -> Iterator[TestClient]:
         writer=Writer(),
         close=close,
     )
-    app = build_api(replica, Lifecycle(), ApiKeys(["right"]))  # type: ignore[arg-type]
+    app = build_api(replica, Lifecycle(), ApiKeys(["right"], admin_keys=["boss"]))  # type: ignore[arg-type]
     with TestClient(app) as client:
         client.replica = replica  # type: ignore[attr-defined]
         yield client
@@ -97,7 +97,9 @@ def test_personal_ids_are_pseudonymised_when_configured(
         assert client.post("/events", json=event("u1"), headers=KEY).status_code == 202
 
 
-def test_delete_user_needs_a_key_refuses_personal_ids_and_erases(refusing: TestClient) -> None:
+def test_delete_user_needs_an_admin_key_refuses_personal_ids_and_erases(
+    refusing: TestClient,
+) -> None:
     erased: list[str] = []
     refusing.replica.forget = lambda user: (
         erased.append(user)
@@ -106,9 +108,11 @@ def test_delete_user_needs_a_key_refuses_personal_ids_and_erases(refusing: TestC
             "spill_removed": 1,
         }
     )
+    admin = {"X-API-Key": "boss"}
     assert refusing.delete("/users/u1").status_code == 401
-    assert refusing.delete("/users/alice@example.com", headers=KEY).status_code == 422
-    response = refusing.delete("/users/u1", headers=KEY)
+    assert refusing.delete("/users/u1", headers=KEY).status_code == 403  # a write key
+    assert refusing.delete("/users/alice@example.com", headers=admin).status_code == 422
+    response = refusing.delete("/users/u1", headers=admin)
     assert response.status_code == 200, response.json()
     assert response.json()["online_removed"] == 3 and erased == ["u1"]
     assert "tailwise forget --user u1" in response.json()["offline"]

@@ -29,6 +29,7 @@ from tests.serving.conftest import ServedWorld
 
 pytestmark = pytest.mark.slow
 KEY = {"X-API-Key": "scan-key"}
+ADMIN = {"X-API-Key": "scan-admin"}
 SECRET = "p" * 40
 PERSONAL = ["alice@example.com", "+49 170 1234567", "(555) 123-4567"]
 NEEDLES = [b"alice@example.com", b"alice@", b"170 1234567", b"(555) 123"]
@@ -41,6 +42,7 @@ def replica(served_world: ServedWorld, tmp_path_factory: pytest.TempPathFactory)
         clean_dir=served_world.clean,
         spill_dir=tmp_path_factory.mktemp("scan_spill"),
         api_keys=["scan-key"],
+        admin_keys=["scan-admin"],
         log_feature_sample=1.0,
     )
     settings = served_world.settings.model_copy(update={"hmac_key": SecretStr(SECRET)})
@@ -49,7 +51,9 @@ def replica(served_world: ServedWorld, tmp_path_factory: pytest.TempPathFactory)
 
 def _app(replica: Any, mode: str) -> TestClient:
     replica.config = replica.config.model_copy(update={"personal_ids": mode})
-    return TestClient(build_api(replica, Lifecycle(replica), ApiKeys(["scan-key"])))
+    return TestClient(
+        build_api(replica, Lifecycle(replica), ApiKeys(["scan-key"], admin_keys=["scan-admin"]))
+    )
 
 
 def _event(user: str, n: int) -> dict[str, Any]:
@@ -89,7 +93,7 @@ def test_no_personal_id_is_stored_anywhere(
         for n, user in enumerate(PERSONAL):
             assert app.post("/recommend", json={"user_id": user}).status_code == 422
             assert app.post("/events", json=_event(user, n), headers=KEY).status_code == 422
-            assert app.delete(f"/users/{user}", headers=KEY).status_code == 422
+            assert app.delete(f"/users/{user}", headers=ADMIN).status_code == 422
     with _app(replica, "pseudonymise") as app:
         for n, user in enumerate(PERSONAL):
             assert app.post("/events", json=_event(user, 10 + n), headers=KEY).status_code == 202
@@ -99,7 +103,7 @@ def test_no_personal_id_is_stored_anywhere(
         spilled = app.post("/events", json=_event(PERSONAL[0], 20), headers=KEY).json()
         assert spilled["spilled"] == 1
         replica.writer._down_until = 0.0
-        erased = app.delete(f"/users/{PERSONAL[1]}", headers=KEY)
+        erased = app.delete(f"/users/{PERSONAL[1]}", headers=ADMIN)
         assert erased.status_code == 200 and erased.json()["online_removed"] > 0
         assert erased.json()["user_id"] == pseudonym(PERSONAL[1], SECRET.encode())
     client, keys = replica.client, replica.keys

@@ -83,7 +83,8 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         close=close,
     )
     lifecycle = Lifecycle()
-    app = build_api(replica, lifecycle, ApiKeys(["right"]))  # type: ignore[arg-type]
+    keys = ApiKeys(["right"], admin_keys=["boss"])
+    app = build_api(replica, lifecycle, keys)  # type: ignore[arg-type]
     with TestClient(app) as test_client:
         assert lifecycle.running  # the lifespan starts the background work
         test_client.replica = replica  # type: ignore[attr-defined]
@@ -162,3 +163,46 @@ def test_the_openapi_document_describes_bodies_errors_and_metrics(client: TestCl
     assert metrics.headers["content-type"].startswith("text/plain")
     assert "tailwise_requests_total" in metrics.text
     assert list(docs["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "key", "status"),
+    [
+        ("/admin/reload", {"version": "v9"}, "right", 403),  # a write key on an admin route
+        ("/admin/reload", {"version": "v9"}, "wrong", 401),
+        ("/admin/reload", {"version": "v9"}, None, 401),
+        ("/admin/reload", {"version": "v9"}, "boss", 404),  # admitted: no such version
+        ("/events", [], "boss", 403),  # an admin key on a write route
+        ("/events", [], "rightish", 401),
+    ],
+)
+def test_each_key_opens_its_own_scope_only(
+    client: TestClient, path: str, body: Any, key: str | None, status: int
+) -> None:
+    headers = {"X-API-Key": key} if key else {}
+    response = client.post(path, json=body, headers=headers)
+    assert response.status_code == status, response.json()
+    error = ErrorResponse.model_validate(response.json())
+    if status == 403:
+        assert "scope" in error.error
+
+
+def test_a_key_in_both_scopes_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="both a write key"):
+        ApiKeys(["same"], admin_keys=["same"])
+
+
+def test_the_openapi_document_describes_scopes_overload_and_unknown_routes(
+    client: TestClient,
+) -> None:
+    docs = client.get("/openapi.json").json()
+    for path in ("/recommend", "/events", "/admin/reload"):
+        responses = docs["paths"][path]["post"]["responses"]
+        assert {"401", "403", "503"} <= set(responses)
+        assert "Retry-After" in responses["503"]["headers"]
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404
+    assert ErrorResponse.model_validate(missing.json()).error == "Not Found"
+    wrong = client.get("/events")
+    assert wrong.status_code == 405 and "POST" in wrong.headers["allow"]
+    ErrorResponse.model_validate(wrong.json())

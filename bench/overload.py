@@ -1,0 +1,272 @@
+"""Benchmark: graceful overload of the serving app (serving/overload.py).
+
+Offers POST /recommend open loop (request i at t0 + i/rate, latency from that scheduled
+time, so queueing shows) at `--rate` for `--duration` s, by default twice the highest rate
+the app sustains in bench/results/serve_load.md, then drops to `--normal-rate` for
+`--recovery` s without a gap. Reported: during overload, accepted (2xx) latency
+percentiles, 503 latency percentiles and Retry-After, counts by status, timeouts; the
+shed count from /metrics; after the drop, the seconds until every request is a 2xx again
+within `--normal-ms`.
+
+Goals (issue 22): accepted p99 < 100 ms, 503 p99 < 50 ms, 0 responses 500, back to
+normal within 5 s of the load dropping.
+
+Without `--url` it starts the app itself (serving.server.start: Ray Serve behind HAProxy,
+response cache off, models from `--models-dir`, which `make demo` builds); with `--url`
+it measures a running server (TAILWISE_API_KEY for a key). Results go to
+bench/results/overload.{json,md} unless `--no-save`.
+
+    .venv/bin/python bench/overload.py                      # make demo first
+    .venv/bin/python bench/overload.py --duration 3 --recovery 3 --no-save   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shlex
+import sys
+import time
+import urllib.request
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+GOALS = {"accepted_p99_ms": 100.0, "shed_p99_ms": 50.0, "errors_500": 0, "recovery_s": 5.0}
+
+
+def sustained_rate() -> float:
+    """The highest rate serve_load.md reports the full app sustained (150 if absent)."""
+    path = RESULTS / "serve_load.json"
+    if path.exists():
+        found = json.loads(path.read_text()).get("highest_sustained_rps")
+        if isinstance(found, dict):
+            found = found.get("full")
+        if isinstance(found, int | float) and found > 0:
+            return float(found)
+    return 150.0
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))], 2)
+
+
+def bodies(n: int) -> list[bytes]:
+    """Distinct users (the per-user response cache cannot answer for the app)."""
+    return [json.dumps({"user_id": f"u{i % 4000:07d}", "k": 10}).encode() for i in range(n)]
+
+
+async def offer(url: str, phases: list[tuple[float, float]], timeout: float) -> list[dict]:
+    """Open loop over consecutive (rate, seconds) phases; one record per request."""
+    import aiohttp
+
+    headers = {"Content-Type": "application/json"}
+    if key := os.environ.get("TAILWISE_API_KEY"):
+        headers["X-API-Key"] = key
+    schedule: list[float] = []
+    start = 0.0
+    for rate, seconds in phases:
+        schedule += [start + i / rate for i in range(int(rate * seconds))]
+        start += seconds
+    payloads, records = bodies(len(schedule)), []
+    connector = aiohttp.TCPConnector(limit=1024, keepalive_timeout=30)
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+
+        async def one(i: int, due: float) -> None:
+            sent = time.perf_counter()
+            record: dict[str, Any] = {"at": due - t0, "status": None, "retry_after": None}
+            try:
+                async with session.post(url, data=payloads[i], headers=headers) as response:
+                    await response.read()
+                    record["status"] = response.status
+                    record["retry_after"] = response.headers.get("Retry-After")
+            except TimeoutError:
+                record["status"] = "timeout"
+            except (aiohttp.ClientError, OSError):
+                record["status"] = "connection"
+            record["ms"] = (time.perf_counter() - min(due, sent)) * 1000
+            records.append(record)
+
+        tasks = []
+        t0 = time.perf_counter() + 0.05
+        for i, offset in enumerate(schedule):
+            due = t0 + offset
+            if (delay := due - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, due)))
+        await asyncio.wait(tasks, timeout=timeout + 5)
+    return records
+
+
+def metric(base: str, name: str) -> float:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    pattern = re.compile(rf"^{name}(\{{[^}}]*\}})? (\S+)$", re.M)
+    return sum(float(m.group(2)) for m in pattern.finditer(text))
+
+
+def recovery_seconds(records: list[dict], drop_at: float, normal_ms: float) -> float | None:
+    """Seconds after the drop from which every request is a 2xx within normal_ms."""
+    after = sorted((r for r in records if r["at"] >= drop_at), key=lambda r: r["at"])
+    bad = [r["at"] for r in after if r["status"] != 200 or r["ms"] > normal_ms]
+    if not after:
+        return None
+    if not bad:
+        return 0.0
+    if bad[-1] == after[-1]["at"]:
+        return None  # never recovered within the window
+    return round(bad[-1] - drop_at, 2)
+
+
+def summarise(records: list[dict], args: argparse.Namespace, shed: float) -> dict[str, Any]:
+    during = [r for r in records if r["at"] < args.duration]
+    ok = [r["ms"] for r in during if r["status"] == 200]
+    refused = [r for r in during if r["status"] == 503]
+    statuses = Counter(str(r["status"]) for r in records)
+    figures = {
+        "offered_rps": args.rate,
+        "sent": len(during),
+        "accepted": len(ok),
+        "accepted_p50_ms": percentile(ok, 50),
+        "accepted_p99_ms": percentile(ok, 99),
+        "shed": len(refused),
+        "shed_p50_ms": percentile([r["ms"] for r in refused], 50),
+        "shed_p99_ms": percentile([r["ms"] for r in refused], 99),
+        "shed_max_ms": percentile([r["ms"] for r in refused], 100),
+        "retry_after": sorted({str(r["retry_after"]) for r in refused}),
+        "statuses": dict(statuses),
+        "errors_500": sum(v for k, v in statuses.items() if k.startswith("5") and k != "503"),
+        "shed_in_metrics": shed,
+        "recovery_s": recovery_seconds(records, args.duration, args.normal_ms),
+    }
+    goals = {
+        "accepted_p99_ms": (figures["accepted_p99_ms"] or 1e9) < GOALS["accepted_p99_ms"],
+        "shed_p99_ms": figures["shed_p99_ms"] is None
+        or figures["shed_p99_ms"] < GOALS["shed_p99_ms"],
+        "errors_500": figures["errors_500"] == 0
+        and statuses.get("timeout", 0) == statuses.get("connection", 0) == 0,
+        "recovery_s": figures["recovery_s"] is not None
+        and figures["recovery_s"] <= GOALS["recovery_s"],
+    }
+    return {"figures": figures, "goals": goals}
+
+
+def start_app(args: argparse.Namespace) -> str:
+    from serving import server
+    from serving.config import ServingConfig
+    from tailwise.ports import free_port
+    from tailwise.settings import Settings
+
+    key = os.environ.setdefault("TAILWISE_API_KEY", f"bench-{os.getpid()}")
+    fields = {
+        "port": free_port(),
+        "models_dir": args.models_dir,
+        "cache_ttl_seconds": 0,
+        "api_keys": [key],
+    }
+    for item in args.config:
+        name, _, value = item.partition("=")
+        fields[name] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    return server.start(ServingConfig.model_validate(fields), Settings())
+
+
+def save(result: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "overload.json").write_text(json.dumps(result, indent=2) + "\n")
+    f, goals = result["figures"], result["goals"]
+    lines = [
+        "# Overload: POST /recommend at twice the sustained rate, then back to normal",
+        "",
+        f"{result['machine']}; {result['when']}; `{result['command']}`",
+        "",
+        f"Open loop: {f['offered_rps']} req/s for {result['duration_s']} s, then "
+        f"{result['normal_rps']} req/s for {result['recovery_window_s']} s; latency from the "
+        "scheduled send time.",
+        "",
+        "| sent | accepted | p50 ms | p99 ms | 503 | 503 p50 ms | 503 p99 ms | 503 max ms |"
+        " other statuses | shed (/metrics) | back to normal s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {f['sent']} | {f['accepted']} | {f['accepted_p50_ms']} | {f['accepted_p99_ms']} |"
+        f" {f['shed']} | {f['shed_p50_ms']} | {f['shed_p99_ms']} | {f['shed_max_ms']} |"
+        f" {f['statuses']} | {f['shed_in_metrics']} | {f['recovery_s']} |",
+        "",
+        "Goals:",
+        "",
+        *(
+            f"- {'PASS' if ok else 'FAIL'}: {name} (goal {GOALS[name]})"
+            for name, ok in goals.items()
+        ),
+        "",
+    ]
+    (RESULTS / "overload.md").write_text("\n".join(lines))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running server (default: start the app)")
+    parser.add_argument("--rate", type=float, help="overload rate (default: 2x sustained)")
+    parser.add_argument("--duration", type=float, default=30.0, help="overload seconds")
+    parser.add_argument("--normal-rate", type=float, default=50.0)
+    parser.add_argument("--recovery", type=float, default=10.0, help="seconds after the drop")
+    parser.add_argument("--normal-ms", type=float, default=50.0, help="a normal answer's bound")
+    parser.add_argument("--timeout", type=float, default=5.0, help="per request")
+    parser.add_argument("--models-dir", default=str(ROOT / "data" / "models"))
+    parser.add_argument("--config", action="append", default=[], help="ServingConfig k=v")
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args()
+    args.rate = args.rate or 2 * sustained_rate()
+    for name in ("rate", "duration", "normal_rate", "recovery", "timeout"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be > 0")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    own = args.url is None
+    base = (args.url or start_app(args)).rstrip("/")
+    try:
+        before = metric(base, "tailwise_shed_requests_total")
+        phases = [(args.rate, args.duration), (args.normal_rate, args.recovery)]
+        try:
+            import uvloop
+
+            records = uvloop.run(offer(f"{base}/recommend", phases, args.timeout))
+        except ImportError:
+            records = asyncio.run(offer(f"{base}/recommend", phases, args.timeout))
+        shed = metric(base, "tailwise_shed_requests_total") - before
+    finally:
+        if own:
+            from serving import server
+
+            server.stop()
+    result = {
+        **summarise(records, args, shed),
+        "duration_s": args.duration,
+        "normal_rps": args.normal_rate,
+        "recovery_window_s": args.recovery,
+        "machine": f"{os.cpu_count()} cores; Python {platform.python_version()}",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": shlex.join([".venv/bin/python", "bench/overload.py", *sys.argv[1:]]),
+    }
+    print(json.dumps(result["figures"], indent=2))
+    for name, ok in result["goals"].items():
+        print(f"{'PASS' if ok else 'FAIL'}: {name} (goal {GOALS[name]})")
+    if not args.no_save:
+        save(result)
+    sys.exit(0 if all(result["goals"].values()) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Graceful overload (serving.overload): past `max_in_flight` a replica answers 503 at once,
+with Retry-After, in the error shape, and counts it; a client that leaves is counted, not
+an error. In process on a slow stand-in app, then a burst against the running app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from email.message import Message
+from typing import Any
+
+import httpx
+import pytest
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from serving.api import ErrorResponse
+from serving.metrics import ServingMetrics
+from serving.overload import Shedder
+from tests.serving.conftest import ServedApp
+
+
+def _value(metrics: ServingMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def _slow_app(gate: asyncio.Event) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope, receive)
+        if scope["path"] == "/leave":
+            raise ClientDisconnect()
+        if scope["method"] == "POST":
+            await request.body()
+            await gate.wait()
+        await JSONResponse({"ok": True})(scope, receive, send)
+
+    return app
+
+
+@pytest.mark.unit
+def test_past_the_limit_requests_get_a_fast_503_in_the_error_shape() -> None:
+    async def run() -> tuple[list[httpx.Response], list[httpx.Response], ServingMetrics]:
+        metrics, gate = ServingMetrics(), asyncio.Event()
+        routes = [Route("/recommend", _slow_app(gate), methods=["POST"])]
+        shedder = Shedder(_slow_app(gate), 3, 2, metrics, routes=lambda: routes)
+        transport = httpx.ASGITransport(app=shedder)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            held = [asyncio.create_task(client.post("/recommend", json={})) for _ in range(3)]
+            while shedder.in_flight < 3:
+                await asyncio.sleep(0.001)
+            started = time.perf_counter()
+            refused = [await client.post("/recommend", json={}) for _ in range(5)]
+            assert time.perf_counter() - started < 1.0  # refused without waiting for the 3
+            probes = [await client.get("/metrics")]  # reads are never shed
+            gate.set()
+            return [*await asyncio.gather(*held), *probes], refused, metrics
+
+    accepted, refused, metrics = asyncio.run(run())
+    assert [r.status_code for r in accepted] == [200] * 4
+    for response in refused:
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "2"
+        assert "overloaded" in ErrorResponse.model_validate(response.json()).error
+    assert _value(metrics, "tailwise_shed_requests_total", route="/recommend") == 5
+    assert _value(metrics, "tailwise_in_flight_requests") == 0
+
+
+@pytest.mark.unit
+def test_a_client_that_leaves_is_counted_not_raised() -> None:
+    metrics = ServingMetrics()
+    shedder = Shedder(_slow_app(asyncio.Event()), limit=3, retry_after=1, metrics=metrics)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/leave", "headers": [], "query_string": b""}
+    asyncio.run(shedder(scope, receive, send))  # no exception escapes
+    assert sent == []
+    assert _value(metrics, "tailwise_client_disconnects_total", route="other") == 1
+    assert shedder.in_flight == 0
+
+
+def _post(url: str, body: dict[str, Any], timeout: float = 30) -> tuple[int, str, Message]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode(), response.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), exc.headers  # case-insensitive lookups
+
+
+def _metric(url: str, name: str) -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
+@pytest.mark.slow
+def test_a_burst_past_max_in_flight_gets_503s_and_no_500(served_app: ServedApp) -> None:
+    """Bursts of 40 concurrent requests (at most 5 bursts, until one is refused) against a
+    replica with max_in_flight=4: every answer is a 200 or a 503 in the error shape."""
+    url = served_app.url
+    before = _metric(url, "tailwise_shed_requests_total")
+    statuses: Counter[int] = Counter()
+    refused: list[tuple[str, Message]] = []
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        for burst in range(5):
+            bodies = [{"user_id": f"burst-{burst}-{n}", "k": 10} for n in range(40)]
+            for status, text, headers in pool.map(lambda b: _post(f"{url}/recommend", b), bodies):
+                statuses[status] += 1
+                if status == 503:
+                    refused.append((text, headers))
+            if refused:
+                break
+    assert set(statuses) <= {200, 503}, statuses
+    assert refused, f"no request was refused: {statuses}"
+    for text, headers in refused:
+        assert ErrorResponse.model_validate_json(text).error.startswith("overloaded")
+        assert headers.get("Retry-After") == str(served_app.config.retry_after_seconds)
+    assert _metric(url, "tailwise_shed_requests_total") - before == statuses[503]
+    # back to normal at once: a lone request is answered
+    assert _post(f"{url}/recommend", {"user_id": "after-burst", "k": 5})[0] == 200
+
+
+@pytest.mark.slow
+def test_a_client_gone_mid_body_is_counted_as_a_disconnect(served_app: ServedApp) -> None:
+    url = urllib.parse.urlsplit(served_app.url)
+    before = _metric(served_app.url, "tailwise_client_disconnects_total")
+    with socket.create_connection((url.hostname, url.port), timeout=10) as raw:
+        raw.sendall(
+            b"POST /recommend HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b'{"user_id": "'
+        )
+        time.sleep(0.5)  # the replica is reading the body
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if _metric(served_app.url, "tailwise_client_disconnects_total") > before:
+            return
+        time.sleep(0.3)
+    raise AssertionError("the disconnect was not counted in tailwise_client_disconnects_total")
