@@ -1,19 +1,19 @@
 """The ranker on the union of candidate sources (training.ranker.candidates: union).
 
-    events before a cut --fit_sources--> Sources: tailwise.candidates.default_sources,
-        ItemStats and the two-tower retriever (one source among the others), all fitted
-        on those events only
-    Sources.rows(history, users, at) --> one row per (user, item) of the union of every
-        source's top n_per_source, the fused top n_candidates kept, with the features of
-        tailwise.candidates.features (the one definition serving will use), the request
-        context of the user's last event and, when repeats are allowed, HISTORY_FEATURES
-    union_labelled_candidates: for each label window after a cut (training.ranker cut_days
-        / label_windows), Sources fitted before the cut give the lists of the users with a
-        relevant item in the window (training.split.window_truth), labelled 1 / 0; the
-        label window never reaches a source's score or a popularity count
-    UnionRecommender: a harness recommender (fit / recommend) over fitted Sources and a
-        trained ranker; the pipeline refits the Sources on the whole history before the
-        test window for the evaluation and the published version (write_sources).
+events before a cut --fit_sources--> Sources: tailwise.candidates.default_sources,
+    ItemStats and the two-tower retriever (one source among the others), all fitted
+    on those events only
+Sources.rows(history, users, at) --> one row per (user, item) of the union of every
+    source's top n_per_source, the fused top n_candidates kept, with the features of
+    tailwise.candidates.features (the one definition serving will use), the request
+    context of the user's last event and, when repeats are allowed, HISTORY_FEATURES
+union_labelled_candidates: for each label window after a cut (training.ranker cut_days
+    / label_windows), Sources fitted before the cut give the lists of the users with a
+    relevant item in the window (training.split.window_truth), labelled 1 / 0; the
+    label window never reaches a source's score or a popularity count
+UnionRecommender: a harness recommender (fit / recommend) over fitted Sources and a
+    trained ranker; the pipeline refits the Sources on the whole history before the
+    test window for the evaluation and the published version (write_sources).
 """
 
 from __future__ import annotations
@@ -63,9 +63,7 @@ class Sources:
         """Ranker inputs beyond retrieval_score / retrieval_rank (= fused score / rank)."""
         return [f for f in feature_names(self.names) if f not in ("fused_score", "fused_rank")]
 
-    def rows(
-        self, history: pd.DataFrame, users: Iterable[str], cfg: RankerConfig
-    ) -> pd.DataFrame:
+    def rows(self, history: pd.DataFrame, users: Iterable[str], cfg: RankerConfig) -> pd.DataFrame:
         """The ranker's input rows of `users` at the cut (see the module docstring)."""
         users = [str(u) for u in users]
         exclude = not self.allow_repeats

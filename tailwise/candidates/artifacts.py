@@ -59,9 +59,7 @@ def write_sources(sources: Iterable[CandidateSource | ItemStats], folder: Path) 
             path.parent.mkdir(parents=True, exist_ok=True)
             frame.to_parquet(path, index=False)
         settings = {
-            k: v
-            for k, v in vars(source).items()
-            if isinstance(v, _SETTING_TYPES) and k != "cut"
+            k: v for k, v in vars(source).items() if isinstance(v, _SETTING_TYPES) and k != "cut"
         }
         spec.append(
             {
