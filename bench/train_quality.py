@@ -64,6 +64,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--candidates", choices=["two_tower", "union"], default="union")
     ap.add_argument(
+        "--part",
+        default=None,
+        help="write only bench/work/train_quality/<part>.json (one process per seed)",
+    )
+    ap.add_argument("--combine", default=None, help="comma-separated part names: merge their runs")
+    ap.add_argument(
         "--render", action="store_true", help="only rewrite the .md from the committed .json"
     )
     return ap.parse_args()
@@ -160,11 +166,13 @@ def bootstrap(result: Any, model: str, base: str = "ease", seed: int = 0) -> dic
     }
 
 
-def run_seed(seed: int, args: argparse.Namespace, store: Any, settings: Settings) -> dict:
+def run_seed(
+    seed: int, args: argparse.Namespace, store: Any, settings: Settings, root: Path
+) -> dict:
     evaluation = EvaluationParams.model_validate(section(args.params, "evaluation"))
     training = TrainingParams.model_validate(section(args.params, "training"))
     training = seeded(training, seed, args.candidates)
-    work = WORK / f"seed{seed}"
+    work = root / f"seed{seed}"
     shutil.rmtree(work, ignore_errors=True)
     started = time.perf_counter()
     outcome = pipeline.train(
@@ -172,7 +180,7 @@ def run_seed(seed: int, args: argparse.Namespace, store: Any, settings: Settings
         store,
         evaluation,
         training,
-        WORK / "models",
+        root / "models",
         args.ground_truth,
         args.features,
         work=work,
@@ -450,24 +458,34 @@ def main() -> None:
         (RESULTS / "train_quality.md").write_text(text)
         print(text)
         return
+    if args.combine:
+        parts = [json.loads((WORK / f"{p}.json").read_text()) for p in args.combine.split(",")]
+        rows = [row for part in parts for row in part["runs"]]
+        meta = {**parts[0]["meta"], "seeds": [r["seed"] for r in rows]}
+        meta["command"] = (
+            " && ".join(p["meta"]["command"] for p in parts)
+            + " && "
+            + shlex.join([".venv/bin/python", *sys.argv])
+        )
+        write(rows, meta)
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
+    work = WORK / (args.part or "run")
     # A private Feast project and registry over the same tables: a materialisation of the
     # shared demo project (which marks its views busy) cannot interrupt the runs.
-    WORK.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     settings = Settings().model_copy(
         update={
             "features_dir": args.features,
             "feast_project": f"tw_bench_train_{uuid.uuid4().hex[:8]}",
-            "feast_registry": (WORK / "registry.db").resolve(),
+            "feast_registry": (work / "registry.db").resolve(),
         }
     )
     store, _ = apply(settings)
     try:
-        rows = [run_seed(seed, args, store, settings) for seed in seeds]
+        rows = [run_seed(seed, args, store, settings, work) for seed in seeds]
     finally:
         teardown(settings, store)
-    summary = summarise(rows)
-    goal_rows = goals(summary)
     from tailwise.lineage import data_version
 
     meta = {
@@ -482,12 +500,23 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "params": section(args.params, "training"),
     }
+    if args.part:
+        body = {"meta": meta, "runs": rows}
+        (WORK / f"{args.part}.json").write_text(json.dumps(body, indent=2, default=str) + "\n")
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    write(rows, meta)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def write(rows: list[dict], meta: dict) -> None:
+    summary = summarise(rows)
+    goal_rows = goals(summary)
     RESULTS.mkdir(exist_ok=True)
     body = {"meta": meta, "runs": rows, "summary": summary, "goals": goal_rows}
     (RESULTS / "train_quality.json").write_text(json.dumps(body, indent=2, default=str) + "\n")
     (RESULTS / "train_quality.md").write_text(markdown(rows, summary, goal_rows, meta))
     print((RESULTS / "train_quality.md").read_text())
-    shutil.rmtree(WORK, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,10 @@ def test_union_features_mark_absent_sources_and_fuse_ranks() -> None:
     assert c["item_pop_all"] == 0 and np.isnan(c["item_seen_days"])
     assert rows.loc[rows["item_id"] == "d", "item_pop_all"].iloc[0] == 0
     assert (rows["user_events"] == 2).all()  # u1's two events before the cut
-    assert rows["user_days_since_last"].iloc[0] == (CUT - pd.Timestamp("2026-10-18T12:00", tz="UTC")).total_seconds() / 86400
+    assert (
+        rows["user_days_since_last"].iloc[0]
+        == (CUT - pd.Timestamp("2026-10-18T12:00", tz="UTC")).total_seconds() / 86400
+    )
     kept = candidate_features(frames, stats.table, history, CUT, n=5, keep=2)
     assert sorted(kept["fused_rank"]) == [1, 2]
 

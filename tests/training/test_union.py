@@ -72,9 +72,7 @@ def test_sources_fitted_before_the_cut_include_the_two_tower_as_one_source() -> 
             return self
 
         def recommend(self, users, k, exclude_seen=True):  # type: ignore[no-untyped-def]
-            return pd.DataFrame(
-                {"user_id": list(users), "item_id": "f", "rank": 1, "score": 0.5}
-            )
+            return pd.DataFrame({"user_id": list(users), "item_id": "f", "rank": 1, "score": 0.5})
 
     cut = pd.Timestamp("2026-10-20", tz="UTC")
     fitted = fit_sources(history(), cut, items(*"abcdefgh"), False, Fixed)
@@ -99,5 +97,5 @@ def test_serving_refuses_a_union_version_at_load(tmp_path) -> None:  # type: ign
         "params": {"training": {"ranker": {"candidates": "union"}}},
     }
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="training.ranker.candidates"):
+    with pytest.raises(BundleError, match=r"training\.ranker\.candidates"):
         load_bundle(tmp_path)
