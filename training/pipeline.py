@@ -13,6 +13,12 @@
       evaluate_version(version) --> test-window metrics next to the baselines (+ oracle) and
           the candidates' own order --> publish to <models>/<version>/ with metrics.json
 
+With training.ranker.candidates: union (training.union) the labelled lists are the union
+of every candidate source (the two-tower one of them), each fitted before its label
+window; retrieval/ also gets sources/ (every source refitted on the whole history), which
+the version keeps next to retrieval/ and ranker/; the evaluation names the platform
+`union+ranker` and its candidates' own (fused) order `union` (PLATFORM).
+
 Before anything is trained the windows are fitted to the data (training.windows: the
 configured days, or quantile windows when one holds too few users) and the repeat decision
 is made on the history (tailwise.repeats); both go to stage.json and the version manifest,
