@@ -84,7 +84,7 @@ def read_sources(folder: Path) -> list[Any]:
         cls = CLASSES.get(entry.get("class"))
         if cls is None:
             raise ValueError(f"{path}: unknown source class {entry.get('class')!r}")
-        source = cls.__new__(cls)
+        source: Any = object.__new__(cls)  # restored from settings, not __init__
         vars(source).update(entry["settings"])
         source.cut = as_instant(entry["cut"], f"{path}: cut of {entry['name']}")
         for table, attribute in TABLES[cls].items():
