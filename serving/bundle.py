@@ -210,6 +210,7 @@ def load_bundle(folder: Path) -> ModelBundle:
     _single_threaded(tf)
     try:
         manifest = read_manifest(folder)
+        _servable(folder, manifest)
         tower = json.loads((folder / "retrieval" / "manifest.json").read_text())
         meta = json.loads((folder / "ranker" / "ranker.json").read_text())
         vectors = pd.read_parquet(folder / "retrieval" / "item_embeddings.parquet")
@@ -238,6 +239,21 @@ def load_bundle(folder: Path) -> ModelBundle:
     )
     _read_tower(bundle)
     return bundle
+
+
+SERVED_CANDIDATES = ("two_tower",)
+
+
+def _servable(folder: Path, manifest: dict) -> None:
+    """Refuse, at load, a version whose ranker expects candidates serving cannot make."""
+    ranker = ((manifest.get("params") or {}).get("training") or {}).get("ranker") or {}
+    mode = ranker.get("candidates", "two_tower")
+    if mode not in SERVED_CANDIDATES:
+        raise BundleError(
+            f"{folder}: trained with training.ranker.candidates={mode!r}, which serving does "
+            f"not run yet (it serves {', '.join(SERVED_CANDIDATES)}); retrain with "
+            "training.ranker.candidates: two_tower to serve this data"
+        )
 
 
 def _read_tower(bundle: ModelBundle) -> None:

@@ -244,14 +244,14 @@ def evaluate(
     if model is not None and publish is not None:
         publish.mkdir(parents=True, exist_ok=True)
         from training.evaluate import quality_summary
-        from training.pipeline import MODEL
+        from training.pipeline import platform_model
 
         folder = publish_version(
             model,
             publish,
             evaluation_metrics(result),
             result.to_markdown(),
-            quality_summary(result, MODEL),
+            quality_summary(result, platform_model(result)),
         )
         champion = registry.champion(publish)
         role = "the champion" if champion == folder.name else f"a challenger to {champion}"
@@ -267,8 +267,9 @@ def _recommend(params: Path) -> Any:
 def _platform_vs_baseline(result: Any) -> None:
     """One line: the platform's NDCG@10 next to the best baseline's."""
     from training.evaluate import best_baseline
-    from training.pipeline import MODEL
+    from training.pipeline import platform_model
 
+    MODEL = platform_model(result)
     best = best_baseline(result)
     try:
         platform = result.value(MODEL, "ndcg", 10)

@@ -13,6 +13,12 @@
       evaluate_version(version) --> test-window metrics next to the baselines (+ oracle) and
           the candidates' own order --> publish to <models>/<version>/ with metrics.json
 
+With training.ranker.candidates: union (training.union) the labelled lists are the union
+of every candidate source (the two-tower one of them), each fitted before its label
+window; retrieval/ also gets sources/ (every source refitted on the whole history), which
+the version keeps next to retrieval/ and ranker/; the evaluation names the platform
+`union+ranker` and its candidates' own (fused) order `union` (PLATFORM).
+
 Before anything is trained the windows are fitted to the data (training.windows: the
 configured days, or quantile windows when one holds too few users) and the repeat decision
 is made on the history (tailwise.repeats); both go to stage.json and the version manifest,
@@ -48,10 +54,13 @@ from training.ranker import RankerConfig
 from training.reranker import fit_ranker, labelled_candidates
 from training.retrieval import RetrievalConfig, TwoTowerRecommender
 from training.split import Split, read_events, read_items, temporal_split
+from training.union import SOURCES_DIR, fit_sources, fit_union_ranker, union_labelled_candidates
 from training.windows import WindowPlan, configured_days, plan_windows
 
 MODEL = "two_tower+ranker"
 CANDIDATES = "two_tower"
+# training.ranker.candidates -> (the platform's evaluated name, its candidates' name)
+PLATFORM = {"two_tower": (MODEL, CANDIDATES), "union": ("union+ranker", "union")}
 CANDIDATES_FILE, STAGE_FILE, HISTORY = "candidates.parquet", "stage.json", "history.csv"
 LIFT_K = 10
 
@@ -185,23 +194,32 @@ def train_retrieval(
     else:
         _save_tuning(None, out / "tuning")
     history, items = split.history("test"), split.candidate_items("test")
-    candidates = labelled_candidates(
+    ranker_cfg = _ranker_config(training, record)
+    lists = union_labelled_candidates if ranker_cfg.candidates == "union" else labelled_candidates
+    timings: dict[str, float] = {}
+    candidates = lists(
         lambda: TwoTowerRecommender(store, cfg),
         history,
         items,
-        _ranker_config(training, record),
+        ranker_cfg,
         split.params,
         split.allow_repeats,
     )
     candidates.to_parquet(out / CANDIDATES_FILE, index=False)
+    timings["labelled_lists"] = time.perf_counter() - started
     final = TwoTowerRecommender(store, cfg).fit(history, items)
     retrieval_io.save(final.result, out / "model")
+    timings["two_tower"] = time.perf_counter() - started - sum(timings.values())
+    if ranker_cfg.candidates == "union":
+        fit_sources(history, split.test_start, items, split.allow_repeats).save(out / SOURCES_DIR)
+        timings["sources"] = time.perf_counter() - started - sum(timings.values())
     stage = {
         "data_version": data_version(clean),
         "trained_before": split.test_start.isoformat(),
         "config": cfg.model_dump(mode="json"),
         "candidate_lists": int(candidates["query"].nunique()),
         "seconds": round(time.perf_counter() - started, 1),
+        "stage_seconds": {k: round(v, 1) for k, v in timings.items()},
         **record,
     }
     (out / STAGE_FILE).write_text(json.dumps(stage, indent=2) + "\n")
@@ -240,12 +258,17 @@ def train_ranker(
         cfg = RankerConfig.model_validate(found.best_config.model_dump())
     else:
         _save_tuning(None, out / "tuning")
-    result = fit_ranker(store, pd.read_parquet(retrieval_dir / CANDIDATES_FILE), cfg)
+    lists = pd.read_parquet(retrieval_dir / CANDIDATES_FILE)
+    fit_started = time.perf_counter()
+    result = (fit_union_ranker if cfg.candidates == "union" else fit_ranker)(store, lists, cfg)
+    stage.setdefault("stage_seconds", {})["ranker"] = round(time.perf_counter() - fit_started, 1)
     if result.metrics.get("scored_by") == "candidate order":
         _say(f"ranker: scoring by the candidates' own order ({result.metrics['reason']})")
     version = versions.new_version()
     folder = out / "version"
     shutil.copytree(retrieval_dir / "model", folder / "retrieval")
+    if cfg.candidates == "union":
+        shutil.copytree(retrieval_dir / SOURCES_DIR, folder / SOURCES_DIR)
     ranker_io.save(result, folder / "ranker", data_version=stage["data_version"])
     history = split.history("test")
     table = cold_start.popular_by_context(
@@ -281,7 +304,8 @@ def evaluate_version(
         fitted["oracle"] = Oracle(ground_truth, at=split.test_start)
     result = evaluate(fitted, split, evaluation.ks, segments, window="test", fit=True)
     reranker = load_recommender(folder, store, split.history("test"))
-    trained = {CANDIDATES: reranker.candidate_model, MODEL: reranker}
+    model, candidates = platform_names(manifest)
+    trained = {candidates: reranker.candidate_model, model: reranker}
     own = evaluate(trained, split, evaluation.ks, segments, window="test", fit=False)
     result = _merge(result, own)
     windows, repeats = manifest.get("windows") or {}, manifest.get("recommend") or {}
@@ -299,22 +323,36 @@ def evaluate_version(
     scored_by = manifest.get("ranker_scored_by")
     if scored_by == "candidate order":
         result.notes.append(
-            f"{MODEL} keeps {CANDIDATES}'s order: {manifest['ranker_validation'].get('reason')}"
+            f"{model} keeps {candidates}'s order: {manifest['ranker_validation'].get('reason')}"
         )
     lift = ranker_lift(result)
     if lift is not None:
         result.notes.append(
-            f"{MODEL} NDCG@{LIFT_K} is {lift:+.1%} over {CANDIDATES}'s own order of the same "
+            f"{model} NDCG@{LIFT_K} is {lift:+.1%} over {candidates}'s own order of the same "
             "candidates"
         )
     return result
 
 
+def platform_names(manifest: dict[str, Any]) -> tuple[str, str]:
+    """(the platform's model name, its candidates' name) in a version's evaluation."""
+    ranker = ((manifest.get("params") or {}).get("training") or {}).get("ranker") or {}
+    return PLATFORM[ranker.get("candidates", "two_tower")]
+
+
+def platform_model(result: EvaluationResult) -> str:
+    """The platform's name in an evaluation (whichever candidate mode it was trained in)."""
+    present = set(result.table["model"])
+    return next((m for m, _ in PLATFORM.values() if m in present), MODEL)
+
+
 def ranker_lift(result: EvaluationResult, k: int = LIFT_K) -> float | None:
     """NDCG@k of the reranked list over the candidate model's own order, minus 1."""
+    model = platform_model(result)
+    candidates = dict(PLATFORM.values())[model]
     try:
-        base = result.value(CANDIDATES, "ndcg", k)
-        return result.value(MODEL, "ndcg", k) / base - 1 if base > 0 else None
+        base = result.value(candidates, "ndcg", k)
+        return result.value(model, "ndcg", k) / base - 1 if base > 0 else None
     except KeyError:
         return None
 
@@ -358,7 +396,7 @@ def train(
         models_dir,
         evaluation_metrics(result),
         result.to_markdown(),
-        quality_summary(result, MODEL),
+        quality_summary(result, platform_model(result)),
     )
     return TrainOutcome(published.name, published, result, time.perf_counter() - started)
 
@@ -389,6 +427,8 @@ def _write_manifest(
                 "ranker": "ranker/: model.json (XGBoost), ranker.json (feature_names in "
                 "model order, categories)",
                 "cold_start": cold_start.DESCRIPTION,
+                "sources": "sources/ (training.ranker.candidates: union): sources.json and "
+                "<source>/<table>.parquet of every candidate source (tailwise.candidates)",
                 "metrics": f"{versions.METRICS}, {versions.REPORT} (test window)",
             },
             "feature_names": {
@@ -405,6 +445,7 @@ def _write_manifest(
             "windows": stage.get("windows"),
             "recommend": stage.get("recommend"),
             "training_seconds": round(seconds, 1),
+            "stage_seconds": stage.get("stage_seconds", {}),
         },
     )
 

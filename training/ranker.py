@@ -19,7 +19,7 @@ and free text feed only `cross_features`; absolute epochs only the on-demand vie
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +48,26 @@ class RankerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    candidates: Literal["two_tower", "union"] = Field(
+        "two_tower",
+        description="Where the lists to rank come from: the two-tower's top n_candidates "
+        "(serving supports it), or the union of every candidate source (training.union; "
+        "serving refuses such a version until it runs the sources).",
+    )
+    n_per_source: int = Field(
+        100, ge=1, description="candidates: union -- each source's top N in the union."
+    )
+    negatives: int | None = Field(
+        None,
+        ge=1,
+        description="candidates: union -- keep at most this many non-relevant rows per "
+        "training list (the best by fused rank, then a seeded sample); null keeps all.",
+    )
     objective: Literal["rank:ndcg", "rank:pairwise"] = "rank:ndcg"
+    lambdarank_pair_method: Literal["topk", "mean"] = "topk"
+    lambdarank_num_pair_per_sample: int | None = Field(
+        None, ge=1, description="XGBoost's pairs per row (null: its default for the method)."
+    )
     n_estimators: int = Field(500, ge=1)
     max_depth: int = Field(4, ge=1)
     learning_rate: float = Field(0.05, gt=0, le=1)
@@ -134,13 +153,15 @@ def ranking_examples(
     candidates: pd.DataFrame,
     labels: pd.DataFrame | None = None,
     service: str = FEATURE_SERVICE,
+    extra: Sequence[str] = (),
 ) -> Examples:
     """Point-in-time ranking_v1 features of every candidate row, plus retrieval and cross
     features. `candidates` may carry request_device / request_country (None otherwise:
     UTC daypart, no device share); request_ts is taken from event_timestamp. A `query`
     column groups rows into lists (default: one list per user_id); a `label` column gives
-    y when `labels` (user_id, item_id[, label]) is not given."""
-    needed = ["user_id", "item_id", *RETRIEVAL_FEATURES, "event_timestamp"]
+    y when `labels` (user_id, item_id[, label]) is not given. `extra` names further numeric
+    columns of `candidates` to feed as they are (the union's source features)."""
+    needed = ["user_id", "item_id", *RETRIEVAL_FEATURES, "event_timestamp", *extra]
     missing = [c for c in needed if c not in candidates.columns]
     if missing:
         raise ValueError(f"candidates lack column(s) {missing}; got {list(candidates.columns)}")
@@ -171,12 +192,12 @@ def ranking_examples(
     X = pd.concat(
         [
             fetched[numeric + categorical],
-            rows[list(RETRIEVAL_FEATURES) + history].astype(np.float64),
+            rows[list(RETRIEVAL_FEATURES) + history + list(extra)].astype(np.float64),
             cross_features(fetched),
         ],
         axis=1,
     )
-    X = X[[*RETRIEVAL_FEATURES, *history, *CROSS_FEATURES, *numeric, *categorical]]
+    X = X[[*RETRIEVAL_FEATURES, *history, *extra, *CROSS_FEATURES, *numeric, *categorical]]
     y = np.zeros(len(rows))
     if labels is not None and len(labels):
         hit = rows[["user_id", "item_id"]].merge(
@@ -242,6 +263,12 @@ def train_ranker(
         enable_categorical=True,
         eval_metric="ndcg@10",
         early_stopping_rounds=cfg.early_stopping_rounds if validation is not None else None,
+        lambdarank_pair_method=cfg.lambdarank_pair_method,
+        **(
+            {}
+            if cfg.lambdarank_num_pair_per_sample is None
+            else {"lambdarank_num_pair_per_sample": cfg.lambdarank_num_pair_per_sample}
+        ),
     )
     fit_args: dict[str, Any] = {"qid": _qid(examples.groups), "verbose": False}
     if validation is not None and len(validation.y):

@@ -21,7 +21,7 @@ training pipeline runs the same functions split into its DVC stages (training.pi
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -281,10 +281,13 @@ def labelled_candidates(
     return pd.concat(frames, ignore_index=True)
 
 
-def fit_ranker(store: Any, candidates: pd.DataFrame, cfg: RankerConfig) -> RankerResult:
+def fit_ranker(
+    store: Any, candidates: pd.DataFrame, cfg: RankerConfig, extra: Sequence[str] = ()
+) -> RankerResult:
     """Ranking examples of labelled candidate lists (labelled_candidates) from Feast, then
-    the XGBoost ranker with a seeded share of users held out for early stopping."""
-    examples = ranking_examples(store, candidates)
+    the XGBoost ranker with a seeded share of users held out for early stopping. `extra`:
+    further numeric columns of `candidates` to learn from (the union's source features)."""
+    examples = ranking_examples(store, candidates, extra=extra)
     dropped = uninformative(examples.X)
     train, validation = _holdout(examples, cfg)
     if not len(train.y) or not train.y.any():

@@ -1,0 +1,258 @@
+"""The ranker on the union of candidate sources (training.ranker.candidates: union).
+
+events before a cut --fit_sources--> Sources: tailwise.candidates.default_sources,
+    ItemStats and the two-tower retriever (one source among the others), all fitted
+    on those events only
+Sources.rows(history, users, at) --> one row per (user, item) of the union of every
+    source's top n_per_source, the fused top n_candidates kept, with the features of
+    tailwise.candidates.features (the one definition serving will use), the request
+    context of the user's last event and, when repeats are allowed, HISTORY_FEATURES
+union_labelled_candidates: for each label window after a cut (training.ranker cut_days
+    / label_windows), Sources fitted before the cut give the lists of the users with a
+    relevant item in the window (training.split.window_truth), labelled 1 / 0; the
+    label window never reaches a source's score or a popularity count
+UnionRecommender: a harness recommender (fit / recommend) over fitted Sources and a
+    trained ranker; the pipeline refits the Sources on the whole history before the
+    test window for the evaluation and the published version (write_sources).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tailwise.candidates import default_sources
+from tailwise.candidates.artifacts import read_sources, write_sources
+from tailwise.candidates.base import CandidateSource, as_instant
+from tailwise.candidates.features import (
+    ItemStats,
+    candidate_features,
+    feature_names,
+    source_frames,
+)
+from tailwise.errors import DataError
+from training.config import SplitParams
+from training.ranker import RankerConfig, RankerResult, ranking_examples
+from training.reranker import _existing, _request_context, _utc, _with_history, fit_ranker
+from training.split import days_before, window_truth
+
+TWO_TOWER = "two_tower"
+SOURCES_DIR = "sources"
+
+
+@dataclass
+class Sources:
+    """Candidate sources fitted before `cut`; `two_tower` is a fitted harness model or None."""
+
+    sources: list[CandidateSource]
+    item_stats: ItemStats
+    two_tower: Any
+    cut: pd.Timestamp
+    allow_repeats: bool
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.sources] + ([TWO_TOWER] if self.two_tower is not None else [])
+
+    def extra_features(self) -> list[str]:
+        """Ranker inputs beyond retrieval_score / retrieval_rank (= fused score / rank)."""
+        return [f for f in feature_names(self.names) if f not in ("fused_score", "fused_rank")]
+
+    def rows(self, history: pd.DataFrame, users: Iterable[str], cfg: RankerConfig) -> pd.DataFrame:
+        """The ranker's input rows of `users` at the cut (see the module docstring)."""
+        users = [str(u) for u in users]
+        exclude = not self.allow_repeats
+        frames = source_frames(
+            self.sources, history, cfg.n_per_source, users, self.cut, exclude_seen=exclude
+        )
+        if self.two_tower is not None:
+            recs = self.two_tower.recommend(users, cfg.n_per_source, exclude_seen=exclude)
+            frames[TWO_TOWER] = recs.assign(
+                user_id=recs["user_id"].astype(str),
+                item_id=recs["item_id"].astype(str),
+                source=TWO_TOWER,
+            )
+        rows = candidate_features(
+            frames, self.item_stats.table, history, self.cut, cfg.n_per_source, cfg.n_candidates
+        )
+        rows = rows.assign(retrieval_score=rows["fused_score"], retrieval_rank=rows["fused_rank"])
+        if self.allow_repeats:
+            rows = _with_history(rows, users, _utc(history), self.cut, 0)
+        return rows.merge(_request_context(_utc(history)), on="user_id", how="left").assign(
+            event_timestamp=self.cut
+        )
+
+    def save(self, folder: Path) -> Path:
+        """The fitted sources' tables (the two-tower is saved as retrieval/)."""
+        return write_sources([*self.sources, self.item_stats], Path(folder))
+
+
+def fit_sources(
+    events: pd.DataFrame,
+    cut: pd.Timestamp,
+    items: pd.DataFrame | None,
+    allow_repeats: bool,
+    two_tower: Callable[[], Any] | None = None,
+    fitted_two_tower: Any = None,
+) -> Sources:
+    """Every source fitted on the events before `cut` (the two-tower from its factory,
+    unless an already fitted one is given)."""
+    cut = as_instant(cut, "fit_sources: cut")
+    events = _utc(events)
+    before = events[events["timestamp"] < cut]
+    catalogue = _existing(items, cut)
+    sources = default_sources(allow_repeats, items=catalogue)
+    for source in sources:
+        source.fit(before, cut)
+    model = fitted_two_tower
+    if model is None and two_tower is not None:
+        model = two_tower().fit(before, catalogue)
+    stats = ItemStats().fit(before, cut)
+    return Sources(sources, stats, model, cut, allow_repeats)
+
+
+def load_sources(folder: Path, two_tower: Any, allow_repeats: bool) -> Sources:
+    """Sources a version saved (Sources.save), over its loaded two-tower (or None)."""
+    loaded = read_sources(Path(folder))
+    stats = [s for s in loaded if isinstance(s, ItemStats)]
+    if len(stats) != 1:
+        raise ValueError(f"{folder}: expected one item_stats table, found {len(stats)}")
+    sources = [s for s in loaded if not isinstance(s, ItemStats)]
+    return Sources(sources, stats[0], two_tower, stats[0].cut, allow_repeats)
+
+
+def union_labelled_candidates(
+    two_tower: Callable[[], Any] | None,
+    events: pd.DataFrame,
+    items: pd.DataFrame | None,
+    cfg: RankerConfig,
+    split_params: SplitParams,
+    allow_repeats: bool = False,
+) -> pd.DataFrame:
+    """The ranker's labelled lists over the union (see the module docstring). Columns:
+    Sources.rows', then label, window (0 = the latest), query (window|user)."""
+    events = _utc(events)
+    if events.empty:
+        raise DataError(
+            "no events before the test window to cut ranker label windows from: widen "
+            "evaluation.split.test_days' history or lower training.ranker.cut_days"
+        )
+    end = events["timestamp"].max()
+    frames = []
+    for window in range(cfg.label_windows):
+        cut = days_before(end, cfg.cut_days * (window + 1))
+        ts = events["timestamp"]
+        inside = ts >= cut
+        if window:
+            inside &= ts < days_before(cut, -cfg.cut_days)
+        before, after = events[ts < cut], events[inside]
+        if before.empty or after.empty:
+            raise DataError(
+                f"ranker label window {window} (training.ranker.cut_days={cfg.cut_days:g}, "
+                f"training.ranker.label_windows={cfg.label_windows}) starts at {cut}: it needs "
+                f"events before and inside it; lower training.ranker.cut_days or label_windows"
+            )
+        labels = window_truth(after, before, split_params, allow_repeats).relevant
+        labels = labels.astype({"user_id": str, "item_id": str})
+        users = labels["user_id"].drop_duplicates().sort_values()
+        if cfg.max_train_users and len(users) > cfg.max_train_users:
+            users = users.sample(cfg.max_train_users, random_state=cfg.seed + window)
+        fitted = fit_sources(before, cut, items, allow_repeats, two_tower)
+        rows = fitted.rows(before, users, cfg)
+        rows = rows.merge(labels.assign(label=1.0), on=["user_id", "item_id"], how="left")
+        rows["label"] = rows["label"].fillna(0.0)
+        rows = _sample_negatives(rows, cfg, window)
+        frames.append(rows.assign(window=window, query=f"{window}|" + rows["user_id"]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def fit_union_ranker(store: Any, candidates: pd.DataFrame, cfg: RankerConfig) -> RankerResult:
+    """training.reranker.fit_ranker with the union's source features as extra inputs."""
+    return fit_ranker(store, candidates, cfg, extra=union_feature_columns(candidates))
+
+
+def union_feature_columns(candidates: pd.DataFrame) -> list[str]:
+    """The source-feature columns of labelled union rows, in the order they were made."""
+    names = [c[: -len("_norm")] for c in candidates.columns if c.endswith("_norm")]
+    return [
+        c
+        for c in feature_names(names)
+        if c in candidates.columns and c not in ("fused_score", "fused_rank")
+    ]
+
+
+class UnionRecommender:
+    """A harness recommender: the union of fitted Sources reranked by a trained ranker."""
+
+    name = "union+ranker"
+
+    def __init__(self, store: Any, cfg: RankerConfig) -> None:
+        self.store, self.cfg = store, cfg
+
+    def attach(
+        self, result: RankerResult, sources: Sources, events: pd.DataFrame
+    ) -> UnionRecommender:
+        self.result, self.sources, self.history = result, sources, _utc(events)
+        self.allow_repeats = sources.allow_repeats
+        self.candidate_model = FusedOrder(sources, self.history, self.cfg)
+        return self
+
+    def recommend(self, user_ids: Iterable[str], k: int, exclude_seen: bool = True) -> pd.DataFrame:
+        """Top k of the union's candidates at the sources' cut, by the ranker's score."""
+        if k < 1:
+            raise ValueError(f"{self.name}: k must be >= 1, got {k}")
+        users = pd.unique(pd.Series(list(user_ids), dtype=object).astype(str))
+        rows = self.sources.rows(self.history, users, self.cfg)
+        if rows.empty:
+            return pd.DataFrame({"user_id": [], "item_id": [], "rank": [], "score": []})
+        extra = [c for c in self.result.feature_names if c in rows.columns]
+        extra = [c for c in union_feature_columns(rows) if c in set(extra)]
+        examples = ranking_examples(self.store, rows, extra=extra)
+        scored = examples.keys.assign(score=self.result.predict(examples.X))
+        return _top(scored, k)
+
+
+class FusedOrder:
+    """The union's own order (fused rank) behind the harness interface: the candidates
+    the ranker reorders, measured on their own."""
+
+    name = "union"
+
+    def __init__(self, sources: Sources, history: pd.DataFrame, cfg: RankerConfig) -> None:
+        self.sources, self.history, self.cfg = sources, history, cfg
+
+    def recommend(self, user_ids: Iterable[str], k: int, exclude_seen: bool = True) -> pd.DataFrame:
+        users = pd.unique(pd.Series(list(user_ids), dtype=object).astype(str))
+        rows = self.sources.rows(self.history, users, self.cfg)
+        return _top(rows.assign(score=rows["fused_score"]), k)
+
+
+def _top(scored: pd.DataFrame, k: int) -> pd.DataFrame:
+    scored = scored.sort_values(
+        ["user_id", "score", "retrieval_rank"], ascending=[True, False, True], kind="stable"
+    )
+    scored["rank"] = scored.groupby("user_id", sort=False).cumcount() + 1
+    top = scored.loc[scored["rank"] <= k, ["user_id", "item_id", "rank", "score"]]
+    return top.reset_index(drop=True)
+
+
+def _sample_negatives(rows: pd.DataFrame, cfg: RankerConfig, window: int) -> pd.DataFrame:
+    """At most cfg.negatives non-relevant rows per user: the better half by fused rank,
+    the rest a seeded sample of the others."""
+    if cfg.negatives is None:
+        return rows
+    hard = cfg.negatives // 2
+    positive = rows["label"] > 0
+    top = ~positive & (rows["fused_rank"] <= hard)
+    rest = rows[~positive & ~top]
+    rng = np.random.default_rng(cfg.seed + 1000 * window)
+    order = rest.assign(_r=rng.random(len(rest))).sort_values(["user_id", "_r"])
+    sampled = order.groupby("user_id", sort=False).head(cfg.negatives - hard).index
+    keep = positive | top
+    keep[sampled] = True
+    return rows[keep].reset_index(drop=True)
