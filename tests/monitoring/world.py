@@ -49,6 +49,12 @@ EVENTS_SCHEMA = pa.schema(
         else pa.field(c, pa.float64() if c in ("value", "price", "weight") else pa.string())
         for c in EVENT_COLUMNS
     ]
+    # the links an API event may carry (tailwise.ingest.streams)
+    + [
+        pa.field("request_id", pa.string()),
+        pa.field("slot", pa.string()),
+        pa.field("position", pa.int64()),
+    ]
 )
 WEIGHTS = {"page_view": 0.1, "product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 
@@ -111,6 +117,8 @@ def event(
 def write_events(root: Path, rows: Iterable[dict[str, Any]], name: str = "part-0") -> None:
     """Events into root/event_date=YYYY-MM-DD/<name>.parquet (clean events schema)."""
     frame = pd.DataFrame(list(rows), columns=EVENT_COLUMNS)
+    for link in ("request_id", "slot", "position"):
+        frame[link] = None
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     for day, part in frame.groupby(frame["timestamp"].dt.strftime("%Y-%m-%d")):
         folder = root / f"event_date={day}"
