@@ -54,7 +54,9 @@ class Graph:
     """A served graph: records what it answered; its pipeline's cold start is the popular list."""
 
     def __init__(self, version: str = "v1") -> None:
-        self.bundle = SimpleNamespace(version=version, allow_repeats=False, history_features=(), history_input=None)
+        self.bundle = SimpleNamespace(
+            version=version, allow_repeats=False, history_features=(), history_input=None
+        )
         self.reader = SimpleNamespace()
         self.client = None
         self.degraded = False
