@@ -143,7 +143,7 @@ def _numbers_or_objects(values: Any) -> np.ndarray:
 
 def check_features(bundle: ModelBundle, reader: FeatureReader) -> None:
     """The model's inputs must all be features Feast serves, or computed here (cross,
-    retrieval and history features), or ones training dropped (the manifest's
+    retrieval and history features, the query tower's latest items), or ones training dropped (the manifest's
     `dropped_features`: the model reads them as missing). Features Feast serves that the
     model does not use are fine."""
     available = set(reader.user_feature_names) | set(reader.items.columns)
@@ -151,7 +151,12 @@ def check_features(bundle: ModelBundle, reader: FeatureReader) -> None:
     available |= bundle.dropped_features
     ranker_extra = {*CROSS_FEATURES, *HISTORY_FEATURES, "retrieval_score", "retrieval_rank"}
     missing_ranker = [f for f in bundle.ranker_features if f not in available | ranker_extra]
-    missing_tower = [s.name for s in bundle.inputs if s.name not in available | {USER_KEY}]
+    missing_tower = [
+        s.name
+        for s in bundle.inputs
+        # the user's latest items come from the history in Redis (serving.history)
+        if s.kind != "item_history" and s.name not in available | {USER_KEY}
+    ]
     if missing_ranker or missing_tower:
         raise BundleError(
             f"model {bundle.version} needs features Feast does not serve: ranker "
