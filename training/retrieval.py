@@ -211,7 +211,7 @@ def train_retrieval(
         if examples.empty:
             raise ValueError("first_touch_only: no example is a user's first touch of an item")
     fit, held_out = _time_holdout(examples, cfg.validation_share)
-    if held_out.empty:
+    if _held_out_pairs(held_out, items).empty:  # nothing to watch: train the set epochs
         return _fit(cfg, examples, items, features, cfg.epochs, None, on_epoch)
     result = _fit(cfg, fit, items, features, cfg.epochs, held_out, on_epoch)
     if not cfg.refit:
@@ -350,12 +350,8 @@ def validation_callback(
 
     Pairs: each (user, item) of `held_out` once, first touches only when the examples
     say which, items of the catalogue only; an item ranks among every catalogue item."""
-    pairs = held_out
-    if "first_touch" in pairs.columns:
-        pairs = pairs[pairs["first_touch"].astype(bool)]
-    pairs = pairs.drop_duplicates(["user_id", "item_id"])
+    pairs = _held_out_pairs(held_out, item_frame)
     rows = pd.Index(item_frame["item_id"].astype(str)).get_indexer(pairs["item_id"].astype(str))
-    pairs, rows = pairs[rows >= 0], rows[rows >= 0]
     queries = encode_frame(pairs, q_specs)
     n = cfg.validation_n
 
@@ -594,3 +590,14 @@ class TwoTowerRecommender:
                 "score": found.scores.ravel()[keep],
             }
         )
+
+
+def _held_out_pairs(held_out: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """The (user, item) pairs early stopping scores: each once, first touches only when the
+    examples say which, catalogue items only (may be empty on small or repeat-heavy data)."""
+    pairs = held_out
+    if "first_touch" in pairs.columns:
+        pairs = pairs[pairs["first_touch"].astype(bool)]
+    pairs = pairs.drop_duplicates(["user_id", "item_id"])
+    known = pairs["item_id"].astype(str).isin(set(items["item_id"].astype(str)))
+    return pairs[known.to_numpy()]
