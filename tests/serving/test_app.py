@@ -96,7 +96,9 @@ def users(served_world: ServedWorld) -> list[str]:
 
 def test_contract_of_recommend(app: Client, users: list[str], served_world: ServedWorld) -> None:
     body = app.recommend(users[0], k=5, context={"device": "mobile", "country": "DE"})
-    assert set(body) == {"request_id", "model_version", "items", "degraded"}
+    links = {"experiment", "variant", "propensity"}  # null: no experiment runs here
+    assert set(body) == {"request_id", "model_version", "items", "degraded", *links}
+    assert all(body[field] is None for field in links)
     assert RecommendResponse.model_validate(body, strict=True).model_dump(mode="json") == body
     assert body["model_version"] == served_world.version and body["degraded"] is False
     assert len(body["items"]) == 5
