@@ -240,22 +240,9 @@ def labelled_candidates(
             "no events before the test window to cut ranker label windows from: widen "
             "evaluation.split.test_days' history or lower training.ranker.cut_days"
         )
-    start, end = events["timestamp"].min(), events["timestamp"].max()
     frames = []
     for window in range(cfg.label_windows):
-        cut = days_before(end, cfg.cut_days * (window + 1))
-        ts = events["timestamp"]
-        inside = ts >= cut
-        if window:  # the latest window runs to the last event, included
-            inside &= ts < days_before(cut, -cfg.cut_days)
-        before, after = events[ts < cut], events[inside]
-        if before.empty or after.empty:
-            raise DataError(
-                f"ranker label window {window} (training.ranker.cut_days={cfg.cut_days:g}, "
-                f"training.ranker.label_windows={cfg.label_windows}) starts at {cut}: it needs "
-                f"events before and inside it, and the history runs {start} .. {end}; lower "
-                "training.ranker.cut_days or label_windows"
-            )
+        cut, before, after = label_window(events, cfg, window)
         labels = window_truth(after, before, split_params, allow_repeats).relevant
         users = labels["user_id"].drop_duplicates().sort_values()
         if cfg.max_train_users and len(users) > cfg.max_train_users:
@@ -279,6 +266,28 @@ def labelled_candidates(
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def label_window(
+    events: pd.DataFrame, cfg: RankerConfig, window: int
+) -> tuple[pd.Timestamp, pd.DataFrame, pd.DataFrame]:
+    """Label window `window` (0 = the latest) of UTC `events`: its cut, the events before it
+    and those inside it; an error naming the settings when either side is empty."""
+    start, end = events["timestamp"].min(), events["timestamp"].max()
+    cut = days_before(end, cfg.cut_days * (window + 1))
+    ts = events["timestamp"]
+    inside = ts >= cut
+    if window:  # the latest window runs to the last event, included
+        inside &= ts < days_before(cut, -cfg.cut_days)
+    before, after = events[ts < cut], events[inside]
+    if before.empty or after.empty:
+        raise DataError(
+            f"ranker label window {window} (training.ranker.cut_days={cfg.cut_days:g}, "
+            f"training.ranker.label_windows={cfg.label_windows}) starts at {cut}: it needs "
+            f"events before and inside it, and the history runs {start} .. {end}; lower "
+            "training.ranker.cut_days or label_windows"
+        )
+    return cut, before, after
 
 
 def fit_ranker(

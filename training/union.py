@@ -38,8 +38,15 @@ from tailwise.candidates.features import (
 from tailwise.errors import DataError
 from training.config import SplitParams
 from training.ranker import RankerConfig, RankerResult, ranking_examples
-from training.reranker import _existing, _request_context, _utc, _with_history, fit_ranker
-from training.split import days_before, window_truth
+from training.reranker import (
+    _existing,
+    _request_context,
+    _utc,
+    _with_history,
+    fit_ranker,
+    label_window,
+)
+from training.split import window_truth
 
 TWO_TOWER = "two_tower"
 SOURCES_DIR = "sources"
@@ -142,21 +149,9 @@ def union_labelled_candidates(
             "no events before the test window to cut ranker label windows from: widen "
             "evaluation.split.test_days' history or lower training.ranker.cut_days"
         )
-    end = events["timestamp"].max()
     frames = []
     for window in range(cfg.label_windows):
-        cut = days_before(end, cfg.cut_days * (window + 1))
-        ts = events["timestamp"]
-        inside = ts >= cut
-        if window:
-            inside &= ts < days_before(cut, -cfg.cut_days)
-        before, after = events[ts < cut], events[inside]
-        if before.empty or after.empty:
-            raise DataError(
-                f"ranker label window {window} (training.ranker.cut_days={cfg.cut_days:g}, "
-                f"training.ranker.label_windows={cfg.label_windows}) starts at {cut}: it needs "
-                f"events before and inside it; lower training.ranker.cut_days or label_windows"
-            )
+        cut, before, after = label_window(events, cfg, window)
         labels = window_truth(after, before, split_params, allow_repeats).relevant
         labels = labels.astype({"user_id": str, "item_id": str})
         users = labels["user_id"].drop_duplicates().sort_values()
