@@ -13,7 +13,6 @@ Plots are matplotlib SVG inline (no pyplot, no CDN), like the monitoring index.
 from __future__ import annotations
 
 import html
-import io
 import json
 import math
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from monitoring.report import dated_axis, finished_svg
 from tailwise.experiments.analysis import AnalysisConfig, analyse
 from tailwise.experiments.stats import StatsError
 
@@ -192,9 +192,7 @@ def _guardrails_table(guardrails: dict[str, Any]) -> str:
 
 def _plot(days: pd.DataFrame, column: str, percent: bool = False, dashed: str | None = None) -> str:
     """Inline SVG: one line per variant of `column` over the days."""
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
-    from matplotlib.ticker import PercentFormatter
 
     fig = Figure(figsize=(6.4, 2.8), dpi=100, layout="constrained")
     ax = fig.add_subplot()
@@ -207,18 +205,8 @@ def _plot(days: pd.DataFrame, column: str, percent: bool = False, dashed: str | 
             ax.plot(g["when"], g[column], marker="o", color=colour, label=str(variant))
             if dashed is not None:
                 ax.plot(g["when"], g[dashed], linestyle="--", color=colour)
-        locator = AutoDateLocator()
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-        ax.legend(loc="best", fontsize="small")
-    if percent:
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg")
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]
+        dated_axis(ax)
+    return finished_svg(fig, ax, percent)
 
 
 def _fmt(value: Any, pct: bool = False) -> str:

@@ -225,9 +225,8 @@ def _plot(
     percent: bool = False,
 ) -> str:
     """An inline SVG line chart over the runs' window ends (no pyplot: no global state)."""
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
+    from matplotlib.dates import date2num
     from matplotlib.figure import Figure
-    from matplotlib.ticker import PercentFormatter
 
     fig = Figure(figsize=(6.4, 2.8), dpi=100, layout="constrained")
     ax = fig.add_subplot()
@@ -246,10 +245,24 @@ def _plot(
     else:
         pad = max((max(drawn) - min(drawn)) * 0.05, 0.5)  # days: one run is not a decade
         ax.set_xlim(min(drawn) - pad, max(drawn) + pad)
-        locator = AutoDateLocator()
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-        ax.legend(loc="best", fontsize="small")
+        dated_axis(ax)
+    return finished_svg(fig, ax, percent)
+
+
+def dated_axis(ax: Any) -> None:
+    """Concise date ticks on the x axis and a legend."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.legend(loc="best", fontsize="small")
+
+
+def finished_svg(fig: Any, ax: Any, percent: bool) -> str:
+    """The figure as inline SVG, y from 0 (as a percentage when `percent`), light grid."""
+    from matplotlib.ticker import PercentFormatter
+
     if percent:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylim(bottom=0)
