@@ -37,11 +37,11 @@ from bench.workspace import prepare, workspace_env
 from monitoring.loop import (
     LoopConfig,
     PassOutcome,
-    api_key,
     run_command,
     run_pass,
     tailwise_command,
 )
+from serving.commands.background import KEY_FILE
 from tailwise import registry
 from tailwise.ports import free_port
 from tailwise.synthetic import GenerateConfig, generate
@@ -178,7 +178,7 @@ def run_scenario(
         shift_started = time.monotonic()
         with _timer(seconds, "replay", step):
             write_catalogue(root, replay)
-            sent = replay_traffic(cfg, url, api_key(root, env), replay, step)
+            sent = replay_traffic(cfg, url, write_key(root, env), replay, step)
         with _timer(seconds, "loop", step):
             loop = run_pass(
                 LoopConfig(root=root, window=f"{cfg.shift_days + 1}d", serve_url=url, env=env),
@@ -267,6 +267,16 @@ def write_catalogue(root: Path, replay: dict[str, pd.DataFrame]) -> None:
     """The catalogue feed catches up at the shift: new items reach data/raw (the retrain
     reads them; the champion never saw them)."""
     replay["items"].to_parquet(root / "data/raw/items.parquet", index=False)
+
+
+def write_key(root: Path, env: dict[str, str]) -> str | None:
+    """The write-scope key /events takes: TAILWISE_API_KEYS, else the one the background
+    server wrote (the admin key the loop reloads with is refused on /events)."""
+    keys = [k.strip() for k in env.get("TAILWISE_API_KEYS", "").split(",") if k.strip()]
+    if keys:
+        return keys[0]
+    path = root / KEY_FILE
+    return path.read_text().strip() if path.exists() else None
 
 
 def replay_traffic(

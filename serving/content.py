@@ -204,9 +204,9 @@ class ContentRoute:
         if body.slot not in self.service.library.slots:
             known = ", ".join(sorted(self.service.library.slots))
             problem = f"unknown slot {body.slot!r}; known slots: {known}"
-            metrics.count("/content", 422, time.perf_counter() - started)
-            raise HTTPException(
-                422,
+            metrics.count("/content", 404, time.perf_counter() - started)
+            raise HTTPException(  # a well-formed name the manifest lacks: no such resource
+                404,
                 {
                     "error": f"invalid request: slot: {problem}",
                     "detail": [{"field": "slot", "problem": problem}],
@@ -270,6 +270,7 @@ def register_content(
         responses={
             **ERROR_RESPONSES,
             **AUTH_RESPONSES,
+            404: {**ERROR, "description": "No such slot in the content manifest"},
             503: {**ERROR, "description": "No valid content manifest (content/slots.yaml)"},
         },
     )(route.content)

@@ -8,7 +8,9 @@ An overloaded replica that queues answers everything late: at twice the rate it 
 requests waited seconds and clients gave up (bench/results/overload.md). Refusing at the
 door keeps the accepted requests' latency near `max_in_flight` x the time one takes, and
 the refusal costs no body read and no Redis call. GET routes (health, readiness, metrics,
-the OpenAPI document) are never shed, so probes and scrapes still see the replica.
+the OpenAPI document) are never shed, so probes and scrapes still see the replica; nor are
+the operators' /admin/* calls, which neither wait for nor take a slot (a reload under load
+must go through, and its seconds of loading must not cost the traffic a slot).
 
 Ray Serve's own limits stay behind this one as a backstop: `max_ongoing_requests` (above
 `max_in_flight`, so requests reach the shedder) and `max_queued_requests` (past which Ray
@@ -33,6 +35,7 @@ from serving.metrics import ServingMetrics
 
 logger = logging.getLogger("tailwise.serving")
 NEVER_SHED = frozenset({"GET", "HEAD", "OPTIONS"})
+OPERATORS = "/admin/"
 
 
 class Shedder:
@@ -58,7 +61,11 @@ class Shedder:
         return "other"
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] in NEVER_SHED:
+        if (
+            scope["type"] != "http"
+            or scope["method"] in NEVER_SHED
+            or scope["path"].startswith(OPERATORS)
+        ):
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.limit:

@@ -334,11 +334,32 @@ async def _one_visit(
             raise SimulationError(f"/events answered {sent.status_code}: {sent.text[:200]}")
 
 
+OVERLOAD_RETRIES = 5  # a 503 with Retry-After is the server asking to come back, not a failure
+
+
 async def _post(client: Any, path: str, body: Any, headers: dict[str, str]) -> Any:
-    """POST; a timeout fails this visit only (a refused connection ends the run)."""
+    """POST, coming back after Retry-After when the server sheds load (at most
+    OVERLOAD_RETRIES times, then the 503 answers); a timeout fails this visit only (a
+    refused connection ends the run)."""
     import httpx
 
     try:
-        return await client.post(path, json=body, headers=headers)
+        for attempt in range(OVERLOAD_RETRIES + 1):
+            reply = await client.post(path, json=body, headers=headers)
+            wait = _retry_after(reply)
+            if wait is None or attempt == OVERLOAD_RETRIES:
+                return reply
+            await asyncio.sleep(wait)
     except httpx.TimeoutException as exc:
         raise SimulationError(f"{path} timed out ({exc!r})") from exc
+    raise AssertionError("unreachable: the last attempt returns")
+
+
+def _retry_after(reply: Any) -> float | None:
+    """Seconds to wait before coming back, for a 503 with Retry-After; else None."""
+    if reply.status_code != 503 or "retry-after" not in reply.headers:
+        return None
+    try:
+        return min(max(float(reply.headers["retry-after"]), 0.0), 30.0)
+    except ValueError:  # an HTTP date rather than seconds
+        return 1.0

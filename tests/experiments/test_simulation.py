@@ -184,3 +184,28 @@ def test_the_command_says_when_the_api_is_down(truth: Path, tmp_path: Path) -> N
             "--days", "1", "--users-per-day", "2", "--raw-ids", "--out", str(tmp_path)]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 5 and "did not answer" in result.output
+
+
+def test_a_shed_request_comes_back_after_retry_after_and_a_lasting_503_answers() -> None:
+    """The server sheds load with 503 + Retry-After: the shopper comes back (bounded)."""
+    from tailwise.experiments import simulation
+
+    calls: list[float] = []
+
+    def answers(refusals: int) -> httpx.MockTransport:
+        def handler(request: httpx.Request) -> httpx.Response:
+            calls.append(asyncio.get_event_loop().time())
+            if len(calls) <= refusals:
+                return httpx.Response(503, headers={"Retry-After": "0"}, json={"error": "x"})
+            return httpx.Response(200, json={"ok": True})
+
+        return httpx.MockTransport(handler)
+
+    async def post(refusals: int) -> httpx.Response:
+        calls.clear()
+        async with httpx.AsyncClient(transport=answers(refusals), base_url="http://t") as client:
+            return await simulation._post(client, "/recommend", {}, {})
+
+    assert asyncio.run(post(2)).status_code == 200 and len(calls) == 3
+    lasting = asyncio.run(post(100))
+    assert lasting.status_code == 503 and len(calls) == simulation.OVERLOAD_RETRIES + 1

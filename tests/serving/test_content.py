@@ -125,7 +125,6 @@ def test_an_experiment_in_the_answer_picks_the_template(client: TestClient) -> N
         ({"slot": "home_hero"}, "user_id"),
         ({"user_id": "u1"}, "slot"),
         ({"user_id": "u1", "slot": "Home Hero"}, "slot"),
-        ({"user_id": "u1", "slot": "nope"}, "slot"),
         ({"user_id": "u1", "slot": "home_hero", "context": {"daypart": "noon"}}, "context.daypart"),
         ({"user_id": "u1", "slot": "home_hero", "x": 1}, "x"),
     ],
@@ -137,6 +136,13 @@ def test_bad_bodies_get_the_error_shape_naming_the_field(
     assert response.status_code == 422
     error = ErrorResponse.model_validate(response.json())
     assert error.detail and any(p.field == field for p in error.detail), error
+
+
+def test_a_slot_the_manifest_lacks_is_404_naming_the_known_slots(client: TestClient) -> None:
+    response = client.post("/content", json={"user_id": "u1", "slot": "nope"})
+    assert response.status_code == 404
+    error = ErrorResponse.model_validate(response.json())
+    assert error.detail and error.detail[0].field == "slot" and "home_hero" in error.error
 
 
 def test_a_broken_template_answers_the_fallback_and_is_counted(tmp_path: Path) -> None:
@@ -179,7 +185,7 @@ def test_without_a_manifest_content_is_503_and_recommend_still_works(tmp_path: P
 def test_the_openapi_document_describes_content(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     responses = spec["paths"]["/content"]["post"]["responses"]
-    assert {"200", "400", "401", "413", "422", "503"} <= set(responses)
+    assert {"200", "400", "401", "404", "413", "422", "503"} <= set(responses)
 
 
 def test_the_replicas_experiment_routes_the_request_and_its_variant_names_the_template(

@@ -36,7 +36,7 @@ def _slow_app(gate: asyncio.Event) -> Any:
         request = Request(scope, receive)
         if scope["path"] == "/leave":
             raise ClientDisconnect()
-        if scope["method"] == "POST":
+        if scope["method"] == "POST" and not scope["path"].startswith("/admin/"):
             await request.body()
             await gate.wait()
         await JSONResponse({"ok": True})(scope, receive, send)
@@ -59,11 +59,13 @@ def test_past_the_limit_requests_get_a_fast_503_in_the_error_shape() -> None:
             refused = [await client.post("/recommend", json={}) for _ in range(5)]
             assert time.perf_counter() - started < 1.0  # refused without waiting for the 3
             probes = [await client.get("/metrics")]  # reads are never shed
+            probes.append(await client.post("/admin/reload", json={}))  # nor operators' calls
+            assert shedder.in_flight == 3  # ...which take no slot
             gate.set()
             return [*await asyncio.gather(*held), *probes], refused, metrics
 
     accepted, refused, metrics = asyncio.run(run())
-    assert [r.status_code for r in accepted] == [200] * 4
+    assert [r.status_code for r in accepted] == [200] * 5
     for response in refused:
         assert response.status_code == 503
         assert response.headers["retry-after"] == "2"
