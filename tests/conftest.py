@@ -21,6 +21,7 @@ connection fails with a message saying to mark it (the autouse guard below).
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -175,3 +176,43 @@ def redis_server(
     yield start
     for server in started:
         server.stop()
+
+
+CHROMIUM = os.environ.get("TAILWISE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER = (
+    os.environ.get("TAILWISE_CHROMEDRIVER")
+    or shutil.which("chromedriver")
+    or "/usr/bin/chromedriver"
+)
+BROWSER_WAIT_S = 60
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium through selenium (Debian's chromium and chromium-driver, or
+    TAILWISE_CHROMIUM / TAILWISE_CHROMEDRIVER); the test is skipped, saying what to
+    install, where they are missing."""
+    if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
+        pytest.skip(
+            f"no headless browser: {CHROMIUM} or {DRIVER} is missing "
+            "(apt-get install chromium chromium-driver)"
+        )
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    driver.set_page_load_timeout(BROWSER_WAIT_S)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -1,55 +1,21 @@
 """The preview page in a real headless Chromium: every variant is shown, the served one
 outlined, script in the data stays text and never runs.
 
-Finds Chromium as the monitoring page's browser test does: Debian's `chromium` and
+The browser is tests/conftest.py's `browser` fixture: Debian's `chromium` and
 `chromium-driver` (/usr/bin/chromium, /usr/bin/chromedriver; TAILWISE_CHROMIUM /
 TAILWISE_CHROMEDRIVER point elsewhere) and the `selenium` package.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tailwise.content.preview import preview_page, render_variants
 from tailwise.content.render import Library
 from tailwise.content.variables import Inputs, build_variables
 
-CHROMIUM = os.environ.get("TAILWISE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-DRIVER = (
-    os.environ.get("TAILWISE_CHROMEDRIVER")
-    or shutil.which("chromedriver")
-    or "/usr/bin/chromedriver"
-)
-WAIT_S = 60
 EVIL = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
-        pytest.skip(
-            f"no headless browser: {CHROMIUM} or {DRIVER} is missing "
-            "(apt-get install chromium chromium-driver)"
-        )
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
-    driver.set_page_load_timeout(WAIT_S)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_the_preview_shows_every_variant_and_runs_no_script(browser: Any, tmp_path: Path) -> None:

@@ -4,8 +4,6 @@ the end-to-end, report and browser tests."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -92,40 +90,3 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Monitored:
 
 def report_files(out: Path) -> list[Path]:
     return sorted(out.glob("*/report.html"))
-
-
-CHROMIUM = os.environ.get("TAILWISE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-DRIVER = (
-    os.environ.get("TAILWISE_CHROMEDRIVER")
-    or shutil.which("chromedriver")
-    or "/usr/bin/chromedriver"
-)
-BROWSER_WAIT_S = 60
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
-        pytest.skip(
-            f"no headless browser: {CHROMIUM} or {DRIVER} is missing "
-            "(apt-get install chromium chromium-driver)"
-        )
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
-    driver.set_page_load_timeout(BROWSER_WAIT_S)
-    try:
-        yield driver
-    finally:
-        driver.quit()
