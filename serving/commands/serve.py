@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from serving.commands.background import start_background, stop_background
+from serving.commands.background import LOG_FILE, start_background, stop_background
 from tailwise.console import EXIT_SERVICE, console, errors, fail
 
 
@@ -59,7 +59,11 @@ def serve(
         config, generated = ensure_api_key(config)
         config, admin = ensure_admin_key(config)
         if background:
-            start_background(config, generated, settings or [], admin)
+            try:
+                start_background(config, generated, settings or [], admin)
+            except ServeError as exc:  # not ready in time: stop what was started, say where to look
+                stop_background()
+                fail(f"{exc} (the server's log: {LOG_FILE})", EXIT_SERVICE)
             return
 
         def ready(url: str) -> None:
