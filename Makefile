@@ -8,7 +8,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help setup demo test test-fast coverage lint format bench-generate bench-ingest bench-features \
-	bench-online bench-offline bench-serve bench-ranking bench-train bench-drift bench-datasets bench-experiments \
+	bench-online bench-offline bench-serve bench-ranking bench-train bench-drift bench-datasets bench-experiments bench-experiment-e2e \
 	clean repro serve drift-demo
 
 help: ## List the targets
@@ -93,6 +93,9 @@ bench-ranking: setup ## Time the request path's stages in one process (CPU per r
 
 bench-experiments: setup ## Experiment statistics and Thompson sampling against their bands (~4 min)
 	$(BIN)/python bench/experiment_stats.py
+
+bench-experiment-e2e: setup ## Champion vs challenger vs popularity: simulated shoppers, the served bandit, the report (~15 min)
+	$(BIN)/python bench/experiment_e2e.py
 
 bench-online: setup ## Measure materialisation and online lookups (100k people), SDK vs direct
 	$(BIN)/python bench/online_lookup.py --users 100000 --items 10000
