@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from tailwise.experiments.declines import DeclinePolicy
 from tailwise.params import ParamsError, load_params
 
 NAME = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
@@ -239,6 +240,9 @@ class ExperimentsParams(BaseModel):
     )
     thompson_draws: int = Field(10_000, ge=100, description="Posterior draws per allocation.")
     seed: int = 0
+    declines: DeclinePolicy = Field(
+        default_factory=DeclinePolicy, description="When a variant's KPI decline is flagged."
+    )
 
 
 def load_experiments_params(path: Path) -> ExperimentsParams:
