@@ -35,6 +35,7 @@ demo: setup ## Run the platform end to end on generated data, ending with the AP
 	$(BIN)/tailwise serve --stop
 	TAILWISE_DEMO=1 $(BIN)/tailwise serve --background --set redis_durability=warn
 	serving/demo_requests.sh
+	TAILWISE_DEMO=1 $(BIN)/tailwise simulate --truth data/raw --days 2 --users-per-day 150 --time-limit 120
 	$(BIN)/tailwise events consume --once
 	$(BIN)/tailwise monitor run --model $$(cat data/models/LATEST)
 	@echo "Data: data/raw -> data/clean -> data/features -> data/models -> data/served; reports: monitoring/reports/index.html"
