@@ -21,7 +21,11 @@ tailwise experiments report e2e; then goals, each PASS or FAIL:
   - the fixed-weight days' split of users matches the weights (SRM p >= 0.001)
   - no visit failed
 
-.venv/bin/python bench/experiment_e2e.py          (make bench-experiment-e2e; ~15 min)
+    .venv/bin/python bench/experiment_e2e.py    (make bench-experiment-e2e; ~15 min on an
+                                                 idle 2-core machine)
+    ... --reuse-world   keeps the generated data and both trained versions of an earlier run
+                        of the same world (same day); the features are materialised again
+                        into a new private Redis and everything after that runs anew
 """
 
 from __future__ import annotations
@@ -109,10 +113,31 @@ def build_world(args: argparse.Namespace, root: Path, cmd: LoopConfig, step: Any
             "--evaluation", f"data/evaluation/{name}",
         )  # fmt: skip
         versions.append((root / "data/models/LATEST").read_text().strip())
+    materialize(cmd, step)
+    return versions
+
+
+def materialize(cmd: LoopConfig, step: Any) -> None:
     step("features apply + materialize")
     tailwise_command(cmd, "features", "apply")
     tailwise_command(cmd, "features", "materialize")
-    return versions
+
+
+def world_key(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("users", "items", "days", "seed", "sim_days")
+    return {k: getattr(args, k) for k in keys} | {"date": datetime.now(UTC).date().isoformat()}
+
+
+# What a run writes besides the world (data, models) that --reuse-world keeps.
+RUN_OUTPUTS = ("data/served", "data/feast", "monitoring", ".tailwise", "experiments", "redis")
+
+
+def clear(root: Path, reuse: bool) -> None:
+    if not reuse:
+        clear_outputs(root)
+    for name in RUN_OUTPUTS:
+        if (root / name).is_dir():
+            shutil.rmtree(root / name)
 
 
 def run_days(
@@ -303,17 +328,18 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--root", type=Path, default=Path("data/experiment_e2e"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/experiment_e2e"))
+    parser.add_argument("--reuse-world", action="store_true", help="Keep an earlier run's world.")
     args = parser.parse_args()
     root = args.root.resolve()
     step = _printer()
     seconds: dict[str, float] = {}
-    clear_outputs(root)
-    for name in ("experiments", "params_champion.yaml", "params_challenger.yaml"):
-        path = root / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    made = root / "world.json"
+    reuse = (
+        args.reuse_world
+        and made.exists()
+        and json.loads(made.read_text())["world"] == world_key(args)
+    )
+    clear(root, reuse)
     root.mkdir(parents=True, exist_ok=True)
     redis_url = f"redis://127.0.0.1:{free_port()}"
     step(ensure_redis(redis_url, root / "redis"))
@@ -337,8 +363,16 @@ def main() -> int:
     port = free_port()
     try:
         started = time.perf_counter()
-        versions = build_world(args, root, cmd, step)
-        seconds["world and training"] = time.perf_counter() - started
+        if reuse:
+            versions = json.loads(made.read_text())["versions"]
+            step(f"reusing the world of {made}: versions {versions}")
+            materialize(cmd, step)
+        else:
+            versions = build_world(args, root, cmd, step)
+            made.write_text(json.dumps({"world": world_key(args), "versions": versions}) + "\n")
+        seconds["features (world reused)" if reuse else "world and training"] = (
+            time.perf_counter() - started
+        )
         start = datetime.now(UTC) - timedelta(days=args.sim_days + 1)
         definition = experiment(versions[0], versions[1], args.burn_in, start)
         (root / "experiments").mkdir(exist_ok=True)
