@@ -108,13 +108,20 @@ def build_world(args: argparse.Namespace, root: Path, cmd: LoopConfig, step: Any
         step(f"train the {name}")
         params = deep_merge(yaml.safe_load((root / "params.yaml").read_text()), extra)
         (root / f"params_{name}.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        before = _versions(root)
         tailwise_command(
             cmd, "train", "--params", f"params_{name}.yaml", "--work", f"data/work/{name}",
             "--evaluation", f"data/evaluation/{name}",
         )  # fmt: skip
-        versions.append((root / "data/models/LATEST").read_text().strip())
+        # LATEST names the serving version, not the newest: the new folder is this one.
+        [made] = _versions(root) - before
+        versions.append(made)
     materialize(cmd, step)
     return versions
+
+
+def _versions(root: Path) -> set[str]:
+    return {p.parent.name for p in (root / "data/models").glob("*/manifest.json")}
 
 
 def materialize(cmd: LoopConfig, step: Any) -> None:
