@@ -53,7 +53,7 @@ import yaml
 
 from bench.scenario import TINY_PARAMS, clear_outputs, write_key
 from bench.workspace import deep_merge, workspace_env
-from monitoring.loop import LoopConfig, tailwise_command
+from monitoring.loop import LoopConfig, LoopError, tailwise_command
 from serving.keys import Keys
 from tailwise.experiments.analysis import AnalysisConfig, analyse
 from tailwise.experiments.attribution import attribute_served
@@ -145,6 +145,22 @@ def clear(root: Path, reuse: bool) -> None:
     for name in RUN_OUTPUTS:
         if (root / name).is_dir():
             shutil.rmtree(root / name)
+
+
+def start_serving(cmd: LoopConfig, port: int, attempts: int, step: Any) -> None:
+    """`tailwise serve --background`, tried again when it does not come up: on a loaded
+    machine Ray's node can miss its fixed 30 s start-up deadline."""
+    for attempt in range(1, attempts + 1):
+        try:
+            tailwise_command(
+                cmd, "serve", "--background", "--port", str(port), "--set", "cache_ttl_seconds=0"
+            )
+            return
+        except LoopError as exc:
+            tailwise_command(cmd, "serve", "--stop")
+            if attempt == attempts:
+                raise
+            step(f"serving did not start (attempt {attempt}/{attempts}): {str(exc)[-160:]}")
 
 
 def run_days(
@@ -336,6 +352,7 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=Path("data/experiment_e2e"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/experiment_e2e"))
     parser.add_argument("--reuse-world", action="store_true", help="Keep an earlier run's world.")
+    parser.add_argument("--serve-attempts", type=int, default=3)
     args = parser.parse_args()
     root = args.root.resolve()
     step = _printer()
@@ -388,9 +405,7 @@ def main() -> int:
         tailwise_command(cmd, "experiments", "validate")
         step(f"serve on port {port}")
         started = time.perf_counter()
-        tailwise_command(
-            cmd, "serve", "--background", "--port", str(port), "--set", "cache_ttl_seconds=0"
-        )
+        start_serving(cmd, port, args.serve_attempts, step)
         seconds["start serving"] = time.perf_counter() - started
         try:
             started = time.perf_counter()
