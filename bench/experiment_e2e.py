@@ -420,6 +420,8 @@ def main() -> int:
         hours = float(params["experiments"].get("attribution_hours", 24.0))
         known = truth(results)
         checks, detail = judge(root, days, known, weights, hours)
+    except LoopError as exc:  # a step failed: recorded, every goal FAILs
+        return failed(args, seconds, str(exc))
     finally:
         with contextlib.suppress(redis.RedisError):  # shutdown drops its own connection
             client.shutdown(nosave=True)
@@ -447,6 +449,32 @@ def main() -> int:
     print(text)
     print(f"report: {root / 'monitoring/reports/experiments' / NAME / 'report.html'}")
     return 0 if all(ok for ok, _ in checks) else 1
+
+
+def failed(args: argparse.Namespace, seconds: dict[str, float], error: str) -> int:
+    """The record of a run that stopped at a step: the error, the machine's load, FAIL."""
+    command = " ".join(["python bench/experiment_e2e.py", *sys.argv[1:]])
+    out = {
+        "command": command,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "error": error[-1500:],
+        "goals": [{"pass": False, "goal": "not measured: the run stopped at a step (error)"}],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
+    text = (
+        "# End to end: champion vs challenger vs popularity on simulated shoppers\n\n"
+        f"{out['cores']} cores; {out['at']}; load average {out['load_average']}; "
+        f"`{command}`\n\nFAIL: not measured, the run stopped at a step:\n\n"
+        + "\n".join(f"    {line}" for line in error[-1500:].splitlines())
+        + "\n"
+    )
+    args.out.with_suffix(".md").write_text(text)
+    print(text)
+    return 1
 
 
 def _printer() -> Any:
