@@ -8,7 +8,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help setup demo test test-fast coverage lint format bench-generate bench-ingest bench-features \
-	bench-online bench-offline bench-serve bench-ranking bench-train bench-drift bench-datasets bench-experiments \
+	bench-online bench-offline bench-serve bench-ranking bench-train bench-drift bench-datasets bench-experiments bench-experiment-e2e \
 	clean repro serve drift-demo
 
 help: ## List the targets
@@ -35,6 +35,7 @@ demo: setup ## Run the platform end to end on generated data, ending with the AP
 	$(BIN)/tailwise serve --stop
 	TAILWISE_DEMO=1 $(BIN)/tailwise serve --background --set redis_durability=warn
 	serving/demo_requests.sh
+	TAILWISE_DEMO=1 $(BIN)/tailwise simulate --truth data/raw --days 2 --users-per-day 150 --time-limit 120
 	$(BIN)/tailwise events consume --once
 	$(BIN)/tailwise monitor run --model $$(cat data/models/LATEST)
 	@echo "Data: data/raw -> data/clean -> data/features -> data/models -> data/served; reports: monitoring/reports/index.html"
@@ -93,6 +94,9 @@ bench-ranking: setup ## Time the request path's stages in one process (CPU per r
 
 bench-experiments: setup ## Experiment statistics and Thompson sampling against their bands (~4 min)
 	$(BIN)/python bench/experiment_stats.py
+
+bench-experiment-e2e: setup ## Champion vs challenger vs popularity: simulated shoppers, the served bandit, the report (~15 min)
+	$(BIN)/python bench/experiment_e2e.py
 
 bench-online: setup ## Measure materialisation and online lookups (100k people), SDK vs direct
 	$(BIN)/python bench/online_lookup.py --users 100000 --items 10000

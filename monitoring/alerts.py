@@ -4,6 +4,8 @@
       --alert_payload--> {"text", "run_id", "model_version", "window", "signals",
                           "retrain", "drift_share", "kpis", "report"}
       --post_alert(url, timeout)--> True when the receiver answered 2xx
+    an experiment report's KPI declines --experiment_payload--> {"text", "experiment",
+                          "declines", "srm_flagged", "report"} --post_alert--> the same URL
 
 The `text` field makes the body readable by chat webhooks (Slack, Mattermost) as it is.
 Posting never raises into the monitoring run: a dead or slow receiver costs at most the
@@ -46,6 +48,20 @@ def alert_payload(summary: RunSummary, report: str) -> dict[str, Any]:
         "drift_share": summary.feature_drift.share,
         "drifted_features": summary.feature_drift.drifted,
         "kpis": summary.quality.kpis,
+        "report": report,
+    }
+
+
+def experiment_payload(result: dict[str, Any], report: str) -> dict[str, Any]:
+    """The JSON body of an alert about an experiment report's KPI declines."""
+    found = result.get("declines") or []
+    return {
+        "text": f"Tailwise experiment {result['experiment']}: KPI decline on "
+        + "; ".join(d["message"] for d in found),
+        "experiment": result["experiment"],
+        "control": result["control"],
+        "declines": found,
+        "srm_flagged": bool(result["srm"]["flagged"]),
         "report": report,
     }
 

@@ -46,10 +46,15 @@ def report(
     from monitoring.experiments import read_table, write_experiment_report
     from monitoring.report import write_index
     from tailwise.experiments.analysis import AnalysisConfig
+    from tailwise.experiments.definitions import load_experiments_params
     from tailwise.experiments.stats import StatsError
+    from tailwise.params import ParamsError
 
-    with errors(StatsError):
-        cfg = AnalysisConfig(control=control, alpha=alpha, weights=parse_weights(weights))
+    with errors(StatsError, ParamsError):
+        settings = load_experiments_params(params)
+        cfg = AnalysisConfig(
+            control=control, alpha=alpha, weights=parse_weights(weights), declines=settings.declines
+        )
         exp = read_table(exposures or served / "exposures", "exposures")
         if outcomes is not None:
             outc = read_table(outcomes, "outcomes")
@@ -57,16 +62,34 @@ def report(
             import pandas as pd
 
             from tailwise.experiments.attribution import attribute_served
-            from tailwise.experiments.definitions import load_experiments_params
 
-            hours = load_experiments_params(params).attribution_hours
-            outc = attribute_served(served, pd.Timedelta(hours=hours))
+            outc = attribute_served(served, pd.Timedelta(hours=settings.attribution_hours))
         with console.status(f"analysing {name}"):
             result, folder = write_experiment_report(name, exp, outc, cfg, out)
             index = write_index(out)
     print_result(result)
     console.print(f"[green]report[/green] {folder / 'report.html'}")
     console.print(f"[green]index[/green]  {index}")
+    if result.get("declines"):
+        alert_declines(result, folder / "report.html", params)
+
+
+def alert_declines(result: dict[str, Any], report: Path, params: Path) -> bool:
+    """Post the report's KPI declines to the monitoring webhook (params.yaml
+    monitoring.alert_webhook or its environment variable); False when not delivered."""
+    import os
+
+    from monitoring.alerts import experiment_payload, post_alert
+    from monitoring.config import load_monitoring_params
+    from tailwise.params import ParamsError
+
+    with errors(ParamsError):
+        monitoring = load_monitoring_params(params, os.environ)
+    return post_alert(
+        monitoring.alert_webhook,
+        experiment_payload(result, str(report)),
+        monitoring.alert_timeout_seconds,
+    )
 
 
 def parse_weights(text: str | None) -> dict[str, float] | None:

@@ -117,11 +117,19 @@ def render(result: dict[str, Any]) -> str:
         variants=_variants_table(result["variants"], result["control"]),
         comparisons=_comparisons_table(result["comparisons"]),
         guardrails=_guardrails_table(result["guardrails"]),
+        declines=_declines_list(result.get("declines") or []),
         plots="\n".join(
             f'<figure class="plot" id="{pid}"><figcaption>{html.escape(t)}</figcaption>{svg}</figure>'
             for pid, t, svg in plots
         ),
     )
+
+
+def _declines_list(found: list[dict[str, Any]]) -> str:
+    if not found:
+        return '<p id="declines" class="ok">No KPI decline on any variant.</p>'
+    items = "".join(f"<li>{html.escape(d['message'])}</li>" for d in found)
+    return f'<ul id="declines" class="bad">{items}</ul>'
 
 
 def _variants_table(variants: dict[str, dict[str, float]], control: str) -> str:
@@ -251,7 +259,7 @@ table {{ border-collapse: collapse; margin: 1rem 0; font-size: .9rem; }}
 th, td {{ border: 1px solid #ddd; padding: .3rem .5rem; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 tr.significant {{ background: #eef8ee; }}
-p.bad {{ color: #a00; font-weight: 600; }}
+p.bad, ul.bad {{ color: #a00; font-weight: 600; }}
 </style>
 </head>
 <body>
@@ -262,6 +270,8 @@ p-values Holm-adjusted across the metrics of each variant; the sequential interv
 stay valid however often the report is read.</p>
 {srm}
 <ul id="notes">{notes}</ul>
+<h2>KPI declines</h2>
+{declines}
 <h2>Variants</h2>
 {variants}
 <h2>Against the control</h2>

@@ -206,8 +206,10 @@ class ExperimentRouter:
         return answer, recorder, routed
 
     async def log(self, client: redis.asyncio.Redis, req: Request, routed: Routed) -> None:
-        """One exposures-stream entry per assignment (after the response is out)."""
-        at = datetime.now(UTC).isoformat()
+        """One exposures-stream entry per assignment (after the response is out), stamped
+        with the request's context time when it has one (the clock its events carry, so
+        attribution's window and the report's days agree with them), else now."""
+        at = _utc(req.timestamp).isoformat() if req.timestamp else datetime.now(UTC).isoformat()
         pipe = client.pipeline(transaction=False)
         for a in routed.assignments:
             entry = {
@@ -240,6 +242,10 @@ class ExperimentRouter:
             self.keys, f"{graph.bundle.version}+{digest}", config.cache_ttl_seconds
         )
         return made
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def build_router(

@@ -2,7 +2,8 @@
 
     exposures, outcomes --users()--> one row per user (variant, exposures, clicks, orders,
     revenue) --summary()--> per variant KPIs --compare()--> tests per treatment and metric,
-    Holm across metrics, sequential intervals; srm() on every analysis; daily() for plots
+    Holm across metrics, sequential intervals; srm() on every analysis; daily() for plots;
+    KPI declines per variant (tailwise.experiments.declines) from the tests and the days
 
 The user is the randomised unit: CTR per exposure and average order value are ratio
 metrics whose variance the delta method takes over users. A user seen in more than one
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from tailwise.experiments import stats
+from tailwise.experiments.declines import DeclinePolicy, declines
 
 EXPOSURE_COLUMNS = ("request_id", "user_id", "experiment", "variant", "propensity", "timestamp")
 OUTCOME_COLUMNS = ("user_id", "experiment", "variant", "event_type", "revenue", "timestamp")
@@ -37,6 +39,7 @@ class AnalysisConfig:
     click_types: tuple[str, ...] = ("product_view",)
     purchase_types: tuple[str, ...] = ("purchase",)
     notes: list[str] = field(default_factory=list)
+    declines: DeclinePolicy = field(default_factory=DeclinePolicy)
 
 
 def check_columns(frame: pd.DataFrame, required: tuple[str, ...], table: str) -> None:
@@ -231,7 +234,7 @@ def analyse(
             "split does not match the weights; do not trust the comparisons before finding why"
         )
     days = daily(exposures, outcomes, cfg)
-    return {
+    result: dict[str, Any] = {
         "experiment": name,
         "control": control,
         "alpha": cfg.alpha,
@@ -245,6 +248,10 @@ def analyse(
         "daily": _records(days),
         "notes": notes,
     }
+    found = declines(result, cfg.declines)
+    result["declines"] = [d.as_dict() for d in found]
+    notes.extend(f"KPI decline: {d.message}" for d in found)
+    return result
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -8,8 +8,9 @@ for the traffic shares it then assigns by:
     NormalPosterior   revenue per exposure (Normal-Inverse-Gamma on sufficient statistics:
                       n, sum, sum of squares)
 
-    allocation(posteriors, floor, burn_in, draws, rng) -> {variant: share}
-        equal shares until every arm has `burn_in` observations; then each arm's share is
+    allocation(posteriors, floor, burn_in, draws, rng, start) -> {variant: share}
+        `start` (default: equal shares) until every arm has `burn_in` observations; then
+        each arm's share is
         the Monte Carlo probability (over `draws` posterior draws from a seeded
         numpy Generator) that its mean is the highest, mixed with a floor so no arm
         starves: share = floor + (1 - k * floor) * P(best).
@@ -111,8 +112,10 @@ def allocation(
     burn_in: int = 100,
     draws: int = 2000,
     rng: np.random.Generator | None = None,
+    start: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
-    """Traffic share per variant (sums to 1): P(best) under the posteriors, with a floor."""
+    """Traffic share per variant (sums to 1): P(best) under the posteriors, with a floor;
+    during the burn-in `start` (one share per variant, summing to 1; default equal)."""
     k = len(posteriors)
     if k < 2:
         raise BanditError(f"allocation needs at least 2 variants, got {k}")
@@ -121,8 +124,12 @@ def allocation(
     if burn_in < 0 or draws < 1:
         raise BanditError(f"burn_in must be >= 0 and draws >= 1, got {burn_in}, {draws}")
     names = sorted(posteriors)
+    if start is not None and (
+        set(start) != set(names) or abs(sum(start.values()) - 1) > 1e-6 or min(start.values()) < 0
+    ):
+        raise BanditError(f"start shares {dict(start)}: one per variant {names}, summing to 1")
     if min(posteriors[v].n for v in names) < burn_in:
-        return dict.fromkeys(names, 1 / k)
+        return {v: float(start[v]) for v in names} if start else dict.fromkeys(names, 1 / k)
     rng = rng if rng is not None else np.random.default_rng(0)
     samples = np.stack([posteriors[v].sample(rng, draws) for v in names])
     wins = np.bincount(samples.argmax(axis=0), minlength=k) / draws

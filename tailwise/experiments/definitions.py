@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from tailwise.experiments.declines import DeclinePolicy
 from tailwise.params import ParamsError, load_params
 
 NAME = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
@@ -144,14 +145,21 @@ class Traffic(BaseModel):
 
 
 class Bandit(BaseModel):
-    """Thompson sampling over the variants: equal-by-definition weights for `burn_in`
-    exposures, then the allocation from the posteriors, no arm below `floor`."""
+    """Thompson sampling over the variants (tailwise.experiments.bandit.allocation): the
+    definition's weights until every variant has `burn_in` exposures, then each variant's
+    posterior probability of being the best, no variant below `floor`, recomputed at most
+    every `update_seconds` (on the event consumer's passes)."""
 
     model_config = ConfigDict(extra="forbid")
 
     metric: Literal["click", "conversion"] = "click"
-    burn_in: int = Field(1000, ge=0, description="Exposures before the allocation is used.")
+    burn_in: int = Field(
+        1000, ge=0, description="Exposures every variant needs before the allocation is used."
+    )
     floor: float = Field(0.05, ge=0, lt=1, description="Smallest share of any variant.")
+    update_seconds: float = Field(
+        0.0, ge=0, description="Least time between allocation changes; 0: every consumer pass."
+    )
 
 
 class Experiment(BaseModel):
@@ -194,6 +202,11 @@ class Experiment(BaseModel):
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"variant names repeat: {names}")
+        if self.bandit is not None and self.bandit.floor * len(names) > 1 + WEIGHT_TOLERANCE:
+            raise ValueError(
+                f"bandit.floor {self.bandit.floor:g} x {len(names)} variants passes 1: "
+                f"the floor can be at most {1 / len(names):.4g}"
+            )
         return self
 
     def active(self, now: datetime) -> bool:
@@ -227,6 +240,9 @@ class ExperimentsParams(BaseModel):
     )
     thompson_draws: int = Field(10_000, ge=100, description="Posterior draws per allocation.")
     seed: int = 0
+    declines: DeclinePolicy = Field(
+        default_factory=DeclinePolicy, description="When a variant's KPI decline is flagged."
+    )
 
 
 def load_experiments_params(path: Path) -> ExperimentsParams:

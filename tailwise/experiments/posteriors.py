@@ -2,34 +2,37 @@
 
     exposures + outcomes (tailwise.experiments.attribution)
       --count_posteriors--> Beta(1 + successes, 1 + exposures - successes) per variant
-      --allocation_for--> the definition's weights during the burn-in, then the
-                          allocator's (default: Thompson sampling, `thompson_allocation`)
-                          with every arm at least the floor
+      --allocation_for--> tailwise.experiments.bandit.allocation: the definition's weights
+                          until every variant has `burn_in` exposures, then Thompson
+                          sampling's P(best) with every arm at least the floor
       --PosteriorStore.write--> tailwise:<project>:experiments:posteriors:<experiment>
                                 tailwise:<project>:experiments:allocation:<experiment>
+                                tailwise:<project>:experiments:allocated_at:<experiment>
     replicas --PosteriorStore.read_allocations, every `allocation_refresh_seconds`-->
         variant weights (serving.experiments)
 
 The event consumer (`tailwise events consume`) recounts the posteriors from the whole
 exposures and events tables on each pass, so a pass that crashed or ran twice cannot count
 an exposure twice. A success is an exposure with at least one attributed event of the
-bandit's metric (click: any of `click_event_types`; conversion: `conversion_event_types`).
-The allocator is a plain function of the posteriors so that another allocation (the
-statistics package's bandit) can be dropped in; it must return weights summing to 1.
+bandit's metric (click: any of `CLICK_TYPES`; conversion: `CONVERSION_TYPES`). The
+allocation itself changes at most every `bandit.update_seconds` (the definition's): a pass
+sooner than that stores the new posteriors and keeps the allocation replicas use.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import redis
 
+from tailwise.experiments import bandit
 from tailwise.experiments.definitions import Experiment, ExperimentsParams
 
 CLICK_TYPES = ("product_view", "add_to_cart", "purchase")
@@ -55,33 +58,9 @@ class Posterior:
     def mean(self) -> float:
         return self.alpha / (self.alpha + self.beta)
 
-
-class Allocator(Protocol):
-    def __call__(
-        self, posteriors: Mapping[str, Posterior], rng: np.random.Generator, floor: float
-    ) -> dict[str, float]: ...
-
-
-def thompson_allocation(
-    posteriors: Mapping[str, Posterior],
-    rng: np.random.Generator,
-    floor: float,
-    draws: int = 10_000,
-) -> dict[str, float]:
-    """Each variant's probability of being the best under the posteriors (Monte Carlo with
-    `draws` joint draws), raised to at least `floor` and renormalised."""
-    names = list(posteriors)
-    if not names:
-        return {}
-    if floor * len(names) > 1:
-        raise ValueError(f"floor {floor} x {len(names)} variants is over 1")
-    alpha = np.array([posteriors[n].alpha for n in names])
-    beta = np.array([posteriors[n].beta for n in names])
-    samples = rng.beta(alpha, beta, size=(draws, len(names)))
-    best = np.bincount(samples.argmax(axis=1), minlength=len(names)) / draws
-    shares = floor + (1.0 - floor * len(names)) * best
-    shares = shares / shares.sum()
-    return {n: float(s) for n, s in zip(names, shares, strict=True)}
+    def as_bandit(self) -> bandit.BetaPosterior:
+        """The same posterior as the bandit's math takes it."""
+        return bandit.BetaPosterior(self.alpha, self.beta, self.exposures)
 
 
 def count_posteriors(
@@ -107,32 +86,28 @@ def count_posteriors(
 
 
 def allocation_for(
-    experiment: Experiment,
-    posteriors: Mapping[str, Posterior],
-    params: ExperimentsParams,
-    allocator: Allocator | None = None,
+    experiment: Experiment, posteriors: Mapping[str, Posterior], params: ExperimentsParams
 ) -> dict[str, float]:
-    """The variant weights replicas should use now: the definition's without a bandit or
-    during the burn-in, else the allocator's. Deterministic for the same counts."""
+    """The variant weights replicas should use now: the definition's without a bandit,
+    else tailwise.experiments.bandit.allocation (the definition's weights during the
+    burn-in). Deterministic for the same counts: the draws are seeded by them."""
     if experiment.bandit is None:
-        return experiment.weights
-    total = sum(p.exposures for p in posteriors.values())
-    if total < experiment.bandit.burn_in:
         return experiment.weights
     counts = json.dumps(sorted((k, p.exposures, p.successes) for k, p in posteriors.items()))
     seed = int.from_bytes(hashlib.sha256(f"{experiment.salt}|{counts}".encode()).digest()[:8])
-    rng = np.random.default_rng([params.seed, seed])
-    floor = experiment.bandit.floor
-    if allocator is None:
-        return thompson_allocation(posteriors, rng, floor, params.thompson_draws)
-    weights = allocator(posteriors, rng, floor)
-    if abs(sum(weights.values()) - 1.0) > 1e-6 or set(weights) != set(posteriors):
-        raise ValueError(f"allocator returned weights {weights}: one per variant, summing to 1")
-    return weights
+    return bandit.allocation(
+        {n: p.as_bandit() for n, p in posteriors.items()},
+        floor=experiment.bandit.floor,
+        burn_in=experiment.bandit.burn_in,
+        draws=params.thompson_draws,
+        rng=np.random.default_rng([params.seed, seed]),
+        start=experiment.weights,
+    )
 
 
 class PosteriorStore:
-    """The two hashes per experiment under `prefix` (serving.keys.Keys.prefix)."""
+    """The two hashes per experiment under `prefix` (serving.keys.Keys.prefix), and when
+    the allocation was last changed (seconds since the epoch)."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client, self.prefix = client, prefix
@@ -143,12 +118,20 @@ class PosteriorStore:
     def allocation_key(self, experiment: str) -> str:
         return f"{self.prefix}experiments:allocation:{experiment}"
 
+    def allocated_at_key(self, experiment: str) -> str:
+        return f"{self.prefix}experiments:allocated_at:{experiment}"
+
     def write(
-        self, experiment: str, posteriors: Mapping[str, Posterior], weights: Mapping[str, float]
+        self,
+        experiment: str,
+        posteriors: Mapping[str, Posterior],
+        weights: Mapping[str, float] | None,
+        now: float | None = None,
     ) -> None:
-        """Replace both hashes in one transaction (a replica never reads half of them)."""
+        """Replace the posteriors and, unless `weights` is None (the allocation stays),
+        the allocation and its time, in one transaction (a replica never reads half)."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(self.posteriors_key(experiment), self.allocation_key(experiment))
+        pipe.delete(self.posteriors_key(experiment))
         pipe.hset(
             self.posteriors_key(experiment),
             mapping={
@@ -156,8 +139,17 @@ class PosteriorStore:
                 for n, p in posteriors.items()
             },
         )
-        pipe.hset(self.allocation_key(experiment), mapping={n: repr(w) for n, w in weights.items()})
+        if weights is not None:
+            pipe.delete(self.allocation_key(experiment))
+            pipe.hset(
+                self.allocation_key(experiment), mapping={n: repr(w) for n, w in weights.items()}
+            )
+            pipe.set(self.allocated_at_key(experiment), repr(time.time() if now is None else now))
         pipe.execute()
+
+    def allocated_at(self, experiment: str) -> float | None:
+        raw: Any = self.client.get(self.allocated_at_key(experiment))
+        return None if raw is None else float(raw)
 
     def read_posteriors(self, experiment: str) -> dict[str, Posterior]:
         raw: dict[Any, Any] = self.client.hgetall(self.posteriors_key(experiment))  # type: ignore[assignment]
@@ -188,10 +180,13 @@ def refresh_posteriors(
     exposures: pd.DataFrame | None,
     outcomes: pd.DataFrame,
     params: ExperimentsParams,
-    allocator: Allocator | None = None,
+    now: float | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Recount every bandit experiment's posteriors and store them with the allocation;
-    returns {experiment: {variant: {exposures, successes, weight}}}."""
+    """Recount every bandit experiment's posteriors and store them, with a new allocation
+    when `bandit.update_seconds` have passed since the stored one was made (or there is
+    none); returns {experiment: {variant: {exposures, successes, weight}}}, the weights
+    being those replicas read now."""
+    now = time.time() if now is None else now
     summary: dict[str, dict[str, Any]] = {}
     for e in experiments:
         if e.bandit is None:
@@ -201,8 +196,19 @@ def refresh_posteriors(
         else:
             types = CLICK_TYPES if e.bandit.metric == "click" else CONVERSION_TYPES
             posteriors = count_posteriors(e, exposures, outcomes, types)
-        weights = allocation_for(e, posteriors, params, allocator)
-        store.write(e.name, posteriors, weights)
+        stored = store.read_allocations([e.name]).get(e.name)
+        made = store.allocated_at(e.name)
+        if (
+            stored is not None
+            and set(stored) == set(e.weights)
+            and made is not None
+            and now - made < e.bandit.update_seconds
+        ):
+            weights = stored  # not due yet: replicas keep the allocation they have
+            store.write(e.name, posteriors, None, now)
+        else:
+            weights = allocation_for(e, posteriors, params)
+            store.write(e.name, posteriors, weights, now)
         summary[e.name] = {
             n: {"exposures": p.exposures, "successes": p.successes, "weight": weights[n]}
             for n, p in posteriors.items()

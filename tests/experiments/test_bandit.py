@@ -38,6 +38,13 @@ def test_burn_in_gives_equal_shares() -> None:
     assert allocation(arms, floor=0.05, burn_in=100) == {"a": 0.5, "b": 0.5}
 
 
+def test_burn_in_uses_the_start_shares_when_given() -> None:
+    arms = {"a": BetaPosterior().update(5, 50), "b": BetaPosterior()}
+    assert allocation(arms, burn_in=10, start={"a": 0.7, "b": 0.3}) == {"a": 0.7, "b": 0.3}
+    with pytest.raises(BanditError, match="summing to 1"):
+        allocation(arms, burn_in=10, start={"a": 0.7, "b": 0.7})
+
+
 def test_allocation_follows_the_probability_of_being_best_with_a_floor() -> None:
     arms = {
         "a": BetaPosterior().update(100, 1000),

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from monitoring.report import write_index
 from tailwise.cli import app, load_plugins
 from tests.experiments.tables import experiment_tables
+from tests.monitoring.conftest import Receiver
 
 
 def test_the_command_writes_json_html_and_links_the_index(tmp_path: Path) -> None:
@@ -58,3 +59,43 @@ def test_metrics_without_a_value_are_null_in_json(tmp_path: Path) -> None:
     assert result["comparisons"]["b"]["ctr"]["relative"] is None
     assert json.loads((folder / "report.json").read_text())["variants"]["control"]["ctr"] == 0
     assert "<td>-</td>" in (folder / "report.html").read_text()
+
+
+def test_a_kpi_decline_is_in_the_report_and_reaches_the_webhook(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    exp, out = experiment_tables(
+        np.random.default_rng(7),
+        4000,
+        {"control": 0.5, "worse": 0.5},
+        {"control": 0.1, "worse": 0.05},
+    )
+    exp.to_parquet(tmp_path / "exposures.parquet")
+    out.to_parquet(tmp_path / "outcomes.parquet")
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"monitoring:\n  alert_webhook: {receiver.url}\nexperiments:\n  declines: {{drop: 0.2}}\n"
+    )
+    reports = tmp_path / "reports"
+    load_plugins()
+    args = ["experiments", "report", "exp", "--exposures", str(tmp_path / "exposures.parquet"),
+            "--outcomes", str(tmp_path / "outcomes.parquet"), "--out", str(reports),
+            "--params", str(params)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((reports / "experiments/exp/report.json").read_text())
+    assert {(d["variant"], d["against"]) for d in data["declines"]} == {("worse", "control")}
+    page = (reports / "experiments/exp/report.html").read_text()
+    assert 'id="declines" class="bad"' in page and "worse: ctr" in page
+    [alert] = receiver.received
+    body = alert["body"]
+    assert body["experiment"] == "exp" and body["declines"] == data["declines"]
+    assert body["text"].startswith("Tailwise experiment exp: KPI decline on worse: ctr")
+
+
+def test_a_bad_decline_policy_is_named(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("experiments:\n  declines: {drop: 2}\n")
+    load_plugins()
+    result = CliRunner().invoke(app, ["experiments", "report", "exp", "--params", str(params)])
+    assert result.exit_code == 3 and "experiments.declines.drop" in result.output

@@ -41,7 +41,7 @@ EXPERIMENT = {
     "salt": "home-salt",
     "layer": "home",
     "start": "2026-01-01",
-    "bandit": {"burn_in": 4, "floor": 0.1},
+    "bandit": {"burn_in": 3, "floor": 0.1},  # every arm has 3+ of the 12 users
     "variants": [
         {"name": "control", "weight": 0.4},
         {"name": "fewer", "weight": 0.4, "rules": {"max_per_category": 1}},
