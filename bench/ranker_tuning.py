@@ -195,7 +195,12 @@ def run(args: argparse.Namespace, store: Any) -> dict[str, Any]:
             "held_out_ndcg@10": result.metrics.get("held_out_ndcg@10"),
             "fit_s": round(seconds, 1),
         }
-        say(f"{name}: fitted in {seconds:.0f} s ({fits[name]['scored_by']})")
+        alone = evaluate({name: ranked[name]}, split, [K], window="validation", fit=False)
+        ndcg, ease_ndcg = alone.value(name, "ndcg", K), reference.value("ease", "ndcg", K)
+        say(
+            f"{name}: fitted in {seconds:.0f} s ({fits[name]['scored_by']}); NDCG@{K} "
+            f"{ndcg:.4f}, {ndcg / ease_ndcg:.3f}x EASE {ease_ndcg:.4f}"
+        )
     measured = evaluate(ranked, split, [K], window="validation", fit=False)
     per_user = pd.concat([reference.per_user, measured.per_user], ignore_index=True)
     ease = {f"{m}@{K}": reference.value("ease", m, K) for m in METRICS}
