@@ -114,10 +114,11 @@ def source_figures(folder: Path, store: Any, split: Any) -> dict[str, Any]:
     frames = {
         s.name: s.candidates(history, max(NS), users, sources.cut, exclude) for s in sources.sources
     }
-    recs = sources.two_tower.recommend(users, max(NS), exclude_seen=exclude)
-    frames[TWO_TOWER] = recs.assign(
-        user_id=recs["user_id"].astype(str), item_id=recs["item_id"].astype(str)
-    ).assign(source=TWO_TOWER)
+    if sources.two_tower is not None:  # training.ranker.two_tower_source
+        recs = sources.two_tower.recommend(users, max(NS), exclude_seen=exclude)
+        frames[TWO_TOWER] = recs.assign(
+            user_id=recs["user_id"].astype(str), item_id=recs["item_id"].astype(str)
+        ).assign(source=TWO_TOWER)
     table = recall_table(frames, truth.relevant, truth.users, NS)
     recall = {
         f"{r.source}@{r.n}": round(float(r.recall), 6)

@@ -30,7 +30,9 @@ def load_recommender(folder: Path, store: Any, events: pd.DataFrame) -> Any:
     ranker = ranker_io.load(folder / "ranker")
     allow = bool((read_manifest(folder).get("recommend") or {}).get("allow_repeats", False))
     if ranker.config.candidates == "union":
-        sources = load_sources(folder / SOURCES_DIR, candidates, allow)
+        # A union ranked without the two-tower source must get the same union back.
+        source = candidates if ranker.config.two_tower_source else None
+        sources = load_sources(folder / SOURCES_DIR, source, allow)
         return UnionRecommender(store, ranker.config).attach(ranker, sources, events)
     reranker = Reranker(None, store, ranker.config, allow_repeats=allow)
     return reranker.attach(ranker, candidates, events)

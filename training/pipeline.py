@@ -51,10 +51,15 @@ from training.config import EvaluationParams, TuneParams
 from training.evaluate import EvaluationResult, baselines, evaluate, quality_summary, segments_at
 from training.oracle import Oracle
 from training.ranker import RankerConfig
-from training.reranker import fit_ranker, labelled_candidates
+from training.reranker import fit_examples, labelled_candidates
 from training.retrieval import RetrievalConfig, TwoTowerRecommender
 from training.split import Split, read_events, read_items, temporal_split
-from training.union import SOURCES_DIR, fit_sources, fit_union_ranker, union_labelled_candidates
+from training.union import (
+    SOURCES_DIR,
+    fit_sources,
+    union_feature_columns,
+    union_labelled_candidates,
+)
 from training.windows import WindowPlan, configured_days, plan_windows
 
 MODEL = "two_tower+ranker"
@@ -197,6 +202,10 @@ def train_retrieval(
     ranker_cfg = _ranker_config(training, record)
     lists = union_labelled_candidates if ranker_cfg.candidates == "union" else labelled_candidates
     timings: dict[str, float] = {}
+    # The union's lists time their own parts (sources fitted per cut, rows made).
+    parts: dict[str, Any] = (
+        {"timings": timings, "say": _say} if ranker_cfg.candidates == "union" else {}
+    )
     candidates = lists(
         lambda: TwoTowerRecommender(store, cfg),
         history,
@@ -204,15 +213,17 @@ def train_retrieval(
         ranker_cfg,
         split.params,
         split.allow_repeats,
+        **parts,
     )
     candidates.to_parquet(out / CANDIDATES_FILE, index=False)
-    timings["labelled_lists"] = time.perf_counter() - started
+    timings["labelled_lists"] = time.perf_counter() - started - sum(timings.values())
     final = TwoTowerRecommender(store, cfg).fit(history, items)
     retrieval_io.save(final.result, out / "model")
     timings["two_tower"] = time.perf_counter() - started - sum(timings.values())
     if ranker_cfg.candidates == "union":
         fit_sources(history, split.test_start, items, split.allow_repeats).save(out / SOURCES_DIR)
         timings["sources"] = time.perf_counter() - started - sum(timings.values())
+    _say("time per stage, s: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     stage = {
         "data_version": data_version(clean),
         "trained_before": split.test_start.isoformat(),
@@ -260,8 +271,18 @@ def train_ranker(
         _save_tuning(None, out / "tuning")
     lists = pd.read_parquet(retrieval_dir / CANDIDATES_FILE)
     fit_started = time.perf_counter()
-    result = (fit_union_ranker if cfg.candidates == "union" else fit_ranker)(store, lists, cfg)
-    stage.setdefault("stage_seconds", {})["ranker"] = round(time.perf_counter() - fit_started, 1)
+    extra = union_feature_columns(lists) if cfg.candidates == "union" else []
+    examples = ranker_io.ranking_examples(store, lists, extra=extra)
+    fetched = time.perf_counter() - fit_started
+    result = fit_examples(examples, cfg)
+    seconds_of = stage.setdefault("stage_seconds", {})
+    seconds_of["ranker"] = round(time.perf_counter() - fit_started, 1)
+    seconds_of["ranker_examples"] = round(fetched, 1)
+    seconds_of["ranker_fit"] = round(seconds_of["ranker"] - fetched, 1)
+    _say(
+        f"ranker: {len(examples.y):,} rows in {len(examples.groups):,} lists; features "
+        f"fetched in {fetched:.1f} s, fitted in {seconds_of['ranker_fit']:.1f} s"
+    )
     if result.metrics.get("scored_by") == "candidate order":
         _say(f"ranker: scoring by the candidates' own order ({result.metrics['reason']})")
     version = versions.new_version()

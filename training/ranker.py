@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import xgboost as xgb
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tailwise.features.cross import CROSS_FEATURES, cross_features
 from tailwise.repeats import HISTORY_FEATURES
@@ -56,6 +56,17 @@ class RankerConfig(BaseModel):
     )
     n_per_source: int = Field(
         100, ge=1, description="candidates: union -- each source's top N in the union."
+    )
+    two_tower_source: bool = Field(
+        True,
+        description="candidates: union -- the two-tower retriever is one of the sources. "
+        "It is the one source that is slow to fit (a training run per label window); "
+        "false leaves it out of the union.",
+    )
+    union: dict[str, Any] = Field(
+        default_factory=dict,
+        description="candidates: union -- settings of this model that replace the ones "
+        "above for the union ranker only (the two-tower ranker keeps its own).",
     )
     negatives: int | None = Field(
         None,
@@ -92,6 +103,29 @@ class RankerConfig(BaseModel):
         None, ge=1, description="Sample at most this many labelled users (seeded)."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _union_settings(cls, data: Any) -> Any:
+        """With candidates: union, the `union` settings replace the shared ones."""
+        if not isinstance(data, dict):
+            return data
+        overrides = data.get("union") or {}
+        if not isinstance(overrides, dict):
+            raise ValueError(
+                f"training.ranker.union must map ranker settings to values, got {overrides!r}"
+            )
+        allowed = set(cls.model_fields) - {"candidates", "union"}
+        unknown = sorted(set(overrides) - allowed)
+        if unknown:
+            raise ValueError(
+                f"training.ranker.union: unknown setting(s) {unknown}; allowed: {sorted(allowed)}"
+            )
+        return {**data, **overrides} if data.get("candidates") == "union" else data
+
+    def for_union(self) -> RankerConfig:
+        """This configuration as the union ranker uses it (the `union` settings applied)."""
+        return RankerConfig.model_validate({**self.model_dump(), "candidates": "union"})
+
 
 @dataclass
 class Examples:
@@ -108,7 +142,13 @@ class Examples:
 
     def subset(self, users: Iterable[str]) -> Examples:
         """The lists of `users` (every label window of theirs)."""
-        mask = self.keys["user_id"].isin(set(users)).to_numpy()
+        return self.where(self.keys["user_id"].isin(set(users)).to_numpy())
+
+    def where(self, mask: np.ndarray) -> Examples:
+        """The rows where `mask` holds (whole lists: a mask that splits one is an error)."""
+        split = pd.Series(mask).groupby(self.keys["query"].to_numpy()).nunique() > 1
+        if split.any():
+            raise ValueError(f"Examples.where: the mask splits list(s) {list(split[split].index)}")
         keys = self.keys[mask].reset_index(drop=True)
         groups = keys.groupby("query", sort=False).size().to_numpy()
         X = self.X[mask].reset_index(drop=True)

@@ -296,7 +296,11 @@ def fit_ranker(
     """Ranking examples of labelled candidate lists (labelled_candidates) from Feast, then
     the XGBoost ranker with a seeded share of users held out for early stopping. `extra`:
     further numeric columns of `candidates` to learn from (the union's source features)."""
-    examples = ranking_examples(store, candidates, extra=extra)
+    return fit_examples(ranking_examples(store, candidates, extra=extra), cfg)
+
+
+def fit_examples(examples: Examples, cfg: RankerConfig) -> RankerResult:
+    """fit_ranker on ranking examples already fetched (several settings can share them)."""
     dropped = uninformative(examples.X)
     train, validation = _holdout(examples, cfg)
     if not len(train.y) or not train.y.any():

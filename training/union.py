@@ -1,8 +1,9 @@
 """The ranker on the union of candidate sources (training.ranker.candidates: union).
 
 events before a cut --fit_sources--> Sources: tailwise.candidates.default_sources,
-    ItemStats and the two-tower retriever (one source among the others), all fitted
-    on those events only
+    ItemStats and the two-tower retriever (one source among the others, unless
+    training.ranker.two_tower_source is false: it is the one that is slow to fit), all
+    fitted on those events only, once per cut
 Sources.rows(history, users, at) --> one row per (user, item) of the union of every
     source's top n_per_source, the fused top n_candidates kept, with the features of
     tailwise.candidates.features (the one definition serving will use), the request
@@ -10,7 +11,8 @@ Sources.rows(history, users, at) --> one row per (user, item) of the union of ev
 union_labelled_candidates: for each label window after a cut (training.ranker cut_days
     / label_windows), Sources fitted before the cut give the lists of the users with a
     relevant item in the window (training.split.window_truth), labelled 1 / 0; the
-    label window never reaches a source's score or a popularity count
+    label window never reaches a source's score or a popularity count. The union
+    ranker's own settings (training.ranker.union) replace the shared ones.
 UnionRecommender: a harness recommender (fit / recommend) over fitted Sources and a
     trained ranker; the pipeline refits the Sources on the whole history before the
     test window for the evaluation and the published version (write_sources).
@@ -18,6 +20,7 @@ UnionRecommender: a harness recommender (fit / recommend) over fitted Sources an
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,10 +143,19 @@ def union_labelled_candidates(
     cfg: RankerConfig,
     split_params: SplitParams,
     allow_repeats: bool = False,
+    timings: dict[str, float] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """The ranker's labelled lists over the union (see the module docstring). Columns:
-    Sources.rows', then label, window (0 = the latest), query (window|user)."""
+    Sources.rows', then label, window (0 = the latest), query (window|user).
+
+    The two-tower factory is used only with cfg.two_tower_source. Each window's sources
+    are fitted once, at its cut; the seconds spent fitting them (`sources_fit`, the
+    two-tower included) and making the rows (`candidate_rows`) are added to `timings`,
+    and `say` gets one line per window."""
     events = _utc(events)
+    timings = {} if timings is None else timings
+    factory = two_tower if cfg.two_tower_source else None
     if events.empty:
         raise DataError(
             "no events before the test window to cut ranker label windows from: widen "
@@ -157,8 +169,19 @@ def union_labelled_candidates(
         users = labels["user_id"].drop_duplicates().sort_values()
         if cfg.max_train_users and len(users) > cfg.max_train_users:
             users = users.sample(cfg.max_train_users, random_state=cfg.seed + window)
-        fitted = fit_sources(before, cut, items, allow_repeats, two_tower)
+        started = time.perf_counter()
+        fitted = fit_sources(before, cut, items, allow_repeats, factory)
+        fit_s = time.perf_counter() - started
         rows = fitted.rows(before, users, cfg)
+        rows_s = time.perf_counter() - started - fit_s
+        timings["sources_fit"] = timings.get("sources_fit", 0.0) + fit_s
+        timings["candidate_rows"] = timings.get("candidate_rows", 0.0) + rows_s
+        if say is not None:
+            say(
+                f"ranker label window {window + 1}/{cfg.label_windows} (cut {cut:%Y-%m-%d %H:%M}):"
+                f" {len(users):,} users, {len(rows):,} rows; sources fitted in {fit_s:.1f} s"
+                f" ({', '.join(fitted.names)}), rows made in {rows_s:.1f} s"
+            )
         rows = rows.merge(labels.assign(label=1.0), on=["user_id", "item_id"], how="left")
         rows["label"] = rows["label"].fillna(0.0)
         rows = _sample_negatives(rows, cfg, window)

@@ -193,3 +193,28 @@ def test_labelled_candidates_stack_windows_back_from_the_end() -> None:
     too_many = cfg.model_copy(update={"label_windows": 4})
     with pytest.raises(ValueError, match=r"label window 2 .* needs events before"):
         labelled_candidates(MostPopular, log, catalogue, too_many, SplitParams())
+
+
+def test_examples_where_keeps_whole_lists_and_refuses_to_split_one() -> None:
+    from training.ranker import Examples
+
+    keys = pd.DataFrame(
+        {
+            "query": ["0|u1", "0|u1", "1|u1", "1|u2", "1|u2"],
+            "user_id": ["u1", "u1", "u1", "u2", "u2"],
+            "item_id": ["a", "b", "a", "c", "d"],
+            "retrieval_rank": [1, 2, 1, 1, 2],
+        }
+    )
+    examples = Examples(
+        pd.DataFrame({"x": [1.0, 2, 3, 4, 5]}),
+        np.array([1, 0, 1, 0, 1.0]),
+        np.array([2, 1, 2]),
+        keys,
+    )
+    older = examples.where(keys["query"].str.startswith("1|").to_numpy())
+    assert older.groups.tolist() == [1, 2]
+    assert older.X["x"].tolist() == [3, 4, 5] and older.y.tolist() == [1, 0, 1]
+    assert older.keys["query"].tolist() == ["1|u1", "1|u2", "1|u2"]
+    with pytest.raises(ValueError, match=r"splits list\(s\) \['0\|u1'\]"):
+        examples.where(np.array([True, False, True, True, True]))

@@ -99,3 +99,74 @@ def test_serving_refuses_a_union_version_at_load(tmp_path) -> None:  # type: ign
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=r"training\.ranker\.candidates"):
         load_bundle(tmp_path)
+
+
+def test_union_settings_replace_the_shared_ones_for_the_union_only() -> None:
+    shared = {"max_depth": 4, "min_child_weight": 20, "label_windows": 1}
+    union = {"max_depth": 1, "min_child_weight": 0.1, "lambdarank_pair_method": "mean"}
+    two_tower = RankerConfig(**shared, union=union)
+    assert (two_tower.max_depth, two_tower.min_child_weight) == (4, 20)
+    assert two_tower.lambdarank_pair_method == "topk"
+    ranked = RankerConfig(**shared, union=union, candidates="union")
+    assert (ranked.max_depth, ranked.min_child_weight) == (1, 0.1)
+    assert ranked.lambdarank_pair_method == "mean" and ranked.label_windows == 1
+    assert two_tower.for_union() == ranked
+    # Saved and read back (ranker.json), the settings are the same.
+    assert RankerConfig(**ranked.model_dump()) == ranked
+
+
+def test_union_settings_name_the_bad_field() -> None:
+    with pytest.raises(
+        ValidationError, match=r"training.ranker.union: unknown setting\(s\) \['depth'\]"
+    ):
+        RankerConfig(union={"depth": 1})
+    with pytest.raises(ValidationError, match="max_depth"):
+        RankerConfig(candidates="union", union={"max_depth": 0})
+    with pytest.raises(ValidationError, match=r"training\.ranker\.union must map"):
+        RankerConfig(union=[1])  # type: ignore[arg-type]
+
+
+def test_extra_label_windows_fit_sources_once_per_cut_and_time_them() -> None:
+    fitted: list[pd.Timestamp] = []
+
+    class Counting:
+        def fit(self, events, items):  # type: ignore[no-untyped-def]
+            fitted.append(events["timestamp"].max())
+            return self
+
+        def recommend(self, users, k, exclude_seen=True):  # type: ignore[no-untyped-def]
+            return pd.DataFrame({"user_id": list(users), "item_id": "f", "rank": 1, "score": 0.5})
+
+    # h, known since 10-12, is new to u4 and u2 in the older window (10-19 .. 10-24).
+    extra = events(
+        ("u4", "h", "2026-10-20T10:00", "purchase"), ("u2", "h", "2026-10-21T10:00", "purchase")
+    )
+    log = pd.concat([history(), extra.assign(event_id=["x1", "x2"])], ignore_index=True)
+    cfg = CFG.model_copy(update={"label_windows": 2, "cut_days": 5})
+    timings: dict[str, float] = {}
+    said: list[str] = []
+    lists = union_labelled_candidates(
+        Counting,
+        log,
+        items(*"abcdefgh"),
+        cfg,
+        SplitParams(),
+        timings=timings,
+        say=said.append,
+    )
+    assert set(lists["window"]) == {0, 1} and len(fitted) == 2
+    assert "two_tower_rank" in lists.columns
+    assert set(timings) == {"sources_fit", "candidate_rows"}
+    assert all(v > 0 for v in timings.values())
+    assert len(said) == 2 and said[0].startswith("ranker label window 1/2")
+    # Without the two-tower source no window fits it, and its columns are absent.
+    fitted.clear()
+    without = union_labelled_candidates(
+        Counting,
+        log,
+        items(*"abcdefgh"),
+        cfg.model_copy(update={"two_tower_source": False}),
+        SplitParams(),
+    )
+    assert not fitted and "two_tower_rank" not in without.columns
+    assert set(without["window"]) == {0, 1}
