@@ -93,6 +93,29 @@ def stop() -> None:
         ray.shutdown()
 
 
+def replica_pids(app: str = APP_NAME, deployment: str = "Ingress") -> list[int]:
+    """Process ids of the deployment's live replicas, from Ray's actor table (this process
+    must be connected to the Ray instance that serves the app).
+
+    Ray's state API (ray.util.state.list_actors) answers through the dashboard's API
+    server, which `start` leaves off; without it the same rows come from the GCS table."""
+    import ray
+    from ray.util.state import list_actors
+    from ray.util.state.exception import RayStateApiException
+
+    name = f"ServeReplica:{app}:{deployment}"
+    try:
+        found = list_actors(filters=[("class_name", "=", name), ("state", "=", "ALIVE")])
+        return sorted(int(actor.pid) for actor in found if actor.pid)
+    except RayStateApiException:
+        table = ray._private.state.actors()  # the GCS actor table the state API reads
+    return sorted(
+        int(row["Pid"])
+        for row in table.values()
+        if row["ActorClassName"] == name and row["State"] == "ALIVE" and row.get("Pid")
+    )
+
+
 def wait_ready(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer"
