@@ -178,8 +178,11 @@ def serve(world: World, write_key: str, **config: Any) -> str:
     for attempt in range(3):
         try:
             return server.start(config, Settings(), ready_timeout=600)
-        except Exception as exc:  # Ray gives its raylet 30 s to register, too few on a busy machine
-            if "timed out during startup" not in str(exc) or attempt == 2:
+        except Exception as exc:
+            # Ray gives its raylet 30 s to register and Serve its proxy 60 s to start:
+            # too few on a busy machine. Ray's limits are constants; start again.
+            if attempt == 2:
                 raise
+            print(f"starting the app failed ({type(exc).__name__}); again", file=sys.stderr)
             server.stop()
     raise WorldError("unreachable")
