@@ -87,6 +87,8 @@ def stop() -> None:
     import ray
     from ray import serve
 
+    if not ray.is_initialized():  # serve.shutdown() would start a Ray instance to stop
+        return
     try:
         serve.shutdown()
     finally:
