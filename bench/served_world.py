@@ -169,6 +169,30 @@ def open_world(
     return world
 
 
+def _patient_node_lookup(seconds: float = 300) -> None:
+    """Let a starting Ray node register for `seconds` instead of the 30 s that
+    ray._private.node gives it (a constant there): at nice 19 on a busy 2-core machine the
+    raylet can need longer, and a failed start leaves its GCS behind."""
+    from ray._private import services
+
+    lookup = services.get_node
+    if getattr(lookup, "_patient", False):
+        return
+
+    def patient(*args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return lookup(*args, **kwargs)
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    patient._patient = True  # type: ignore[attr-defined]
+    services.get_node = patient
+
+
 def serve(world: World, write_key: str, **config: Any) -> str:
     """The app on this world (Ray Serve, HAProxy) until serving.server.stop(); its URL."""
     from serving import server
@@ -191,6 +215,7 @@ def serve(world: World, write_key: str, **config: Any) -> str:
     import psutil
     import ray
 
+    _patient_node_lookup()
     me = psutil.Process()
     for attempt in range(1, ATTEMPTS + 1):
         before = {child.pid for child in me.children(recursive=True)}
