@@ -45,7 +45,7 @@ training:
 # machine; the benchmarks time the app, not its start.
 ATTEMPTS = 4
 SLOW_START = {
-    "RAY_agent_register_timeout_ms": "300000",  # the raylet's wait for its dashboard agent
+    "RAY_raylet_start_wait_time_s": "300",  # the raylet waits this for its agents
     "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
     "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30",
     "RAY_SERVE_HAPROXY_STARTUP_TIMEOUT_S": "120",
