@@ -96,21 +96,19 @@ def stop() -> None:
 
 
 def replica_pids(app: str = APP_NAME, deployment: str = "Ingress") -> list[int]:
-    """Process ids of the deployment's live replicas, from Ray's actor table (this process
-    must be connected to the Ray instance that serves the app).
+    """Process ids of the deployment's live replicas, from the actor table of the Ray
+    instance this process is connected to.
 
-    Ray's state API (ray.util.state.list_actors) answers through the dashboard's API
-    server, which `start` leaves off; without it the same rows come from the GCS table."""
+    Not ray.util.state.list_actors: it asks the dashboard's API server, which `start` leaves
+    off, and without one it falls back to 127.0.0.1:8265, where another Ray instance on the
+    same machine may answer with its own replicas."""
     import ray
-    from ray.util.state import list_actors
-    from ray.util.state.exception import RayStateApiException
+    from ray._private import state
 
+    if not ray.is_initialized():
+        raise ServeError("not connected to Ray: start the app in this process first")
     name = f"ServeReplica:{app}:{deployment}"
-    try:
-        found = list_actors(filters=[("class_name", "=", name), ("state", "=", "ALIVE")])
-        return sorted(int(actor.pid) for actor in found if actor.pid)
-    except RayStateApiException:
-        table = ray._private.state.actors()  # the GCS actor table the state API reads
+    table = state.actors()  # the GCS actor table the state API reads too
     return sorted(
         int(row["Pid"])
         for row in table.values()
