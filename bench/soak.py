@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -67,7 +68,8 @@ async def offer(
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
 
         async def one(i: int, due: float) -> None:
-            user = users[i * 7919 % len(users)] if i % 10 else f"soak-new-{i % 500}"
+            # 10% unknown users (cold start), events spread over both kinds
+            user = f"soak-new-{i % 500}" if i % 10 == 5 else users[i * 7919 % len(users)]
             if every and i % every == 0:
                 kind, path, headers = "event", "/events", {"X-API-Key": key}
                 body: dict[str, Any] = {
@@ -144,8 +146,12 @@ class Watch:
         from serving.server import replica_pids
 
         while True:
-            pids = replica_pids()
-            rss = sum(psutil.Process(p).memory_info().rss for p in pids)
+            pids, rss = replica_pids(), 0
+            for pid in pids:
+                try:
+                    rss += psutil.Process(pid).memory_info().rss
+                except psutil.Error:  # restarted between the lookup and the read
+                    pids = [p for p in pids if p != pid]
             self.samples.append(
                 {
                     "at": round(time.perf_counter() - self.t0, 1),
@@ -162,6 +168,7 @@ class Watch:
         self.stop.set()
         for thread in self.threads:
             thread.join(timeout=120)
+        shutil.rmtree(self.out, ignore_errors=True)
 
 
 def growth(first: list[float], last: list[float]) -> float | None:
