@@ -8,8 +8,8 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help setup demo test test-fast coverage lint format bench-generate bench-ingest bench-features \
-	bench-online bench-offline bench-serve bench-ranking bench-train bench-drift bench-datasets bench-experiments bench-experiment-e2e \
-	clean repro serve drift-demo
+	bench-online bench-offline bench-serve bench-ranking bench-train bench-drift bench-datasets bench-experiments \
+	bench-experiment-e2e bench-overload bench-crash bench-soak clean repro serve drift-demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -88,6 +88,16 @@ drift-demo: setup ## The closed loop twice: a control run and a shifted world (~
 
 bench-serve: setup ## Load-test the API at 25..600 req/s, with feast serve for scale (after make demo)
 	$(BIN)/python bench/serve_load.py --config cache_ttl_seconds=0 --ray-worker-niceness 0
+
+bench-overload: setup ## Twice the sustained rate: fast 503s, accepted p99, recovery (after make demo)
+	$(BIN)/python bench/overload.py
+
+bench-crash: setup ## kill -9 of the serving replica under load: errors, restart, no event lost
+	$(BIN)/python bench/replica_crash.py
+
+MINUTES ?= 30
+bench-soak: setup ## Soak: MINUTES (30) at 100 req/s with events; p99, RSS, Redis memory, errors
+	$(BIN)/python bench/soak.py --minutes $(MINUTES)
 
 bench-ranking: setup ## Time the request path's stages in one process (CPU per request)
 	$(BIN)/python bench/ranking_step.py --label after

@@ -12,12 +12,14 @@ Goals (issue 22): accepted p99 < 100 ms, 503 p99 < 50 ms, 0 responses 500, back 
 normal within 5 s of the load dropping.
 
 Without `--url` it starts the app itself (serving.server.start: Ray Serve behind HAProxy,
-response cache off, models from `--models-dir`, which `make demo` builds); with `--url`
-it measures a running server (TAILWISE_API_KEY for a key). Results go to
+response cache off, models from `--models-dir`, which `make demo` builds); with `--world`
+the app serves bench/served_world.py's world instead (its own data, model and Redis, no
+demo needed); with `--url` it measures a running server (TAILWISE_API_KEY for a key). Results go to
 bench/results/overload.{json,md} unless `--no-save`.
 
     .venv/bin/python bench/overload.py                      # make demo first
     .venv/bin/python bench/overload.py --duration 3 --recovery 3 --no-save   # smoke
+    .venv/bin/python bench/overload.py --world     # without make demo
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python bench/overload.py --world` imports bench.served_world
 RESULTS = ROOT / "bench" / "results"
 GOALS = {"accepted_p99_ms": 100.0, "shed_p99_ms": 50.0, "errors_500": 0, "recovery_s": 5.0}
 
@@ -162,22 +165,22 @@ def summarise(records: list[dict], args: argparse.Namespace, shed: float) -> dic
     return {"figures": figures, "goals": goals}
 
 
-def start_app(args: argparse.Namespace) -> str:
+def start_app(args: argparse.Namespace, world: Any = None) -> str:
     from serving import server
     from serving.config import ServingConfig
     from tailwise.ports import free_port
     from tailwise.settings import Settings
 
     key = os.environ.setdefault("TAILWISE_API_KEY", f"bench-{os.getpid()}")
-    fields = {
-        "port": free_port(),
-        "models_dir": args.models_dir,
-        "cache_ttl_seconds": 0,
-        "api_keys": [key],
-    }
+    fields: dict[str, Any] = {"cache_ttl_seconds": 0}
     for item in args.config:
         name, _, value = item.partition("=")
         fields[name] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    if world is not None:
+        from bench.served_world import serve
+
+        return serve(world, key, **fields)
+    fields.update(port=free_port(), models_dir=args.models_dir, api_keys=[key])
     return server.start(ServingConfig.model_validate(fields), Settings())
 
 
@@ -222,6 +225,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--normal-ms", type=float, default=50.0, help="a normal answer's bound")
     parser.add_argument("--timeout", type=float, default=5.0, help="per request")
     parser.add_argument("--models-dir", default=str(ROOT / "data" / "models"))
+    parser.add_argument(
+        "--world",
+        nargs="?",
+        const="bench/work/served-world",
+        type=Path,
+        help="serve bench/served_world.py's world (folder; default bench/work/served-world)",
+    )
     parser.add_argument("--config", action="append", default=[], help="ServingConfig k=v")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
@@ -235,7 +245,17 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     own = args.url is None
-    base = (args.url or start_app(args)).rstrip("/")
+    world = None
+    if own and args.world is not None:
+        from bench.served_world import open_world
+
+        world = open_world(ROOT / args.world)
+    try:
+        base = (args.url or start_app(args, world)).rstrip("/")
+    except BaseException:
+        if world is not None:
+            world.stop()
+        raise
     try:
         before = metric(base, "tailwise_shed_requests_total")
         phases = [(args.rate, args.duration), (args.normal_rate, args.recovery)]
@@ -251,6 +271,8 @@ def main() -> None:
             from serving import server
 
             server.stop()
+        if world is not None:
+            world.stop()
     result = {
         **summarise(records, args, shed),
         "duration_s": args.duration,

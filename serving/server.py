@@ -87,10 +87,33 @@ def stop() -> None:
     import ray
     from ray import serve
 
+    if not ray.is_initialized():  # serve.shutdown() would start a Ray instance to stop
+        return
     try:
         serve.shutdown()
     finally:
         ray.shutdown()
+
+
+def replica_pids(app: str = APP_NAME, deployment: str = "Ingress") -> list[int]:
+    """Process ids of the deployment's live replicas, from the actor table of the Ray
+    instance this process is connected to.
+
+    Not ray.util.state.list_actors: it asks the dashboard's API server, which `start` leaves
+    off, and without one it falls back to 127.0.0.1:8265, where another Ray instance on the
+    same machine may answer with its own replicas."""
+    import ray
+    from ray._private import state
+
+    if not ray.is_initialized():
+        raise ServeError("not connected to Ray: start the app in this process first")
+    name = f"ServeReplica:{app}:{deployment}"
+    table = state.actors()  # the GCS actor table the state API reads too
+    return sorted(
+        int(row["Pid"])
+        for row in table.values()
+        if row["ActorClassName"] == name and row["State"] == "ALIVE" and row.get("Pid")
+    )
 
 
 def wait_ready(url: str, timeout: float) -> None:

@@ -143,10 +143,11 @@ class RetrievalResult:
 
 
 def _tensorflow() -> Any:
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    import tensorflow as tf
+    """TensorFlow with Keras 2, its load-time C++ log lines held to TF_CPP_MIN_LOG_LEVEL."""
+    from tailwise.quiet import load_tensorflow
 
-    return tf
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    return load_tensorflow()
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ import pandas as pd
 
 from tailwise.features.point_in_time import UserFeature
 from tailwise.features.tower_inputs import TowerInput, Vocabulary, encode_frame
+from tailwise.quiet import load_tensorflow
 
 USER_ID = "user_id"
 ITEM_ID = "item_id"
@@ -177,7 +178,7 @@ def build_towers(
     linear one of `embedding_dim`, L2-normalised. Layers are named by `layer_name`,
     `normalization_name` and `dense_names`."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tensorflow as tf
+    tf = load_tensorflow()
 
     def lookup(name: str, prefix: str = "") -> Any:
         # The layout of tailwise.features.tower_inputs.Vocabulary: '' -> 0, unknown -> 1.

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from tailwise.quiet import load_tensorflow
 from tailwise.ranking_metrics import METRICS
 from training.config import TuneParams
 from training.ranker import RankerConfig
@@ -419,7 +420,7 @@ def _plain(value: Any) -> Any:
 
 def _limit_tensorflow_threads(cpus: int) -> None:
     os.environ.update(RAY_ENV)
-    import tensorflow as tf
+    tf = load_tensorflow()  # the worker's first import: load-time C++ lines held to the level
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(cpus)

@@ -1,0 +1,359 @@
+"""Benchmark: a soak of the serving app, `--minutes` (30) at `--rate` (100) req/s, events mixed in.
+
+    open loop (request i at t0 + i/rate; latency from that time) --POST /recommend, and
+    `--event-share` of them POST /events--> app (one replica) -> Redis (AOF, fsync always)
+    consumer thread: tailwise.ingest.streams.consume every `--consume-every` s (commits,
+    then trims the stream), as `tailwise events consume` runs beside the API
+    sampler thread: every `--sample-every` s the replica's RSS (its pid from Ray's actor
+    table), Redis used_memory and the events stream's length
+
+Goals (issue 22), comparing the first and the last `--window` minutes (5; a third of the
+run when it is shorter than 15 min): /recommend p99 of the last window at most 10% above
+the first's, replica RSS (median of the window's samples) grown < 10%, Redis used_memory
+grown < 10% (flat once the consumer runs), 0 errors (every answer a 2xx, no timeout).
+Each goal prints PASS or FAIL; the exit code is 1 when one fails.
+
+It serves a world of its own (bench/served_world.py), never the demo's data or Redis.
+Results: bench/results/soak.{json,md} for a run of 30 minutes or more; a shorter run
+writes soak-<minutes>min.{json,md} (a check of the benchmark, not the soak's figure).
+
+    .venv/bin/python bench/soak.py                 # make bench-soak (30 min)
+    .venv/bin/python bench/soak.py --minutes 3     # make bench-soak MINUTES=3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python bench/soak.py` imports bench.served_world
+RESULTS = ROOT / "bench" / "results"
+GROWTH = 0.10  # p99, RSS and Redis memory may grow at most 10% from the first window
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))], 2)
+
+
+async def offer(
+    url: str, key: str, users: list[str], items: list[str], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Open loop for args.minutes at args.rate; one record per request."""
+    import aiohttp
+
+    n = int(args.rate * args.minutes * 60)
+    every = max(1, round(1 / args.event_share)) if args.event_share > 0 else 0
+    records: list[dict[str, Any]] = []
+    connector = aiohttp.TCPConnector(limit=512, keepalive_timeout=30)
+    client_timeout = aiohttp.ClientTimeout(total=args.timeout)
+    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+
+        async def one(i: int, due: float) -> None:
+            # 10% unknown users (cold start), events spread over both kinds
+            user = f"soak-new-{i % 500}" if i % 10 == 5 else users[i * 7919 % len(users)]
+            if every and i % every == 0:
+                kind, path, headers = "event", "/events", {"X-API-Key": key}
+                body: dict[str, Any] = {
+                    "event_id": f"soak-{uuid.uuid4().hex}",
+                    "user_id": user,
+                    "item_id": items[i % len(items)],
+                    "event_type": "purchase" if i % 5 == 0 else "product_view",
+                    "timestamp": datetime.now(UTC).isoformat(),
+                }
+            else:
+                kind, path, headers, body = "recommend", "/recommend", {}, {"user_id": user}
+            sent = time.perf_counter()
+            record: dict[str, Any] = {"at": due - t0, "kind": kind}
+            try:
+                async with session.post(url + path, json=body, headers=headers) as response:
+                    await response.read()
+                    record["status"] = response.status
+            except TimeoutError:
+                record["status"] = "timeout"
+            except (aiohttp.ClientError, OSError):
+                record["status"] = "connection"
+            record["ms"] = (time.perf_counter() - min(due, sent)) * 1000
+            records.append(record)
+
+        tasks: set[asyncio.Task[None]] = set()
+        t0 = time.perf_counter() + 0.05
+        for i in range(n):
+            due = t0 + i / args.rate
+            if (delay := due - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(one(i, due))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(tasks, timeout=args.timeout + 5)
+    return records
+
+
+class Watch:
+    """Background threads: the consumer, and a sampler of RSS, Redis memory, stream length."""
+
+    def __init__(self, redis_url: str, project: str, args: argparse.Namespace) -> None:
+        import redis
+
+        from serving.keys import Keys
+
+        self.client = redis.Redis.from_url(redis_url)
+        self.keys = Keys(project)
+        self.args = args
+        self.samples: list[dict[str, Any]] = []
+        self.consumed = 0
+        self.stop = threading.Event()
+        self.out = Path(tempfile.mkdtemp(prefix="soak-served-"))
+        self.threads = [
+            threading.Thread(target=self._consume, daemon=True),
+            threading.Thread(target=self._sample, daemon=True),
+        ]
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+        for thread in self.threads:
+            thread.start()
+
+    def _consume(self) -> None:
+        from tailwise.ingest.streams import consume
+
+        while not self.stop.wait(self.args.consume_every):
+            while (done := consume(self.client, self.keys, self.out)).read:
+                self.consumed += done.read
+
+    def _sample(self) -> None:
+        import psutil
+
+        from serving.server import replica_pids
+
+        while True:
+            pids, rss = replica_pids(), 0
+            for pid in pids:
+                try:
+                    rss += psutil.Process(pid).memory_info().rss
+                except psutil.Error:  # restarted between the lookup and the read
+                    pids = [p for p in pids if p != pid]
+            self.samples.append(
+                {
+                    "at": round(time.perf_counter() - self.t0, 1),
+                    "replica_pids": pids,
+                    "replica_rss_mb": round(rss / 2**20, 1),
+                    "redis_used_mb": round(self.client.info("memory")["used_memory"] / 2**20, 2),
+                    "events_stream_length": self.client.xlen(self.keys.events),
+                }
+            )
+            if self.stop.wait(self.args.sample_every):
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=120)
+        shutil.rmtree(self.out, ignore_errors=True)
+
+
+def growth(first: list[float], last: list[float]) -> float | None:
+    if not first or not last:
+        return None
+    return round(statistics.median(last) / statistics.median(first) - 1, 4)
+
+
+def summarise(
+    records: list[dict[str, Any]], samples: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, Any]:
+    total = args.minutes * 60
+    window = min(args.window, args.minutes / 3) * 60
+    first = [r for r in records if r["at"] < window]
+    last = [r for r in records if r["at"] >= total - window]
+
+    def p99(rows: list[dict[str, Any]]) -> float | None:
+        return percentile([r["ms"] for r in rows if r["kind"] == "recommend" and r["ok"]], 99)
+
+    for r in records:
+        r["ok"] = r["status"] in (200, 202)
+    statuses = Counter(f"{r['kind']} {r['status']}" for r in records)
+    in_first = [s for s in samples if s["at"] < window]
+    in_last = [s for s in samples if s["at"] >= total - window]
+    figures = {
+        "minutes": args.minutes,
+        "window_minutes": round(window / 60, 2),
+        "offered_rps": args.rate,
+        "sent": len(records),
+        "events_sent": sum(r["kind"] == "event" for r in records),
+        "statuses": dict(statuses),
+        "errors": sum(not r["ok"] for r in records),
+        "recommend_p50_ms": percentile([r["ms"] for r in records if r["kind"] == "recommend"], 50),
+        "p99_first_ms": p99(first),
+        "p99_last_ms": p99(last),
+        "event_p99_ms": percentile([r["ms"] for r in records if r["kind"] == "event"], 99),
+        "rss_first_mb": _median(in_first, "replica_rss_mb"),
+        "rss_last_mb": _median(in_last, "replica_rss_mb"),
+        "rss_growth": growth(
+            _values(in_first, "replica_rss_mb"), _values(in_last, "replica_rss_mb")
+        ),
+        "redis_first_mb": _median(in_first, "redis_used_mb"),
+        "redis_last_mb": _median(in_last, "redis_used_mb"),
+        "redis_growth": growth(
+            _values(in_first, "redis_used_mb"), _values(in_last, "redis_used_mb")
+        ),
+        "stream_length_max": max((s["events_stream_length"] for s in samples), default=None),
+        "replica_pids": sorted({p for s in samples for p in s["replica_pids"]}),
+    }
+    first_p99, last_p99 = figures["p99_first_ms"], figures["p99_last_ms"]
+    goals = {
+        "p99 of the last window at most 10% above the first's": first_p99 is not None
+        and last_p99 is not None
+        and last_p99 <= first_p99 * (1 + GROWTH),
+        "replica RSS growth < 10%": figures["rss_growth"] is not None
+        and figures["rss_growth"] < GROWTH,
+        "Redis memory flat (growth < 10%) with the consumer running": figures["redis_growth"]
+        is not None
+        and figures["redis_growth"] < GROWTH,
+        "0 errors, no replica restart": figures["errors"] == 0
+        and len(figures["replica_pids"]) == 1,
+    }
+    return {"figures": figures, "goals": goals}
+
+
+def _values(samples: list[dict[str, Any]], key: str) -> list[float]:
+    return [s[key] for s in samples]
+
+
+def _median(samples: list[dict[str, Any]], key: str) -> float | None:
+    values = _values(samples, key)
+    return round(statistics.median(values), 2) if values else None
+
+
+def save(result: dict[str, Any], name: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    f = result["figures"]
+    lines = [
+        f"# Soak: {f['minutes']} min at {f['offered_rps']} req/s with events mixed in",
+        "",
+        f"{result['machine']}; {result['when']}; `{result['command']}`",
+        "",
+        f"Open loop, {f['events_sent']} of {f['sent']} requests POST /events; the consumer "
+        f"drains the stream every {result['consume_every_s']} s. First and last window: "
+        f"{f['window_minutes']} min.",
+        "",
+        "| errors | p50 ms | p99 first | p99 last | RSS first MB | RSS last MB | RSS growth |"
+        " Redis first MB | Redis last MB | Redis growth | stream max |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {f['errors']} | {f['recommend_p50_ms']} | {f['p99_first_ms']} | {f['p99_last_ms']} |"
+        f" {f['rss_first_mb']} | {f['rss_last_mb']} | {f['rss_growth']} | {f['redis_first_mb']} |"
+        f" {f['redis_last_mb']} | {f['redis_growth']} | {f['stream_length_max']} |",
+        "",
+        f"Statuses: {f['statuses']}",
+        "",
+        "Goals:",
+        "",
+        *(f"- {'PASS' if ok else 'FAIL'}: {name}" for name, ok in result["goals"].items()),
+        "",
+    ]
+    (RESULTS / f"{name}.md").write_text("\n".join(lines))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=30.0, help="length of the soak")
+    parser.add_argument("--rate", type=float, default=100.0, help="requests per second")
+    parser.add_argument("--event-share", type=float, default=0.1, help="share of POST /events")
+    parser.add_argument("--window", type=float, default=5.0, help="minutes compared")
+    parser.add_argument("--warmup", type=float, default=20.0, help="seconds at rate, not counted")
+    parser.add_argument("--sample-every", type=float, default=10.0, help="seconds")
+    parser.add_argument("--consume-every", type=float, default=5.0, help="seconds")
+    parser.add_argument("--timeout", type=float, default=5.0, help="per request")
+    parser.add_argument("--world", type=Path, help="world folder (default bench/work/...)")
+    parser.add_argument("--config", action="append", default=[], help="ServingConfig k=v")
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args()
+    for name in ("minutes", "rate", "window", "sample_every", "consume_every", "timeout"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be > 0")
+    if not 0 <= args.event_share <= 1:
+        parser.error("--event-share must be between 0 and 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
+    return args
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.served_world import DEFAULT_ROOT, PROJECT, open_world, serve
+    from serving import server
+
+    world = open_world(args.world or DEFAULT_ROOT)
+    key = f"bench-{uuid.uuid4().hex[:8]}"
+    config: dict[str, Any] = {"num_replicas": 1}
+    for item in args.config:
+        name, _, value = item.partition("=")
+        config[name] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    try:
+        url = serve(world, key, **config)
+        users, items = world.users(), world.items()
+        loop = _loop()
+        if args.warmup:
+            warm = argparse.Namespace(**{**vars(args), "minutes": args.warmup / 60})
+            loop(offer(url, key, users, items, warm))
+        watch = Watch(world.redis_url, PROJECT, args)
+        watch.start()
+        try:
+            records = loop(offer(url, key, users, items, args))
+        finally:
+            watch.close()
+            server.stop()
+    finally:
+        world.stop()
+    result = summarise(records, watch.samples, args)
+    result["consumed_entries"] = watch.consumed
+    result["samples"] = watch.samples
+    return result
+
+
+def _loop() -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run
+    except ImportError:
+        return asyncio.run
+
+
+def main() -> None:
+    args = parse_args()
+    result = run(args)
+    result.update(
+        consume_every_s=args.consume_every,
+        machine=f"{os.cpu_count()} cores (shared); Python {platform.python_version()}",
+        when=datetime.now(UTC).isoformat(timespec="seconds"),
+        command=shlex.join([".venv/bin/python", "bench/soak.py", *sys.argv[1:]]),
+    )
+    print(json.dumps(result["figures"], indent=2))
+    for name, ok in result["goals"].items():
+        print(f"{'PASS' if ok else 'FAIL'}: {name}")
+    if not args.no_save:
+        save(result, "soak" if args.minutes >= 30 else f"soak-{args.minutes:g}min")
+    sys.exit(0 if all(result["goals"].values()) else 1)
+
+
+if __name__ == "__main__":
+    main()
