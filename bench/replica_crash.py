@@ -14,9 +14,8 @@ Goals: 0 acknowledged events lost, 0 duplicated, 0 errors outside the restart wi
 new replica ready within `--restart-timeout` s.
 
 It serves a world of its own (bench/served_world.py: generated data, a small trained model,
-a private redis-server with AOF), so the demo's data and Redis are untouched. The scenario
-(`crash_during_load`) is also what tests/serving/test_replica_crash.py runs against the
-tests' served app. Results: bench/results/replica_crash.{json,md} unless `--no-save`.
+a private redis-server with AOF), so the demo's data and Redis are untouched. Results:
+bench/results/replica_crash.{json,md} unless `--no-save`.
 
     .venv/bin/python bench/replica_crash.py          # make bench-crash
 """
