@@ -236,9 +236,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
     args.rate = args.rate or 2 * sustained_rate()
-    for name in ("rate", "duration", "normal_rate", "recovery", "timeout"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be > 0")
+    from bench.served_world import require_positive
+
+    require_positive(parser, args, ("rate", "duration", "normal_rate", "recovery", "timeout"))
     return args
 
 

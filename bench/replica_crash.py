@@ -264,9 +264,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=5.0, help="per request")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
-    for name in ("threads", "before", "after", "restart_timeout", "timeout"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be > 0")
+    from bench.served_world import require_positive
+
+    require_positive(parser, args, ("threads", "before", "after", "restart_timeout", "timeout"))
     return args
 
 

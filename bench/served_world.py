@@ -12,6 +12,7 @@ shared Redis are never touched.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -98,6 +99,13 @@ class World:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=30)
+
+
+def require_positive(parser: argparse.ArgumentParser, args: Any, names: tuple[str, ...]) -> None:
+    """A usage error naming the first option of `names` (attributes of `args`) not > 0."""
+    for name in names:
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be > 0")
 
 
 def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -287,9 +287,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--config", action="append", default=[], help="ServingConfig k=v")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
-    for name in ("minutes", "rate", "window", "sample_every", "consume_every", "timeout"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be > 0")
+    from bench.served_world import require_positive
+
+    require_positive(
+        parser, args, ("minutes", "rate", "window", "sample_every", "consume_every", "timeout")
+    )
     if not 0 <= args.event_share <= 1:
         parser.error("--event-share must be between 0 and 1")
     if args.warmup < 0:
