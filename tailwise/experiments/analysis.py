@@ -7,16 +7,21 @@
 
 The user is the randomised unit: CTR per exposure and average order value are ratio
 metrics whose variance the delta method takes over users. A user seen in more than one
-variant (a changed assignment) is left out and counted, as GrowthBook does. The configured
-weights come from the exposures' propensities per day unless given, so a bandit whose
-allocation changes daily is checked against what it meant to send each day.
+variant under fixed weights (a changed assignment: something is wrong) is left out and
+counted, as GrowthBook does. Under a bandit the weights move, and users whose bucket crosses
+a moved boundary change variant by design; leaving them out would drop most of the losing
+arms' users, so each of them counts once per variant seen, with the outcomes attributed to
+that variant's exposures (`switched`: "split"). The configured weights come from the
+exposures' propensities per day unless given, so a bandit whose allocation changes daily
+is checked against what it meant to send each day; the sample-ratio check counts every
+user once, by the variant of their first exposure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -40,6 +45,9 @@ class AnalysisConfig:
     purchase_types: tuple[str, ...] = ("purchase",)
     notes: list[str] = field(default_factory=list)
     declines: DeclinePolicy = field(default_factory=DeclinePolicy)
+    # Users seen in several variants: "drop" them, or "split" them into one unit per
+    # variant; None: "split" when the propensities moved (a bandit), else "drop".
+    switched: Literal["drop", "split"] | None = None
 
 
 def check_columns(frame: pd.DataFrame, required: tuple[str, ...], table: str) -> None:
@@ -51,23 +59,40 @@ def check_columns(frame: pd.DataFrame, required: tuple[str, ...], table: str) ->
 def users(
     exposures: pd.DataFrame, outcomes: pd.DataFrame, cfg: AnalysisConfig
 ) -> tuple[pd.DataFrame, int]:
-    """One row per user of the experiment; and how many users saw several variants."""
+    """One row per unit of the experiment (a user, or a user and a variant when switched
+    users are split); and how many users saw several variants."""
     check_columns(exposures, EXPOSURE_COLUMNS, "exposures")
     check_columns(outcomes, OUTCOME_COLUMNS, "outcomes")
-    per_user = exposures.groupby("user_id")["variant"].agg(["nunique", "first", "size"])
-    multiple = per_user["nunique"] > 1
-    table = pd.DataFrame({"variant": per_user["first"], "exposures": per_user["size"]}).loc[
-        ~multiple
-    ]
-    events = outcomes.loc[outcomes["user_id"].isin(table.index)]
-    clicks = events.loc[events["event_type"].isin(cfg.click_types)].groupby("user_id").size()
+    keys = ["user_id", "variant"]
+    table = exposures.groupby(keys).size().rename("exposures").reset_index()
+    seen = table.groupby("user_id")["variant"].transform("size")
+    multiple = int(table.groupby("user_id").size().gt(1).sum())
+    if switched_mode(exposures, cfg) == "drop":
+        table = table.loc[seen == 1]
+    table = table.set_index(keys)
+    events = outcomes.loc[outcomes["user_id"].isin(table.index.get_level_values("user_id"))]
+    clicks = events.loc[events["event_type"].isin(cfg.click_types)].groupby(keys).size()
     bought = events.loc[events["event_type"].isin(cfg.purchase_types)]
     table["clicks"] = clicks.reindex(table.index, fill_value=0)
-    table["orders"] = bought.groupby("user_id").size().reindex(table.index, fill_value=0)
-    revenue = bought.groupby("user_id")["revenue"].sum()
+    table["orders"] = bought.groupby(keys).size().reindex(table.index, fill_value=0)
+    revenue = bought.groupby(keys)["revenue"].sum()
     table["revenue"] = revenue.reindex(table.index, fill_value=0.0).astype(float)
     table["converted"] = (table["orders"] > 0).astype(int)
-    return table, int(multiple.sum())
+    return table.reset_index(level="variant"), multiple
+
+
+def switched_mode(exposures: pd.DataFrame, cfg: AnalysisConfig) -> str:
+    """cfg.switched, or "split" when some variant's propensity changed (a bandit)."""
+    if cfg.switched is not None:
+        return cfg.switched
+    spread = exposures.groupby("variant")["propensity"].agg(lambda p: p.max() - p.min())
+    return "split" if bool((spread.fillna(0) > 1e-6).any()) else "drop"
+
+
+def first_variants(exposures: pd.DataFrame) -> pd.Series:
+    """Users per variant of their first exposure (what the sample-ratio check counts)."""
+    first = exposures.sort_values("timestamp", kind="stable").drop_duplicates("user_id")
+    return first["variant"].astype(str).value_counts()
 
 
 def summary(table: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -223,11 +248,17 @@ def analyse(
     if control not in variants:
         raise stats.StatsError(f"--control {control!r} is not a variant of {name}: {variants}")
     weights = dict(cfg.weights) if cfg.weights else expected_weights(exposures)
-    counts = table["variant"].value_counts()
+    counts = first_variants(exposures)
     srm = stats.srm({v: int(counts.get(v, 0)) for v in weights}, weights)
     notes = list(cfg.notes)
-    if multiple:
+    mode = switched_mode(exposures, cfg)
+    if multiple and mode == "drop":
         notes.append(f"{multiple} users saw more than one variant and are left out")
+    elif multiple:
+        notes.append(
+            f"{multiple} users saw more than one variant as the allocation moved; each counts "
+            "once per variant seen, with the outcomes of that variant's exposures"
+        )
     if srm.flagged:
         notes.append(
             f"sample-ratio mismatch (p = {srm.p_value:.2g} < {stats.SRM_THRESHOLD}): the "
@@ -238,7 +269,8 @@ def analyse(
         "experiment": name,
         "control": control,
         "alpha": cfg.alpha,
-        "users": len(table),
+        "users": int(exposures["user_id"].nunique()),
+        "switched": {"users": multiple, "mode": mode},
         "start": str(pd.to_datetime(exposures["timestamp"], utc=True).min()),
         "end": str(pd.to_datetime(exposures["timestamp"], utc=True).max()),
         "variants": summary(table),

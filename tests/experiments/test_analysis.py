@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tailwise.experiments.analysis import AnalysisConfig, analyse, expected_weights
 from tailwise.experiments.stats import StatsError
-from tests.experiments.tables import experiment_tables
+from tests.experiments.tables import DAY0, experiment_tables
 
 
 def test_a_better_variant_is_found_and_the_split_passes() -> None:
@@ -58,3 +59,31 @@ def test_users_in_two_variants_are_left_out_and_bad_tables_are_named() -> None:
         analyse("exp", exp.assign(variant="b"), out, AnalysisConfig())
     with pytest.raises(StatsError, match="--control 'z'"):
         analyse("exp", exp, out, AnalysisConfig(control="z"))
+
+
+def test_users_switched_by_a_bandit_count_once_per_variant_with_that_variants_outcomes() -> None:
+    rng = np.random.default_rng(11)
+    exp, out = experiment_tables(rng, 600, {"control": 0.5, "b": 0.5}, {"control": 0.1, "b": 0.3})
+    # Day 4 on, the bandit moves weight to b: every later exposure of 40 control users is b's,
+    # with the new propensity, and their clicks there are b's outcomes.
+    late = exp["timestamp"] >= DAY0 + pd.Timedelta(days=3)
+    moved_users = exp.loc[late & (exp["variant"] == "control"), "user_id"].unique()[:40]
+    moved = late & exp["user_id"].isin(moved_users)
+    exp.loc[late, "propensity"] = np.where(exp.loc[late, "variant"] == "b", 0.8, 0.2)
+    exp.loc[moved, ["variant", "propensity"]] = ["b", 0.8]
+    out = out.drop(columns="variant").merge(exp[["request_id", "variant"]], on="request_id")
+    switched = int(exp.groupby("user_id")["variant"].nunique().gt(1).sum())
+    assert switched > 0
+    result = analyse("exp", exp, out, AnalysisConfig())
+    assert result["switched"] == {"users": switched, "mode": "split"}
+    assert result["users"] == exp["user_id"].nunique()
+    units = sum(v["users"] for v in result["variants"].values())
+    assert units == exp["user_id"].nunique() + switched
+    for variant, kpis in result["variants"].items():
+        rows = out.loc[(out["variant"] == variant) & (out["event_type"] == "product_view")]
+        assert kpis["clicks"] == len(rows)
+        assert kpis["exposures"] == int((exp["variant"] == variant).sum())
+    # Fixed weights would leave them out; the check of the split counts first exposures.
+    dropped = analyse("exp", exp, out, AnalysisConfig(switched="drop"))
+    assert sum(v["users"] for v in dropped["variants"].values()) == result["users"] - switched
+    assert sum(dropped["srm"]["observed"].values()) == result["users"]
