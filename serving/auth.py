@@ -97,15 +97,17 @@ class ApiKeys:
                 403, f"this X-API-Key has the {held} scope; this endpoint needs the {scope} scope"
             )
 
-    def require(self, x_api_key: KeyHeader = None) -> None:
+    # The dependencies are coroutines: FastAPI runs a plain `def` dependency in a worker
+    # thread, a thread hop per request for a dictionary lookup (bench/results/serve_load.md).
+    async def require(self, x_api_key: KeyHeader = None) -> None:
         """Dependency: a write key, else 401 (no or unknown key) or 403 (an admin key)."""
         self._demand(x_api_key, WRITE)
 
-    def admin(self, x_api_key: KeyHeader = None) -> None:
+    async def admin(self, x_api_key: KeyHeader = None) -> None:
         """Dependency: an admin key, else 401 (no or unknown key) or 403 (a write key)."""
         self._demand(x_api_key, ADMIN)
 
-    def for_recommend(self, x_api_key: KeyHeader = None) -> None:
+    async def for_recommend(self, x_api_key: KeyHeader = None) -> None:
         """Dependency: a write key when the config requires one for /recommend."""
         if self.required_for_recommend:
-            self.require(x_api_key)
+            self._demand(x_api_key, WRITE)

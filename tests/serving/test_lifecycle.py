@@ -3,6 +3,8 @@ stand-ins for the replica: no models, no Redis."""
 
 from __future__ import annotations
 
+import asyncio
+
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -90,14 +92,14 @@ def test_start_runs_the_work_until_stop() -> None:
 
 def test_keys_are_required_where_configured() -> None:
     keys = ApiKeys(["right"], required_for_recommend=False)
-    keys.require("right")
-    keys.for_recommend(None)  # not required for /recommend here
+    asyncio.run(keys.require("right"))
+    asyncio.run(keys.for_recommend(None))  # not required for /recommend here
     for wrong in (None, "wrong", "cl\u00e9"):
         with pytest.raises(HTTPException) as raised:
-            keys.require(wrong)
+            asyncio.run(keys.require(wrong))
         assert raised.value.status_code == 401
     with pytest.raises(HTTPException):
-        ApiKeys(["right"], required_for_recommend=True).for_recommend("wrong")
+        asyncio.run(ApiKeys(["right"], required_for_recommend=True).for_recommend("wrong"))
     with pytest.raises(ValueError):
         ApiKeys([])
 
