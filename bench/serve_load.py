@@ -1089,8 +1089,8 @@ def results_name(path: str) -> str:
 def save(result: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
     path = result["settings"].get("path", "recommend")
-    name = results_name(path)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    stem = results_name(path)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     s, m = result["settings"], result["machine"]
     lines = [
         f"# Serving under load: POST /{path}, open loop",
@@ -1202,7 +1202,7 @@ def save(result: dict[str, Any]) -> None:
     for g in result["goals"]:
         mark = {True: "PASS", False: "FAIL", None: "n/a"}[g["pass"]]
         lines.append(f"- {mark}: {g['goal']} ({g['app']}: {g['value']})")
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 def parse_args() -> argparse.Namespace:
