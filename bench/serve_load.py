@@ -1081,15 +1081,17 @@ def show(result: dict[str, Any]) -> None:
         console.print(f"{mark}  {g['goal']} ({g['app']}: {g['value']})")
 
 
-def results_name(path: str) -> str:
-    """serve_load for /recommend, serve_load_content for /content (kept apart)."""
-    return "serve_load" if path == "recommend" else f"serve_load_{path}"
+def results_name(path: str, tag: str | None = None) -> str:
+    """serve_load for /recommend, serve_load_content for /content (kept apart); a tag
+    (another deployment shape, e.g. two replicas) is appended: serve_load_<tag>."""
+    stem = "serve_load" if path == "recommend" else f"serve_load_{path}"
+    return f"{stem}_{tag}" if tag else stem
 
 
 def save(result: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
     path = result["settings"].get("path", "recommend")
-    stem = results_name(path)
+    stem = results_name(path, result["settings"].get("tag"))
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     s, m = result["settings"], result["machine"]
     lines = [
@@ -1217,6 +1219,12 @@ def parse_args() -> argparse.Namespace:
     )
     ap.add_argument("--slot", default="home_hero", help="--path content: the slot requested")
     ap.add_argument(
+        "--tag",
+        default=None,
+        help="results in bench/results/serve_load[_content]_<tag>.* (e.g. a run with "
+        "--config num_replicas=2), leaving the default run's results alone",
+    )
+    ap.add_argument(
         "--rates", default="25,50,100,150,200,300,400,500,600", help="arrival rates, req/s"
     )
     ap.add_argument(
@@ -1337,6 +1345,7 @@ def main() -> None:
             for k in [
                 "apps",
                 "path",
+                "tag",
                 "rates",
                 "duration",
                 "warmup",
@@ -1362,7 +1371,7 @@ def main() -> None:
     show(result)
     if args.save if args.save is not None else "full" in apps:
         save(result)
-        name = results_name(args.path)
+        name = results_name(args.path, args.tag)
         print(f"wrote {RESULTS / name}.json and {name}.md")
     else:
         print("results not written (no full app in this run; --save to force)")

@@ -366,3 +366,65 @@ def test_a_variants_model_version_is_loaded_once_per_replica(tmp_path: Path) -> 
     b = r.definitions.experiments[0].variant("b")
     assert r.graph_for(b, served).bundle.version == "v2" and loaded == ["v2"]  # type: ignore[arg-type]
     assert r.graph_for(r.definitions.experiments[0].variant("a"), served) is served  # type: ignore[arg-type]
+
+
+ASSIGN_IN_ANOTHER_SERVER = """
+import json, sys
+from pathlib import Path
+from tests.serving.test_experiments import assigned_by_a_server
+print(json.dumps(assigned_by_a_server(Path(sys.argv[1]), json.loads(sys.argv[2]))))
+"""
+
+
+def assigned_by_a_server(folder: Path, users: list[str]) -> dict[str, list[Any]]:
+    """user -> [experiment, variant, propensity] as a whole API app over `folder`'s
+    definitions answers /recommend (a server of its own: app, replica, router)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder_with(folder, EXPERIMENT)
+
+    async def close() -> None:
+        return None
+
+    replica = SimpleNamespace(
+        config=config,
+        graph=Graph(),
+        metrics=ServingMetrics(),
+        rules=Rules(),
+        writer=Writer(),
+        close=close,
+        experiments=router(config, Keys("unit")),
+        aclient=None,
+    )
+
+    async def log(client: Any, req: Request, routed: Any) -> None:
+        return None
+
+    replica.experiments.log = log  # type: ignore[method-assign]
+    out = {}
+    with TestClient(build_api(replica, Lifecycle(), ApiKeys(["k"]))) as client:  # type: ignore[arg-type]
+        for user in users:
+            body = client.post("/recommend", json={"user_id": user, "k": 1}).json()
+            out[user] = [body["experiment"], body["variant"], body["propensity"]]
+    return out
+
+
+def test_two_server_processes_give_every_user_the_same_sticky_variant(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    users = [f"u{n:05d}" for n in range(60)]
+    here = assigned_by_a_server(tmp_path / "a", users)
+    (tmp_path / "b").mkdir()
+    run = subprocess.run(
+        [sys.executable, "-c", ASSIGN_IN_ANOTHER_SERVER, str(tmp_path / "b"), json.dumps(users)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    there = json.loads(run.stdout.strip().splitlines()[-1])
+    assert there == here
+    assert {v[1] for v in here.values()} == {"control", "fewer", "popular"}
+    again = assigned_by_a_server(tmp_path / "c", users[::-1])
+    assert again == here  # sticky: asked again, in another order, each user keeps theirs
