@@ -192,7 +192,9 @@ class ItemTable:
 
     def __init__(self, frame: pd.DataFrame, stamp: str | None = None):
         self.frame = frame.reset_index(drop=True)
-        self.index = pd.Index(self.frame["item_id"])
+        # A dict, not pd.Index.get_indexer: a request looks up a handful of ids, where the
+        # index's fixed cost dominated /content's lookups (bench/results/serve_load_content*.md).
+        self.positions = {k: n for n, k in enumerate(self.frame["item_id"].tolist())}
         self.columns = {c: self.frame[c].to_numpy() for c in self.frame.columns}
         self.stamp = stamp
 
@@ -210,7 +212,8 @@ class ItemTable:
         self, item_ids: Sequence[str], names: Iterable[str] | None = None
     ) -> dict[str, np.ndarray]:
         """Columns (all, or those of `names` that exist) of `item_ids`; None if unknown."""
-        pos = self.index.get_indexer(item_ids)
+        get = self.positions.get
+        pos = np.fromiter((get(i, -1) for i in item_ids), dtype=np.intp, count=len(item_ids))
         found = pos >= 0
         out = {}
         wanted = (
