@@ -17,7 +17,6 @@ recommendation answer (tailwise.content.slots).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -92,11 +91,12 @@ class ContentService:
         recorder: Any = graph
         routed: Any = None
         if self.router is not None:  # the user's variant answers, as /recommend would
-            (answer, recorder, routed), profile = await asyncio.gather(
-                self.router.recommend(graph, req, False), graph.profile(user_id)
-            )
+            answer, recorder, routed = await self.router.recommend(graph, req, False)
         else:
-            answer, profile = await asyncio.gather(graph.recommend(req), graph.profile(user_id))
+            answer = await graph.recommend(req)
+        # The features the recommendation read; a read of its own where it read none
+        # (a holdout's popular list, Redis down).
+        profile = answer.profile if answer.profile is not None else await graph.profile(user_id)
         items = answer.body.get("items", [])[: self.library.slot(slot).items]
         catalogue = _catalogue(graph, [str(it["item_id"]) for it in items])
         recent = _catalogue(graph, recent_item_ids(profile))

@@ -80,6 +80,7 @@ class RecommendGraph:
         else:
             answer = self.pipeline.answer(req, state, log_features)
         answer.stages["features"] = answer.stages.get("features", 0.0) + read
+        answer.profile = state.features  # /content renders from them: no second read
         self.last.remember(req.user_id, answer.body)
         answer.stages["total"] = time.perf_counter() - started
         return answer

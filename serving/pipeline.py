@@ -67,6 +67,7 @@ class Answer:
     known_cold_start: str | None = None  # why a known user got the cold-start list anyway
     without_features: bool = False  # a known user answered with no online feature at all
     tower_fallback: bool = False  # the SavedModel embedded the query (serving.bundle)
+    profile: dict[str, Any] | None = None  # the user's online features as read (/content)
 
 
 @dataclass
