@@ -73,13 +73,13 @@ def data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def version(events: pd.DataFrame, items: pd.DataFrame, args: argparse.Namespace, folder: Path):
     """The union version's sources and ranker in `folder`, and its bundle for serving."""
+    import yaml
+
     from serving.bundle import ColdStart, ModelBundle
     from training.config import SplitParams
     from training.ranker import RankerConfig
     from training.ranker import save as save_ranker
     from training.union import fit_sources, fit_union_ranker, union_labelled_candidates
-
-    import yaml
 
     ranker = dict(yaml.safe_load((ROOT / "params.yaml").read_text())["training"]["ranker"])
     ranker |= {"candidates": "union", "two_tower_source": False, "n_estimators": args.trees}
