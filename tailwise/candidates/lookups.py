@@ -36,6 +36,7 @@ class Lookup:
 
     name: str
     exclude_seen = True
+    ranked = False  # `scored` returns its codes best first (score, then item id)
 
     def scored(self, view: UserView, context: Mapping[str, object] | None) -> Scored:
         raise NotImplementedError
@@ -43,6 +44,8 @@ class Lookup:
 
 class Listed(Lookup):
     """Popularity (overall or per context value) and Trending: fixed ranked lists."""
+
+    ranked = True
 
     def __init__(self, name: str, by: str | None, lists: dict[str, Scored]) -> None:
         self.name, self.by, self.lists = name, by, lists
@@ -175,13 +178,14 @@ def table_items(source: Any) -> list[np.ndarray]:
 
 
 def _lists(table: pd.DataFrame, vocabulary: Vocabulary) -> dict[str, Scored]:
-    return {
-        str(context): (
-            vocabulary.encode(part["item_id"].to_numpy()),
-            part["score"].to_numpy(np.float64),
-        )
-        for context, part in table.groupby("context", sort=False)
-    }
+    """Each context's list sorted as `base.top_n` sorts (score, then item id), once."""
+    out = {}
+    for context, part in table.groupby("context", sort=False):
+        codes = vocabulary.encode(part["item_id"].to_numpy())
+        scores = part["score"].to_numpy(np.float64)
+        order = np.lexsort((codes, -scores))
+        out[str(context)] = (codes[order], scores[order])
+    return out
 
 
 def _nothing() -> Scored:

@@ -105,7 +105,7 @@ class OnlineUnion:
         for source in self.lookups:
             codes, scores = source.scored(view, context)
             exclude = exclude_seen and source.exclude_seen
-            frames.append((source.name, *top(view, codes, scores, n, exclude)))
+            frames.append((source.name, *top(view, codes, scores, n, exclude, source.ranked)))
         for name, (ids, scores) in (extra or {}).items():
             frames.append((name, *_encoded(view, ids, scores, n)))
         return self._features(view, frames, n, keep)

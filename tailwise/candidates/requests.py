@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -105,6 +106,13 @@ class UserView:
         self.last = np.full(len(self.items), -np.inf)
         np.maximum.at(self.last, inverse, self.seconds)
 
+    @cached_property
+    def seen(self) -> np.ndarray:
+        """bool per code (vocabulary, then extra items): the user had the item."""
+        mask = np.zeros(len(self.vocabulary) + len(self.extra), dtype=bool)
+        mask[self.items] = True
+        return mask
+
     def ages(self, seconds: np.ndarray) -> np.ndarray:
         """Days from `seconds` to the request time."""
         return (self.at - seconds) / DAY_SECONDS
@@ -145,12 +153,24 @@ def _tiebreak(names: np.ndarray) -> np.ndarray:
     return out
 
 
-def top(view: UserView, codes: np.ndarray, scores: np.ndarray, n: int, exclude: bool):
+def top(
+    view: UserView,
+    codes: np.ndarray,
+    scores: np.ndarray,
+    n: int,
+    exclude: bool,
+    ranked: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """The `n` best (score, then item id) of scored codes, the user's items left out when
-    `exclude`: (codes, scores) best first, as `base.top_n` ranks them."""
+    `exclude`: (codes, scores) best first, as `base.top_n` ranks them. `ranked`: the
+    codes come in that order already (a fixed list sorted at load), so no sort is needed."""
     if exclude and len(view.items) and len(codes):
-        keep = ~np.isin(codes, view.items)
+        keep = ~view.seen[codes]
+        if ranked:  # only the first n kept are needed
+            keep &= np.cumsum(keep) <= n
         codes, scores = codes[keep], scores[keep]
+    if ranked:
+        return codes[:n], scores[:n]
     order = np.lexsort((view.keys(codes), -scores))[:n]
     return codes[order], scores[order]
 
