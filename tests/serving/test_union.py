@@ -12,6 +12,7 @@ training's rows to 1e-6.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,8 +23,9 @@ import pytest
 
 from serving.bundle import ColdStart, ModelBundle
 from serving.events import event_json
+from serving.graph import Request
 from serving.history import UserHistory
-from serving.keys import RECENT_MAX
+from serving.keys import RECENT_MAX, Keys
 from serving.ranking import ItemBlock, ranking_matrix, with_columns
 from serving.union import SourceMixError, UnionServing, user_events
 from tailwise.features.online import ItemTable
@@ -175,3 +177,35 @@ def test_a_variant_mix_restricts_the_sources_and_names_the_field(tmp_path: Path)
     assert "ease_rank" not in rows.columns
     with pytest.raises(SourceMixError, match=r"variants\[1\]\.sources.*'nope'.*popularity"):
         serving.mix(["nope"], "variants[1].sources")
+
+
+def test_an_experiment_variant_applies_its_source_mix(tmp_path: Path) -> None:
+    from tests.serving.test_experiments import Graph, folder_with, router
+
+    (tmp_path / "v").mkdir()
+    _, bundle, _, _ = version(tmp_path / "v", False)
+    served = Graph()
+    served.pipeline.union = UnionServing.load(bundle)
+    variants = [{"name": "control", "weight": 0.5}, {"name": "narrow", "weight": 0.5}]
+    experiment = {"name": "mix", "salt": "mix-salt", "layer": "home", "start": "2026-01-01"}
+    narrow = {**variants[1], "sources": ["popularity", "ease"]}
+    (tmp_path / "ok").mkdir()
+    made = router(
+        folder_with(tmp_path / "ok", {**experiment, "variants": [variants[0], narrow]}),
+        Keys("unit"),
+    )
+    made.check_sources(served)
+    for n in range(40):
+        asyncio.run(made.recommend(served, Request(f"user{n}"), False))
+    mixed = [r for r in served.asked if r.sources is not None]
+    assert 0 < len(mixed) < len(served.asked)
+    assert {r.sources for r in mixed} == {("popularity", "ease")}
+    # A source the version does not have (no item has a category_l1): an error naming it.
+    lacking = {**variants[1], "sources": ["popular_in_category_l1"]}
+    (tmp_path / "bad").mkdir()
+    bad = router(
+        folder_with(tmp_path / "bad", {**experiment, "variants": [variants[0], lacking]}),
+        Keys("unit"),
+    )
+    with pytest.raises(SourceMixError, match=r"experiment mix: variants\[1\]\.sources"):
+        bad.check_sources(served)
