@@ -93,8 +93,13 @@ class Neighbours(Lookup):
             return _nothing()
         picked = np.concatenate(spans)
         values = np.repeat(weights, ends - starts) * self.scores[picked]
-        codes, inverse = np.unique(self.neighbours[picked], return_inverse=True)
-        return codes, np.bincount(inverse, weights=values, minlength=len(codes))
+        # Sums per neighbour in the order training adds them (seed, then neighbour), over
+        # the vocabulary at once: no sort of the pairs.
+        neighbours = self.neighbours[picked]
+        size = len(self.indptr) - 1
+        sums = np.bincount(neighbours, weights=values, minlength=size)
+        codes = np.flatnonzero(np.bincount(neighbours, minlength=size))
+        return codes, sums[codes]
 
 
 class Taste(Lookup):

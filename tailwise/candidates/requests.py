@@ -171,6 +171,10 @@ def top(
         codes, scores = codes[keep], scores[keep]
     if ranked:
         return codes[:n], scores[:n]
+    if len(codes) > 2 * n:  # only what can be in the top n (ties at the n-th included)
+        nth = np.partition(scores, len(scores) - n)[len(scores) - n]
+        keep = scores >= nth
+        codes, scores = codes[keep], scores[keep]
     order = np.lexsort((view.keys(codes), -scores))[:n]
     return codes[order], scores[order]
 
