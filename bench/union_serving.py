@@ -109,7 +109,7 @@ def version(events: pd.DataFrame, items: pd.DataFrame, args: argparse.Namespace,
     return bundle, cut
 
 
-def states(events: pd.DataFrame, users: list[str]) -> dict[str, tuple[Any, list[str]]]:
+def states(events: pd.DataFrame, users: list[str]) -> dict[str, tuple[Any, list[bytes]]]:
     """user -> (history hash as decoded, recent list entries): what Redis would hold."""
     from serving.events import event_json
     from serving.history import UserHistory
