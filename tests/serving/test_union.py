@@ -209,3 +209,44 @@ def test_an_experiment_variant_applies_its_source_mix(tmp_path: Path) -> None:
     )
     with pytest.raises(SourceMixError, match=r"experiment mix: variants\[1\]\.sources"):
         bad.check_sources(served)
+
+
+def test_the_pipeline_answers_known_and_new_users_with_the_union(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from serving.config import ServingConfig
+    from serving.pipeline import RecommendPipeline, UserState
+
+    trained, bundle, events, cut = version(tmp_path, False)
+    table = ItemTable(pd.DataFrame({"item_id": bundle.item_ids}))
+    reader = SimpleNamespace(
+        items=table,
+        request_item_features=set(),
+        user_feature_names=[],
+        catalogue_on_demand=lambda ts: {},
+        with_context=lambda user, device, country, ts: {
+            **user,
+            "request_device": device,
+            "request_country": country,
+            "request_ts": ts,
+        },
+    )
+    pipeline = RecommendPipeline(bundle, reader, ServingConfig())  # type: ignore[arg-type]
+    assert pipeline.union is not None and pipeline.reads_history
+    when = datetime.fromtimestamp(cut.timestamp(), UTC)
+    for user in [sorted(events["user_id"].unique())[3], "someone-new"]:
+        mine = events[events["user_id"] == user].sort_values("timestamp", kind="stable")
+        history, recent = redis_state(mine) if len(mine) else (None, [])
+        state = UserState({}, None, set(), set(mine["item_id"]), bool(len(mine)), history, recent)
+        last = mine.tail(1)
+        req = Request(
+            user,
+            K,
+            device=last["device"].iloc[0] if len(last) else None,
+            country=last["country"].iloc[0] if len(last) else None,
+            timestamp=when,
+        )
+        answer = pipeline.answer(req, state)
+        want = trained.recommend([user], K)["item_id"].tolist()
+        assert [i["item_id"] for i in answer.body["items"]] == want, user
+        assert not answer.cold_start and answer.known == bool(len(mine))
