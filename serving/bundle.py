@@ -8,6 +8,7 @@
       retrieval/item_embeddings.parquet  item_id, vector (L2-normalised)
       ranker/model.json       XGBoost model; ranker.json: ordered feature names, categories
       cold_start.parquet      popular items by context, for people the model does not know
+      sources/                a union version's fitted candidate sources (serving.union)
 
 Serving never imports training code: it reads these files. The request path computes the
 query vector from the plain export in numpy (serving.tower); the SavedModel's signature
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from serving.tower import QueryTower, TowerError, read_query_tower
+from tailwise.candidates.features import feature_names
 from tailwise.features.tower_inputs import TowerInput, encode_rows
 from tailwise.repeats import HISTORY_FEATURES
 from tailwise.tower_export import DESCRIPTION
@@ -91,6 +93,22 @@ class ModelBundle:
     _loaded: Any = None
     _item_positions: dict[str, int] | None = None
     _vector_columns: np.ndarray | None = None
+    ranker_config: dict[str, Any] = field(default_factory=dict)  # ranker.json's config
+
+    @property
+    def candidates_mode(self) -> str:
+        """How the version's ranker got its lists: 'two_tower' or 'union' (serving.union)."""
+        return str(self.ranker_config.get("candidates", "two_tower"))
+
+    @property
+    def union_features(self) -> set[str]:
+        """The ranker inputs a union version computes from its sources (serving.union)."""
+        if self.candidates_mode != "union":
+            return set()
+        names = source_names(self.folder)
+        if self.ranker_config.get("two_tower_source", True):
+            names.append("two_tower")
+        return set(feature_names(names))
 
     @property
     def retrieval_service(self) -> str:
@@ -234,6 +252,7 @@ def load_bundle(folder: Path) -> ModelBundle:
         ranker_features=names,
         categories={k: list(v) for k, v in meta["categories"].items()},
         cold_start=_cold_start(folder / "cold_start.parquet"),
+        ranker_config=dict(meta.get("config") or {}),
         _signature=loaded.signatures["serving_default"],
         _loaded=loaded,  # owns the variables the signature reads
     )
@@ -241,7 +260,8 @@ def load_bundle(folder: Path) -> ModelBundle:
     return bundle
 
 
-SERVED_CANDIDATES = ("two_tower",)
+SERVED_CANDIDATES = ("two_tower", "union")
+SOURCES_DIR = "sources"  # a union version's fitted candidate sources (tailwise.candidates)
 
 
 def _servable(folder: Path, manifest: dict) -> None:
@@ -251,9 +271,20 @@ def _servable(folder: Path, manifest: dict) -> None:
     if mode not in SERVED_CANDIDATES:
         raise BundleError(
             f"{folder}: trained with training.ranker.candidates={mode!r}, which serving does "
-            f"not run yet (it serves {', '.join(SERVED_CANDIDATES)}); retrain with "
+            f"not run (it serves {', '.join(SERVED_CANDIDATES)}); retrain with "
             "training.ranker.candidates: two_tower to serve this data"
         )
+    if mode == "union" and not (folder / SOURCES_DIR / "sources.json").exists():
+        raise BundleError(
+            f"{folder}: trained with training.ranker.candidates='union' but has no "
+            f"{SOURCES_DIR}/sources.json (its fitted candidate sources); retrain the version"
+        )
+
+
+def source_names(folder: Path) -> list[str]:
+    """The candidate sources a union version stored (sources.json, ItemStats aside)."""
+    spec = json.loads((Path(folder) / SOURCES_DIR / "sources.json").read_text())
+    return [str(e["name"]) for e in spec if e.get("class") != "ItemStats"]
 
 
 def _read_tower(bundle: ModelBundle) -> None:

@@ -15,8 +15,10 @@
 
 The bandit's weights come from Redis (tailwise.experiments.posteriors), read by the
 replica's background thread every `allocation_refresh_seconds`, never per request.
-Candidate-source mixes are checked against tailwise.candidates but not applied: the
-request path retrieves with the query tower only. Content templates are content's to apply.
+A variant's candidate-source mix restricts the sources a union version unions for its
+users (serving.union; checked against the version's sources at start, `check_sources`);
+a version that ranks the query tower's candidates has none to mix, so there it is logged
+and not applied. Content templates are content's to apply.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -133,16 +135,29 @@ class ExperimentRouter:
             ["experiment", "variant"],
             registry=metrics_registry,
         )
-        for e in definitions.experiments:
-            for v in e.variants:
-                if v.sources:
-                    logger.warning(
-                        "experiment %s variant %s: candidate sources %s are not applied by "
-                        "the request path (it retrieves with the query tower)",
-                        e.name,
-                        v.name,
-                        v.sources,
-                    )
+
+    def check_sources(self, served: RecommendGraph) -> None:
+        """Every variant's candidate-source mix against the sources of the version it runs
+        on: SourceMixError naming the field when a union version lacks one; a warning
+        when the version ranks two-tower candidates (no sources to mix: not applied)."""
+        for e in self.definitions.experiments:
+            for n, v in enumerate(e.variants):
+                if not v.sources:
+                    continue
+                graph = self._versions.get(v.model_version or "", served)
+                union = getattr(graph.pipeline, "union", None)
+                if union is not None:
+                    union.mix(v.sources, f"experiment {e.name}: variants[{n}].sources")
+                    continue
+                logger.warning(
+                    "experiment %s variant %s: candidate sources %s are not applied: version "
+                    "%s ranks the query tower's candidates (training.ranker.candidates: "
+                    "two_tower), it has no sources to mix",
+                    e.name,
+                    v.name,
+                    v.sources,
+                    graph.bundle.version,
+                )
 
     def load_versions(self) -> None:
         """Load every variant's model version once (before traffic)."""
@@ -201,6 +216,8 @@ class ExperimentRouter:
             recorder = None  # not cached: the user's personal answers stay theirs
         else:
             recorder = self.graph_for(routed.variant, served)
+            if routed.variant.sources and getattr(recorder.pipeline, "union", None) is not None:
+                req = replace(req, sources=tuple(routed.variant.sources))
             answer = await recorder.recommend(req, log_features)
         answer.body.update(routed.fields)
         return answer, recorder, routed
@@ -254,8 +271,10 @@ def build_router(
     client: redis.Redis,
     load: GraphLoader,
     metrics_registry: Any = None,
+    served: RecommendGraph | None = None,
 ) -> ExperimentRouter | None:
-    """The replica's router, or None when no experiment is defined."""
+    """The replica's router, or None when no experiment is defined; the variants' source
+    mixes checked against `served` (and their own versions) when given."""
     params = experiments_params(config)
     if not Path(params.dir).is_dir():
         return None
@@ -265,4 +284,6 @@ def build_router(
     store = PosteriorStore(client, keys.prefix)
     router = ExperimentRouter(definitions, params, keys, config, load, store, metrics_registry)
     router.load_versions()
+    if served is not None:
+        router.check_sources(served)
     return router

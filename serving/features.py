@@ -143,13 +143,15 @@ def _numbers_or_objects(values: Any) -> np.ndarray:
 
 def check_features(bundle: ModelBundle, reader: FeatureReader) -> None:
     """The model's inputs must all be features Feast serves, or computed here (cross,
-    retrieval and history features, the query tower's latest items), or ones training dropped (the manifest's
+    retrieval and history features, a union version's source features, the query tower's
+    latest items), or ones training dropped (the manifest's
     `dropped_features`: the model reads them as missing). Features Feast serves that the
     model does not use are fine."""
     available = set(reader.user_feature_names) | set(reader.items.columns)
     available |= {o for odfv in reader.on_demand for o in odfv.outputs}
     available |= bundle.dropped_features
     ranker_extra = {*CROSS_FEATURES, *HISTORY_FEATURES, "retrieval_score", "retrieval_rank"}
+    ranker_extra |= bundle.union_features  # computed from the version's own sources
     missing_ranker = [f for f in bundle.ranker_features if f not in available | ranker_extra]
     missing_tower = [
         s.name

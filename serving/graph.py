@@ -131,6 +131,9 @@ class RecommendGraph:
         pipe.exists(keys.seen(user), keys.purchased(user), keys.history(user))
         if reads_history:
             pipe.hgetall(keys.history(user))
+        reads_recent = self.pipeline.union is not None  # the union's sources read events
+        if reads_recent:
+            pipe.lrange(keys.recent(user), 0, -1)
         replies = iter(await pipe.execute())
         return UserState(
             cached=next(replies) if cached else None,
@@ -139,6 +142,7 @@ class RecommendGraph:
             seen=_strings(next(replies)) if rules.exclude_seen else set(),
             has_history=int(next(replies) or 0) > 0,
             history=UserHistory.decode(next(replies)) if reads_history else None,
+            recent=list(next(replies) or []) if reads_recent else None,
         )
 
     def _fallback(self, req: Request, started: float) -> Answer:

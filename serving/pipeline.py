@@ -5,6 +5,9 @@
                    user's past items when repeats are allowed) --ranking (cross and
                    history features, XGBoost)--> rules --> top-up --> reasons
       unknown user --cold start: popular for the request's device and country--> rules
+    A union version (training.ranker.candidates: union) takes its candidates and their
+    source features from its own fitted sources instead of retrieval (serving.union), for
+    known and new users alike, and ranks them the same way.
 
 No I/O: the pipeline takes the state and returns an `Answer`; serving.graph reads the state,
 serving.response_cache and serving.served_log write what follows. A user is known when they
@@ -34,6 +37,7 @@ from serving.popular import PopularLists, answer_body
 from serving.ranking import ItemBlock, OnDemandItems, ranking_matrix, with_columns
 from serving.retrieval import Candidates, retrieve
 from serving.rules import reasons
+from serving.union import UnionServing, user_events
 from tailwise.repeats import HISTORY_FEATURES
 
 logger = logging.getLogger("tailwise.serving")
@@ -52,6 +56,7 @@ class Request:
     exclude: tuple[str, ...] = ()
     request_id: str = ""
     slot: str | None = None  # where the application shows the list (experiment exposures)
+    sources: tuple[str, ...] | None = None  # a variant's candidate-source mix (union versions)
 
 
 @dataclass
@@ -80,6 +85,7 @@ class UserState:
     seen: set[str]
     has_history: bool  # any seen, purchased or history key
     history: UserHistory | None  # when the version reads it
+    recent: list[Any] | None = None  # the recent list's events (a union version reads them)
 
 
 class RecommendPipeline:
@@ -96,6 +102,9 @@ class RecommendPipeline:
             or bundle.history_input is not None  # the query tower reads the latest items
         )
         self.popular = PopularLists(bundle, reader, config.rules)
+        # A union version's sources, as per-request lookups (serving.union).
+        self.union = UnionServing.load(bundle) if bundle.candidates_mode == "union" else None
+        self.reads_history |= self.union is not None
         self._on_demand: tuple[Any, ItemBlock, OnDemandItems] | None = None
 
     def answer(self, req: Request, state: UserState, log_features: bool = False) -> Answer:
@@ -103,7 +112,10 @@ class RecommendPipeline:
         ts = int((req.timestamp or datetime.now(UTC)).timestamp())
         exclude = set(req.exclude) | state.purchased | state.seen
         featured = any(v is not None for v in state.features.values())
-        if not (featured or state.has_history or self.bundle.knows(req.user_id)):
+        known = featured or state.has_history or self.bundle.knows(req.user_id)
+        # A union version's sources answer new users too (popularity by context, trending):
+        # its ranker learned from those lists, so they are its cold start.
+        if not known and self.union is None:
             return self.cold_start(req, exclude)
         try:
             answer = self._personal(req, state, ts, exclude, log_features)
@@ -111,7 +123,7 @@ class RecommendPipeline:
             logger.exception("model path failed for a known user: %s", exc)
             answer = self.cold_start(req, exclude)
             answer.known_cold_start = MODEL_ERROR
-        answer.known, answer.without_features = True, not featured
+        answer.known, answer.without_features = known, known and not featured
         return answer
 
     def cold_start(self, req: Request, exclude: set[str]) -> Answer:
@@ -138,17 +150,12 @@ class RecommendPipeline:
             history = state.history or UserHistory.decode(None)
             row[recent.name] = history.latest(recent.length)
         stages["features"] = time.perf_counter() - t0
-        n = self.config.n_candidates
-        past = (
-            state.history.favourites(n // PAST_ITEM_SHARE)
-            if state.history is not None and self.bundle.allow_repeats
-            else []
-        )
-        candidates = retrieve(self.bundle, row, n, exclude, include=past)
+        candidates, union_columns = self._candidates(req, state, row, ts, exclude)
         t1 = time.perf_counter()
         stages["retrieval"] = t1 - t0 - stages["features"]
         block = self.popular.block()
         X = ranking_matrix(self.bundle, block, row, self._on_demand_items(block, ts), candidates)
+        X = with_columns(X, union_columns)
         if self.bundle.history_features:
             X = with_columns(X, self._history_columns(state, candidates, ts))
         scores = self.bundle.rank(X) if len(candidates) else np.zeros(0)
@@ -161,6 +168,25 @@ class RecommendPipeline:
         if log_features:
             features = {k: _plain(row.get(k)) for k in self.bundle.ranker_features if k in row}
         return Answer(body, stages, features=features, tower_fallback=self.bundle.tower is None)
+
+    def _candidates(
+        self, req: Request, state: UserState, row: dict[str, Any], ts: int, exclude: set[str]
+    ) -> tuple[Candidates, dict[int, np.ndarray]]:
+        """The query tower's top N (plus past items when repeats are allowed), or a union
+        version's fused candidates with their source features (ranker column -> values)."""
+        if self.union is not None:
+            events = user_events(state.history, state.recent or ())
+            found, rows = self.union.candidates(
+                self.bundle, row, events, float(ts), exclude, req.sources
+            )
+            return found, self.union.columns(self.bundle, rows)
+        n = self.config.n_candidates
+        past = (
+            state.history.favourites(n // PAST_ITEM_SHARE)
+            if state.history is not None and self.bundle.allow_repeats
+            else []
+        )
+        return retrieve(self.bundle, row, n, exclude, include=past), {}
 
     def _choose(
         self,

@@ -65,7 +65,7 @@ class Replica:
         self.metrics.set_model(self.graph.bundle.version)
         self.rules, self.writer = self._events()
         self.experiments = build_router(
-            config, self.keys, self.client, self.load, self.metrics.registry
+            config, self.keys, self.client, self.load, self.metrics.registry, self.graph
         )
         self.metrics.watch_streams(
             self.client, {"events": self.keys.events, "served": self.keys.served}

@@ -33,7 +33,10 @@ class ResponseCache:
 
     def fingerprint(self, req: Request) -> str:
         """Cache field: what the answer depends on besides the user and their events."""
-        text = json.dumps([self.version, req.k, req.device, req.country, sorted(req.exclude)])
+        parts: list[Any] = [self.version, req.k, req.device, req.country, sorted(req.exclude)]
+        if req.sources is not None:  # a variant's candidate-source mix answers differently
+            parts.append(list(req.sources))
+        text = json.dumps(parts)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     def queue_get(self, pipe: Any, req: Request) -> None:

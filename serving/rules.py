@@ -200,6 +200,22 @@ _REASONS = {
     "x_price_ratio": "in your usual price range",
     "x_log_price_ratio": "in your usual price range",
     "retrieval_score": "close to what you usually interact with",
+    # A union version's source features (serving.union): its score and normalised score.
+    **{
+        f"{source}_{part}": text
+        for source, text in (
+            ("covisitation", "often chosen together with what you viewed"),
+            ("ease", "goes with the items you chose"),
+            ("trending", "trending now"),
+            ("popularity_7d", "popular this week"),
+            ("popular_in_category", "popular in {category}, which you like"),
+            ("popular_in_category_l1", "popular in {category_l1}, which you like"),
+            ("popular_in_brand", "popular from {brand}, a brand you like"),
+            ("buy_again", "you have chosen it before"),
+        )
+        for part in ("score", "norm")
+    },
+    "item_trend": "trending now",
 }
 FALLBACK_REASON = "close to what you usually interact with"
 

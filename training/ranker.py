@@ -51,8 +51,8 @@ class RankerConfig(BaseModel):
     candidates: Literal["two_tower", "union"] = Field(
         "two_tower",
         description="Where the lists to rank come from: the two-tower's top n_candidates "
-        "(serving supports it), or the union of every candidate source (training.union; "
-        "serving refuses such a version until it runs the sources).",
+        "or the union of every candidate source (training.union; serving runs the same "
+        "sources from the version's sources/ folder, serving.union).",
     )
     n_per_source: int = Field(
         100, ge=1, description="candidates: union -- each source's top N in the union."

@@ -43,7 +43,7 @@ from tailwise.params import ParamsError, load_params
 NAME = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
 WEIGHT_TOLERANCE = 1e-6
 VARIANT_TYPES = ("treatment", "holdout")
-CANDIDATE_SOURCES = (  # tailwise.candidates.default_sources' names (a test keeps them equal)
+CANDIDATE_SOURCES = (  # default_sources' names and two_tower (a test keeps them equal)
     "popularity",
     "popularity_7d",
     "popularity_device",
@@ -55,6 +55,7 @@ CANDIDATE_SOURCES = (  # tailwise.candidates.default_sources' names (a test keep
     "covisitation",
     "ease",
     "buy_again",
+    "two_tower",  # the query tower's top N, a source when training.ranker.two_tower_source
 )
 
 

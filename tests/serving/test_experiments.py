@@ -55,7 +55,11 @@ class Graph:
 
     def __init__(self, version: str = "v1") -> None:
         self.bundle = SimpleNamespace(
-            version=version, allow_repeats=False, history_features=(), history_input=None
+            version=version,
+            allow_repeats=False,
+            history_features=(),
+            history_input=None,
+            candidates_mode="two_tower",
         )
         self.reader = SimpleNamespace()
         self.client = None

@@ -88,7 +88,7 @@ def test_candidates_setting_is_validated() -> None:
         RankerConfig(candidates="everything")  # type: ignore[arg-type]
 
 
-def test_serving_refuses_a_union_version_at_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_serving_refuses_a_union_version_without_its_sources_at_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from serving.bundle import BundleError, load_bundle
 
     manifest = {
