@@ -4,7 +4,6 @@ stand-ins for the replica: no models, no Redis."""
 from __future__ import annotations
 
 import asyncio
-
 import time
 from types import SimpleNamespace
 from typing import Any
