@@ -270,11 +270,32 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def save(label: str, entry: dict[str, Any]) -> None:
-    path = RESULTS / "ranking_step.json"
+def record(path: Path, label: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Every labelled run in `path` with `entry` put under `label`, written back."""
     results = json.loads(path.read_text()) if path.exists() else {}
     results[label] = entry
     path.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def stage_table(results: dict[str, Any], order: list[str]) -> list[str]:
+    """Markdown rows: a stage per row, median and p99 per labelled run."""
+    labels = list(results)
+    lines = [
+        "| stage | " + " | ".join(f"{lb} median | {lb} p99" for lb in labels) + " |",
+        "|---|" + "---|---|" * len(labels),
+    ]
+    for stage in order:
+        cells = []
+        for lb in labels:
+            got = results[lb]["stages"].get(stage)
+            cells += [str(got["median_ms"]), str(got["p99_ms"])] if got else ["", ""]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def save(label: str, entry: dict[str, Any]) -> None:
+    results = record(RESULTS / "ranking_step.json", label, entry)
     order = ["pipeline", *STAGES, "ranking_matrix", "rank", "pipeline_wall"]
     labels = list(results)
     lines = [
@@ -287,15 +308,8 @@ def save(label: str, entry: dict[str, Any]) -> None:
         "mostly measure the wait for a core, CPU times less so but still noisy (caches, "
         "frequency); compare the medians.",
         "",
-        "| stage | " + " | ".join(f"{lb} median | {lb} p99" for lb in labels) + " |",
-        "|---|" + "---|---|" * len(labels),
+        *stage_table(results, order),
     ]
-    for stage in order:
-        cells = []
-        for lb in labels:
-            got = results[lb]["stages"].get(stage)
-            cells += [str(got["median_ms"]), str(got["p99_ms"])] if got else ["", ""]
-        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
     lines += ["", "| run | when | calls | load average (1, 5, 15 min) | code | command |"]
     lines.append("|---|---|---|---|---|---|")
     for lb in labels:

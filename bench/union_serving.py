@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python bench/union_serving.py` imports bench.ranking_step
 RESULTS = ROOT / "bench" / "results"
 WORK = ROOT / "bench" / "work" / "union_serving"
 STAGES = ("events", "candidates", "matrix", "rank", "total", "total_wall")
@@ -169,10 +170,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def save(label: str, entry: dict[str, Any]) -> None:
-    path = RESULTS / "union_serving.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
-    results[label] = entry
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    from bench.ranking_step import record, stage_table
+
+    results = record(RESULTS / "union_serving.json", label, entry)
     labels = list(results)
     lines = [
         "# A union version's request path in one process (candidates, features, rank)",
@@ -182,15 +182,8 @@ def save(label: str, entry: dict[str, Any]) -> None:
         "lookups (bench/union_serving.py says what each stage holds). A 2-core machine "
         "shared with other work: see the load average.",
         "",
-        "| stage | " + " | ".join(f"{lb} median | {lb} p99" for lb in labels) + " |",
-        "|---|" + "---|---|" * len(labels),
+        *stage_table(results, list(STAGES)),
     ]
-    for stage in STAGES:
-        cells = []
-        for lb in labels:
-            got = results[lb]["stages"].get(stage)
-            cells += [str(got["median_ms"]), str(got["p99_ms"])] if got else ["", ""]
-        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
     lines += ["", "| run | when | calls | load average | code | data | command |"]
     lines.append("|---|---|---|---|---|---|---|")
     for lb in labels:
