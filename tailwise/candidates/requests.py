@@ -23,7 +23,6 @@ import pandas as pd
 from tailwise.candidates.base import DAY_SECONDS, check_events
 
 CONTEXT_COLUMNS = ("device", "country")
-PURCHASE = "purchase"
 
 
 @dataclass(frozen=True)
