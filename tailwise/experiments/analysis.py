@@ -57,17 +57,17 @@ def check_columns(frame: pd.DataFrame, required: tuple[str, ...], table: str) ->
 
 
 def users(
-    exposures: pd.DataFrame, outcomes: pd.DataFrame, cfg: AnalysisConfig
+    exposures: pd.DataFrame, outcomes: pd.DataFrame, cfg: AnalysisConfig, mode: str
 ) -> tuple[pd.DataFrame, int]:
     """One row per unit of the experiment (a user, or a user and a variant when switched
-    users are split); and how many users saw several variants."""
+    users are split: `mode`, from switched_mode); and how many users saw several variants."""
     check_columns(exposures, EXPOSURE_COLUMNS, "exposures")
     check_columns(outcomes, OUTCOME_COLUMNS, "outcomes")
     keys = ["user_id", "variant"]
     table = exposures.groupby(keys).size().rename("exposures").reset_index()
     seen = table.groupby("user_id")["variant"].transform("size")
-    multiple = int(table.groupby("user_id").size().gt(1).sum())
-    if switched_mode(exposures, cfg) == "drop":
+    multiple = int(table.loc[seen > 1, "user_id"].nunique())
+    if mode == "drop":
         table = table.loc[seen == 1]
     table = table.set_index(keys)
     events = outcomes.loc[outcomes["user_id"].isin(table.index.get_level_values("user_id"))]
@@ -238,7 +238,8 @@ def analyse(
     outcomes = outcomes.loc[outcomes["experiment"] == name]
     if exposures.empty:
         raise stats.StatsError(f"experiment {name!r}: no exposures")
-    table, multiple = users(exposures, outcomes, cfg)
+    mode = switched_mode(exposures, cfg)
+    table, multiple = users(exposures, outcomes, cfg, mode)
     variants = sorted(table["variant"].astype(str).unique())
     if len(variants) < 2:
         raise stats.StatsError(
@@ -251,7 +252,6 @@ def analyse(
     counts = first_variants(exposures)
     srm = stats.srm({v: int(counts.get(v, 0)) for v in weights}, weights)
     notes = list(cfg.notes)
-    mode = switched_mode(exposures, cfg)
     if multiple and mode == "drop":
         notes.append(f"{multiple} users saw more than one variant and are left out")
     elif multiple:
