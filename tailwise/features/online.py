@@ -192,8 +192,8 @@ class ItemTable:
 
     def __init__(self, frame: pd.DataFrame, stamp: str | None = None):
         self.frame = frame.reset_index(drop=True)
-        # A dict, not pd.Index.get_indexer: a request looks up a handful of ids, where the
-        # index's fixed cost dominated /content's lookups (bench/results/serve_load_content*.md).
+        # A dict, not pd.Index.get_indexer: a request looks up a handful of ids (/content
+        # twice per request), where the index's fixed cost per call dominated the lookup.
         self.positions = {k: n for n, k in enumerate(self.frame["item_id"].tolist())}
         self.columns = {c: self.frame[c].to_numpy() for c in self.frame.columns}
         self.stamp = stamp
