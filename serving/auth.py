@@ -98,7 +98,7 @@ class ApiKeys:
             )
 
     # The dependencies are coroutines: FastAPI runs a plain `def` dependency in a worker
-    # thread, a thread hop per request for a dictionary lookup (bench/results/serve_load.md).
+    # thread, a thread hop per request for a dictionary lookup.
     async def require(self, x_api_key: KeyHeader = None) -> None:
         """Dependency: a write key, else 401 (no or unknown key) or 403 (an admin key)."""
         self._demand(x_api_key, WRITE)
