@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help setup demo test test-fast coverage lint format bench-generate bench-ingest bench-features \
 	bench-online bench-offline bench-serve bench-ranking bench-train bench-drift bench-datasets bench-experiments \
-	bench-experiment-e2e bench-overload bench-crash bench-soak clean repro serve drift-demo
+	bench-experiment-e2e bench-overload bench-crash bench-soak bench-capacity clean repro serve drift-demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ bench-crash: setup ## kill -9 of the serving replica under load: errors, restart
 MINUTES ?= 30
 bench-soak: setup ## Soak: MINUTES (30) at 100 req/s with events; p99, RSS, Redis memory, errors
 	$(BIN)/python bench/soak.py --minutes $(MINUTES)
+
+bench-capacity: setup ## Unit costs (Redis commands and bytes, CPU per request) and the capacity plan from them
+	$(BIN)/python bench/capacity.py
 
 bench-ranking: setup ## Time the request path's stages in one process (CPU per request)
 	$(BIN)/python bench/ranking_step.py --label after
