@@ -37,6 +37,7 @@ import pandas as pd
 from serving.tower import QueryTower, TowerError, read_query_tower
 from tailwise.candidates.features import feature_names
 from tailwise.features.tower_inputs import TowerInput, encode_rows
+from tailwise.quiet import load_tensorflow
 from tailwise.repeats import HISTORY_FEATURES
 from tailwise.tower_export import DESCRIPTION
 from tailwise.versions import read_manifest
@@ -222,8 +223,9 @@ def load_bundle(folder: Path) -> ModelBundle:
     """Read a version folder (found with tailwise.versions.version_folder); raises
     BundleError naming the missing or bad file."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tensorflow as tf
     import xgboost as xgb
+
+    tf = load_tensorflow()  # its load-time C++ lines held to TF_CPP_MIN_LOG_LEVEL
 
     _single_threaded(tf)
     try:
