@@ -167,6 +167,8 @@ def unequal_looks(
         fractions = fractions or [lk["fraction"] for lk in previous["looks"]]
         hits += hit
     return hits / runs, fractions
+
+
 def srm_rates(rng: np.random.Generator, runs: int, detect_runs: int) -> tuple[float, float]:
     weights = {"a": 0.5, "b": 0.5}
     balanced = rng.binomial(20_000, 0.5, runs)

@@ -227,7 +227,8 @@ def _sequential_text(section: dict[str, Any] | None) -> str:
             "p-value stay valid however often the report is read.</p>"
         )
     looks = ", ".join(
-        f"{lk['number']}: {lk['users']:,} users (t = {lk['fraction']:.3f})" for lk in section["looks"]
+        f"{lk['number']}: {lk['users']:,} users (t = {lk['fraction']:.3f})"
+        for lk in section["looks"]
     )
     state = (
         "after the final look: later data is not tested"
