@@ -159,12 +159,13 @@ def unequal_looks(
     fractions: list[float] = []
     for _ in range(runs):
         x = rng.binomial(np.diff(n, prepend=0)[:, None], p, size=(len(n), 2)).cumsum(axis=0)
-        previous, hit = None, False
+        previous: dict[str, Any] | None = None
+        hit = False
         for day, (a, b) in enumerate(x):
             result = stats.two_proportions(int(a), int(n[day]), int(b), int(n[day]))
             crossed, previous = group_look(result, previous, 2 * int(n[day]), plan)
             hit |= crossed
-        fractions = fractions or [lk["fraction"] for lk in previous["looks"]]
+        fractions = fractions or [lk["fraction"] for lk in (previous or {}).get("looks", [])]
         hits += hit
     return hits / runs, fractions
 
