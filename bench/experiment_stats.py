@@ -32,7 +32,7 @@ tailwise.experiments.bandit (the code the report and the request path use):
 Every figure has its band; the script exits 1 when one misses. Results:
 bench/results/experiment_stats.{json,md}.
 
-    python bench/experiment_stats.py    (about 20 minutes on a shared core; --scale 0.1 for a quick look)
+    python bench/experiment_stats.py    (7-20 minutes on a shared core; --scale 0.1 for a quick look)
 """
 
 from __future__ import annotations
