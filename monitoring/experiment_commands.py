@@ -134,11 +134,12 @@ def parse_weights(text: str | None) -> dict[str, float] | None:
 def sequential_cell(s: dict[str, Any]) -> str:
     if s.get("method") != "group_sequential":
         return f"{s['p_holm']:.3g}"
+    z = "inf" if s["z"] is None else f"{abs(s['z']):.2f}"  # no variance, a difference
     if s["after_final"]:
         return "after final"
     if s["boundary"] is None:
-        return f"{abs(s['z']):.2f} / inf"
-    return f"{abs(s['z']):.2f} / {s['boundary']:.2f}" + (" *" if s["crossed"] else "")
+        return f"{z} / inf"
+    return f"{z} / {s['boundary']:.2f}" + (" *" if s["crossed"] else "")
 
 
 def print_result(result: dict[str, Any]) -> None:

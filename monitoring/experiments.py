@@ -209,11 +209,12 @@ def _seq_cell(s: dict[str, Any]) -> str:
     """The sequential decision: the confidence sequence's p, or z against the boundary."""
     if s.get("method") != "group_sequential":
         return f"{s['p_holm']:.3g}"
+    z = "&infin;" if s["z"] is None else f"{abs(s['z']):.2f}"  # no variance, a difference
     if s["after_final"]:
-        return f"{abs(s['z']):.2f} / - (after the final look)"
+        return f"{z} / - (after the final look)"
     if s["boundary"] is None:
-        return f"{abs(s['z']):.2f} / &infin; (nothing spent yet)"
-    return f"{abs(s['z']):.2f} / {s['boundary']:.3f} " + (
+        return f"{z} / &infin; (nothing spent yet)"
+    return f"{z} / {s['boundary']:.3f} " + (
         "<strong>crossed</strong>" if s["crossed"] else "not crossed"
     )
 
