@@ -10,9 +10,15 @@ tailwise.experiments.bandit (the code the report and the request path use):
                    delta method over users in 4.0-6.0%; a z-test treating exposures as
                    independent far above (shown, so the reason for the delta method shows)
   peeking          the same A/A looked at daily for 14 days, stopping at the first
-                   significant look: the naive test far above 6%, the sequential
-                   (always-valid) one at most 6% (confidence sequences hold for continuous
-                   monitoring, so with 14 looks they are conservative by design)
+                   significant look: the naive test far above 6%, the confidence sequence
+                   (always-valid) at most 6% (it holds for continuous monitoring, so with
+                   14 looks it is conservative by design), and on the same daily data the
+                   group-sequential test (Lan-DeMets spending, O'Brien-Fleming- and
+                   Pocock-type; tailwise.experiments.group_sequential, looks recorded as a
+                   report records them) in 4.0-6.0%
+  unequal looks    the group-sequential test when traffic varies by day of week and the
+                   plan's users are not reached (the planned 14th look spends what is
+                   left): in 4.0-6.0%
   SRM              balanced traffic: false alarms at p < 0.001 at most 0.2%; a 48/52 split
                    of 20,000 users: detected in at least 95% of runs
   power            conversion 10% -> 11.5% (MDE +1.5 points), the sample size statsmodels
@@ -26,7 +32,7 @@ tailwise.experiments.bandit (the code the report and the request path use):
 Every figure has its band; the script exits 1 when one misses. Results:
 bench/results/experiment_stats.{json,md}.
 
-    python bench/experiment_stats.py    (about 4 minutes on an idle core; --scale 0.1 for a quick look)
+    python bench/experiment_stats.py    (7-20 minutes on a shared core; --scale 0.1 for a quick look)
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from statsmodels.stats.power import NormalIndPower  # noqa: E402
 from statsmodels.stats.proportion import proportion_effectsize  # noqa: E402
 
 from tailwise.experiments import bandit, stats  # noqa: E402
+from tailwise.experiments import group_sequential as gs  # noqa: E402
 
 ALPHA = 0.05
 
@@ -92,21 +99,75 @@ def aa_ctr(rng: np.random.Generator, runs: int, n: int = 4000) -> tuple[float, f
 
 def peeking(
     rng: np.random.Generator, runs: int, days: int = 14, per_day: int = 500, p: float = 0.1
-) -> tuple[float, float]:
-    """Share of A/A experiments stopped as significant at any daily look: naive, sequential."""
+) -> dict[str, float]:
+    """Share of A/A experiments stopped as significant at any daily look: naive, confidence
+    sequence, group sequential (O'Brien-Fleming- and Pocock-type spending), same data."""
     daily = rng.binomial(per_day, p, size=(runs, days, 2)).cumsum(axis=1)
-    naive = sequential = 0
+    users = np.full(days, 2 * per_day).cumsum()
+    plans = {
+        f"group_{spending}": gs.SequentialPlan(
+            method="group_sequential", planned_users=int(users[-1]), spending=spending
+        )
+        for spending in gs.SPENDING
+    }
+    hits = dict.fromkeys(["naive", "confidence_sequence", *plans], 0)
     for run in daily:
-        hit_naive = hit_seq = False
+        hit = dict.fromkeys(hits, False)
+        previous: dict[str, dict[str, Any] | None] = dict.fromkeys(plans)
         for day, (a, b) in enumerate(run, start=1):
             n = day * per_day
             result = stats.two_proportions(int(a), n, int(b), n)
-            hit_naive |= result.p_value < ALPHA
+            hit["naive"] |= result.p_value < ALPHA
             seq = stats.sequential(result, ALPHA, tuning=2 * days * per_day)
-            hit_seq |= seq.p_value < ALPHA
-        naive += hit_naive
-        sequential += hit_seq
-    return naive / runs, sequential / runs
+            hit["confidence_sequence"] |= seq.p_value < ALPHA
+            for name, plan in plans.items():
+                crossed, previous[name] = group_look(result, previous[name], 2 * n, plan)
+                hit[name] |= crossed
+        for name in hits:
+            hits[name] += hit[name]
+    return {name: count / runs for name, count in hits.items()}
+
+
+def group_look(
+    result: stats.TestResult,
+    previous: dict[str, Any] | None,
+    users: int,
+    plan: gs.SequentialPlan,
+) -> tuple[bool, dict[str, Any]]:
+    """One report of a group-sequential plan, as tailwise.experiments.analysis makes it: the
+    looks read back from the previous report's section; crossed or not, and the new section."""
+    looks = gs.next_looks(previous, users, "", plan, ALPHA)
+    crossed = gs.holm_test({"conversion": result}, looks, ALPHA, plan.spending)["conversion"]
+    return bool(crossed["crossed"]), looks.section(plan, ALPHA)
+
+
+WEEK = np.array([0.7, 0.9, 1.0, 1.0, 1.1, 1.5, 0.8])  # traffic by day of week (mean 1)
+
+
+def unequal_looks(
+    rng: np.random.Generator, runs: int, per_day: int = 500, p: float = 0.1
+) -> tuple[float, list[float]]:
+    """A/A with 14 daily looks whose traffic follows WEEK, planned at 7% more users than
+    arrive: the plan's 14th look is final and spends what is left. The share stopped as
+    significant, and the information fractions."""
+    n = np.round(per_day * np.tile(WEEK, 2)).astype(int).cumsum()
+    planned = int(2 * n[-1] * 1.07)
+    plan = gs.SequentialPlan(
+        method="group_sequential", planned_users=planned, spending="obrien_fleming", looks=14
+    )
+    hits = 0
+    fractions: list[float] = []  # the same in every run: the traffic is the plan's
+    for _ in range(runs):
+        x = rng.binomial(np.diff(n, prepend=0)[:, None], p, size=(len(n), 2)).cumsum(axis=0)
+        previous: dict[str, Any] | None = None
+        hit = False
+        for day, (a, b) in enumerate(x):
+            result = stats.two_proportions(int(a), int(n[day]), int(b), int(n[day]))
+            crossed, previous = group_look(result, previous, 2 * int(n[day]), plan)
+            hit |= crossed
+        fractions = [lk["fraction"] for lk in (previous or {}).get("looks", [])]
+        hits += hit
+    return hits / runs, fractions
 
 
 def srm_rates(rng: np.random.Generator, runs: int, detect_runs: int) -> tuple[float, float]:
@@ -198,11 +259,17 @@ def main() -> int:
         check(f"A/A false positives, CTR per exposure, naive z over exposures ({runs(4_000):,} "
               "runs; shown to be wrong)", per_exposure, 0.07, 1.0),
     ]  # fmt: skip
-    naive, seq = peeking(rng, runs(2_000))
+    peeks = peeking(rng, runs(2_000))
     figures += [
-        check(f"A/A, 14 daily looks, naive test ({runs(2_000):,} runs)", naive, 0.10, 1.0),
-        check(f"A/A, 14 daily looks, sequential ({runs(2_000):,} runs)", seq, 0.0, 0.06),
-    ]
+        check(f"A/A, 14 daily looks, naive test ({runs(2_000):,} runs)", peeks["naive"],
+              0.10, 1.0),
+        check(f"A/A, 14 daily looks, sequential: confidence sequence ({runs(2_000):,} runs)",
+              peeks["confidence_sequence"], 0.0, 0.06),
+        check(f"A/A, 14 daily looks, group sequential (O'Brien-Fleming spending), "
+              f"{runs(2_000):,} runs", peeks["group_obrien_fleming"], 0.04, 0.06),
+        check(f"A/A, 14 daily looks, group sequential (Pocock spending), {runs(2_000):,} runs",
+              peeks["group_pocock"], 0.04, 0.06),
+    ]  # fmt: skip
     alarms, found = srm_rates(rng, runs(20_000), runs(2_000))
     figures += [
         check(
@@ -226,6 +293,14 @@ def main() -> int:
         check(f"Thompson regret / uniform regret ({ts:.1f} / {uniform:.1f}), rates {rates}, "
               "10,000 rounds", ts / uniform, 0.0, 0.5)
     )  # fmt: skip
+    # Its own stream, so the figures above draw the same numbers as before it was added.
+    share, fractions = unequal_looks(np.random.default_rng([args.seed, 1]), runs(4_000))
+    figures.append(
+        check(f"A/A, 14 daily looks, traffic by day of week, 93% of planned users reached, "
+              f"group sequential (O'Brien-Fleming spending; information fractions "
+              f"{', '.join(f'{t:.2f}' for t in fractions)}), {runs(4_000):,} runs",
+              share, 0.04, 0.06)
+    )  # fmt: skip
     seconds = time.perf_counter() - started
     command = "python bench/experiment_stats.py" + (
         " " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""
@@ -247,8 +322,12 @@ def main() -> int:
             for f in figures
         ),
         "",
-        "The sequential test's band is its ceiling: a confidence sequence is valid under "
-        "continuous monitoring, so at 14 looks it stays below alpha by design.",
+        "The confidence sequence's band is its ceiling: it is valid under continuous "
+        "monitoring, so at 14 looks it stays below alpha by design. The group-sequential "
+        "test spends alpha at the looks that happen (Lan-DeMets spending, boundaries from "
+        "the looks' joint normal distribution), so its band is alpha's: 4.0-6.0%. Each look "
+        "goes through the same bookkeeping as a report (the looks so far read back from the "
+        "previous look's record).",
     ]
     (args.out / "experiment_stats.md").write_text("\n".join(lines) + "\n")
     missed = [f["figure"] for f in figures if not f["ok"]]

@@ -3,18 +3,23 @@
 Reads the exposures and outcomes tables (Parquet files or folders with the columns of
 tailwise.experiments); by default the consumer's tables under --served (exposures/, and
 outcomes attributed from its events/ with params.yaml's attribution window), writes <out>/experiments/<NAME>/report.{json,html}, refreshes the
-monitoring index so it links the report, and prints the comparison. Exits 0 whatever the
+monitoring index so it links the report, and prints the comparison. The sequential test is
+the one the experiment's definition plans (params.yaml experiments.dir; a group-sequential
+report is a look, counted from the previous report.json). Exits 0 whatever the
 result (a sample-ratio mismatch is printed in red and recorded); bad input exits 3.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tailwise.console import console, errors
+
+if TYPE_CHECKING:
+    from tailwise.experiments.group_sequential import SequentialPlan
 
 
 def report(
@@ -46,15 +51,17 @@ def report(
     from monitoring.experiments import read_table, write_experiment_report
     from monitoring.report import write_index
     from tailwise.experiments.analysis import AnalysisConfig
-    from tailwise.experiments.definitions import load_experiments_params
+    from tailwise.experiments.definitions import DefinitionError, load_experiments_params
     from tailwise.experiments.stats import StatsError
     from tailwise.params import ParamsError
 
-    with errors(StatsError, ParamsError):
+    with errors(StatsError, ParamsError, DefinitionError):
         settings = load_experiments_params(params)
+        plan, stopped = sequential_plan(settings.dir, name)
         cfg = AnalysisConfig(
-            control=control, alpha=alpha, weights=parse_weights(weights), declines=settings.declines
-        )
+            control=control, alpha=alpha, weights=parse_weights(weights),
+            declines=settings.declines, sequential=plan, stopped=stopped,
+        )  # fmt: skip
         exp = read_table(exposures or served / "exposures", "exposures")
         if outcomes is not None:
             outc = read_table(outcomes, "outcomes")
@@ -72,6 +79,21 @@ def report(
     console.print(f"[green]index[/green]  {index}")
     if result.get("declines"):
         alert_declines(result, folder / "report.html", params)
+
+
+def sequential_plan(folder: Path, name: str) -> tuple[SequentialPlan, bool]:
+    """The experiment definition's sequential plan and whether it has stopped; an
+    experiment without a definition (any more) gets the confidence sequence."""
+    from datetime import UTC, datetime
+
+    from tailwise.experiments.definitions import load_definitions
+    from tailwise.experiments.group_sequential import SequentialPlan
+
+    found = [e for e in load_definitions(folder).experiments if e.name == name]
+    if not found:
+        return SequentialPlan(), False
+    e = found[0]
+    return e.sequential, e.stop is not None and datetime.now(UTC) >= e.stop
 
 
 def alert_declines(result: dict[str, Any], report: Path, params: Path) -> bool:
@@ -109,6 +131,17 @@ def parse_weights(text: str | None) -> dict[str, float] | None:
     return weights
 
 
+def sequential_cell(s: dict[str, Any]) -> str:
+    if s.get("method") != "group_sequential":
+        return f"{s['p_holm']:.3g}"
+    z = "inf" if s["z"] is None else f"{abs(s['z']):.2f}"  # no variance, a difference
+    if s["after_final"]:
+        return "after final"
+    if s["boundary"] is None:
+        return f"{z} / inf"
+    return f"{z} / {s['boundary']:.2f}" + (" *" if s["crossed"] else "")
+
+
 def print_result(result: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -119,7 +152,9 @@ def print_result(result: dict[str, Any]) -> None:
         + ("MISMATCH" if srm["flagged"] else "no mismatch")
     )
     table = Table(title=f"{result['experiment']}: against {result['control']}")
-    for col in ("variant", "metric", "control", "treatment", "difference", "p (Holm)", "seq. p"):
+    section = result.get("sequential") or {}
+    last = "seq. |z| / bound" if section.get("method") == "group_sequential" else "seq. p"
+    for col in ("variant", "metric", "control", "treatment", "difference", "p (Holm)", last):
         table.add_column(col, justify="left" if col in ("variant", "metric") else "right")
     for variant, metrics in result["comparisons"].items():
         for metric, r in metrics.items():
@@ -128,8 +163,14 @@ def print_result(result: dict[str, Any]) -> None:
             table.add_row(
                 variant, metric, f"{r['control']:.4g}", f"{r['treatment']:.4g}",
                 f"{r['difference']:+.4g}", f"{r['p_holm']:.3g}" + (" *" if r["significant"] else ""),
-                f"{r['sequential']['p_holm']:.3g}",
+                sequential_cell(r["sequential"]),
             )  # fmt: skip
     console.print(table)
+    if section.get("method") == "group_sequential":
+        console.print(
+            f"group sequential ({section['spending']}): look {section['look']}"
+            + (" (final)" if section["final"] else "")
+            + f", {section['looks'][-1]['users']:,} of {section['planned_users']:,} planned users"
+        )
     for note in result["notes"]:
         console.print(f"- {note}")

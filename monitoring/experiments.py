@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +41,32 @@ def read_table(path: Path, what: str) -> pd.DataFrame:
 def write_experiment_report(
     name: str, exposures: pd.DataFrame, outcomes: pd.DataFrame, cfg: AnalysisConfig, out: Path
 ) -> tuple[dict[str, Any], Path]:
-    """Analyse experiment `name`; write its JSON and HTML under out/experiments/<name>/."""
+    """Analyse experiment `name`; write its JSON and HTML under out/experiments/<name>/.
+    Under a group-sequential plan the previous report.json's looks are read back first."""
     if not name or "/" in name or name.startswith("."):
         raise StatsError(f"experiment name {name!r} cannot name a folder")
-    result = _finite_or_none(analyse(name, exposures, outcomes, cfg))
     folder = out / EXPERIMENTS / name
+    if cfg.sequential.group and cfg.previous is None:
+        cfg = replace(cfg, previous=previous_looks(folder / REPORT_JSON))
+    result = _finite_or_none(analyse(name, exposures, outcomes, cfg))
     folder.mkdir(parents=True, exist_ok=True)
     _atomic(folder / REPORT_JSON, json.dumps(result, indent=2, default=str, allow_nan=False) + "\n")
     _atomic(folder / REPORT_HTML, render(result))
     return result, folder
+
+
+def previous_looks(path: Path) -> dict[str, Any] | None:
+    """The `sequential` section of the experiment's last report (None: no report yet)."""
+    if not path.exists():
+        return None
+    try:
+        section = json.loads(path.read_text()).get("sequential")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise StatsError(
+            f"{path}: unreadable, so the earlier looks are unknown ({exc}); move it away to "
+            "start the looks over"
+        ) from exc
+    return section if isinstance(section, dict) else None
 
 
 def list_reports(out: Path) -> list[dict[str, Any]]:
@@ -115,7 +133,10 @@ def render(result: dict[str, Any]) -> str:
         notes="".join(f"<li>{html.escape(n)}</li>" for n in result["notes"]),
         srm=srm_text,
         variants=_variants_table(result["variants"], result["control"]),
-        comparisons=_comparisons_table(result["comparisons"]),
+        comparisons=_comparisons_table(
+            result["comparisons"], (result.get("sequential") or {}).get("method", "")
+        ),
+        sequential=_sequential_text(result.get("sequential")),
         guardrails=_guardrails_table(result["guardrails"]),
         declines=_declines_list(result.get("declines") or []),
         plots="\n".join(
@@ -153,12 +174,15 @@ def _variants_table(variants: dict[str, dict[str, float]], control: str) -> str:
     return f'<table id="variants"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
-def _comparisons_table(comparisons: dict[str, Any]) -> str:
+def _comparisons_table(comparisons: dict[str, Any], method: str) -> str:
+    group = method == "group_sequential"
     head = (
         "<th>variant</th><th>metric</th><th>control</th><th>treatment</th><th>difference</th>"
-        "<th>95% CI</th><th>p</th><th>p (Holm)</th><th>sequential CI</th><th>sequential p (Holm)</th>"
-        "<th>test</th>"
-    )
+        "<th>95% CI</th><th>p</th><th>p (Holm)</th>"
+        + ("<th>repeated CI</th><th>|z| / boundary (Holm)</th>" if group else
+           "<th>sequential CI</th><th>sequential p (Holm)</th>")
+        + "<th>test</th>"
+    )  # fmt: skip
     rows = []
     for variant, metrics in comparisons.items():
         if "error" in metrics:
@@ -175,10 +199,51 @@ def _comparisons_table(comparisons: dict[str, Any]) -> str:
                 f"<td>{_fmt(r['difference'])} ({_fmt(r['relative'], pct=True)})</td>"
                 f"<td>[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]</td>"
                 f"<td>{r['p_value']:.3g}</td><td>{r['p_holm']:.3g}</td>"
-                f"<td>[{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]</td><td>{s['p_holm']:.3g}</td>"
+                f"<td>[{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]</td><td>{_seq_cell(s)}</td>"
                 f"<td>{html.escape(r['test'])}</td></tr>"
             )
     return f'<table id="comparisons"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _seq_cell(s: dict[str, Any]) -> str:
+    """The sequential decision: the confidence sequence's p, or z against the boundary."""
+    if s.get("method") != "group_sequential":
+        return f"{s['p_holm']:.3g}"
+    z = "&infin;" if s["z"] is None else f"{abs(s['z']):.2f}"  # no variance, a difference
+    if s["after_final"]:
+        return f"{z} / - (after the final look)"
+    if s["boundary"] is None:
+        return f"{z} / &infin; (nothing spent yet)"
+    return f"{z} / {s['boundary']:.3f} " + (
+        "<strong>crossed</strong>" if s["crossed"] else "not crossed"
+    )
+
+
+def _sequential_text(section: dict[str, Any] | None) -> str:
+    """What the sequential columns mean for this report: the method, and for a
+    group-sequential plan the look, its boundary and the looks so far."""
+    if not section or section.get("method") != "group_sequential":
+        return (
+            '<p id="sequential">Sequential test: the confidence sequence; its interval and '
+            "p-value stay valid however often the report is read.</p>"
+        )
+    looks = ", ".join(
+        f"{lk['number']}: {lk['users']:,} users (t = {lk['fraction']:.3f})"
+        for lk in section["looks"]
+    )
+    state = (
+        "after the final look: later data is not tested"
+        if section["after_final"]
+        else ("the final look" if section["final"] else "an interim look")
+    )
+    return (
+        f'<p id="sequential">Sequential test: group sequential, {html.escape(section["spending"])} '
+        f"spending of alpha {section['alpha']} over {section['planned_users']:,} planned users; "
+        f"this report is look <strong>{section['look']}</strong> ({state}). Looks so far: "
+        f"{html.escape(looks)}. A metric is significant when |z| crosses its boundary "
+        "(Holm's step-down across the metrics); the repeated interval uses the boundary "
+        "at alpha.</p>"
+    )
 
 
 def _guardrails_table(guardrails: dict[str, Any]) -> str:
@@ -266,8 +331,8 @@ p.bad, ul.bad {{ color: #a00; font-weight: 600; }}
 <h1>Experiment {name}</h1>
 <p><a href="../../index.html">monitoring index</a> · <a href="report.json">json</a></p>
 <p>{users:,} users from {start} to {end} UTC; control <strong>{control}</strong>; alpha {alpha};
-p-values Holm-adjusted across the metrics of each variant; the sequential interval and p-value
-stay valid however often the report is read.</p>
+p-values Holm-adjusted across the metrics of each variant.</p>
+{sequential}
 {srm}
 <ul id="notes">{notes}</ul>
 <h2>KPI declines</h2>

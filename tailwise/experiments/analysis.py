@@ -5,6 +5,12 @@
     Holm across metrics, sequential intervals; srm() on every analysis; daily() for plots;
     KPI declines per variant (tailwise.experiments.declines) from the tests and the days
 
+Sequential: by default the confidence sequence (stats.sequential, valid however often the
+report is read); with a group-sequential plan (cfg.sequential, from the experiment's
+definition) this analysis is one look: the looks so far come from the previous report's
+`sequential` section (cfg.previous) and the result records them with this one
+(tailwise.experiments.group_sequential says why and how).
+
 The user is the randomised unit: CTR per exposure and average order value are ratio
 metrics whose variance the delta method takes over users. A user seen in more than one
 variant under fixed weights (a changed assignment: something is wrong) is left out and
@@ -28,6 +34,7 @@ import pandas as pd
 
 from tailwise.experiments import stats
 from tailwise.experiments.declines import DeclinePolicy, declines
+from tailwise.experiments.group_sequential import Looks, SequentialPlan, holm_test, next_looks
 
 EXPOSURE_COLUMNS = ("request_id", "user_id", "experiment", "variant", "propensity", "timestamp")
 OUTCOME_COLUMNS = ("user_id", "experiment", "variant", "event_type", "revenue", "timestamp")
@@ -38,8 +45,10 @@ GUARDRAILS = {"latency_ms": "mean", "error": "rate", "coverage": "mean"}  # opti
 class AnalysisConfig:
     control: str | None = None  # default: "control" when present, else the first variant
     alpha: float = 0.05
-    sequential: bool = True
-    tuning: float = stats.SEQUENTIAL_TUNING
+    sequential: SequentialPlan = field(default_factory=SequentialPlan)
+    tuning: float = stats.SEQUENTIAL_TUNING  # the confidence sequence's
+    previous: Mapping[str, Any] | None = None  # the last report's `sequential` section
+    stopped: bool = False  # the experiment has ended: a group-sequential look is the final one
     weights: Mapping[str, float] | None = None  # default: from the propensities
     click_types: tuple[str, ...] = ("product_view",)
     purchase_types: tuple[str, ...] = ("purchase",)
@@ -131,8 +140,11 @@ def metric_tests(c: pd.DataFrame, t: pd.DataFrame, alpha: float) -> dict[str, st
     return tests
 
 
-def compare(table: pd.DataFrame, control: str, cfg: AnalysisConfig) -> dict[str, Any]:
-    """Every treatment against the control: tests, Holm across metrics, sequential."""
+def compare(
+    table: pd.DataFrame, control: str, cfg: AnalysisConfig, looks: Looks | None = None
+) -> dict[str, Any]:
+    """Every treatment against the control: tests, Holm across metrics, and the sequential
+    test: the confidence sequence, or at `looks` the group-sequential boundaries."""
     out: dict[str, Any] = {}
     groups = {str(v): g for v, g in table.groupby("variant")}
     for variant, t in groups.items():
@@ -144,24 +156,52 @@ def compare(table: pd.DataFrame, control: str, cfg: AnalysisConfig) -> dict[str,
         tests = metric_tests(groups[control], t, cfg.alpha)
         names = list(tests)
         adjusted = stats.holm([tests[m].p_value for m in names], cfg.alpha)
-        seq = {m: stats.sequential(tests[m], cfg.alpha, cfg.tuning) for m in names}
-        seq_adjusted = stats.holm([seq[m].p_value for m in names], cfg.alpha)
+        if looks is not None:
+            sequential = holm_test(tests, looks, cfg.alpha, cfg.sequential.spending)
+        else:
+            sequential = confidence_sequences(tests, cfg)
         out[variant] = {
             m: {
                 **tests[m].as_dict(),
                 "p_holm": adjusted[k],
                 "significant": adjusted[k] < cfg.alpha,
-                "sequential": {
-                    "ci_low": seq[m].ci_low,
-                    "ci_high": seq[m].ci_high,
-                    "p_value": seq[m].p_value,
-                    "p_holm": seq_adjusted[k],
-                    "significant": seq_adjusted[k] < cfg.alpha,
-                },
+                "sequential": sequential[m],
             }
             for k, m in enumerate(names)
         }
     return out
+
+
+def confidence_sequences(
+    tests: Mapping[str, stats.TestResult], cfg: AnalysisConfig
+) -> dict[str, dict[str, Any]]:
+    """Per metric: the always-valid interval and p-value, Holm-adjusted across the metrics."""
+    seq = {m: stats.sequential(t, cfg.alpha, cfg.tuning) for m, t in tests.items()}
+    adjusted = stats.holm([s.p_value for s in seq.values()], cfg.alpha)
+    return {
+        m: {
+            "method": "confidence_sequence",
+            "ci_low": s.ci_low,
+            "ci_high": s.ci_high,
+            "p_value": s.p_value,
+            "p_holm": p,
+            "significant": p < cfg.alpha,
+        }
+        for (m, s), p in zip(seq.items(), adjusted, strict=True)
+    }
+
+
+def sequential_section(
+    exposures: pd.DataFrame, cfg: AnalysisConfig
+) -> tuple[dict[str, Any], Looks | None]:
+    """The report's `sequential` section and, under a group-sequential plan, the looks."""
+    plan = cfg.sequential
+    if not plan.group:
+        return {"method": plan.method, "tuning": cfg.tuning}, None
+    end = str(pd.to_datetime(exposures["timestamp"], utc=True).max())
+    users = int(exposures["user_id"].nunique())
+    looks = next_looks(cfg.previous, users, end, plan, cfg.alpha, cfg.stopped)
+    return looks.section(plan, cfg.alpha), looks
 
 
 def expected_weights(exposures: pd.DataFrame) -> dict[str, float]:
@@ -265,6 +305,12 @@ def analyse(
             "split does not match the weights; do not trust the comparisons before finding why"
         )
     days = daily(exposures, outcomes, cfg)
+    sequential, looks = sequential_section(exposures, cfg)
+    if looks is not None and looks.after_final:
+        notes.append(
+            f"look {looks.current.number} was the group-sequential plan's final look; later "
+            "data is not tested (no alpha is left)"
+        )
     result: dict[str, Any] = {
         "experiment": name,
         "control": control,
@@ -275,7 +321,8 @@ def analyse(
         "end": str(pd.to_datetime(exposures["timestamp"], utc=True).max()),
         "variants": summary(table),
         "srm": {**srm.__dict__, "weights": weights, "threshold": stats.SRM_THRESHOLD},
-        "comparisons": compare(table, control, cfg),
+        "sequential": sequential,
+        "comparisons": compare(table, control, cfg, looks),
         "guardrails": guardrails(exposures, control, cfg.alpha),
         "daily": _records(days),
         "notes": notes,

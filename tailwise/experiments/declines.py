@@ -2,9 +2,10 @@
 
     analyse() result --declines(result, policy)--> [Decline]
       against the control: a variant whose KPI is significantly below the control's by the
-        always-valid (sequential) test, Holm-adjusted across the metrics, and lower by more
+        report's sequential test (the always-valid confidence sequence, or a crossed
+        group-sequential boundary), Holm-adjusted across the metrics, and lower by more
         than `policy.drop` (relative); the sequential test keeps the false-alarm rate at
-        alpha however often the report is read
+        alpha however often the report is read (or at the planned looks)
       against its own baseline: a variant whose clicks or orders per exposure on its last
         day are significantly below its earlier days' (counts as Poisson rates: scipy's
         exact binomial test of the last day's share of the count, Holm across variants and
@@ -50,7 +51,8 @@ class Decline:
     value: float
     reference: float
     relative: float  # (reference - value) / reference
-    p_value: float | None = None  # Holm-adjusted (against the control: the sequential test)
+    p_value: float | None = None  # Holm-adjusted (against the control: the sequential
+    # test's; None for a group-sequential test, whose decision is its boundary)
 
     @property
     def message(self) -> str:

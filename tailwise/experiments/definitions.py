@@ -15,6 +15,9 @@ A user's position in a layer is a hash of the layer name and the user id
 (tailwise.experiments.assignment), so experiments in one layer never share a user and
 different layers are independent. Within an experiment a second hash, salted with the
 experiment's salt, picks the variant by the variants' weights.
+
+`sequential:` is how the report's sequential test keeps alpha when it is read repeatedly:
+fixed with the experiment (a plan that moves with the data is no plan).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pydantic import (
 )
 
 from tailwise.experiments.declines import DeclinePolicy
+from tailwise.experiments.group_sequential import SequentialPlan
 from tailwise.params import ParamsError, load_params
 
 NAME = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
@@ -175,6 +179,11 @@ class Experiment(BaseModel):
     stop: datetime | None = None
     variants: list[Variant] = Field(min_length=2)
     bandit: Bandit | None = Field(None, description="Unset: the variants' weights stay fixed.")
+    sequential: SequentialPlan = Field(
+        default_factory=SequentialPlan,
+        description="How repeated reports keep alpha: the confidence sequence (default) "
+        "or a group-sequential plan (tailwise.experiments.group_sequential).",
+    )
 
     @field_validator("start", "stop", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from typer.testing import CliRunner
 
 from monitoring.report import write_index
@@ -99,3 +100,64 @@ def test_a_bad_decline_policy_is_named(tmp_path: Path) -> None:
     load_plugins()
     result = CliRunner().invoke(app, ["experiments", "report", "exp", "--params", str(params)])
     assert result.exit_code == 3 and "experiments.declines.drop" in result.output
+
+
+def test_a_group_sequential_report_counts_its_looks_from_the_last_report(tmp_path: Path) -> None:
+    from monitoring.experiments import write_experiment_report
+    from tailwise.experiments.analysis import AnalysisConfig
+    from tailwise.experiments.group_sequential import SequentialPlan
+
+    exp, out = experiment_tables(
+        np.random.default_rng(7), 3000, {"control": 0.5, "b": 0.5}, {"control": 0.05, "b": 0.08}
+    )
+    plan = SequentialPlan(method="group_sequential", planned_users=3000, spending="pocock")
+    cfg = AnalysisConfig(sequential=plan)
+    early = exp.loc[exp["timestamp"] < exp["timestamp"].min() + pd.Timedelta(days=1)]
+    first, _ = write_experiment_report("exp", early, out, cfg, tmp_path)
+    result, folder = write_experiment_report("exp", exp, out, cfg, tmp_path)
+    assert first["sequential"]["look"] == 1 and result["sequential"]["look"] == 2
+    assert result["sequential"]["final"]  # all planned users: the last look
+    recorded = json.loads((folder / "report.json").read_text())["sequential"]
+    assert [lk["users"] for lk in recorded["looks"]] == [
+        early["user_id"].nunique(),
+        exp["user_id"].nunique(),
+    ]
+    page = (folder / "report.html").read_text()
+    assert "group sequential, pocock spending" in page and "look <strong>2</strong>" in page
+    assert "|z| / boundary (Holm)" in page and "crossed" in page
+
+
+def test_the_command_takes_the_plan_from_the_definition_and_names_a_bad_field(
+    tmp_path: Path,
+) -> None:
+    import yaml
+
+    exp, out = experiment_tables(
+        np.random.default_rng(3), 1500, {"control": 0.5, "b": 0.5}, {"control": 0.05, "b": 0.09}
+    )
+    exp.to_parquet(tmp_path / "exposures.parquet")
+    out.to_parquet(tmp_path / "outcomes.parquet")
+    definition = {
+        "name": "exp",
+        "salt": "exp-salt",
+        "start": "2026-11-01",
+        "variants": [{"name": "control", "weight": 0.5}, {"name": "b", "weight": 0.5}],
+        "sequential": {"method": "group_sequential", "planned_users": 6000},
+    }
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "exp.yaml").write_text(yaml.safe_dump(definition))
+    params = tmp_path / "params.yaml"
+    params.write_text(f"experiments: {{dir: {tmp_path / 'defs'}}}\n")
+    load_plugins()
+    args = ["experiments", "report", "exp", "--exposures", str(tmp_path / "exposures.parquet"),
+            "--outcomes", str(tmp_path / "outcomes.parquet"), "--out", str(tmp_path / "r"),
+            "--params", str(params)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "group sequential (obrien_fleming): look 1" in result.output
+    data = json.loads((tmp_path / "r/experiments/exp/report.json").read_text())
+    assert data["sequential"]["looks"][0]["fraction"] == exp["user_id"].nunique() / 6000
+    definition["sequential"] = {"method": "group_sequential", "spending": "pocock"}
+    (tmp_path / "defs" / "exp.yaml").write_text(yaml.safe_dump(definition))
+    bad = CliRunner().invoke(app, args)
+    assert bad.exit_code == 3 and "sequential.planned_users" in bad.output
