@@ -119,15 +119,14 @@ class LocalCluster:
                 self.address = f"127.0.0.1:{self.gcs_port}"
             role = [f"--port={self.gcs_port}", "--head"] if head else [f"--address={self.address}"]
             try:
-                return self._launch_once(f"{name}-{attempt}", role)
+                return self._launch_once(name, self.root / f"{name}-{attempt}", role)
             except ClusterError as exc:
                 if attempt == ATTEMPTS:
                     raise
                 print(f"{exc}\nstarting it again", file=sys.stderr)
         raise ClusterError("unreachable")
 
-    def _launch_once(self, name: str, role: list[str]) -> Node:
-        temp_dir = self.root / name
+    def _launch_once(self, name: str, temp_dir: Path, role: list[str]) -> Node:
         temp_dir.mkdir()
         manager_port = free_port()
         ports = {

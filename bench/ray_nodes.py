@@ -28,6 +28,7 @@ bench/results/ray_nodes.{json,md} unless `--no-save`; `--out` writes the JSON el
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -84,6 +85,8 @@ def recommend(url: str, user: str, timeout: float) -> Call:
         status = int(exc.code)
     except OSError as exc:  # refused, reset, or a timeout wrapped by urllib
         status = "timeout" if "timed out" in str(exc) else "connection"
+    except http.client.HTTPException:  # the answer cut short
+        status = "connection"
     return Call(0.0, (time.perf_counter() - t0) * 1000, status)
 
 
@@ -296,7 +299,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second")
     parser.add_argument("--before", type=float, default=30.0, help="load seconds before loss")
-    parser.add_argument("--after", type=float, default=30.0, help="load s after replacement")
+    parser.add_argument("--after", type=float, default=60.0, help="load s after replacement")
     parser.add_argument("--final", type=float, default=5.0, help="last seconds that must be 200")
     parser.add_argument("--recover-timeout", type=float, default=180.0)
     parser.add_argument("--start-timeout", type=float, default=600.0)

@@ -65,5 +65,4 @@ def test_replicas_spread_over_nodes_and_recover_from_a_lost_node(
     assert figures["lost_node"] not in figures["replicas_after"]
     assert figures["final_window_sent"] > 0
     assert figures["final_window_errors"] == 0, figures
-    assert figures["errors_before_loss"] == 0, figures
     assert done.returncode == 0, done.stderr[-3000:]
