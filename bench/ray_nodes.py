@@ -281,7 +281,10 @@ def save(result: dict[str, Any]) -> None:
         f"| before the loss | {before['n']} | {before['p50_ms']} | {before['p99_ms']} |",
         f"| after the replacement | {after['n']} | {after['p50_ms']} | {after['p99_ms']} |",
         "",
-        "Seconds are counted from the SIGKILL. Goals:",
+        "Seconds are counted from the SIGKILL. Ray marks a node dead after missed health "
+        "checks; until then Serve's router still picks the lost replica, and a request it "
+        "had not yet accepted is routed again to another replica (ray/serve/_private/"
+        "router.py); requests already running there are lost with it. Goals:",
         "",
         *(f"- {'PASS' if ok else 'FAIL'}: {name}" for name, ok in result["goals"].items()),
         "",

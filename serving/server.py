@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from serving.auth import ADMIN, WRITE, env_keys
 from serving.config import ServingConfig
 from tailwise.ports import free_port
 from tailwise.settings import Settings
@@ -172,18 +173,26 @@ def wait_ready(url: str, timeout: float) -> None:
 
 def ensure_api_key(config: ServingConfig) -> tuple[ServingConfig, str | None]:
     """Keys from TAILWISE_API_KEYS or the config; else a generated one (returned to print)."""
-    if config.api_keys or os.environ.get("TAILWISE_API_KEYS", "").strip():
-        return config, None
-    key = secrets.token_urlsafe(24)
-    return config.model_copy(update={"api_keys": [key]}), key
+    return _ensure_keys(config, "api_keys", WRITE)
 
 
 def ensure_admin_key(config: ServingConfig) -> tuple[ServingConfig, str | None]:
     """Admin keys from TAILWISE_ADMIN_KEYS or the config; else a generated one (to print)."""
-    if config.admin_keys or os.environ.get("TAILWISE_ADMIN_KEYS", "").strip():
+    return _ensure_keys(config, "admin_keys", ADMIN)
+
+
+def _ensure_keys(config: ServingConfig, field: str, scope: str) -> tuple[ServingConfig, str | None]:
+    """A replica reads the scope's variable from its own environment: on a cluster
+    (ray_address) that is another node's, so the driver's keys go in the config."""
+    if getattr(config, field):
         return config, None
+    given = env_keys(scope)
+    if given:
+        if config.ray_address is None:
+            return config, None
+        return config.model_copy(update={field: given}), None
     key = secrets.token_urlsafe(24)
-    return config.model_copy(update={"admin_keys": [key]}), key
+    return config.model_copy(update={field: [key]}), key
 
 
 def run_until_stopped(on_ready: Callable[[str], Any], config: ServingConfig) -> None:

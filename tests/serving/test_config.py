@@ -105,3 +105,26 @@ def test_serve_address_flag_reaches_the_config(monkeypatch: pytest.MonkeyPatch) 
     (config,) = seen
     assert config.ray_address == "ray://head:10001"
     assert config.autoscaling is not None and config.autoscaling.max_replicas == 3
+
+
+def test_keys_from_the_environment_travel_in_the_config_only_to_a_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from serving.server import ensure_admin_key, ensure_api_key
+
+    monkeypatch.setenv("TAILWISE_API_KEYS", "w1, w2")
+    monkeypatch.setenv("TAILWISE_ADMIN_KEYS", "a1")
+    local, generated = ensure_api_key(ServingConfig())
+    assert (local.api_keys, generated) == ([], None)  # the local replicas read the variable
+    remote = ServingConfig(ray_address="auto")
+    remote, generated = ensure_api_key(remote)
+    remote, admin = ensure_admin_key(remote)
+    assert (remote.api_keys, remote.admin_keys, generated, admin) == (
+        ["w1", "w2"],
+        ["a1"],
+        None,
+        None,
+    )
+    monkeypatch.delenv("TAILWISE_API_KEYS")
+    fresh, generated = ensure_api_key(ServingConfig(ray_address="auto"))
+    assert generated is not None and fresh.api_keys == [generated]
