@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help setup demo test test-fast coverage lint format bench-generate bench-ingest bench-features \
 	bench-online bench-offline bench-serve bench-ranking bench-train bench-drift bench-datasets bench-experiments \
-	bench-experiment-e2e bench-overload bench-crash bench-soak bench-capacity clean repro serve drift-demo
+	bench-experiment-e2e bench-overload bench-crash bench-ray-nodes bench-soak bench-capacity clean repro serve drift-demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -94,6 +94,9 @@ bench-overload: setup ## Twice the sustained rate: fast 503s, accepted p99, reco
 
 bench-crash: setup ## kill -9 of the serving replica under load: errors, restart, no event lost
 	$(BIN)/python bench/replica_crash.py
+
+bench-ray-nodes: setup ## 3 Ray nodes on this host: replicas spread, a worker node lost under load
+	$(BIN)/python bench/ray_nodes.py
 
 MINUTES ?= 30
 bench-soak: setup ## Soak: MINUTES (30) at 100 req/s with events; p99, RSS, Redis memory, errors

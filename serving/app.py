@@ -2,7 +2,9 @@
 
     build(ServingConfig, Settings) -> Application: the FastAPI ingress deployment
     (serving.ingress.Ingress), which runs features -> retrieval -> ranking -> rules in
-    process, with the replica count and concurrency from the config.
+    process, with the replica count (fixed, or autoscaling on ongoing requests), the
+    replicas per node and the concurrency from the config. Ray Serve spreads replicas
+    over the cluster's nodes by default.
 
 `app_builder` is the entry for Ray Serve's own tools: `serve run serving.app:app_builder`
 or a `serve deploy` config file (serving/serve_config.yaml) whose `args` are ServingConfig
@@ -39,6 +41,10 @@ def build(config: ServingConfig | None = None, settings: Settings | None = None)
     }
     if config.num_replicas is not None:  # else a serve config may autoscale
         options["num_replicas"] = config.num_replicas
+    if config.autoscaling is not None:
+        options["autoscaling_config"] = config.autoscaling.model_dump()
+    if config.max_replicas_per_node is not None:
+        options["max_replicas_per_node"] = config.max_replicas_per_node
     plain = settings.model_dump(mode="json", exclude={"hmac_key", "hmac_key_file"})
     deployment: Any = Ingress  # a Ray Serve Deployment (the decorator hides the type)
     return deployment.options(**options).bind(config.model_dump(mode="json"), plain)

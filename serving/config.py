@@ -57,6 +57,33 @@ class RulesConfig(BaseModel):
         )
 
 
+class AutoscalingConfig(BaseModel):
+    """Ray Serve's replica autoscaling on ongoing requests (its `autoscaling_config`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(
+        1, ge=1, description="Fewest replicas; at least 1 so /readyz always has an answer."
+    )
+    max_replicas: int = Field(..., ge=1, description="Most replicas.")
+    target_ongoing_requests: float = Field(
+        ..., gt=0, description="Requests in flight per replica the autoscaler aims for."
+    )
+    upscale_delay_s: float = Field(30.0, ge=0, description="Load held this long adds replicas.")
+    downscale_delay_s: float = Field(
+        600.0, ge=0, description="Quiet held this long removes replicas."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"autoscaling.min_replicas ({self.min_replicas}) must not exceed "
+                f"autoscaling.max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
 class ServingConfig(BaseModel):
     """Everything the serving deployment needs besides environment settings."""
 
@@ -74,10 +101,30 @@ class ServingConfig(BaseModel):
     content_dir: Path = Field(
         Path("content"), description="Content templates and their slot manifest (/content)."
     )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to serve on: 'auto' (the one this machine belongs to),"
+        " 'host:port' of its head, or 'ray://host:port'; None starts a local Ray instance."
+        " Model versions and clean data must be at the same paths on every node.",
+    )
+    proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
+        "EveryNode",
+        description="Where Ray Serve runs its HTTP proxies: every node with a replica (behind"
+        " a load balancer), or the head node only.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     num_replicas: int | None = Field(
         None, ge=1, description="Fixed replica count (default: Ray Serve's, or autoscaling)."
+    )
+    autoscaling: AutoscalingConfig | None = Field(
+        None, description="Replicas follow the ongoing requests (exclusive with num_replicas)."
+    )
+    max_replicas_per_node: int | None = Field(
+        None,
+        ge=1,
+        description="At most this many replicas on one node (1: every replica on its own"
+        " node, so losing a node loses one replica).",
     )
     max_ongoing_requests: int = Field(
         64, ge=1, description="Ray Serve's per-replica slots; above max_in_flight (a backstop)."
@@ -131,6 +178,25 @@ class ServingConfig(BaseModel):
                 f"max_ongoing_requests ({self.max_ongoing_requests}) must exceed max_in_flight "
                 f"({self.max_in_flight}): requests past max_in_flight must reach the replica "
                 "to be refused with a 503 (serving.overload)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_replica_policy(self) -> ServingConfig:
+        scaling = self.autoscaling
+        if scaling is None:
+            return self
+        if self.num_replicas is not None:
+            raise ValueError(
+                f"num_replicas ({self.num_replicas}) and autoscaling are exclusive: set "
+                "autoscaling.min_replicas / max_replicas instead, or drop autoscaling"
+            )
+        if scaling.target_ongoing_requests > self.max_in_flight:
+            raise ValueError(
+                f"autoscaling.target_ongoing_requests ({scaling.target_ongoing_requests:g}) "
+                f"must not exceed max_in_flight ({self.max_in_flight}): a replica refuses "
+                "requests past max_in_flight, so the target would never be reached and no "
+                "replica would be added"
             )
         return self
 

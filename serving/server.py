@@ -1,4 +1,11 @@
-"""`tailwise serve`: run the serving app on a local Ray instance until Ctrl-C.
+"""`tailwise serve`: run the serving app on a local Ray instance, or on an existing Ray
+cluster (`ServingConfig.ray_address`, `tailwise serve --address`), until Ctrl-C.
+
+On a cluster the app is deployed through this driver and the cluster stays up: stopping
+deletes the app and disconnects. The nodes' own environment decides Ray Serve's data plane
+(the variables below are read by the processes Ray starts, so they apply only to a local
+instance), and every node needs the code, the model versions and the clean data at the
+same paths (README, "On a Ray cluster").
 
 Ray Serve's HAProxy ingress and throughput-optimised data plane are switched on unless the
 environment says otherwise (RAY_SERVE_ENABLE_HA_PROXY, RAY_SERVE_THROUGHPUT_OPTIMIZED;
@@ -20,8 +27,10 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from serving.auth import ADMIN, WRITE, env_keys
 from serving.config import ServingConfig
 from tailwise.ports import free_port
 from tailwise.settings import Settings
@@ -60,10 +69,11 @@ def start(config: ServingConfig, settings: Settings, ready_timeout: float = 180)
         from tailwise.console import console
 
         console.print(f"[bold red]WARNING: {warning}[/bold red]")
-    for name, value in FAST_PATH.items():
-        os.environ.setdefault(name, value)
-    for name in OWN_PORTS:
-        os.environ.setdefault(name, str(free_port()))
+    if config.ray_address is None:
+        for name, value in FAST_PATH.items():
+            os.environ.setdefault(name, value)
+        for name in OWN_PORTS:
+            os.environ.setdefault(name, str(free_port()))
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import ray
     from ray import serve
@@ -71,33 +81,60 @@ def start(config: ServingConfig, settings: Settings, ready_timeout: float = 180)
     from serving.app import REPLICA_ENV, build
 
     if not ray.is_initialized():
-        ray.init(
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": REPLICA_ENV},
-        )
-    serve.start(http_options={"host": config.host, "port": config.port})
+        runtime_env = {"env_vars": REPLICA_ENV}
+        if config.ray_address is None:
+            ray.init(include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
+        else:
+            try:
+                ray.init(address=config.ray_address, log_to_driver=False, runtime_env=runtime_env)
+            except (ConnectionError, ValueError) as exc:
+                raise ServeError(
+                    f"cannot connect to the Ray cluster at ray_address={config.ray_address!r}:"
+                    f" {exc}"
+                ) from exc
+    serve.start(
+        proxy_location=config.proxy_location,
+        http_options={"host": config.host, "port": config.port},
+    )
     serve.run(build(config, settings), name=APP_NAME, route_prefix="/", blocking=False)
     url = f"http://{config.host}:{config.port}"
     wait_ready(url, ready_timeout)
     return url
 
 
-def stop() -> None:
+def stop(app_only: bool = False) -> None:
+    """Stop Serve and Ray; `app_only` (a cluster's Serve is shared): delete this app and
+    disconnect, leaving the cluster and its other apps running."""
     import ray
     from ray import serve
 
     if not ray.is_initialized():  # serve.shutdown() would start a Ray instance to stop
         return
     try:
-        serve.shutdown()
+        if app_only:
+            serve.delete(APP_NAME)
+        else:
+            serve.shutdown()
     finally:
         ray.shutdown()
 
 
+@dataclass(frozen=True)
+class ReplicaProcess:
+    """A live replica: its process and the Ray node it runs on (hex node id)."""
+
+    pid: int
+    node_id: str
+
+
 def replica_pids(app: str = APP_NAME, deployment: str = "Ingress") -> list[int]:
-    """Process ids of the deployment's live replicas, from the actor table of the Ray
-    instance this process is connected to.
+    """Process ids of the deployment's live replicas (replica_processes)."""
+    return sorted(replica.pid for replica in replica_processes(app, deployment))
+
+
+def replica_processes(app: str = APP_NAME, deployment: str = "Ingress") -> list[ReplicaProcess]:
+    """The deployment's live replicas, from the actor table of the Ray instance or
+    cluster this process is connected to (directly, not through ray://).
 
     Not ray.util.state.list_actors: it asks the dashboard's API server, which `start` leaves
     off, and without one it falls back to 127.0.0.1:8265, where another Ray instance on the
@@ -110,9 +147,12 @@ def replica_pids(app: str = APP_NAME, deployment: str = "Ingress") -> list[int]:
     name = f"ServeReplica:{app}:{deployment}"
     table = state.actors()  # the GCS actor table the state API reads too
     return sorted(
-        int(row["Pid"])
-        for row in table.values()
-        if row["ActorClassName"] == name and row["State"] == "ALIVE" and row.get("Pid")
+        (
+            ReplicaProcess(int(row["Pid"]), str(row["Address"]["NodeID"]))
+            for row in table.values()
+            if row["ActorClassName"] == name and row["State"] == "ALIVE" and row.get("Pid")
+        ),
+        key=lambda replica: (replica.node_id, replica.pid),
     )
 
 
@@ -133,18 +173,26 @@ def wait_ready(url: str, timeout: float) -> None:
 
 def ensure_api_key(config: ServingConfig) -> tuple[ServingConfig, str | None]:
     """Keys from TAILWISE_API_KEYS or the config; else a generated one (returned to print)."""
-    if config.api_keys or os.environ.get("TAILWISE_API_KEYS", "").strip():
-        return config, None
-    key = secrets.token_urlsafe(24)
-    return config.model_copy(update={"api_keys": [key]}), key
+    return _ensure_keys(config, "api_keys", WRITE)
 
 
 def ensure_admin_key(config: ServingConfig) -> tuple[ServingConfig, str | None]:
     """Admin keys from TAILWISE_ADMIN_KEYS or the config; else a generated one (to print)."""
-    if config.admin_keys or os.environ.get("TAILWISE_ADMIN_KEYS", "").strip():
+    return _ensure_keys(config, "admin_keys", ADMIN)
+
+
+def _ensure_keys(config: ServingConfig, field: str, scope: str) -> tuple[ServingConfig, str | None]:
+    """A replica reads the scope's variable from its own environment: on a cluster
+    (ray_address) that is another node's, so the driver's keys go in the config."""
+    if getattr(config, field):
         return config, None
+    given = env_keys(scope)
+    if given:
+        if config.ray_address is None:
+            return config, None
+        return config.model_copy(update={field: given}), None
     key = secrets.token_urlsafe(24)
-    return config.model_copy(update={"admin_keys": [key]}), key
+    return config.model_copy(update={field: [key]}), key
 
 
 def run_until_stopped(on_ready: Callable[[str], Any], config: ServingConfig) -> None:
@@ -157,4 +205,4 @@ def run_until_stopped(on_ready: Callable[[str], Any], config: ServingConfig) -> 
         on_ready(url)
         stopping.wait()
     finally:
-        stop()
+        stop(app_only=config.ray_address is not None)

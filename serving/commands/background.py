@@ -43,6 +43,8 @@ def start_background(
         args += ["--model", config.model_version]
     if config.num_replicas:
         args += ["--replicas", str(config.num_replicas)]
+    if config.ray_address:
+        args += ["--address", config.ray_address]
     for item in overrides:
         args += ["--set", item]
     with LOG_FILE.open("ab") as log:

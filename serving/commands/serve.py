@@ -25,6 +25,14 @@ def serve(
     replicas: Annotated[
         int | None, typer.Option(min=1, help="Replicas of the app (default 1).")
     ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve on an existing Ray cluster: 'auto', its head's host:port or "
+            "ray://host:port (default: start Ray on this machine). Autoscale with "
+            "--set autoscaling.max_replicas=4 --set autoscaling.target_ongoing_requests=8.",
+        ),
+    ] = None,
     background: Annotated[
         bool, typer.Option("--background", help="Start detached, wait until ready, return.")
     ] = False,
@@ -40,7 +48,8 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve the HTTP API (Ray Serve) on this machine; Ctrl-C stops it cleanly."""
+    """Serve the HTTP API (Ray Serve) on this machine or a Ray cluster; Ctrl-C stops it
+    cleanly (on a cluster: deletes the app, the cluster stays up)."""
     if stop:
         stop_background()
         return
@@ -54,6 +63,7 @@ def serve(
             "model_version": model,
             "models_dir": models,
             "num_replicas": replicas,
+            "ray_address": address,
         }
         config = ServingConfig.model_validate(parse_overrides(fields, settings or []))
         config, generated = ensure_api_key(config)
