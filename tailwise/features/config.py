@@ -43,8 +43,8 @@ class FeaturesParams(BaseModel):
     workers: int = Field(
         2,
         ge=1,
-        description="Engine ray: Ray worker CPUs when the build starts Ray itself (a running "
-        "Ray, e.g. `ray start` on several nodes, uses its own CPUs) and the fewest shards.",
+        description="Engine ray: Ray worker CPUs when the build starts Ray itself (with "
+        "RAY_ADDRESS set it joins that cluster and uses its CPUs) and the fewest shards.",
     )
 
     @field_validator("windows")

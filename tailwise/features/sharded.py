@@ -29,6 +29,7 @@ nodes `out` must be on storage every node mounts.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import zlib
 from collections.abc import Callable, Sequence
@@ -91,7 +92,9 @@ def build_sharded(
         con.close()
     users, items = inputs.read_users(clean), inputs.read_items(clean)
     own = not ray.is_initialized()
-    if own:
+    if own and os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)  # a running cluster, with the CPUs it has
+    elif own:
         ray.init(num_cpus=p.workers, include_dashboard=False, log_to_driver=False)
     try:
         return _run(clean, out, work, p, created, clock, n_events, users, items)
