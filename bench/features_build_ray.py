@@ -4,7 +4,10 @@ Each build runs in its own child process on the same clean directory (default: 1
 10k items, 60 days, ~2M events, written by `bench/ingest_scale.py --users 100000 --items
 10000`). The parent samples the child's whole process tree (driver, Ray's GCS, raylet and
 workers) every 200 ms and keeps the peak of the summed PSS (proportional set size, so Ray's
-shared object store is not counted once per process). A Ray child starts Ray with
+shared object store is not counted once per process) and the CPU seconds (user + system)
+each process of the tree used, as last sampled: on this shared machine wall time depends
+on other load, CPU seconds much less, so events per CPU second is the capacity figure. A
+Ray child starts Ray with
 `--workers` CPUs before the build, so the build's seconds exclude Ray's start (recorded
 apart). The row counts of every table must agree between engines, else the run fails
 (tests/features/test_sharded.py checks full row-for-row parity at a small size).
@@ -75,11 +78,13 @@ def child(args: argparse.Namespace) -> None:
 
 
 class TreePss:
-    """Peak summed PSS of a process and all its descendants, sampled every 200 ms."""
+    """Peak summed PSS of a process and all its descendants, and the CPU seconds each used
+    (as last seen), sampled every 200 ms."""
 
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
         self.peak = 0
+        self.cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -93,6 +98,8 @@ class TreePss:
             for proc in procs:
                 try:
                     total += proc.memory_full_info().pss
+                    times = proc.cpu_times()
+                    self.cpu[proc.pid] = times.user + times.system
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
             self.peak = max(self.peak, total)
@@ -112,6 +119,7 @@ def run_one(args: argparse.Namespace, engine: str, n: int) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, __file__, "--one", engine, "--n", str(n), "--clean", str(args.clean)]
     cmd += ["--out", str(out), "--memory-limit", args.memory_limit]
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     with TreePss(proc.pid) as pss:
@@ -128,6 +136,9 @@ def run_one(args: argparse.Namespace, engine: str, n: int) -> dict[str, Any]:
         events_per_s=round(body["events_in"] / body["seconds"]),
         events_per_s_per_worker=round(body["events_in"] / body["seconds"] / n),
         peak_pss_mib=round(pss.peak / 2**20),
+        load_1m_before_after=[round(load_before, 2), round(os.getloadavg()[0], 2)],
+        cpu_seconds=round(sum(pss.cpu.values()), 1),
+        events_per_cpu_s=round(body["events_in"] / sum(pss.cpu.values())),
     )
     print(json.dumps(body, indent=2), flush=True)
     return body
@@ -171,8 +182,10 @@ def save(result: dict[str, Any]) -> None:
         "",
         "Same clean data, same tables (row counts checked equal). `DuckDB` is one process with",
         "a 2-thread session; `ray N` runs the shard tasks on N worker CPUs (one DuckDB thread",
-        "each). Build seconds exclude Ray's start (its own column); peak PSS covers the whole",
-        "process tree (driver, Ray's GCS, raylet and workers).",
+        "each). Build seconds exclude Ray's start (its own column); CPU seconds and peak PSS",
+        "cover the whole process tree (driver, Ray's GCS, raylet and workers) from start to",
+        "exit, Ray's start included. The machine is shared: wall times depend on the load",
+        "average recorded with each run, CPU seconds much less.",
         "",
     ]
     for e in entries:
@@ -183,8 +196,9 @@ def save(result: dict[str, Any]) -> None:
             f"before/after {e['load_average_1m_before_after']}.",
             "",
             "| engine | workers | build s | Ray start s | events/s | events/s per worker "
-            "| peak PSS MiB | steps (s) |",
-            "|---|---:|---:|---:|---:|---:|---:|---|",
+            "| CPU s (tree) | events per CPU s | peak PSS MiB | load 1m before/after "
+            "| steps (s) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
         ]
         for r in e["runs"]:
             steps = ", ".join(f"{k} {v}" for k, v in r["step_seconds"].items())
@@ -192,7 +206,9 @@ def save(result: dict[str, Any]) -> None:
             lines.append(
                 f"| {r['engine']} | {r['workers'] if r['engine'] == 'ray' else '-'} | "
                 f"{r['seconds']} | {r['ray_start_seconds'] if r['engine'] == 'ray' else '-'} | "
-                f"{r['events_per_s']:,} | {per} | {r['peak_pss_mib']:,} | {steps} |"
+                f"{r['events_per_s']:,} | {per} | {r['cpu_seconds']} | "
+                f"{r['events_per_cpu_s']:,} | {r['peak_pss_mib']:,} | "
+                f"{r['load_1m_before_after']} | {steps} |"
             )
         rows = ", ".join(f"{k} {v:,}" for k, v in e["rows_out"].items())
         lines += ["", f"Rows out (every engine): {rows}.", ""]
