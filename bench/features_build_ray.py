@@ -59,8 +59,17 @@ def child(args: argparse.Namespace) -> None:
     if args.one == "ray":
         import ray
 
-        t0 = time.perf_counter()
-        ray.init(num_cpus=args.n, include_dashboard=False, log_to_driver=False)
+        for attempt in range(3):
+            # Ray gives its raylet 30 s to register, which a loaded shared machine can miss.
+            t0 = time.perf_counter()
+            try:
+                ray.init(num_cpus=args.n, include_dashboard=False, log_to_driver=False)
+                break
+            except Exception as exc:
+                ray.shutdown()
+                print(f"ray.init attempt {attempt + 1} failed: {exc}", file=sys.stderr)
+        else:
+            raise SystemExit("Ray did not start in 3 attempts")
         ray_start = time.perf_counter() - t0
     params = FeaturesParams(duckdb_memory_limit=args.memory_limit, engine=args.one, workers=args.n)
     started = time.perf_counter()

@@ -124,7 +124,8 @@ def _run(
     days = _wait(
         clock, "split", [_task(_split).remote(job, i, g, attrs) for i, g in enumerate(groups)]
     )
-    job = _Job(work, out, p, created, shards, f"DATE {sql_str(str(max(days)))} + 1")
+    last = max(d for d in days if d is not None)
+    job = _Job(work, out, p, created, shards, f"DATE {sql_str(str(last))} + 1")
 
     clock.step("shards")
     user_refs = [_task(_user_shard).remote(job, s, attrs) for s in range(shards)]

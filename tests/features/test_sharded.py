@@ -17,6 +17,7 @@ from tailwise.features import build
 from tailwise.features.build import TABLE_KEYS, build_features
 from tailwise.features.config import FeaturesParams
 from tailwise.features.sharded import shard_of
+from tests.features.conftest import event, item, user, write_clean
 
 # Tables with several rows per key are sorted by the key, then the validity instant.
 SORT_KEYS = {name: [key, "event_timestamp"] for name, key in TABLE_KEYS.items()}
@@ -52,15 +53,7 @@ def test_ray_build_equals_duckdb_build(
     finally:
         mp.undo()
     assert summary.events_in > 4 * 7_000
-    for name in TABLE_KEYS:
-        left, right = (
-            pq.read_table(duck / f"{name}.parquet"),
-            pq.read_table(tmp_path / f"{name}.parquet"),
-        )
-        differ = [(a, b) for a, b in zip(left.schema, right.schema, strict=False) if a != b]
-        assert right.schema.names == left.schema.names and not differ, (name, differ)
-        assert right.num_rows == left.num_rows > 0, name
-        _assert_rows_equal(name, _sorted(left, name), _sorted(right, name))
+    _assert_tables_equal(duck, tmp_path)
     model_d = json.loads((duck / "segments_model.json").read_text())
     model_r = json.loads((tmp_path / "segments_model.json").read_text())
     assert model_r["names"] == model_d["names"]
@@ -73,6 +66,38 @@ def test_ray_build_equals_duckdb_build(
     assert json.loads((tmp_path / "data_version.json").read_text()) == json.loads(
         (duck / "data_version.json").read_text()
     )
+
+
+@pytest.mark.slow
+def test_ray_build_with_empty_shards_equals_duckdb_build(
+    ray_two_cpus: None, tmp_path: Path
+) -> None:
+    # One user and two items over three days: most of the shards hold no events.
+    events = [
+        event("u1", "i1", "2026-03-01T10:00:00"),
+        event("u1", "i2", "2026-03-01T10:05:00", "add_to_cart"),
+        event("u1", "i2", "2026-03-02T18:00:00", "purchase"),
+        event("u1", "i1", "2026-03-03T07:30:00", session_id="s2", device="desktop"),
+    ]
+    clean = write_clean(
+        tmp_path / "clean", [user("u1")], [item("i1"), item("i2", "Toys/Cars")], events
+    )
+    params = {"n_segments": 2, "segment_cutoff": "2026-03-03T00:00:00Z"}
+    build_features(clean, tmp_path / "duck", FeaturesParams(**params))
+    build_features(clean, tmp_path / "ray", FeaturesParams(engine="ray", workers=2, **params))
+    _assert_tables_equal(tmp_path / "duck", tmp_path / "ray")
+
+
+def _assert_tables_equal(duck: Path, ray: Path) -> None:
+    for name in TABLE_KEYS:
+        left, right = (
+            pq.read_table(duck / f"{name}.parquet"),
+            pq.read_table(ray / f"{name}.parquet"),
+        )
+        differ = [(a, b) for a, b in zip(left.schema, right.schema, strict=False) if a != b]
+        assert right.schema.names == left.schema.names and not differ, (name, differ)
+        assert right.num_rows == left.num_rows > 0, name
+        _assert_rows_equal(name, _sorted(left, name), _sorted(right, name))
 
 
 def _sorted(table: pa.Table, name: str) -> pa.Table:
