@@ -97,3 +97,12 @@ def test_features_get_rejects_bad_context() -> None:
     result = runner.invoke(app, ["features", "get", "--user", "u1", "--context", "[1]"])
     assert result.exit_code == EXIT_BAD_INPUT
     assert "--context" in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--engine", "spark"), ("--workers", "0")], ids=["engine", "workers"]
+)
+def test_features_build_rejects_bad_engine_options(env: Path, option: str, value: str) -> None:
+    result = runner.invoke(app, ["features", "build", option, value])
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert option in result.output

@@ -8,6 +8,10 @@ Static tables (user_profile, item_catalog) come from users/items in pandas. Ever
 is read through `inputs` (absent or all-null optional columns become typed nulls). Work
 files live in a temporary folder inside `out` and are removed at the end; the data
 version and as-of time of `clean` are written to `data_version.json` (`tailwise.lineage`).
+
+`params.engine` picks who runs the steps: `duckdb` (this module, one process) or `ray`
+(`tailwise.features.sharded`: the same statements and functions over user and item shards
+on Ray workers). Both write the same tables; the pieces they share live here.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ TABLE_KEYS = {
     "item_daily": "item_id",
     "user_realtime": "user_id",
 }
-STEPS = (
+DUCKDB_STEPS = (
     "profiles",
     "user_realtime",
     "daily aggregates",
@@ -81,12 +85,20 @@ def build_features(
     created = pd.Timestamp.now(tz="UTC").floor("s")
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".features-work-", dir=out))
-    con = _connect(work, params)
-    clock = _Clock(progress)
     try:
-        summary = _build(con, clean, out, work, params, created, clock)
+        if params.engine == "ray":
+            from tailwise.features import sharded
+
+            clock = _Clock(progress, sharded.STEPS)
+            summary = sharded.build_sharded(clean, out, work, params, created, clock)
+        else:
+            clock = _Clock(progress, DUCKDB_STEPS)
+            con = connect(work / "features.duckdb", params, params.duckdb_threads)
+            try:
+                summary = _build(con, clean, out, work, params, created, clock)
+            finally:
+                con.close()
     finally:
-        con.close()
         shutil.rmtree(work, ignore_errors=True)
     summary.seconds = round(time.perf_counter() - started, 2)
     summary.step_seconds = clock.seconds
@@ -97,8 +109,9 @@ def build_features(
 
 
 class _Clock:
-    def __init__(self, progress: Progress | None) -> None:
+    def __init__(self, progress: Progress | None, steps: tuple[str, ...]) -> None:
         self.progress = progress or (lambda _s, _f: None)
+        self.steps = steps
         self.seconds: dict[str, float] = {}
         self._last = (time.perf_counter(), "")
 
@@ -109,7 +122,7 @@ class _Clock:
             if prev:
                 self.seconds[prev] = round(now - t0, 2)
             self._last = (now, name)
-        self.progress(name, (STEPS.index(name) + within) / len(STEPS))
+        self.progress(name, (self.steps.index(name) + within) / len(self.steps))
 
 
 def _copy_buckets(
@@ -130,10 +143,53 @@ def _copy_buckets(
     return folder
 
 
-def _connect(work: Path, p: FeaturesParams) -> duckdb.DuckDBPyConnection:
-    con = connect_duckdb(work / "features.duckdb", p.duckdb_memory_limit, p.duckdb_threads)
+def connect(database: Path, p: FeaturesParams, threads: int) -> duckdb.DuckDBPyConnection:
+    con = connect_duckdb(database, p.duckdb_memory_limit, threads)
     con.execute("SET preserve_insertion_order=false")
     return con
+
+
+def events_in(con: duckdb.DuckDBPyConnection, clean: Path) -> tuple[str, int]:
+    """The typed events view over `clean` and its row count (a clear error when empty)."""
+    if not any((clean / "events").rglob("*.parquet")):
+        raise FeaturesError(f"{clean / 'events'} holds no events")
+    scan = inputs.events_view(con, str(clean / "events" / "**" / "*.parquet"))
+    n_events = con.execute(f"SELECT count(*) FROM {scan}").fetchone()[0]  # type: ignore[index]
+    if not n_events:
+        raise FeaturesError(f"{clean / 'events'} holds no events")
+    return scan, int(n_events)
+
+
+def first_seen(con: duckdb.DuckDBPyConnection, scan: str, key: str) -> pd.DataFrame:
+    """(key, t): each user's or item's first event time; per key, so exact per shard."""
+    return con.execute(f"SELECT {key}, min(timestamp) AS t FROM {scan} GROUP BY 1").df()
+
+
+def write_profiles(
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    first_user: pd.DataFrame,
+    first_item: pd.DataFrame,
+    out: Path,
+    created: pd.Timestamp,
+) -> pd.DataFrame:
+    """user_profile.parquet and item_catalog.parquet; returns the profile."""
+    profile = profiles.user_profile(users, first_user.set_index("user_id")["t"], created)
+    write_table(profile, out / "user_profile.parquet", profiles.PROFILE_TYPES)
+    catalog = profiles.item_catalog(items, created, first_item.set_index("item_id")["t"])
+    write_table(catalog, out / "item_catalog.parquet", profiles.CATALOG_TYPES)
+    return profile
+
+
+def create_items(con: duckdb.DuckDBPyConnection, items: pd.DataFrame) -> None:
+    """Table `items` (item_id, leaf, brand, price) that `daily.events_sql` joins."""
+    con.register("items_df", items[["item_id", "category", "brand", "price"]])
+    con.execute(
+        "CREATE TABLE items AS SELECT CAST(item_id AS VARCHAR) AS item_id, "
+        "split_part(CAST(category AS VARCHAR), '|', 1) AS leaf, CAST(brand AS VARCHAR) AS brand, "
+        "CAST(price AS DOUBLE) AS price FROM items_df"
+    )
+    con.unregister("items_df")
 
 
 def _build(
@@ -146,26 +202,18 @@ def _build(
     clock: _Clock,
 ) -> BuildSummary:
     clock.step("profiles")
-    if not any((clean / "events").rglob("*.parquet")):
-        raise FeaturesError(f"{clean / 'events'} holds no events")
-    scan = inputs.events_view(con, str(clean / "events" / "**" / "*.parquet"))
-    n_events = con.execute(f"SELECT count(*) FROM {scan}").fetchone()[0]  # type: ignore[index]
-    if not n_events:
-        raise FeaturesError(f"{clean / 'events'} holds no events")
+    scan, n_events = events_in(con, clean)
     users = inputs.read_users(clean)
     items = inputs.read_items(clean)
-    first = con.execute(f"SELECT user_id, min(timestamp) AS t FROM {scan} GROUP BY 1").df()
-    profile = profiles.user_profile(users, first.set_index("user_id")["t"], created)
-    write_table(profile, out / "user_profile.parquet", profiles.PROFILE_TYPES)
-    first_item = con.execute(f"SELECT item_id, min(timestamp) AS t FROM {scan} GROUP BY 1").df()
-    catalog = profiles.item_catalog(items, created, first_item.set_index("item_id")["t"])
-    write_table(catalog, out / "item_catalog.parquet", profiles.CATALOG_TYPES)
-    con.register("items_df", items[["item_id", "category", "brand", "price"]])
-    con.execute(
-        "CREATE TABLE items AS SELECT CAST(item_id AS VARCHAR) AS item_id, "
-        "split_part(CAST(category AS VARCHAR), '|', 1) AS leaf, CAST(brand AS VARCHAR) AS brand, "
-        "CAST(price AS DOUBLE) AS price FROM items_df"
+    profile = write_profiles(
+        users,
+        items,
+        first_seen(con, scan, "user_id"),
+        first_seen(con, scan, "item_id"),
+        out,
+        created,
     )
+    create_items(con, items)
     con.register("profile_df", profile[["user_id", "signup_epoch"]])
     con.execute("CREATE TABLE profile AS SELECT * FROM profile_df")
 
@@ -182,7 +230,7 @@ def _build(
         done[0] += n
         clock.step("user_realtime", done[0] / n_events)
 
-    rt_rows = write_user_realtime(
+    write_user_realtime(
         sorted((work / "rt").iterdir()),
         profiles.item_category(items),
         out / "user_realtime.parquet",
@@ -205,17 +253,22 @@ def _build(
     )
 
     clock.step("segments")
-    model, _sizes = _segment(con, parts, out, p, created)
+    model = _segment(con, parts, out, p, created)
 
     item_parts = _copy_buckets(con, work / "item_daily", n_buckets, clock, daily.item_daily_sql)
-    _copy_final(con, item_parts, out / "item_daily.parquet", created, "")
+    _copy_final(con, item_parts, out / "item_daily.parquet", created)
 
+    return summarise(out, n_events, users, items, model)
+
+
+def summarise(
+    out: Path, n_events: int, users: pd.DataFrame, items: pd.DataFrame, model: dict[str, Any]
+) -> BuildSummary:
     rows = {name: pq.ParquetFile(out / f"{name}.parquet").metadata.num_rows for name in TABLE_KEYS}
-    rows["user_realtime"] = rt_rows
     return BuildSummary(
         out=out,
         rows=rows,
-        events_in=int(n_events),
+        events_in=n_events,
         users_in=len(users),
         items_in=len(items),
         seconds=0.0,
@@ -229,37 +282,69 @@ def _segment(
     out: Path,
     p: FeaturesParams,
     created: pd.Timestamp,
-) -> tuple[dict[str, Any], pd.Series]:
+) -> dict[str, Any]:
     """Fit on each user's latest snapshot at or before the cutoff; assign all snapshots."""
-    src = f"read_parquet({sql_str(str(parts / '*.parquet'))})"
+    tenure_view(con, f"read_parquet({sql_str(str(parts / '*.parquet'))})")
+    lo, hi = con.execute(
+        "SELECT min(event_timestamp), max(event_timestamp) FROM ud_tenure"
+    ).fetchone()  # type: ignore[misc]
+    latest = con.execute(latest_sql(segment_cutoff(p, lo, hi))).df()
+    model = segments.fit_segments(latest, p.n_segments, p.seed)
+    con.execute(
+        f"COPY ({final_sql('user_daily', created, model)}) TO {sql_str(str(out / 'user_daily.parquet'))} (FORMAT parquet)"
+    )
+    write_segment_report(con, model, out)
+    return model
+
+
+def tenure_view(con: duckdb.DuckDBPyConnection, src: str) -> None:
+    """View ud_tenure: user_daily rows (without segment) with tenure_days, over table
+    `profile` (user_id, signup_epoch)."""
     con.execute(
         f"CREATE VIEW ud_tenure AS SELECT u.*, greatest((epoch(u.event_timestamp) - "
         f"p.signup_epoch) / 86400.0, 0.0) AS tenure_days FROM {src} u "
         f"LEFT JOIN profile p USING (user_id)"
     )
-    cutoff = (
-        f"TIMESTAMPTZ {sql_str(pd.Timestamp(p.segment_cutoff).isoformat())}"
-        if p.segment_cutoff is not None
-        # Short histories keep at least their first snapshot instant to fit on.
-        else f"(SELECT greatest(min(event_timestamp), max(event_timestamp) - INTERVAL "
-        f"{int(p.segment_holdout_days)} DAY) FROM ud_tenure)"
-    )
-    latest = con.execute(
+
+
+def segment_cutoff(p: FeaturesParams, first: Any, last: Any) -> pd.Timestamp:
+    """The instant segments are fit at: `segment_cutoff`, else the last snapshot minus the
+    holdout days; short histories keep at least their first snapshot instant to fit on."""
+    if p.segment_cutoff is not None:
+        return pd.Timestamp(p.segment_cutoff)
+    if first is None or last is None:
+        raise FeaturesError("user_daily holds no snapshots to fit segments on")
+    first, last = pd.Timestamp(first), pd.Timestamp(last)
+    return max(first, last - pd.Timedelta(days=int(p.segment_holdout_days)))
+
+
+def latest_sql(cutoff: pd.Timestamp) -> str:
+    """Each user's latest ud_tenure snapshot at or before `cutoff` (per user: shardable)."""
+    return (
         f"SELECT user_id, {', '.join(segments.SEGMENT_FEATURES)} FROM ud_tenure "
-        f"WHERE event_timestamp <= {cutoff} "
+        f"WHERE event_timestamp <= TIMESTAMPTZ {sql_str(cutoff.isoformat())} "
         f"QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY event_timestamp DESC) = 1"
-    ).df()
-    model = segments.fit_segments(latest, p.n_segments, p.seed)
-    seg, name = segments.segment_sql(model)
-    _copy_final(
-        con,
-        None,
-        out / "user_daily.parquet",
-        created,
-        f", {seg} AS segment, {name} AS segment_name",
-        source="ud_tenure",
-        drop="tenure_days",
     )
+
+
+def final_sql(
+    table: str, created: pd.Timestamp, model: dict[str, Any] | None, src: str = "ud_tenure"
+) -> str:
+    """The final rows of user_daily (over ud_tenure, with the segment `model` assigns) or of
+    item_daily (over `src`): key, event_timestamp, created_timestamp, then the features."""
+    key = "user_id" if table == "user_daily" else "item_id"
+    extra, drop = "", ""
+    if model is not None:
+        seg, name = segments.segment_sql(model)
+        extra, drop = f", {seg} AS segment, {name} AS segment_name", ", tenure_days"
+    return (
+        f"SELECT {key}, event_timestamp, TIMESTAMPTZ {sql_str(created.isoformat())} "
+        f"AS created_timestamp, * EXCLUDE ({key}, event_timestamp{drop}){extra} FROM {src}"
+    )
+
+
+def write_segment_report(con: duckdb.DuckDBPyConnection, model: dict[str, Any], out: Path) -> None:
+    """segments_model.json and the report, with snapshot rows per segment of user_daily."""
     sizes = (
         con.execute(
             f"SELECT segment, count(*) AS n FROM {sql_str(str(out / 'user_daily.parquet'))} "
@@ -269,26 +354,16 @@ def _segment(
         .set_index("segment")["n"]
     )
     segments.write_report(model, sizes, out)
-    return model, sizes
 
 
 def _copy_final(
-    con: duckdb.DuckDBPyConnection,
-    parts: Path | None,
-    path: Path,
-    created: pd.Timestamp,
-    extra: str,
-    source: str | None = None,
-    drop: str | None = None,
+    con: duckdb.DuckDBPyConnection, parts: Path, path: Path, created: pd.Timestamp
 ) -> None:
-    """Stream the per-bucket parts into one file, adding created_timestamp after the key."""
-    src = source or f"read_parquet({sql_str(str(parts / '*.parquet'))})"  # type: ignore[operator]
-    key = "user_id" if "user" in path.name else "item_id"
-    excluded = ", ".join(c for c in (key, "event_timestamp", drop) if c)
+    """Stream the per-bucket item_daily parts into one file, adding created_timestamp."""
+    src = f"read_parquet({sql_str(str(parts / '*.parquet'))})"
     con.execute(
-        f"COPY (SELECT {key}, event_timestamp, TIMESTAMPTZ {sql_str(created.isoformat())} "
-        f"AS created_timestamp, * EXCLUDE ({excluded}){extra} FROM {src}) "
-        f"TO {sql_str(str(path))} (FORMAT parquet)"
+        f"COPY ({final_sql('item_daily', created, None, src)}) TO {sql_str(str(path))} "
+        "(FORMAT parquet)"
     )
 
 

@@ -45,21 +45,41 @@ def build(
     params: Annotated[Path, typer.Option(help="params.yaml with a features: section.")] = Path(
         "params.yaml"
     ),
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="duckdb (one process) or ray (user/item shards on Ray workers); default "
+            "features.engine of params.yaml."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Ray worker CPUs when the build starts Ray (default features.workers)."),
+    ] = None,
 ) -> None:
     """Compute the feature tables (Parquet) from clean data."""
+    from pydantic import ValidationError
+
     from tailwise.features.build import build_features
+    from tailwise.features.config import FeaturesParams
     from tailwise.params import load_params
 
     settings = _settings(out)
+    with errors():
+        chosen = load_params(params).features
+    given = {k: v for k, v in (("engine", engine), ("workers", workers)) if v is not None}
+    try:
+        chosen = FeaturesParams.model_validate({**chosen.model_dump(), **given})
+    except ValidationError as exc:
+        bad = exc.errors()[0]
+        fail(f"--{bad['loc'][0]}: {bad['msg']}", EXIT_BAD_INPUT)
     with errors(), progress(counts=False) as bar:
         task = bar.add_task("features", total=1.0)
 
         def step(name: str, done: float) -> None:
             bar.update(task, description=f"features: {name}", completed=done)
 
-        summary = build_features(
-            data, settings.features_dir, load_params(params).features, progress=step
-        )
+        summary = build_features(data, settings.features_dir, chosen, progress=step)
         bar.update(task, description="features: done", completed=1.0)
     from tailwise.lineage import recorded
 

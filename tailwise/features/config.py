@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class FeaturesParams(BaseModel):
-    """Windows, list lengths, segmentation and DuckDB resources of `build_features`."""
+    """Windows, list lengths, segmentation, engine and DuckDB resources of `build_features`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -30,8 +31,21 @@ class FeaturesParams(BaseModel):
         description="Without a cutoff, the last days the segment model never sees (cover the "
         "evaluation windows, so segments used as features hold no later information).",
     )
-    duckdb_memory_limit: str = "4GB"
-    duckdb_threads: int = Field(2, ge=1)
+    duckdb_memory_limit: str = Field(
+        "4GB", description="Per DuckDB session: the one of engine duckdb, each worker's in ray."
+    )
+    duckdb_threads: int = Field(2, ge=1, description="Threads of engine duckdb's session.")
+    engine: Literal["duckdb", "ray"] = Field(
+        "duckdb",
+        description="duckdb: one process (the default on one machine); ray: the same SQL and "
+        "functions over user and item shards as Ray tasks, one core each.",
+    )
+    workers: int = Field(
+        2,
+        ge=1,
+        description="Engine ray: Ray worker CPUs when the build starts Ray itself (with "
+        "RAY_ADDRESS set it joins that cluster and uses its CPUs) and the fewest shards.",
+    )
 
     @field_validator("windows")
     @classmethod

@@ -33,21 +33,29 @@ def events_sql(events: str) -> str:
     """
 
 
+# The day after the last event's day: no snapshot is later (the DuckDB engine reads it from
+# `ud`; a sharded build passes the literal from every shard's max(day) of `ev`).
+LAST_DAY = "(SELECT max(day) FROM ud) + 1"
+
+
 def stage_daily(buckets: int) -> list[str]:
-    """Statements creating ud, ucat, ubrand, idy, user_snaps, item_snaps over view `ev`."""
-    type_counts = ", ".join(
-        f"count(*) FILTER (WHERE event_type = '{t}') AS {name}" for name, t in _TYPES.items()
-    )
+    """Statements creating ud, ucat, ubrand, idy, user_snaps, item_snaps, item_rank over
+    view `ev` (all events in one session)."""
+    return [*stage_user_daily(buckets), *stage_item_daily(buckets), *rank_items()]
+
+
+def stage_user_daily(buckets: int, last_day: str = LAST_DAY) -> list[str]:
+    """Statements creating ud, ucat, ubrand and user_snaps over view `ev`. Every row depends
+    on one user's events only, so a session holding some users' events builds their rows."""
+    type_counts = _type_counts()
     devices = ", ".join(f"count(*) FILTER (WHERE device = '{d}') AS n_{d}" for d in _DEVICES)
     parts = ", ".join(
         f"count(*) FILTER (WHERE hour(local_ts) >= {a} AND hour(local_ts) < {b}) AS n_{p}"
         for p, (a, b) in DAY_PARTS.items()
     )
     viewed = "event_type IN ('product_view', 'purchase')"
-    bucket = f"CAST(hash({{key}}) % {buckets} AS INTEGER) AS bucket"
+    bucket = _bucket(buckets)
     cum = "OVER (PARTITION BY user_id ORDER BY day ROWS UNBOUNDED PRECEDING)"
-    last_day = "(SELECT max(day) FROM ud) + 1"
-    offsets = ", ".join(f"({k})" for k in SNAPSHOT_OFFSETS)
     return [
         f"""CREATE TABLE ud0 AS SELECT user_id, day, {type_counts},
             coalesce(sum(spend), 0) AS spend, count(*) AS events, sum(weight) AS weight,
@@ -70,20 +78,48 @@ def stage_daily(buckets: int) -> list[str]:
         f"""CREATE TABLE ubrand AS SELECT user_id, day, brand AS key, sum(weight) AS w,
             {bucket.format(key="user_id")} FROM ev WHERE brand IS NOT NULL
             GROUP BY user_id, day, brand ORDER BY bucket""",
-        f"""CREATE TABLE idy AS SELECT item_id, day, {type_counts},
-            list(DISTINCT hash(user_id)) AS users, {bucket.format(key="item_id")}
-            FROM ev GROUP BY item_id, day ORDER BY bucket""",
         f"""CREATE TABLE user_snaps AS SELECT DISTINCT user_id, bucket, day + o.k AS snap
-            FROM ud, (VALUES {offsets}) o(k) WHERE day + o.k <= {last_day}""",
-        f"""CREATE TABLE item_snaps AS SELECT DISTINCT item_id, bucket, day + o.k AS snap
-            FROM idy, (VALUES {offsets}) o(k) WHERE day + o.k <= {last_day}""",
-        # Catalogue-wide rank by 7-day views at every instant, not only at an item's snapshots.
-        """CREATE TABLE item_rank AS
-            WITH v AS (SELECT item_id, day + CAST(r.k AS INTEGER) AS snap, sum(views) AS v7
-                       FROM idy, range(1, 8) r(k) WHERE views > 0 GROUP BY ALL)
-            SELECT item_id, snap, rank() OVER (PARTITION BY snap ORDER BY v7 DESC) AS rnk,
-                   count(*) OVER (PARTITION BY snap) AS n_viewed FROM v""",
+            FROM ud, {_offsets()} WHERE day + o.k <= {last_day}""",
     ]
+
+
+def stage_item_daily(buckets: int, last_day: str = LAST_DAY) -> list[str]:
+    """Statements creating idy, item_snaps and item_v7 (7-day views per item and instant) over
+    view `ev`; every row depends on one item's events only."""
+    return [
+        f"""CREATE TABLE idy AS SELECT item_id, day, {_type_counts()},
+            list(DISTINCT hash(user_id)) AS users, {_bucket(buckets).format(key="item_id")}
+            FROM ev GROUP BY item_id, day ORDER BY bucket""",
+        f"""CREATE TABLE item_snaps AS SELECT DISTINCT item_id, bucket, day + o.k AS snap
+            FROM idy, {_offsets()} WHERE day + o.k <= {last_day}""",
+        # At every instant an item was viewed in the 7 days before, not only at its snapshots.
+        """CREATE TABLE item_v7 AS SELECT item_id, day + CAST(r.k AS INTEGER) AS snap,
+            sum(views) AS v7 FROM idy, range(1, 8) r(k) WHERE views > 0 GROUP BY ALL""",
+    ]
+
+
+def rank_items() -> list[str]:
+    """Statement creating item_rank: the catalogue-wide rank by 7-day views at each instant,
+    over `item_v7` of all items (a sharded build runs it once on every shard's item_v7)."""
+    return [
+        """CREATE TABLE item_rank AS
+            SELECT item_id, snap, rank() OVER (PARTITION BY snap ORDER BY v7 DESC) AS rnk,
+                   count(*) OVER (PARTITION BY snap) AS n_viewed FROM item_v7"""
+    ]
+
+
+def _type_counts() -> str:
+    return ", ".join(
+        f"count(*) FILTER (WHERE event_type = '{t}') AS {name}" for name, t in _TYPES.items()
+    )
+
+
+def _bucket(buckets: int) -> str:
+    return f"CAST(hash({{key}}) % {buckets} AS INTEGER) AS bucket"
+
+
+def _offsets() -> str:
+    return f"(VALUES {', '.join(f'({k})' for k in SNAPSHOT_OFFSETS)}) o(k)"
 
 
 def _window_sum(col: str, days: int, alias: str = "d") -> str:
@@ -96,11 +132,13 @@ def _window_distinct(col: str, days: int) -> str:
 
 
 def _top(table: str, bucket: int, top_n: int) -> str:
-    """Top-n keys by summed weight over the 30 days before each snapshot."""
+    """Top-n keys by summed weight over the 30 days before each snapshot. Sums that differ
+    only by float rounding (the order rows are added in varies with threads and shards) are
+    ties, broken by key, so the lists do not depend on how the events were split."""
     return f"""
         SELECT user_id, snap, list(key ORDER BY rn) AS keys, list(w ORDER BY rn) AS ws FROM (
             SELECT s.user_id, s.snap, c.key, sum(c.w) AS w, row_number() OVER (
-                PARTITION BY s.user_id, s.snap ORDER BY sum(c.w) DESC, c.key) AS rn
+                PARTITION BY s.user_id, s.snap ORDER BY round(sum(c.w), 6) DESC, c.key) AS rn
             FROM user_snaps s JOIN {table} c ON c.user_id = s.user_id
                  AND c.day >= s.snap - 30 AND c.day < s.snap
             WHERE s.bucket = {bucket} AND c.bucket = {bucket}

@@ -80,10 +80,18 @@ def read_items(clean: Path) -> pd.DataFrame:
     return typed(pd.read_parquet(clean / "items.parquet"), ITEM_INPUTS)
 
 
-def events_view(con: duckdb.DuckDBPyConnection, events_glob: str, name: str = "events") -> str:
-    """Create view `name` over the clean event files with every optional column typed (a
-    typed null where it is absent or stored as `null`); returns `name`."""
-    scan = f"read_parquet({sql_str(events_glob)}, hive_partitioning = false, union_by_name = true)"
+def events_view(
+    con: duckdb.DuckDBPyConnection, events_glob: str | list[str], name: str = "events"
+) -> str:
+    """Create view `name` over the clean event files (a glob or a list of files) with every
+    optional column typed (a typed null where it is absent or stored as `null`); returns
+    `name`."""
+    files = (
+        sql_str(events_glob)
+        if isinstance(events_glob, str)
+        else f"[{', '.join(sql_str(f) for f in events_glob)}]"
+    )
+    scan = f"read_parquet({files}, hive_partitioning = false, union_by_name = true)"
     present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
     missing = [c for c in EVENT_REQUIRED if c not in present]
     if missing:

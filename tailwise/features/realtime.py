@@ -10,7 +10,7 @@ Events are ordered by (user_id, timestamp, event_id); ties on timestamp follow e
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -151,7 +151,7 @@ def _list_column(codes: np.ndarray, uniques: np.ndarray) -> pd.arrays.ArrowExten
 
 
 def write_user_realtime(
-    buckets: list[Path],
+    buckets: Sequence[Path | list[str]],
     item_category: pd.Series,
     out: Path,
     day_state: Path,
@@ -159,8 +159,9 @@ def write_user_realtime(
     n_items: int,
     progress: Callable[[int], None] = lambda _n: None,
 ) -> int:
-    """Apply `realtime_state` per user bucket into `out`; also write each user's state at
-    the end of each active day (user_id, day, recent_items) to `day_state`."""
+    """Apply `realtime_state` per user bucket (a Parquet file or folder, or a list of files
+    holding every event of its users) into `out`; also write each user's state at the end
+    of each active day (user_id, day, recent_items) to `day_state`."""
     rows = 0
     writer: pq.ParquetWriter | None = None
     day_writer: pq.ParquetWriter | None = None
