@@ -52,7 +52,6 @@ def consume(
     project of feature_store.yaml). Writes under --out, not data/clean, which
     `dvc repro` rewrites.
     """
-    import redis
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from serving.commands.experiments import refresh_bandits
@@ -62,12 +61,13 @@ def consume(
     from tailwise.features.store import repo_config
     from tailwise.ingest.streams import consume as consume_batch
     from tailwise.privacy import load_key
+    from tailwise.redis_clients import open_redis
     from tailwise.settings import Settings
 
     with errors(DefinitionError):
         settings = Settings()
-        keys = Keys(repo_config(settings).project)
-        client = redis.Redis.from_url(settings.redis_url)
+        keys = Keys.of(repo_config(settings).project, settings)
+        client = open_redis(settings)
         try:
             while True:
                 try:
