@@ -10,7 +10,8 @@ moves them on later.
 
 On a Redis Cluster (the client a `redis.cluster.RedisCluster`) the same pipeline is split
 by node by redis-py; each user's keys share a slot (serving.keys), so the history script
-runs on one node. The stream entries go to each user's event partition, and are
+runs on one node (sent per user ahead of the pipeline: redis-py pipelines no scripts on a
+cluster). The stream entries go to each user's event partition, and are
 acknowledged only once the master owning the partition has passed them to a replica:
 they are appended with WAIT 1 (WAITAOF 1 1 where the server needs it) on that master's own
 connection, since WAIT counts the writes of the connection it is sent on. Entries a
@@ -184,8 +185,10 @@ class EventWriter:
             updates: list[Any] = []
             for text, e in {text: e for e, text in pairs}.items():  # a resent one once
                 updates += [text, str(e["item_id"]), repr(_seconds(e["timestamp"]))]
-            if self.cluster:  # EVAL: a node that never saw the script (a new master) runs it
-                pipe.eval(_HISTORY_SCRIPT, 2, k.recent(user), k.history(user), *updates)
+            if self.cluster:
+                # redis-py does not pipeline scripts on a cluster: the user's script runs on
+                # its own (EVALSHA on the node of the user's slot, loaded there when new).
+                self._history(keys=[k.recent(user), k.history(user)], args=updates)
             else:
                 self._history(keys=[k.recent(user), k.history(user)], args=updates, client=pipe)
             for _, text in pairs:  # a resent or replayed event must not take two places
@@ -218,8 +221,9 @@ class EventWriter:
     def _append_replicated(self, ordered: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """Cluster: the stream entries, per master owning their partitions, in one round
         trip on that master's connection ending with WAIT (or WAITAOF); returns the events
-        whose master did not confirm a replica copy in time. A slot that moved meanwhile
-        (MOVED) raises: the batch is spilled and the next write finds the new owner."""
+        whose master did not confirm a replica copy in time. A master that is gone or a
+        slot that moved (a failover) raises: the batch is spilled, and the next write
+        finds the new owner in the slot map redis-py reloads."""
         by_node: dict[str, tuple[Any, list[Mapping[str, Any]]]] = {}
         for e in ordered:
             node = self.client.get_node_from_key(self.keys.event_stream(e["user_id"]))  # type: ignore[attr-defined]
@@ -235,7 +239,10 @@ class EventWriter:
                 pipe.execute_command("WAIT", 1, self.wait_replica_ms)
             try:
                 replies = pipe.execute()
-            except redis.ResponseError as exc:  # MOVED / ASK / CLUSTERDOWN: not taken here
+            except (RedisConnectionError, RedisTimeoutError, redis.ResponseError) as exc:
+                # The master is gone or no longer owns the slot (MOVED, CLUSTERDOWN): the
+                # batch is spilled, and redis-py reloads its slot map for the next write.
+                self.client.nodes_manager.initialize()  # type: ignore[attr-defined]
                 raise RedisConnectionError(f"{node.name}: {exc}") from exc
             confirmed = replies[-1][1] if self.wait_aof_ms is not None else replies[-1]
             if int(confirmed) < 1:
