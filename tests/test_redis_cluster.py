@@ -23,16 +23,19 @@ import pytest
 
 from serving.events import EventWriter, WriteResult
 from serving.features import FeatureReader
+from serving.history import bootstrap_history
 from serving.keys import Keys
 from serving.spill import SpillLog
+from tailwise.experiments.posteriors import Posterior, PosteriorStore
 from tailwise.features.build import build_features
 from tailwise.features.config import FeaturesParams
-from tailwise.features.online import OnlineFeatures
+from tailwise.features.online import OnlineFeatures, erase_online
 from tailwise.features.store import apply, materialize, open_store, teardown
 from tailwise.ingest.pipeline import run_ingest
 from tailwise.ingest.streams import consume
 from tailwise.params import IngestParams
 from tailwise.redis_clients import close_async, open_async_redis, open_redis
+from tailwise.redis_server import durability, rewrite_persistence
 from tailwise.synthetic import GenerateConfig, generate
 from tests.feast_project import isolated_feast_settings
 from tests.redis_cluster import LocalCluster
@@ -205,6 +208,49 @@ def test_users_keys_spread_over_all_masters(
     assert len(keys.event_streams) == PARTITIONS and len(stream_nodes) >= 2
     for port in redis_cluster.masters():
         assert redis_cluster.node(port).dbsize() > 0
+
+
+def test_durability_erasure_history_and_posteriors_work_on_the_cluster(
+    world: dict[str, Any], redis_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    client, keys, project = world["client"], world["keys"], world["store"].project
+    found = durability(client)  # every node asked: all run AOF with fsync always
+    assert found.durable and found.appendfsync == "always"
+    redis_cluster.node(redis_cluster.masters()[0]).config_set("appendfsync", "everysec")
+    try:
+        assert durability(client).appendfsync == "everysec"  # the weakest node shows
+    finally:
+        redis_cluster.node(redis_cluster.masters()[0]).config_set("appendfsync", "always")
+
+    # The history bootstrap writes every user's keys through the cluster pipeline.
+    assert bootstrap_history(client, keys, world["root"] / "clean") > 0
+    with_events = pd.read_parquet(world["root"] / "clean" / "events", columns=["user_id"])
+    some = str(with_events["user_id"].max())  # not among the users the failover test reads
+    assert some not in world["users"][:40]
+    assert client.exists(keys.seen(some), keys.history(some), keys.recent(some)) == 3
+
+    # Erasure finds the person's tagged keys on whichever master holds them, their Feast
+    # hash and their entries in every event partition; then every node rewrites its AOF.
+    writer = _writer(world, tmp_path / "spill")
+    writer.write(_events([some], 5000, 3))
+    feast_key = OnlineFeatures(client, project, "user_id", []).key(some)
+    assert client.exists(feast_key) == 1 and client.xlen(keys.event_stream(some)) > 0
+    removed = erase_online(client, project, [some], PARTITIONS)
+    assert removed >= 3 + 4  # the 3 stream entries, the Feast hash and the per-user keys
+    assert client.exists(feast_key, keys.seen(some), keys.history(some), keys.recent(some)) == 0
+    assert all(
+        json.loads(fields[b"e"])["user_id"] != some
+        for stream in keys.event_streams
+        for _, fields in client.xrange(stream)
+    )
+    rewrite_persistence(client)
+
+    # The bandits' posteriors and allocation change in one transaction (one slot).
+    store = PosteriorStore(client, keys.prefix)
+    store.write("exp-a", {"a": Posterior(10, 3), "b": Posterior(12, 5)}, {"a": 0.4, "b": 0.6})
+    assert store.read_posteriors("exp-a") == {"a": Posterior(10, 3), "b": Posterior(12, 5)}
+    assert store.read_allocations(["exp-a", "none"]) == {"exp-a": {"a": 0.4, "b": 0.6}}
+    assert store.allocated_at("exp-a") is not None
 
 
 def _write(writer: EventWriter, events: list[dict[str, Any]], acked: set[str]) -> WriteResult:
