@@ -23,6 +23,7 @@ import pytest
 
 from serving.events import EventWriter, WriteResult
 from serving.features import FeatureReader
+from serving.graph import REDIS_DOWN
 from serving.history import bootstrap_history
 from serving.keys import Keys
 from serving.spill import SpillLog
@@ -263,11 +264,10 @@ def _write(writer: EventWriter, events: list[dict[str, Any]], acked: set[str]) -
 def test_a_killed_master_fails_over_and_no_acknowledged_event_is_lost(
     world: dict[str, Any], redis_cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    """Runs last in this module: it kills a master (its replica takes over) and then
-    restarts it as a replica."""
+    """Runs last in this module: it kills the master of an event partition (its replica
+    takes over), then starts it again (it rejoins as a replica)."""
     client, keys, store = world["client"], world["keys"], world["store"]
     users = world["users"][:40]
-    out = tmp_path / "served"
     writer = _writer(world, tmp_path / "spill")
     reader = FeatureReader(store, client, SERVICE, world["items"])
     realtime = {f.name for f in store.get_feature_view("user_realtime_session").features}
@@ -289,7 +289,58 @@ def test_a_killed_master_fails_over_and_no_acknowledged_event_is_lost(
 
     victim = int(client.get_node_from_key(keys.event_streams[0]).port)
     assert victim in redis_cluster.masters()
-    redis_cluster.kill(victim)
+    feast_keys = OnlineFeatures(client, store.project, "user_id", [])
+    on_victim = next(
+        u for u in world["users"] if client.get_node_from_key(feast_keys.key(u)).port == victim
+    )
+    expected = batch_features(on_victim)
+    # The request path's asyncio client, long-lived as in a replica (one event loop).
+    loop = asyncio.new_event_loop()
+    aclient = loop.run_until_complete(_connected(world["settings"]))
+
+    async def read_async() -> dict[str, Any] | None:
+        """The user's batch features through the asyncio cluster pipeline; None for an
+        error the graph answers from memory for (REDIS_DOWN)."""
+        try:
+            pipe = aclient.pipeline(transaction=False)
+            reader.users.queue_read(pipe, on_victim)
+            (raw,) = await pipe.execute()
+            return {k: v for k, v in reader.users.decode(raw).items() if k not in realtime}
+        except REDIS_DOWN:
+            return None
+
+    try:
+        assert loop.run_until_complete(read_async()) == expected
+        redis_cluster.kill(victim)
+        # Meeting the dead master: REDIS_DOWN, or the features once the replica took over.
+        assert loop.run_until_complete(read_async()) in (None, expected)
+        _fail_over_and_recover(world, redis_cluster, victim, writer, acked, reader, before)
+        assert loop.run_until_complete(read_async()) == expected
+    finally:
+        loop.run_until_complete(close_async(aclient))
+        loop.close()
+        if victim not in redis_cluster.alive():  # back, as the promoted one's replica
+            redis_cluster.restart(victim)
+    _replay_and_consume(world, redis_cluster, writer, acked, tmp_path / "served")
+
+
+async def _connected(settings: Any) -> Any:
+    aclient = open_async_redis(settings, socket_timeout=1, socket_connect_timeout=1)
+    await aclient.initialize()
+    return aclient
+
+
+def _fail_over_and_recover(
+    world: dict[str, Any],
+    redis_cluster: LocalCluster,
+    victim: int,
+    writer: EventWriter,
+    acked: set[str],
+    reader: FeatureReader,
+    before: dict[str, dict[str, Any]],
+) -> None:
+    keys, store, users = world["keys"], world["store"], sorted(before)
+    realtime = {f.name for f in store.get_feature_view("user_realtime_session").features}
 
     # Events of users whose partition the victim held keep coming while the cluster
     # notices and promotes the replica: each batch is acknowledged (into Redis or the
@@ -316,7 +367,8 @@ def test_a_killed_master_fails_over_and_no_acknowledged_event_is_lost(
     # Reads through the request path recover: same features as before the failover, and
     # Feast's own client agrees.
     for user in users:
-        assert batch_features(user) == before[user], user
+        got = {k: v for k, v in reader.user(user).items() if k not in realtime}
+        assert got == before[user], user
     names = _user_feature_names(store, reader)
     sdk = store.get_online_features(
         features=names, entity_rows=[{"user_id": u} for u in users[:5]]
@@ -325,10 +377,18 @@ def test_a_killed_master_fails_over_and_no_acknowledged_event_is_lost(
         for name, value in before[user].items():
             assert _same(value, sdk[name][i]), (user, name)
 
+
+def _replay_and_consume(
+    world: dict[str, Any],
+    redis_cluster: LocalCluster,
+    writer: EventWriter,
+    acked: set[str],
+    out: Path,
+) -> None:
+    client, keys, users = world["client"], world["keys"], world["users"][:40]
     # The killed node comes back as the replica of its promoted one; the outbox (events
     # the lone master could not replicate, or sent while no master served the slot) is
     # replayed, and new writes are confirmed again.
-    redis_cluster.restart(victim)
     redis_cluster.wait_until(redis_cluster.healthy, 60, "the restarted node replicates again")
     for _ in range(50):
         writer.replay()
