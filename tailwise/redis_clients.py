@@ -3,7 +3,8 @@
     Settings.redis_cluster False --> redis.Redis / redis.asyncio.Redis at REDIS_URL
     Settings.redis_cluster True  --> redis.cluster.RedisCluster /
                                      redis.asyncio.cluster.RedisCluster, REDIS_URL being
-                                     any node of the cluster (the rest are discovered)
+                                     any node of the cluster (the rest are discovered;
+                                     REDIS_CLUSTER_NODES: more to try when it is down)
 
 The cluster clients are redis-py's own: they route each command to the node owning its
 key's slot, split a non-transactional pipeline by node, follow MOVED / ASK and refresh the
@@ -46,8 +47,11 @@ def open_redis(settings: Settings, **options: Any) -> redis.Redis:
     `options` are redis-py connection options (socket_timeout, ...)."""
     if settings.redis_cluster:
         _check_cluster_url(settings.redis_url)
+        nodes = [redis.cluster.ClusterNode(h, p) for h, p in startup_nodes(settings)]
         # The cluster client has the commands of redis.Redis; typed as one for callers.
-        return redis.cluster.RedisCluster.from_url(settings.redis_url, **options)  # type: ignore[return-value]
+        return redis.cluster.RedisCluster.from_url(  # type: ignore[return-value]
+            settings.redis_url, startup_nodes=nodes, **options
+        )
     return redis.Redis.from_url(settings.redis_url, **options)
 
 
@@ -59,8 +63,25 @@ def open_async_redis(settings: Settings, **options: Any) -> redis.asyncio.Redis:
     if settings.redis_cluster:
         _check_cluster_url(settings.redis_url)
         options.pop("retry", None)
-        return redis.asyncio.cluster.RedisCluster.from_url(settings.redis_url, **options)  # type: ignore[return-value]
+        nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in startup_nodes(settings)]
+        return redis.asyncio.cluster.RedisCluster.from_url(  # type: ignore[return-value]
+            settings.redis_url, startup_nodes=nodes, **options
+        )
     return redis.asyncio.Redis.from_url(settings.redis_url, **options)
+
+
+def startup_nodes(settings: Settings) -> list[tuple[str, int]]:
+    """(host, port) of REDIS_CLUSTER_NODES, the nodes tried after REDIS_URL's when a
+    client starts (any one that answers tells it the whole cluster)."""
+    nodes = []
+    for item in (i.strip() for i in settings.redis_cluster_nodes.split(",")):
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65_536:
+            raise ValueError(f"REDIS_CLUSTER_NODES: {item!r} is not host:port")
+        nodes.append((host, int(port)))
+    return nodes
 
 
 def is_cluster(client: Any) -> bool:

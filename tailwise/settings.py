@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379", validation_alias="REDIS_URL")
     # One switch between a single Redis and a Redis Cluster (REDIS_URL: any of its nodes).
     redis_cluster: bool = Field(False, validation_alias="REDIS_CLUSTER")
+    # More cluster nodes to start from when REDIS_URL's node is down ("host:port,...").
+    redis_cluster_nodes: str = Field("", validation_alias="REDIS_CLUSTER_NODES")
     # Stream keys the events are spread over by user (1: the one `events` stream).
     event_partitions: int = Field(1, ge=1, le=1024, validation_alias="TAILWISE_EVENT_PARTITIONS")
     hmac_key: SecretStr | None = Field(None, validation_alias="TAILWISE_HMAC_KEY")

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from redis.exceptions import RedisClusterException
 
 from serving.events import EventWriter, WriteResult
 from serving.features import FeatureReader
@@ -376,6 +377,24 @@ def _fail_over_and_recover(
     for i, user in enumerate(users[:5]):
         for name, value in before[user].items():
             assert _same(value, sdk[name][i]), (user, name)
+
+    # A process starting now, with REDIS_URL naming the dead node, finds the cluster
+    # through REDIS_CLUSTER_NODES (without them it cannot start).
+    dead = world["settings"].model_copy(update={"redis_url": f"redis://127.0.0.1:{victim}"})
+    with pytest.raises(RedisClusterException, match="cannot be connected"):
+        open_redis(dead, socket_connect_timeout=1)
+    alive = redis_cluster.masters()[0]
+    late = open_redis(
+        dead.model_copy(update={"redis_cluster_nodes": f"127.0.0.1:{alive}"}),
+        socket_connect_timeout=1,
+    )
+    try:
+        fresh = OnlineFeatures(late, store.project, "user_id", reader.user_views)
+        for user in users[:5]:
+            got = {k: v for k, v in fresh.read(user).items() if k not in realtime}
+            assert got == before[user], user
+    finally:
+        late.close()
 
 
 def _replay_and_consume(

@@ -94,9 +94,14 @@ def repo_config(settings: Settings, skip_dedup: bool = False) -> Any:
     if not path.exists():
         raise FeatureStoreError(f"{path} not found; set TAILWISE_FEATURE_REPO to the feature repo")
     raw = yaml.safe_load(os.path.expandvars(path.read_text()))
-    raw["online_store"]["connection_string"] = feast_connection_string(
-        settings.redis_url, settings.redis_cluster
-    )
+    connection = feast_connection_string(settings.redis_url, settings.redis_cluster)
+    if settings.redis_cluster:  # Feast's cluster client tries every node listed first
+        from tailwise.redis_clients import startup_nodes
+
+        node, rest = connection.split(",", 1) if "," in connection else (connection, "")
+        listed = [node, *(f"{h}:{p}" for h, p in startup_nodes(settings))]
+        connection = ",".join([*listed, *([rest] if rest else [])])
+    raw["online_store"]["connection_string"] = connection
     # One setting switches Feast and Tailwise's own clients between one Redis and a cluster.
     raw["online_store"]["redis_type"] = "redis_cluster" if settings.redis_cluster else "redis"
     raw["online_store"]["skip_dedup"] = skip_dedup

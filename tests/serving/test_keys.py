@@ -12,7 +12,7 @@ from redis.crc import key_slot
 from serving.keys import Keys
 from tailwise.features.store import FeatureStoreError, feast_connection_string, repo_config
 from tailwise.ingest.streams import partition_of
-from tailwise.redis_clients import open_redis
+from tailwise.redis_clients import open_redis, startup_nodes
 from tailwise.settings import Settings
 from tests.feast_project import ROOT
 
@@ -65,6 +65,12 @@ def test_settings_switch_feast_and_the_clients_to_a_cluster(tmp_path: Path) -> N
     single = repo_config(settings.model_copy(update={"redis_cluster": False}))
     assert single.online_store.redis_type == "redis"
     assert single.online_store.connection_string == "10.0.0.5:7001,db=0"
+    several = settings.model_copy(update={"redis_cluster_nodes": "10.0.0.6:7002, h7:7003"})
+    assert startup_nodes(several) == [("10.0.0.6", 7002), ("h7", 7003)]
+    feast = repo_config(several).online_store.connection_string
+    assert feast == "10.0.0.5:7001,10.0.0.6:7002,h7:7003"
+    with pytest.raises(ValueError, match="REDIS_CLUSTER_NODES: 'h8' is not host:port"):
+        startup_nodes(several.model_copy(update={"redis_cluster_nodes": "h8"}))
     with pytest.raises(FeatureStoreError, match="only database 0"):
         feast_connection_string("redis://10.0.0.5:7001/2", cluster=True)
     with pytest.raises(ValueError, match="only database 0"):
