@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import redis
-import redis.asyncio
 
 from serving.bundle import load_bundle
 from serving.config import ServingConfig
@@ -26,6 +25,7 @@ from serving.graph import Answer, RecommendGraph, Request
 from serving.history import bootstrap_history
 from serving.keys import Keys
 from tailwise.features.store import check_registry, open_store
+from tailwise.redis_clients import close_async, open_async_redis, open_redis
 from tailwise.settings import Settings
 from tailwise.versions import version_folder
 
@@ -59,8 +59,8 @@ def open_graph(config: ServingConfig, settings: Settings) -> RecommendGraph:
     """A graph over the configured model version, no cache; the version's repeat decision
     says whether purchased and seen items are left out (unless `config.rules` says)."""
     bundle = load_bundle(version_folder(config.models_dir, config.model_version))
-    client = redis.Redis.from_url(settings.redis_url)
-    aclient = redis.asyncio.Redis.from_url(settings.redis_url)
+    client = open_redis(settings)
+    aclient = open_async_redis(settings)
     store = open_store(settings)
     check_registry(
         store,
@@ -71,7 +71,7 @@ def open_graph(config: ServingConfig, settings: Settings) -> RecommendGraph:
     )
     reader = FeatureReader(store, client, bundle.ranking_service, list(bundle.item_ids))
     check_features(bundle, reader)
-    keys = Keys(store.project)
+    keys = Keys.of(store.project, settings)
     if (config.clean_dir / "events").exists():
         bootstrap_history(client, keys, config.clean_dir)
     batch = config.model_copy(update={"cache_ttl_seconds": 0})
@@ -127,6 +127,6 @@ def answer_all(
                     each(n, answers[-1])
             return answers
         finally:
-            await graph.client.connection_pool.disconnect()
+            await close_async(graph.client)
 
     return asyncio.run(run())

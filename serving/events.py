@@ -7,6 +7,16 @@ definition of those features) and writes it in Feast's push layout in a second r
 (which clears the response cache again, closing the gap between the two). When Redis
 cannot be reached, the events are committed to the `SpillLog` outbox instead; `replay`
 moves them on later.
+
+On a Redis Cluster (the client a `redis.cluster.RedisCluster`) the same pipeline is split
+by node by redis-py; each user's keys share a slot (serving.keys), so the history script
+runs on one node (sent per user ahead of the pipeline: redis-py pipelines no scripts on a
+cluster). The stream entries go to each user's event partition, and are
+acknowledged only once the master owning the partition has passed them to a replica:
+they are appended with WAIT 1 (WAITAOF 1 1 where the server needs it) on that master's own
+connection, since WAIT counts the writes of the connection it is sent on. Entries a
+master could not replicate in time (no replica, a failover under way) go to the outbox
+too: the consumer drops the repeat when both arrive.
 """
 
 from __future__ import annotations
@@ -34,12 +44,18 @@ from tailwise.features.online import OnlineFeatures
 from tailwise.features.realtime import realtime_state
 from tailwise.ingest.events import CLEAN_COLUMNS
 from tailwise.ingest.streams import EVENT_LINKS
+from tailwise.redis_clients import CLUSTER_UNAVAILABLE, is_cluster
 
 logger = logging.getLogger(__name__)
 
 REALTIME_VIEW = "user_realtime_session"
 # Errors that mean "Redis cannot take writes now" (the events are spilled, not lost).
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    *CLUSTER_UNAVAILABLE,
+)
 # Per event (ARGV: JSON, item, epoch seconds, ...): unless the event is already in the
 # user's recent list (KEYS[1]; a resent or replayed event), one more event with the item
 # in the history hash (KEYS[2]) and its newest time kept. Runs before the list is updated.
@@ -100,10 +116,13 @@ class EventWriter:
         # waiting on a connect timeout per request; `replay` probes Redis meanwhile.
         self.cooldown_seconds = cooldown_seconds
         self._down_until = 0.0
+        self.cluster = is_cluster(client)
         self._history = client.register_script(_HISTORY_SCRIPT)
         # Redis >= 7.2 with fsync less often than per write: each batch waits until the
         # local append-only file has it (WAITAOF 1 0), else it goes to the spill log too.
         self.wait_aof_ms: int | None = None
+        # On a cluster: how long a master may take to pass stream entries to a replica.
+        self.wait_replica_ms = 1000
 
     def write(self, events: Sequence[Mapping[str, Any]]) -> WriteResult:
         """Write clean events; accepted into Redis, or spilled (durably) when it is down."""
@@ -112,7 +131,9 @@ class EventWriter:
             return WriteResult(0, [], 0)
         if time.monotonic() >= self._down_until:
             try:
-                self._send(events)
+                unconfirmed = self._send(events)
+                if unconfirmed:  # in Redis, but not yet safe there: the outbox keeps them too
+                    self.spill.append([json.loads(event_json(e, links=True)) for e in unconfirmed])
                 return WriteResult(len(events), ids, 0)
             except UNAVAILABLE as exc:
                 logger.warning("Redis unavailable (%s): spilling %d event(s)", exc, len(events))
@@ -131,10 +152,14 @@ class EventWriter:
             return 0
         while (batch := self.spill.claim(max_batch)) is not None:
             try:
-                self._send([event_from_record(r) for r in batch.records])
+                unconfirmed = self._send([event_from_record(r) for r in batch.records])
             except UNAVAILABLE as exc:
                 logger.info("replay paused, Redis unavailable: %s", exc)
                 self._down_until = time.monotonic() + self.cooldown_seconds
+                batch.release()
+                return moved
+            if unconfirmed:  # sent again by the next replay; the consumer drops repeats
+                logger.info("replay paused: %d event(s) not yet safe in Redis", len(unconfirmed))
                 batch.release()
                 return moved
             batch.commit()
@@ -142,14 +167,17 @@ class EventWriter:
         self._down_until = 0.0
         return moved
 
-    def _send(self, events: Sequence[Mapping[str, Any]]) -> None:
+    def _send(self, events: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """Send `events`; returns those Redis took but cannot yet be relied on to keep
+        (not synced or replicated in time)."""
         k = self.keys
         ordered = sorted(events, key=lambda e: (e["timestamp"], e["event_id"]))
         by_user: dict[str, list[tuple[Mapping[str, Any], str]]] = {}
         pipe = self.client.pipeline(transaction=False)
         for e in ordered:
             text = event_json(e)
-            pipe.xadd(k.events, {"e": event_json(e, links=True)})
+            if not self.cluster:
+                pipe.xadd(k.event_stream(e["user_id"]), {"e": event_json(e, links=True)})
             by_user.setdefault(e["user_id"], []).append((e, text))
         reads: dict[str, int] = {}  # user -> position of the LRANGE reply
         for user, pairs in by_user.items():
@@ -157,7 +185,12 @@ class EventWriter:
             updates: list[Any] = []
             for text, e in {text: e for e, text in pairs}.items():  # a resent one once
                 updates += [text, str(e["item_id"]), repr(_seconds(e["timestamp"]))]
-            self._history(keys=[k.recent(user), k.history(user)], args=updates, client=pipe)
+            if self.cluster:
+                # redis-py does not pipeline scripts on a cluster: the user's script runs on
+                # its own (EVALSHA on the node of the user's slot, loaded there when new).
+                self._history(keys=[k.recent(user), k.history(user)], args=updates)
+            else:
+                self._history(keys=[k.recent(user), k.history(user)], args=updates, client=pipe)
             for _, text in pairs:  # a resent or replayed event must not take two places
                 pipe.lrem(k.recent(user), 0, text)
             # Oldest first: LPUSH puts each value at the head, so the newest ends first.
@@ -171,15 +204,55 @@ class EventWriter:
             pipe.delete(k.rec(user))
             reads[user] = len(pipe)
             pipe.lrange(k.recent(user), 0, -1)
-        if self.wait_aof_ms is not None:
+        if self.wait_aof_ms is not None and not self.cluster:
             pipe.execute_command("WAITAOF", 1, 0, self.wait_aof_ms)
         replies = pipe.execute()
-        if self.wait_aof_ms is not None and int(replies[-1][0]) < 1:
+        unconfirmed: list[Mapping[str, Any]] = []
+        if self.cluster:
+            unconfirmed = self._append_replicated(ordered)
+        elif self.wait_aof_ms is not None and int(replies[-1][0]) < 1:
             # Not on disk in time: the outbox keeps it too (the consumer drops a repeat).
             logger.warning("WAITAOF: %d event(s) not synced in time, spilled", len(events))
-            self.spill.append([json.loads(event_json(e)) for e in events])
+            unconfirmed = list(events)
         recent = {user: replies[i] for user, i in reads.items()}
         self._write_realtime(recent)
+        return unconfirmed
+
+    def _append_replicated(self, ordered: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """Cluster: the stream entries, per master owning their partitions, in one round
+        trip on that master's connection ending with WAIT (or WAITAOF); returns the events
+        whose master did not confirm a replica copy in time. A master that is gone or a
+        slot that moved (a failover) raises: the batch is spilled, and the next write
+        finds the new owner in the slot map redis-py reloads."""
+        by_node: dict[str, tuple[Any, list[Mapping[str, Any]]]] = {}
+        for e in ordered:
+            node = self.client.get_node_from_key(self.keys.event_stream(e["user_id"]))  # type: ignore[attr-defined]
+            by_node.setdefault(node.name, (node, []))[1].append(e)
+        unconfirmed: list[Mapping[str, Any]] = []
+        for node, mine in by_node.values():
+            pipe = self.client.get_redis_connection(node).pipeline(transaction=False)  # type: ignore[attr-defined]
+            for e in mine:
+                pipe.xadd(self.keys.event_stream(e["user_id"]), {"e": event_json(e, links=True)})
+            if self.wait_aof_ms is not None:
+                pipe.execute_command("WAITAOF", 1, 1, self.wait_aof_ms)
+            else:
+                pipe.execute_command("WAIT", 1, self.wait_replica_ms)
+            try:
+                replies = pipe.execute()
+            except (RedisConnectionError, RedisTimeoutError, redis.ResponseError) as exc:
+                # The master is gone or no longer owns the slot (MOVED, CLUSTERDOWN): the
+                # batch is spilled, and redis-py reloads its slot map for the next write.
+                self.client.nodes_manager.initialize()  # type: ignore[attr-defined]
+                raise RedisConnectionError(f"{node.name}: {exc}") from exc
+            confirmed = replies[-1][1] if self.wait_aof_ms is not None else replies[-1]
+            if int(confirmed) < 1:
+                logger.warning(
+                    "%s: %d event(s) not replicated in time, kept in the outbox too",
+                    node.name,
+                    len(mine),
+                )
+                unconfirmed += mine
+        return unconfirmed
 
     def _write_realtime(self, recent: Mapping[str, list[bytes]]) -> None:
         """Each user's state after their newest event, written like a Feast push; the

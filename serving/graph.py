@@ -30,8 +30,16 @@ from serving.keys import Keys
 from serving.pipeline import DEGRADED, Answer, RecommendPipeline, Request, UserState
 from serving.response_cache import LastAnswers, ResponseCache
 from serving.served_log import ServedLog
+from tailwise.redis_clients import CLUSTER_UNAVAILABLE
 
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+# Redis cannot answer now (on a cluster: also while a failover is under way): the request
+# is answered from memory.
+REDIS_DOWN: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    *CLUSTER_UNAVAILABLE,
+)
+WRITE_FAILED: tuple[type[Exception], ...] = (redis.RedisError, *CLUSTER_UNAVAILABLE)
 logger = logging.getLogger("tailwise.serving")
 
 
@@ -110,7 +118,7 @@ class RecommendGraph:
         self.served_log.queue(pipe, req, answer)
         try:
             await pipe.execute()
-        except redis.RedisError as exc:
+        except WRITE_FAILED as exc:
             logger.warning("cache / served-log write failed: %s", exc)
 
     async def _read(self, req: Request) -> UserState:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 
 import redis
-import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -36,6 +35,7 @@ from tailwise.erasure import record_online
 from tailwise.features.online import erase_online
 from tailwise.features.store import open_store
 from tailwise.params import load_params
+from tailwise.redis_clients import open_async_redis, open_redis
 from tailwise.redis_server import durability, rewrite_persistence
 from tailwise.settings import Settings
 from tailwise.versions import version_folder
@@ -48,28 +48,31 @@ class Replica:
         self.config, self.settings = config, settings
         self.metrics = ServingMetrics()
         timeout = config.redis_timeout_seconds
-        self.client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        self.client = open_redis(settings, socket_timeout=timeout, socket_connect_timeout=timeout)
         # No retries on the request path: an outage costs a request one timeout, then the
-        # graph answers from memory for a while (serving.graph).
-        self.aclient = redis.asyncio.Redis.from_url(
-            settings.redis_url,
+        # graph answers from memory for a while (serving.graph). A cluster client keeps
+        # its own retries: they follow a failover to the promoted replica.
+        self.aclient = open_async_redis(
+            settings,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
         )
         self.store = open_store(settings)
-        self.keys = Keys(self.store.project)
+        self.keys = Keys.of(self.store.project, settings)
         self.graph = self.load(self.wanted_version())
         self.metrics.set_model(self.graph.bundle.version)
         self.rules, self.writer = self._events()
         self.experiments = build_router(
             config, self.keys, self.client, self.load, self.metrics.registry, self.graph
         )
-        self.metrics.watch_streams(
-            self.client, {"events": self.keys.events, "served": self.keys.served}
+        events = self.keys.event_streams
+        streams = (
+            {"events": events[0]}
+            if len(events) == 1
+            else {f"events.{n}": s for n, s in enumerate(events)}
         )
+        self.metrics.watch_streams(self.client, {**streams, "served": self.keys.served})
 
     def load(self, version: str | None) -> RecommendGraph:
         """The graph of `version` (default: LATEST), checked against Feast and warmed up."""
@@ -120,7 +123,7 @@ class Replica:
         PrivacyError without a pseudonymisation key (the ledger needs it)."""
         ids = sorted({user_id, self.rules.consent.resolve(user_id)})
         record_online(self.client, self.keys.project, ids, replica_key(self.settings))
-        online = erase_online(self.client, self.keys.project, ids)
+        online = erase_online(self.client, self.keys.project, ids, self.keys.partitions)
         spilled = self.writer.spill.forget(ids)
         for user in ids:
             self.graph.last.answers.pop(user, None)
@@ -147,6 +150,7 @@ class Replica:
         spill = SpillLog(self.config.spill_dir / self.keys.project)
         writer = EventWriter(self.client, self.keys, self.graph.reader.users, categories, spill)
         writer.wait_aof_ms = _wait_aof_ms(self.client, self.config.redis_timeout_seconds)
+        writer.wait_replica_ms = max(1, int(self.config.redis_timeout_seconds * 1000))
         return EventRules(params, consent), writer
 
 

@@ -49,10 +49,11 @@ def check_durability(config: ServingConfig, settings: Settings) -> str | None:
     when `config.redis_durability` is "warn"; None when it keeps every acknowledged write."""
     import redis
 
+    from tailwise.redis_clients import open_redis
     from tailwise.redis_server import durability
 
     try:
-        found = durability(redis.Redis.from_url(settings.redis_url, socket_timeout=5))
+        found = durability(open_redis(settings, socket_timeout=5))
     except redis.RedisError as exc:
         raise ServeError(f"cannot check Redis at {settings.redis_url}: {exc}") from exc
     problem = found.problem(settings.redis_url)

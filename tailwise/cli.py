@@ -289,14 +289,15 @@ def _forget_online(user: str, data: Path, key: bytes, settings: Any) -> int:
     from tailwise.erasure import person_ids, record_online
     from tailwise.features.online import erase_online
     from tailwise.features.store import repo_config
+    from tailwise.redis_clients import open_redis
     from tailwise.redis_server import rewrite_persistence
 
     ids = person_ids(user, data, key)
     try:
-        client = redis_lib.Redis.from_url(settings.redis_url)
+        client = open_redis(settings)
         project = settings.feast_project or repo_config(settings).project
         record_online(client, project, ids, key)
-        removed = erase_online(client, project, ids)
+        removed = erase_online(client, project, ids, settings.event_partitions)
         rewrite_persistence(client)
     except redis_lib.ConnectionError as exc:
         fail(

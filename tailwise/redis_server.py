@@ -95,7 +95,30 @@ class Durability:
 
 
 def durability(client: redis.Redis) -> Durability:
-    """Durability of the server behind `client` (CONFIG GET and INFO server)."""
+    """Durability of the server behind `client` (CONFIG GET and INFO server); of a Redis
+    Cluster, that of its weakest node (every node is asked)."""
+    found = [_durability(node) for node in _nodes(client)]
+    if len(found) == 1:
+        return found[0]
+    weak = [f.appendfsync for f in found if f.appendfsync != APPENDFSYNC]
+    return Durability(
+        all(f.appendonly for f in found),
+        weak[0] if weak else APPENDFSYNC,
+        min(f.version for f in found),
+    )
+
+
+def _nodes(client: redis.Redis) -> list[redis.Redis]:
+    """The client itself, or a client per node of a Redis Cluster."""
+    from tailwise.redis_clients import is_cluster
+
+    if not is_cluster(client):
+        return [client]
+    nodes: Any = client.get_nodes()  # type: ignore[attr-defined]
+    return [client.get_redis_connection(n) for n in nodes]  # type: ignore[attr-defined]
+
+
+def _durability(client: redis.Redis) -> Durability:
     config: dict[Any, Any] = client.config_get("append*")  # type: ignore[assignment]
     text = {_s(k): _s(v) for k, v in config.items()}
     info: dict[str, Any] = client.info("server")  # type: ignore[assignment]
@@ -109,17 +132,22 @@ def _s(value: Any) -> str:
 
 def rewrite_persistence(client: redis.Redis) -> None:
     """Rewrite the server's files after an erasure: the append-only file (and an RDB
-    snapshot, when configured) still hold the erased writes until rewritten."""
-    found = durability(client)
-    config: dict[Any, Any] = client.config_get("save")  # type: ignore[assignment]
-    for command, wanted in (("BGREWRITEAOF", found.appendonly), ("BGSAVE", any(config.values()))):
-        if not wanted:
-            continue
-        try:
-            client.execute_command(command, *(["SCHEDULE"] if command == "BGSAVE" else []))
-        except redis.ResponseError as exc:  # one is running: ask again once it is done
-            if "in progress" not in str(exc):
-                raise
+    snapshot, when configured) still hold the erased writes until rewritten; on a Redis
+    Cluster, every node's."""
+    for node in _nodes(client):
+        found = _durability(node)
+        config: dict[Any, Any] = node.config_get("save")  # type: ignore[assignment]
+        for command, wanted in (
+            ("BGREWRITEAOF", found.appendonly),
+            ("BGSAVE", any(config.values())),
+        ):
+            if not wanted:
+                continue
+            try:
+                node.execute_command(command, *(["SCHEDULE"] if command == "BGSAVE" else []))
+            except redis.ResponseError as exc:  # one is running: ask again once it is done
+                if "in progress" not in str(exc):
+                    raise
 
 
 def redis_alive(url: str, timeout: float = 0.5) -> bool:

@@ -35,6 +35,7 @@ import redis
 
 from tailwise.ports import free_port
 from tailwise.redis_server import server_args
+from tests.redis_cluster import LocalCluster, start_cluster
 
 TIERS = ("unit", "integration", "e2e")
 # Fixtures that train a model version (or serve one) before the test runs.
@@ -50,6 +51,7 @@ INTEGRATION_FIXTURES = frozenset(
         "realtime_view",
         "feature_world",
         "redis_server",
+        "redis_cluster",
     }
 )
 
@@ -176,6 +178,23 @@ def redis_server(
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A 6-node Redis Cluster (3 masters, 3 replicas) of private redis-servers for the
+    module's tests; every process is stopped and its folder removed at the end."""
+    directory = tmp_path_factory.mktemp("cluster")
+    try:
+        cluster = start_cluster(directory)
+        if cluster is None:
+            pytest.skip("redis-server and redis-cli are needed for a Redis Cluster")
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 CHROMIUM = os.environ.get("TAILWISE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"

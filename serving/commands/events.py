@@ -52,7 +52,6 @@ def consume(
     project of feature_store.yaml). Writes under --out, not data/clean, which
     `dvc repro` rewrites.
     """
-    import redis
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from serving.commands.experiments import refresh_bandits
@@ -62,12 +61,14 @@ def consume(
     from tailwise.features.store import repo_config
     from tailwise.ingest.streams import consume as consume_batch
     from tailwise.privacy import load_key
+    from tailwise.redis_clients import CLUSTER_UNAVAILABLE, open_redis
     from tailwise.settings import Settings
 
+    retryable: tuple[type[Exception], ...] = (RedisConnectionError, *CLUSTER_UNAVAILABLE)
     with errors(DefinitionError):
         settings = Settings()
-        keys = Keys(repo_config(settings).project)
-        client = redis.Redis.from_url(settings.redis_url)
+        keys = Keys.of(repo_config(settings).project, settings)
+        client = open_redis(settings)
         try:
             while True:
                 try:
@@ -78,11 +79,12 @@ def consume(
                             client, keys, out, count=count, erased=erased
                         )
                     )
-                except RedisConnectionError as exc:
+                except retryable as exc:
                     if once:
                         raise
-                    # A long-running consumer outlives a Redis restart: the entries wait
-                    # in the stream (pending ones are re-read), so just try again later.
+                    # A long-running consumer outlives a Redis restart (or a cluster's
+                    # failover): the entries wait in the stream (pending ones are re-read),
+                    # so just try again later.
                     console.print(f"[yellow]Redis unavailable ({exc}); retrying[/yellow]")
                 else:
                     console.print(_describe(totals, out))

@@ -110,16 +110,21 @@ class PosteriorStore:
     the allocation was last changed (seconds since the epoch)."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
+        from tailwise.redis_clients import is_cluster
+
         self.client, self.prefix = client, prefix
+        # On a Redis Cluster the experiment name is a hash tag: the transaction in `write`
+        # touches its three keys, which must then share a slot.
+        self._tag = "{%s}" if is_cluster(client) else "%s"
 
     def posteriors_key(self, experiment: str) -> str:
-        return f"{self.prefix}experiments:posteriors:{experiment}"
+        return f"{self.prefix}experiments:posteriors:{self._tag % experiment}"
 
     def allocation_key(self, experiment: str) -> str:
-        return f"{self.prefix}experiments:allocation:{experiment}"
+        return f"{self.prefix}experiments:allocation:{self._tag % experiment}"
 
     def allocated_at_key(self, experiment: str) -> str:
-        return f"{self.prefix}experiments:allocated_at:{experiment}"
+        return f"{self.prefix}experiments:allocated_at:{self._tag % experiment}"
 
     def write(
         self,

@@ -241,18 +241,31 @@ def stamp_now(client: redis.Redis, project: str) -> str:
 USER_STREAMS = ("events", "served")
 
 
-def erase_online(client: redis.Redis, project: str, user_ids: Sequence[str]) -> int:
+def erase_online(
+    client: redis.Redis,
+    project: str,
+    user_ids: Sequence[str],
+    partitions: int = 1,
+) -> int:
     """Remove people from the online side: their Feast feature hash, every per-user key of
-    the serving app (`tailwise:<project>:<kind>:<user_id>`) and their entries in its event
-    and request streams. Returns the number of keys and stream entries removed."""
+    the serving app (`tailwise:<project>:<kind>:<user_id>`, or `...:{<user_id>}` with the
+    hash tag a Redis Cluster uses) and their entries in its event and request streams
+    (the events in `partitions` stream keys, tailwise.ingest.streams.partition_streams).
+    Returns the number of keys and stream entries removed."""
+    from tailwise.ingest.streams import partition_streams
+
     removed = 0
     for user_id in user_ids:
         reader = OnlineFeatures(client, project, "user_id", [])
         removed += int(client.delete(reader.key(user_id)))  # type: ignore[arg-type]
-        for key in client.scan_iter(match=f"tailwise:{project}:*:{_glob(user_id)}", count=1000):
-            removed += int(client.delete(key))  # type: ignore[arg-type]
+        plain = f"tailwise:{project}:*:{_glob(user_id)}"
+        for pattern in (plain, f"tailwise:{project}:*:\\{{{_glob(user_id)}\\}}"):
+            for key in client.scan_iter(match=pattern, count=1000):
+                removed += int(client.delete(key))  # type: ignore[arg-type]
     wanted = set(user_ids)
-    for stream in (f"tailwise:{project}:{name}" for name in USER_STREAMS):
+    names = [f"tailwise:{project}:{name}" for name in USER_STREAMS]
+    names = [s for n in names for s in partition_streams(n, partitions if "events" in n else 1)]
+    for stream in names:
         for entry_id, fields in client.xrange(stream):  # type: ignore[union-attr]
             for raw in fields.values():
                 if (

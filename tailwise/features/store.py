@@ -50,14 +50,19 @@ FEAST_URL_PARAMETERS = frozenset(
 )
 
 
-def feast_connection_string(url: str) -> str:
+def feast_connection_string(url: str, cluster: bool = False) -> str:
     """redis[s]://[user:password@]host:port/db[?ssl_ca_certs=...] -> Feast's
-    'host:port,db=N,ssl=true,ssl_ca_certs=...' form."""
+    'host:port,db=N,ssl=true,ssl_ca_certs=...' form (a cluster: no db, the node given
+    is where Feast's cluster client discovers the others)."""
     u = urlparse(url)
     if u.scheme not in ("redis", "rediss"):
         raise FeatureStoreError(f"REDIS_URL must start with redis:// or rediss://, got {url!r}")
     db = int((u.path or "/0").lstrip("/") or 0)
-    parts = [f"{u.hostname or 'localhost'}:{u.port or 6379}", f"db={db}"]
+    parts = [f"{u.hostname or 'localhost'}:{u.port or 6379}"]
+    if cluster and db:
+        raise FeatureStoreError(f"REDIS_URL {url!r}: a Redis Cluster has only database 0")
+    if not cluster:
+        parts.append(f"db={db}")
     if u.password:
         if "," in unquote(u.password):
             raise FeatureStoreError("a Redis password containing ',' cannot be passed to Feast")
@@ -89,7 +94,16 @@ def repo_config(settings: Settings, skip_dedup: bool = False) -> Any:
     if not path.exists():
         raise FeatureStoreError(f"{path} not found; set TAILWISE_FEATURE_REPO to the feature repo")
     raw = yaml.safe_load(os.path.expandvars(path.read_text()))
-    raw["online_store"]["connection_string"] = feast_connection_string(settings.redis_url)
+    connection = feast_connection_string(settings.redis_url, settings.redis_cluster)
+    if settings.redis_cluster:  # Feast's cluster client tries every node listed first
+        from tailwise.redis_clients import startup_nodes
+
+        node, rest = connection.split(",", 1) if "," in connection else (connection, "")
+        listed = [node, *(f"{h}:{p}" for h, p in startup_nodes(settings))]
+        connection = ",".join([*listed, *([rest] if rest else [])])
+    raw["online_store"]["connection_string"] = connection
+    # One setting switches Feast and Tailwise's own clients between one Redis and a cluster.
+    raw["online_store"]["redis_type"] = "redis_cluster" if settings.redis_cluster else "redis"
     raw["online_store"]["skip_dedup"] = skip_dedup
     if settings.feast_project:
         raw["project"] = settings.feast_project
@@ -230,9 +244,8 @@ def _check_version(store: Any, settings: Settings) -> None:
 def materialize(settings: Settings, end: datetime | None = None) -> dict[str, Any]:
     """Newest values into Redis: all of them the first time and after every rebuild of the
     tables (so corrected and late rows land), else only what is new since the last run."""
-    import redis as redis_lib
-
     from tailwise.features.online import stamp_now
+    from tailwise.redis_clients import open_redis
 
     started = time.perf_counter()
     built_at = str(_require_tables(settings)["built_at"])
@@ -243,7 +256,7 @@ def materialize(settings: Settings, end: datetime | None = None) -> dict[str, An
     views = store.list_feature_views()
     if not views:
         raise FeatureStoreError("no feature views registered; run `tailwise features apply` first")
-    client = redis_lib.Redis.from_url(settings.redis_url)
+    client = open_redis(settings)
     build_key = f"tailwise:{store.project}:built_at"
     previous = client.get(build_key)
     same_build = isinstance(previous, bytes) and previous.decode() == built_at
@@ -276,8 +289,9 @@ def _materialize_all(store: Any, views: list[Any], end: datetime) -> None:
 
 def teardown(settings: Settings, store: Any) -> None:
     """Remove a project: Feast's teardown (its Redis keys, its registry) and our stamps."""
-    import redis as redis_lib
+    from tailwise.redis_clients import open_redis
 
     store.teardown()
-    client = redis_lib.Redis.from_url(settings.redis_url)
-    client.delete(*(f"tailwise:{store.project}:{k}" for k in ("built_at", "materialized_at")))
+    client = open_redis(settings)
+    for key in (f"tailwise:{store.project}:{k}" for k in ("built_at", "materialized_at")):
+        client.delete(key)  # one key per command: on a cluster they sit in different slots

@@ -5,6 +5,9 @@ served stream (field `r`)  -> out_dir/requests/date=YYYY-MM-DD/served-<id>.parqu
 exposures stream (`x`)     -> out_dir/exposures/date=YYYY-MM-DD/served-<id>.parquet
                               (tailwise.experiments' exposures table; when the names have it)
 
+The events may be spread over several stream keys (partitions, by a stable hash of the
+user id: `partition_of`), so that on a Redis Cluster they spread over the masters; each
+partition is a stream of its own with its own `offline` group, read one after the other.
 Each stream is read by the consumer group `offline`. Entries left unacknowledged by a run
 that crashed are handled first (this consumer's own, and others' idle ones are claimed),
 then new ones. Rows whose id (event_id / request_id) is already in the target partition,
@@ -30,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,8 +96,28 @@ REQUESTS_SCHEMA = pa.schema(
 Erased = Callable[[pd.Series], pd.Series]
 
 
+def partition_of(user_id: str, partitions: int) -> int:
+    """The event partition of `user_id`: CRC-32 of its UTF-8 bytes modulo `partitions`
+    (the same in every process and release, unlike Python's salted `hash`)."""
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    return zlib.crc32(user_id.encode()) % partitions
+
+
+def partition_streams(events: str, partitions: int) -> tuple[str, ...]:
+    """The stream keys of `partitions` event partitions named after `events` (the key of
+    the one events stream: `events` itself when there is one partition, else
+    `<events>.<n>`, which no per-user key pattern `<prefix>*:<user>` matches)."""
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    if partitions == 1:
+        return (events,)
+    return tuple(f"{events}.{n}" for n in range(partitions))
+
+
 class StreamNames(Protocol):
-    """The Redis keys of the two streams (serving.keys.Keys has them)."""
+    """The Redis keys of the two streams (serving.keys.Keys has them; its `event_streams`,
+    when present, lists the event partitions)."""
 
     @property
     def events(self) -> str: ...
@@ -208,7 +232,19 @@ def consume(
     over (a crashed consumer's work).
     """
     args = (client, Path(out_dir), count, block_ms, consumer, claim_idle_ms, erased)
-    events = _consume_stream(keys.events, EVENTS, *args)
+    partitions = tuple(getattr(keys, "event_streams", None) or (keys.events,))
+    # Waiting is shared out over the partitions, so a pass waits about block_ms in all.
+    wait = max(1, block_ms // len(partitions)) if block_ms else 0
+    events = ConsumeResult(0, 0, 0)
+    for stream in partitions:
+        part = _consume_stream(stream, EVENTS, *args[:3], wait, *args[4:])
+        events = ConsumeResult(
+            events.read + part.read,
+            events.written + part.written,
+            events.duplicates + part.duplicates,
+            events.rejected + part.rejected,
+            erased=events.erased + part.erased,
+        )
     requests = _consume_stream(keys.served, REQUESTS, *args[:3], 0, *args[4:])
     stream = getattr(keys, "exposures", None)  # experiments' exposures, where named
     exposures = _consume_stream(stream, EXPOSURES, *args[:3], 0, *args[4:]) if stream else None
