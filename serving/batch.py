@@ -6,14 +6,23 @@ have been served (the version's repeat decision says whether a user's purchased 
 items are left out), except that nothing is cached or logged. Needs the features
 materialised (`tailwise features materialize`). `Tally` counts the users with history
 (known users) and how many of them got the cold-start list, which should be none.
+
+`recommend_users_on_ray` answers the same users with Ray tasks: the list split into
+contiguous shards, each task opening its own graph over the same version and Redis and
+running `recommend_users` on its shard, the shards' rows concatenated in order, so the
+output equals the single-process one row for row. It joins a running cluster when
+RAY_ADDRESS is set (every node then needs the version and feature_repo/ at the same paths,
+as replicas do), else starts Ray here with one CPU per worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pandas as pd
 import redis
@@ -47,6 +56,12 @@ class Tally:
         if answer.cold_start:
             self.cold += 1
             self.reasons[answer.known_cold_start or "unknown"] += 1
+
+    def merge(self, other: Tally) -> None:
+        self.known += other.known
+        self.cold += other.cold
+        self.without_features += other.without_features
+        self.reasons.update(other.reasons)
 
     def describe(self) -> str:
         text = f"{self.cold} of {self.known} users with history got the cold-start list"
@@ -84,13 +99,18 @@ def recommend_users(
     k: int,
     progress: Callable[[int], None] | None = None,
     tally: Tally | None = None,
+    at: datetime | None = None,
 ) -> pd.DataFrame:
     """Rows user_id, item_id, rank (1 = best), score for every listed user; `tally`
-    counts the known users and those of them answered by the cold-start list."""
+    counts the known users and those of them answered by the cold-start list. Every user
+    is answered as of one request time, `at` (default: now), so the batch does not drift
+    with the clock while it runs and can be reproduced."""
     if not 1 <= k <= 1000:
         raise ValueError(f"k must be between 1 and 1000, got {k}")
+    at = at or datetime.now(UTC)
     requests = [
-        Request(user_id=u, k=k, request_id=f"batch-{n}") for n, u in enumerate(user_ids, start=1)
+        Request(user_id=u, k=k, timestamp=at, request_id=f"batch-{n}")
+        for n, u in enumerate(user_ids, start=1)
     ]
     rows = []
 
@@ -107,6 +127,90 @@ def recommend_users(
 
     answer_all(graph, requests, collect)
     return pd.DataFrame(rows, columns=["user_id", "item_id", "rank", "score"])
+
+
+@dataclass
+class BatchRun:
+    """What a batch of users got, and from which version."""
+
+    recs: pd.DataFrame
+    tally: Tally
+    version: str
+    allow_repeats: bool
+    tower_fallback: str | None
+
+
+def recommend_users_on_ray(
+    config: ServingConfig,
+    settings: Settings,
+    user_ids: Sequence[str],
+    k: int,
+    workers: int,
+    progress: Callable[[int], None] | None = None,
+    at: datetime | None = None,
+) -> BatchRun:
+    """`recommend_users` over `workers` contiguous shards of `user_ids`, one Ray task each
+    (its own graph over `config`'s version), all as of the request time `at` (default:
+    now, taken once here); rows in the order of `user_ids`."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if not 1 <= k <= 1000:
+        raise ValueError(f"k must be between 1 and 1000, got {k}")
+    import ray
+
+    config, settings = config.resolved(), settings.resolved()  # tasks run elsewhere
+    at = at or datetime.now(UTC)
+    size = -(-len(user_ids) // workers) if user_ids else 0
+    shards = [list(user_ids[i : i + size]) for i in range(0, len(user_ids), size or 1)]
+    own = not ray.is_initialized()
+    if own:
+        env = {"TF_USE_LEGACY_KERAS": "1", "OMP_NUM_THREADS": "1"}
+        env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
+        if os.environ.get("RAY_ADDRESS"):  # a running cluster, with the CPUs it has
+            ray.init(log_to_driver=False, runtime_env={"env_vars": env})
+        else:
+            ray.init(
+                num_cpus=workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": env},
+            )
+    try:
+        task = ray.remote(num_cpus=1, max_retries=1)(_answer_shard)
+        pending = {task.remote(config, settings, shard, k, at): n for n, shard in enumerate(shards)}
+        parts: dict[int, BatchRun] = {}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            try:
+                parts[pending.pop(done[0])] = ray.get(done[0])
+            except ray.exceptions.RayTaskError as exc:  # the task's own error, as in-process
+                cause = getattr(exc, "cause", None)
+                raise (cause if isinstance(cause, Exception) else exc) from None
+            if progress is not None:
+                progress(sum(len(shards[n]) for n in parts))
+    finally:
+        if own:
+            ray.shutdown()
+    if not parts:
+        raise ValueError("no users to recommend for")
+    ordered = [parts[n] for n in range(len(shards))]
+    tally = Tally()
+    for part in ordered:
+        tally.merge(part.tally)
+    first = ordered[0]
+    recs = pd.concat([p.recs for p in ordered], ignore_index=True)
+    return BatchRun(recs, tally, first.version, first.allow_repeats, first.tower_fallback)
+
+
+def _answer_shard(
+    config: ServingConfig, settings: Settings, user_ids: list[str], k: int, at: datetime
+) -> BatchRun:
+    """One Ray task: a graph of its own over the version, the shard's users answered."""
+    graph = open_graph(config, settings)
+    tally = Tally()
+    recs = recommend_users(graph, user_ids, k, tally=tally, at=at)
+    bundle = graph.bundle
+    return BatchRun(recs, tally, bundle.version, bundle.allow_repeats, bundle.tower_fallback)
 
 
 def answer_all(

@@ -1,10 +1,12 @@
 """`tailwise recommend`: recommendations for a file of users, written to CSV.
 
-user ids (one per line) --serving.batch (the serving graph, in this process)--> CSV
+user ids (one per line) --serving.batch (the serving graph, in this process; or in
+`--workers` Ray tasks over shards of the list)--> CSV
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +24,23 @@ def recommend(
     ] = None,
     models: Annotated[Path, typer.Option(help="Model versions folder.")] = Path("data/models"),
     data: Annotated[Path, typer.Option(help="Clean data (seen items).")] = Path("data/clean"),
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=1024,
+            help="1: in this process; more: Ray tasks over shards of the users (a running "
+            "cluster when RAY_ADDRESS is set).",
+        ),
+    ] = 1,
+    at: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"],
+            help="Request time of every user, UTC (default: now): the same time gives the "
+            "same lists.",
+        ),
+    ] = None,
 ) -> None:
     """Batch recommendations for the listed users through the serving graph (features from
     Redis: run `tailwise features materialize` first); already-seen items are left out
@@ -29,7 +48,13 @@ def recommend(
     cold-start list (0 in normal operation)."""
     from rich.progress import Progress
 
-    from serving.batch import Tally, open_graph, recommend_users
+    from serving.batch import (
+        BatchRun,
+        Tally,
+        open_graph,
+        recommend_users,
+        recommend_users_on_ray,
+    )
     from serving.bundle import BundleError
     from serving.config import ServingConfig
     from tailwise.settings import Settings
@@ -41,24 +66,35 @@ def recommend(
         fail(str(exc))
     with errors(BundleError):
         config = ServingConfig(models_dir=models, model_version=model, clean_dir=data)
-        graph = open_graph(config, Settings())
+        when = (at or datetime.now(UTC)).replace(tzinfo=UTC)
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("recommending", total=len(user_ids))
-            tally = Tally()
-            recs = recommend_users(
-                graph, user_ids, k, lambda n: progress.update(task, completed=n), tally
-            )
+
+            def done(n: int) -> None:
+                progress.update(task, completed=n)
+
+            if workers > 1:
+                run = recommend_users_on_ray(config, Settings(), user_ids, k, workers, done, when)
+            else:
+                graph = open_graph(config, Settings())
+                tally = Tally()
+                recs = recommend_users(graph, user_ids, k, done, tally, when)
+                bundle = graph.bundle
+                run = BatchRun(
+                    recs, tally, bundle.version, bundle.allow_repeats, bundle.tower_fallback
+                )
+    recs, tally = run.recs, run.tally
     recs.to_csv(out, index=False)
-    bundle = graph.bundle
-    repeats = "allowed" if bundle.allow_repeats else "not allowed: seen items left out"
+    repeats = "allowed" if run.allow_repeats else "not allowed: seen items left out"
+    where = f"; {workers} Ray workers" if workers > 1 else ""
     console.print(
         f"[green]wrote[/green] {out}: {len(recs):,} rows for {recs['user_id'].nunique():,}"
-        f" of {len(user_ids):,} users (model {bundle.version}; repeats {repeats})"
+        f" of {len(user_ids):,} users (model {run.version}; repeats {repeats}{where})"
     )
-    if bundle.tower_fallback is not None:
+    if run.tower_fallback is not None:
         console.print(
             f"[yellow]the query vectors came from the SavedModel itself[/yellow]"
-            f" ({bundle.tower_fallback})"
+            f" ({run.tower_fallback})"
         )
     cold = tally.describe()
     if tally.without_features:

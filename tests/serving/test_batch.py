@@ -30,27 +30,13 @@ def test_recommend_writes_k_unseen_items_per_user(served_world: ServedWorld) -> 
         "TAILWISE_FEAST_PROJECT": str(world.settings.feast_project),
         "TAILWISE_FEAST_REGISTRY": str(world.root / "registry.db"),
     }
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tailwise.cli",
-            "recommend",
-            "--users-file",
-            str(world.root / "users.txt"),
-            "--k",
-            "7",
-            "--out",
-            str(out),
-            "--models",
-            str(world.models),
-            "--data",
-            str(world.clean),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    command = [
+        *(sys.executable, "-m", "tailwise.cli", "recommend"),
+        *("--users-file", str(world.root / "users.txt"), "--k", "7"),
+        *("--models", str(world.models), "--data", str(world.clean)),
+        *("--at", "2026-12-01T12:00:00"),
+    ]
+    done = subprocess.run([*command, "--out", str(out)], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "0 of 20 users with history got the cold-start list" in done.stderr, done.stderr
     recs = pd.read_csv(out, dtype={"user_id": str, "item_id": str})
@@ -61,3 +47,18 @@ def test_recommend_writes_k_unseen_items_per_user(served_world: ServedWorld) -> 
     events = pd.read_parquet(world.clean / "events", columns=["user_id", "item_id"])
     seen = set(zip(events["user_id"], events["item_id"], strict=True))
     assert not any((u, i) in seen for u, i in zip(recs["user_id"], recs["item_id"], strict=True))
+
+    # The same users as Ray tasks over two shards, each with a graph of its own: the same
+    # rows in the same order (one request time for the whole batch).
+    sharded = world.root / "recs_ray.csv"
+    ray_env = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}  # Ray of its own
+    done = subprocess.run(
+        [*command, "--out", str(sharded), "--workers", "2"],
+        env=ray_env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2 Ray workers" in " ".join(done.stderr.split()), done.stderr
+    assert "0 of 20 users with history got the cold-start list" in done.stderr, done.stderr
+    assert sharded.read_text() == out.read_text()
