@@ -272,7 +272,7 @@ def train_ranker(
     lists = pd.read_parquet(retrieval_dir / CANDIDATES_FILE)
     fit_started = time.perf_counter()
     extra = union_feature_columns(lists) if cfg.candidates == "union" else []
-    examples = ranker_io.ranking_examples(store, lists, extra=extra)
+    examples = ranker_io.ranking_examples(store, lists, extra=extra, workers=cfg.fetch_workers)
     fetched = time.perf_counter() - fit_started
     result = fit_examples(examples, cfg)
     seconds_of = stage.setdefault("stage_seconds", {})

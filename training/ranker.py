@@ -30,6 +30,7 @@ import xgboost as xgb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tailwise.features.cross import CROSS_FEATURES, cross_features
+from tailwise.features.point_in_time import historical_features
 from tailwise.repeats import HISTORY_FEATURES
 
 FEATURE_SERVICE = "ranking_v1"
@@ -89,6 +90,13 @@ class RankerConfig(BaseModel):
     n_candidates: int = Field(200, ge=1, description="Candidates per user to rerank.")
     early_stopping_rounds: int = Field(40, ge=1)
     n_jobs: int = Field(2, ge=1)
+    fetch_workers: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Ray tasks that fetch the training examples' point-in-time features "
+        "over user shards (1: in this process; RAY_ADDRESS joins a cluster).",
+    )
     cut_days: float = Field(7, gt=0, description="Length of each label window.")
     label_windows: int = Field(
         1,
@@ -194,13 +202,16 @@ def ranking_examples(
     labels: pd.DataFrame | None = None,
     service: str = FEATURE_SERVICE,
     extra: Sequence[str] = (),
+    workers: int = 1,
 ) -> Examples:
     """Point-in-time ranking_v1 features of every candidate row, plus retrieval and cross
     features. `candidates` may carry request_device / request_country (None otherwise:
     UTC daypart, no device share); request_ts is taken from event_timestamp. A `query`
     column groups rows into lists (default: one list per user_id); a `label` column gives
     y when `labels` (user_id, item_id[, label]) is not given. `extra` names further numeric
-    columns of `candidates` to feed as they are (the union's source features)."""
+    columns of `candidates` to feed as they are (the union's source features). `workers` > 1
+    fetches the point-in-time features in Ray tasks over user shards
+    (tailwise.features.point_in_time.historical_features): the same examples."""
     needed = ["user_id", "item_id", *RETRIEVAL_FEATURES, "event_timestamp", *extra]
     missing = [c for c in needed if c not in candidates.columns]
     if missing:
@@ -221,9 +232,7 @@ def ranking_examples(
             "_row": rows["_row"],
         }
     )
-    fetched = store.get_historical_features(
-        entity_df=entity, features=store.get_feature_service(service)
-    ).to_df()
+    fetched = historical_features(store, entity, service, workers)
     fetched = fetched.sort_values("_row").reset_index(drop=True)
     if len(fetched) != len(rows):
         raise ValueError(f"Feast returned {len(fetched)} rows for {len(rows)} candidates")

@@ -296,7 +296,8 @@ def fit_ranker(
     """Ranking examples of labelled candidate lists (labelled_candidates) from Feast, then
     the XGBoost ranker with a seeded share of users held out for early stopping. `extra`:
     further numeric columns of `candidates` to learn from (the union's source features)."""
-    return fit_examples(ranking_examples(store, candidates, extra=extra), cfg)
+    examples = ranking_examples(store, candidates, extra=extra, workers=cfg.fetch_workers)
+    return fit_examples(examples, cfg)
 
 
 def fit_examples(examples: Examples, cfg: RankerConfig) -> RankerResult:

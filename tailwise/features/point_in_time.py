@@ -7,10 +7,19 @@
 
 Training builds its examples this way (training.dataset) and monitoring its reference
 (monitoring.reference): both ask Feast the same question the same way.
+
+    entity rows of a feature service (the ranker's examples) --historical_features(workers)-->
+      workers 1: one get_historical_features call here; more: the rows split into shards
+      by a stable hash of user_id (crc32), each shard's call in a Ray task with a
+      FeatureStore of its own over the same config (RAY_ADDRESS joins a cluster, whose
+      nodes then need the offline store's files at the same paths), the shards' frames
+      concatenated: the same rows, each with its own point-in-time values, in shard order
 """
 
 from __future__ import annotations
 
+import os
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,3 +82,52 @@ def historical_user_features(
             "store must keep rows without features (use the duckdb store, not file)"
         )
     return frame
+
+
+def historical_features(
+    store: Any, entity_rows: pd.DataFrame, service: str, workers: int = 1
+) -> pd.DataFrame:
+    """Feast's get_historical_features for `entity_rows` (with a user_id column) over the
+    feature service `service`, in this process or in `workers` Ray tasks over user shards.
+    The row order is the engine's: callers restore theirs from a row key they carry."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers == 1 or len(entity_rows) == 0:
+        return _historical(store, entity_rows, service)
+    import ray
+
+    shard = np.fromiter(
+        (zlib.crc32(str(u).encode()) % workers for u in entity_rows["user_id"]),
+        np.int64,
+        len(entity_rows),
+    )
+    parts = [entity_rows[shard == n] for n in range(workers) if (shard == n).any()]
+    own = not ray.is_initialized()
+    if own and os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)  # a running cluster, with the CPUs it has
+    elif own:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=1)(_historical_shard)
+        features_dir = os.environ.get("TAILWISE_FEATURES_DIR")
+        frames = ray.get([task.remote(store.config, features_dir, p, service) for p in parts])
+    finally:
+        if own:
+            ray.shutdown()
+    return pd.concat(frames, ignore_index=True)
+
+
+def _historical(store: Any, entity_rows: pd.DataFrame, service: str) -> pd.DataFrame:
+    features = store.get_feature_service(service)
+    return store.get_historical_features(entity_df=entity_rows, features=features).to_df()
+
+
+def _historical_shard(
+    config: Any, features_dir: str | None, entity_rows: pd.DataFrame, service: str
+) -> pd.DataFrame:
+    """One Ray task: a FeatureStore over the driver's config, one shard's rows."""
+    from feast import FeatureStore
+
+    if features_dir:  # the feature sources' folder, as tailwise.features.store sets it
+        os.environ["TAILWISE_FEATURES_DIR"] = features_dir
+    return _historical(FeatureStore(config=config), entity_rows, service)

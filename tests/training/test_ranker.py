@@ -91,7 +91,8 @@ def test_cross_features_missing_inputs_give_nan() -> None:
 
 @pytest.fixture(scope="module")
 def world(feature_world):  # type: ignore[no-untyped-def]
-    """Split of the feature world, EASE candidates at the validation start, their labels."""
+    """Split of the feature world and the ranking examples of EASE candidates at the
+    validation start with their labels (and those candidates and labels)."""
     split = temporal_split(
         read_events(feature_world.clean), SplitParams(), read_items(feature_world.clean)
     )
@@ -104,12 +105,12 @@ def world(feature_world):  # type: ignore[no-untyped-def]
     )
     labels = split.validation_truth.relevant.assign(label=1.0)
     examples = ranking_examples(feature_world.store, candidates, labels)
-    return split, examples
+    return split, examples, candidates, labels
 
 
 @pytest.mark.slow
 def test_ranking_examples_are_aligned_and_ordered(feature_world, world) -> None:  # type: ignore[no-untyped-def]
-    _, examples = world
+    _, examples, _, _ = world
     numeric, categorical = feature_columns(feature_world.store)
     assert list(examples.X.columns) == [
         "retrieval_score",
@@ -127,8 +128,31 @@ def test_ranking_examples_are_aligned_and_ordered(feature_world, world) -> None:
 
 
 @pytest.mark.slow
+def test_ranking_examples_fetched_by_ray_tasks_over_user_shards(feature_world, world) -> None:  # type: ignore[no-untyped-def]
+    """Two Ray tasks, each with a FeatureStore of its own over half the users, give the
+    examples the single call gives: every value, row order and list sizes."""
+    import ray
+
+    _, examples, candidates, labels = world
+    own = not ray.is_initialized()
+    if own:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        sharded = ranking_examples(feature_world.store, candidates, labels, workers=2)
+    finally:
+        if own:
+            ray.shutdown()
+    pd.testing.assert_frame_equal(sharded.X, examples.X)
+    pd.testing.assert_frame_equal(sharded.keys, examples.keys)
+    assert np.array_equal(sharded.y, examples.y) and examples.y.sum() > 0
+    assert np.array_equal(sharded.groups, examples.groups)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        ranking_examples(feature_world.store, candidates, labels, workers=0)
+
+
+@pytest.mark.slow
 def test_save_load_same_predictions_and_deterministic(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    _, examples = world
+    _, examples, _, _ = world
     first = train_ranker(TINY, examples)
     again = train_ranker(TINY, examples)
     np.testing.assert_array_equal(first.predict(examples.X), again.predict(examples.X))
@@ -141,7 +165,7 @@ def test_save_load_same_predictions_and_deterministic(world, tmp_path) -> None: 
 
 @pytest.mark.slow
 def test_reranker_excludes_seen_respects_k_and_reports_lift(feature_world, world) -> None:  # type: ignore[no-untyped-def]
-    split, _ = world
+    split, _, _, _ = world
     cfg = TINY.model_copy(update={"max_train_users": 150})
     reranker = Reranker(EASE(lambda_=100.0), feature_world.store, cfg)
     reranker.fit(split.history("validation"), split.candidate_items("validation"))
