@@ -361,6 +361,7 @@ def markdown(rows: list[dict], summary: dict, goal_rows: list[dict], meta: dict)
         f"{meta['seeds']} (given to the retriever and the ranker); {meta['machine']}. "
         "Baselines and the oracle do not depend on the seed (std 0). Timings are noisy: "
         "the machine's 2 cores were shared with other work.",
+        *_settings_lines(meta),
         "",
         f"| model | NDCG@{K} | Precision@{K} | Recall@{K} | MAP@{K} | hit rate@{K} | "
         f"coverage@{K} |",
@@ -410,6 +411,15 @@ def markdown(rows: list[dict], summary: dict, goal_rows: list[dict], meta: dict)
         lines += ["", "Why the unmet goals are not met (measured above):", ""]
         lines += [f"- **{g['goal']}**: {g['why']}" for g in unmet]
     return "\n".join(lines) + "\n"
+
+
+def _settings_lines(meta: dict) -> list[str]:
+    """The union ranker's own settings (training.ranker.union) the runs used, when any."""
+    union = (meta.get("params", {}).get("ranker") or {}).get("union") or {}
+    if not union:
+        return []
+    shown = ", ".join(f"{k}: {v}" for k, v in union.items())
+    return ["", f"Union ranker settings (training.ranker.union): {shown}."]
 
 
 def _union_lines(summary: dict, pm: str) -> list[str]:
