@@ -311,7 +311,8 @@ def goals(summary: dict) -> list[dict]:
                 f"needs {2 * pop / oracle:.0%} of the ceiling. EASE, a strong classical "
                 f"method, reaches {ease / pop:.2f}x ({ease:.4f}); the best classical "
                 f"baseline is at {best_classic / oracle:.0%} of the oracle and ours at "
-                f"{ours / oracle:.0%} (below EASE: {ours:.4f} vs {ease:.4f}). The generator "
+                f"{ours / oracle:.0%} ({'above' if ours > ease else 'not above'} EASE: "
+                f"{ours:.4f} vs {ease:.4f}). The generator "
                 "draws every choice as a deterministic score plus random noise: even the "
                 f"oracle's top {K} holds none of what a person did next for "
                 f"{1 - oracle_hits:.0%} of the people measured."
@@ -361,6 +362,7 @@ def markdown(rows: list[dict], summary: dict, goal_rows: list[dict], meta: dict)
         f"{meta['seeds']} (given to the retriever and the ranker); {meta['machine']}. "
         "Baselines and the oracle do not depend on the seed (std 0). Timings are noisy: "
         "the machine's 2 cores were shared with other work.",
+        *_settings_lines(meta),
         "",
         f"| model | NDCG@{K} | Precision@{K} | Recall@{K} | MAP@{K} | hit rate@{K} | "
         f"coverage@{K} |",
@@ -410,6 +412,15 @@ def markdown(rows: list[dict], summary: dict, goal_rows: list[dict], meta: dict)
         lines += ["", "Why the unmet goals are not met (measured above):", ""]
         lines += [f"- **{g['goal']}**: {g['why']}" for g in unmet]
     return "\n".join(lines) + "\n"
+
+
+def _settings_lines(meta: dict) -> list[str]:
+    """The union ranker's own settings (training.ranker.union) the runs used, when any."""
+    union = (meta.get("params", {}).get("ranker") or {}).get("union") or {}
+    if not union:
+        return []
+    shown = ", ".join(f"{k}: {v}" for k, v in union.items())
+    return ["", f"Union ranker settings (training.ranker.union): {shown}."]
 
 
 def _union_lines(summary: dict, pm: str) -> list[str]:
