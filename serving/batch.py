@@ -34,6 +34,7 @@ from serving.graph import Answer, RecommendGraph, Request
 from serving.history import bootstrap_history
 from serving.keys import Keys
 from tailwise.features.store import check_registry, open_store
+from tailwise.ray_jobs import connected
 from tailwise.redis_clients import close_async, open_async_redis, open_redis
 from tailwise.settings import Settings
 from tailwise.versions import version_folder
@@ -162,20 +163,9 @@ def recommend_users_on_ray(
     at = at or datetime.now(UTC)
     size = -(-len(user_ids) // workers) if user_ids else 0
     shards = [list(user_ids[i : i + size]) for i in range(0, len(user_ids), size or 1)]
-    own = not ray.is_initialized()
-    if own:
-        env = {"TF_USE_LEGACY_KERAS": "1", "OMP_NUM_THREADS": "1"}
-        env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
-        if os.environ.get("RAY_ADDRESS"):  # a running cluster, with the CPUs it has
-            ray.init(log_to_driver=False, runtime_env={"env_vars": env})
-        else:
-            ray.init(
-                num_cpus=workers,
-                include_dashboard=False,
-                log_to_driver=False,
-                runtime_env={"env_vars": env},
-            )
-    try:
+    env = {"TF_USE_LEGACY_KERAS": "1", "OMP_NUM_THREADS": "1"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
+    with connected(workers, env):
         task = ray.remote(num_cpus=1, max_retries=1)(_answer_shard)
         pending = {task.remote(config, settings, shard, k, at): n for n, shard in enumerate(shards)}
         parts: dict[int, BatchRun] = {}
@@ -188,9 +178,6 @@ def recommend_users_on_ray(
                 raise (cause if isinstance(cause, Exception) else exc) from None
             if progress is not None:
                 progress(sum(len(shards[n]) for n in parts))
-    finally:
-        if own:
-            ray.shutdown()
     if not parts:
         raise ValueError("no users to recommend for")
     ordered = [parts[n] for n in range(len(shards))]

@@ -19,12 +19,14 @@ Training builds its examples this way (training.dataset) and monitoring its refe
 from __future__ import annotations
 
 import os
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+
+from tailwise.ray_jobs import connected, shard_of
 
 REQUEST_COLUMNS = ("request_device", "request_country", "request_ts")
 
@@ -96,24 +98,12 @@ def historical_features(
         return _historical(store, entity_rows, service)
     import ray
 
-    shard = np.fromiter(
-        (zlib.crc32(str(u).encode()) % workers for u in entity_rows["user_id"]),
-        np.int64,
-        len(entity_rows),
-    )
+    shard = shard_of(pa.array(entity_rows["user_id"].astype(str)), workers)
     parts = [entity_rows[shard == n] for n in range(workers) if (shard == n).any()]
-    own = not ray.is_initialized()
-    if own and os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=False)  # a running cluster, with the CPUs it has
-    elif own:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    try:
+    with connected(workers):
         task = ray.remote(num_cpus=1, max_retries=1)(_historical_shard)
         features_dir = os.environ.get("TAILWISE_FEATURES_DIR")
         frames = ray.get([task.remote(store.config, features_dir, p, service) for p in parts])
-    finally:
-        if own:
-            ray.shutdown()
     return pd.concat(frames, ignore_index=True)
 
 

@@ -29,9 +29,7 @@ nodes `out` must be on storage every node mounts.
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +45,7 @@ from tailwise.features import build, daily, inputs, profiles, segments
 from tailwise.features.config import FeaturesParams
 from tailwise.features.realtime import write_user_realtime
 from tailwise.ingest.parse import sql_str
+from tailwise.ray_jobs import connected, shard_of
 
 STEPS = ("split", "shards", "reduce", "segments", "merge", "manifest")
 
@@ -63,16 +62,6 @@ class _Job:
     last_day: str = ""
 
 
-def shard_of(keys: pa.Array | pa.ChunkedArray, shards: int) -> np.ndarray:
-    """Shard of each key: crc32 of its UTF-8 text modulo `shards`; the same in every process
-    and run (Python's `hash` is salted per process). Null keys go to shard 0."""
-    codes, uniques = pd.factorize(keys.to_numpy(zero_copy_only=False))
-    per_key = np.fromiter(
-        (zlib.crc32(str(k).encode()) % shards for k in uniques), np.int64, len(uniques)
-    )
-    return np.where(codes >= 0, per_key[np.maximum(codes, 0)], 0)
-
-
 def build_sharded(
     clean: Path,
     out: Path,
@@ -82,7 +71,6 @@ def build_sharded(
     clock: Any,
 ) -> build.BuildSummary:
     """Build every table of `build.build_features` into `out` with Ray tasks."""
-    import ray
 
     clock.step("split")
     con = build.connect(work / "driver.duckdb", p, p.duckdb_threads)
@@ -91,16 +79,8 @@ def build_sharded(
     finally:
         con.close()
     users, items = inputs.read_users(clean), inputs.read_items(clean)
-    own = not ray.is_initialized()
-    if own and os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=False)  # a running cluster, with the CPUs it has
-    elif own:
-        ray.init(num_cpus=p.workers, include_dashboard=False, log_to_driver=False)
-    try:
+    with connected(p.workers):
         return _run(clean, out, work, p, created, clock, n_events, users, items)
-    finally:
-        if own:
-            ray.shutdown()
 
 
 def _run(

@@ -16,7 +16,7 @@ import pytest
 from tailwise.features import build
 from tailwise.features.build import TABLE_KEYS, build_features
 from tailwise.features.config import FeaturesParams
-from tailwise.features.sharded import shard_of
+from tailwise.ray_jobs import shard_of
 from tests.features.conftest import event, item, user, write_clean
 
 # Tables with several rows per key are sorted by the key, then the validity instant.
