@@ -28,7 +28,6 @@ bench/results/ray_nodes.{json,md} unless `--no-save`; `--out` writes the JSON el
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
@@ -37,8 +36,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,23 +67,10 @@ class Marks:
 
 
 def recommend(url: str, user: str, timeout: float) -> Call:
-    body = json.dumps({"user_id": user, "k": 10}).encode()
-    request = urllib.request.Request(
-        f"{url}/recommend", data=body, headers={"Content-Type": "application/json"}
-    )
+    from bench.served_world import post
+
     t0 = time.perf_counter()
-    status: int | str
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-            status = int(response.status)
-    except urllib.error.HTTPError as exc:
-        exc.read()
-        status = int(exc.code)
-    except OSError as exc:  # refused, reset, or a timeout wrapped by urllib
-        status = "timeout" if "timed out" in str(exc) else "connection"
-    except http.client.HTTPException:  # the answer cut short
-        status = "connection"
+    status = post(f"{url}/recommend", {"user_id": user, "k": 10}, None, timeout)
     return Call(0.0, (time.perf_counter() - t0) * 1000, status)
 
 

@@ -97,22 +97,6 @@ class Crash:
         }
 
 
-def _post(url: str, body: dict[str, Any], key: str | None, timeout: float) -> int | str:
-    headers = {"Content-Type": "application/json", **({"X-API-Key": key} if key else {})}
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        exc.read()
-        return int(exc.code)
-    except TimeoutError:
-        return "timeout"
-    except OSError as exc:  # refused, reset, or a timeout wrapped by urllib
-        return "timeout" if "timed out" in str(exc) else "connection"
-
-
 def _ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
@@ -134,6 +118,7 @@ def crash_during_load(
 ) -> Crash:
     """Load (every other request an event), SIGKILL the replica, wait for a new one, load
     on; the Ray instance serving `url` must be the one this process is connected to."""
+    from bench.served_world import post
     from serving.server import replica_pids
 
     pids = replica_pids()
@@ -151,7 +136,7 @@ def crash_during_load(
             user = users[(worker * 7919 + n) % len(users)]
             sent = time.monotonic() - t0
             if n % 2:
-                status = _post(f"{url}/recommend", {"user_id": user, "k": 10}, None, timeout)
+                status = post(f"{url}/recommend", {"user_id": user, "k": 10}, None, timeout)
                 calls.append(Call("recommend", sent, status))
                 continue
             event_id = f"crash-{uuid.uuid4().hex}"
@@ -162,7 +147,7 @@ def crash_during_load(
                 "event_type": "product_view" if n % 3 else "purchase",
                 "timestamp": datetime.now(UTC).isoformat(),
             }
-            calls.append(Call("event", sent, _post(f"{url}/events", event, write_key, timeout)))
+            calls.append(Call("event", sent, post(f"{url}/events", event, write_key, timeout)))
 
     workers = [threading.Thread(target=load, args=(w,), daemon=True) for w in range(threads)]
     for worker in workers:

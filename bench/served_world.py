@@ -13,12 +13,15 @@ shared Redis are never touched.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +102,26 @@ class World:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=30)
+
+
+def post(url: str, body: dict[str, Any], key: str | None, timeout: float) -> int | str:
+    """POST `body` as JSON: the HTTP status, or "timeout" / "connection" when no whole
+    answer came (refused, reset, cut short)."""
+    headers = {"Content-Type": "application/json", **({"X-API-Key": key} if key else {})}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return int(exc.code)
+    except TimeoutError:
+        return "timeout"
+    except OSError as exc:  # refused, reset, or a timeout wrapped by urllib
+        return "timeout" if "timed out" in str(exc) else "connection"
+    except http.client.HTTPException:  # the answer cut short
+        return "connection"
 
 
 def require_positive(parser: argparse.ArgumentParser, args: Any, names: tuple[str, ...]) -> None:
