@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 import redis
@@ -166,7 +167,7 @@ def recommend_users_on_ray(
     env = {"TF_USE_LEGACY_KERAS": "1", "OMP_NUM_THREADS": "1"}
     env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
     with connected(workers, env):
-        task = ray.remote(num_cpus=1, max_retries=1)(_answer_shard)
+        task: Any = ray.remote(num_cpus=1, max_retries=1)(recommend_batch)  # typed per arity
         pending = {task.remote(config, settings, shard, k, at): n for n, shard in enumerate(shards)}
         parts: dict[int, BatchRun] = {}
         while pending:
@@ -189,13 +190,19 @@ def recommend_users_on_ray(
     return BatchRun(recs, tally, first.version, first.allow_repeats, first.tower_fallback)
 
 
-def _answer_shard(
-    config: ServingConfig, settings: Settings, user_ids: list[str], k: int, at: datetime
+def recommend_batch(
+    config: ServingConfig,
+    settings: Settings,
+    user_ids: Sequence[str],
+    k: int,
+    at: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> BatchRun:
-    """One Ray task: a graph of its own over the version, the shard's users answered."""
+    """`recommend_users` in this process over a graph of its own (`open_graph`): what
+    `tailwise recommend` runs with one worker, and each Ray task with several."""
     graph = open_graph(config, settings)
     tally = Tally()
-    recs = recommend_users(graph, user_ids, k, tally=tally, at=at)
+    recs = recommend_users(graph, user_ids, k, progress, tally, at)
     bundle = graph.bundle
     return BatchRun(recs, tally, bundle.version, bundle.allow_repeats, bundle.tower_fallback)
 

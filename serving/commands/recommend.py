@@ -48,13 +48,7 @@ def recommend(
     cold-start list (0 in normal operation)."""
     from rich.progress import Progress
 
-    from serving.batch import (
-        BatchRun,
-        Tally,
-        open_graph,
-        recommend_users,
-        recommend_users_on_ray,
-    )
+    from serving.batch import recommend_batch, recommend_users_on_ray
     from serving.bundle import BundleError
     from serving.config import ServingConfig
     from tailwise.settings import Settings
@@ -76,13 +70,7 @@ def recommend(
             if workers > 1:
                 run = recommend_users_on_ray(config, Settings(), user_ids, k, workers, done, when)
             else:
-                graph = open_graph(config, Settings())
-                tally = Tally()
-                recs = recommend_users(graph, user_ids, k, done, tally, when)
-                bundle = graph.bundle
-                run = BatchRun(
-                    recs, tally, bundle.version, bundle.allow_repeats, bundle.tower_fallback
-                )
+                run = recommend_batch(config, Settings(), user_ids, k, when, done)
     recs, tally = run.recs, run.tally
     recs.to_csv(out, index=False)
     repeats = "allowed" if run.allow_repeats else "not allowed: seen items left out"
