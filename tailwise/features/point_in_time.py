@@ -9,7 +9,9 @@ Training builds its examples this way (training.dataset) and monitoring its refe
 (monitoring.reference): both ask Feast the same question the same way.
 
     entity rows of a feature service (the ranker's examples) --historical_features(workers)-->
-      workers 1: one get_historical_features call here; more: the rows split into shards
+      workers 1: here, one get_historical_features call per entity of the service (user
+      views, item views) over the distinct keys, joined back onto the rows; more: the rows
+      split into shards
       by a stable hash of user_id (crc32), each shard's call in a Ray task with a
       FeatureStore of its own over the same config (RAY_ADDRESS joins a cluster, whose
       nodes then need the offline store's files at the same paths), the shards' frames
@@ -108,8 +110,61 @@ def historical_features(
 
 
 def _historical(store: Any, entity_rows: pd.DataFrame, service: str) -> pd.DataFrame:
-    features = store.get_feature_service(service)
-    return store.get_historical_features(entity_df=entity_rows, features=features).to_df()
+    """One get_historical_features call per entity of the service's views, each over the
+    distinct (join keys, event_timestamp, request columns) rows, joined back onto every
+    entity row. A view's point-in-time value depends only on its own join keys and the
+    row's time (and an on-demand view only on its sources and the request columns), so
+    this equals one call over all rows; a ranker's examples repeat each user's key for
+    every candidate and each item's for every user, and the distinct keys are far fewer."""
+    groups = entity_groups(store, service)
+    if len(groups) < 2:
+        features = store.get_feature_service(service)
+        return store.get_historical_features(entity_df=entity_rows, features=features).to_df()
+    out = entity_rows.reset_index(drop=True)
+    out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True).astype(
+        "datetime64[ns, UTC]"
+    )
+    context = [c for c in REQUEST_COLUMNS if c in out.columns]
+    for keys, refs in groups.items():
+        on = [*keys, "event_timestamp", *context]
+        missing = [c for c in keys if c not in out.columns]
+        if missing:
+            raise ValueError(f"entity rows lack join key(s) {missing} of service {service}")
+        distinct = out[on].drop_duplicates(ignore_index=True)
+        got = store.get_historical_features(
+            entity_df=distinct, features=refs, full_feature_names=False
+        ).to_df()
+        names = [ref.split(":", 1)[1] for ref in refs]
+        got = got[on + names].astype({c: distinct[c].dtype for c in on})
+        out = out.merge(got, on=on, how="left", validate="many_to_one")
+    return out
+
+
+def entity_groups(store: Any, service: str) -> dict[tuple[str, ...], list[str]]:
+    """The service's feature references ('view:feature') grouped by the join keys of
+    their view (an on-demand view: the join keys of its source views), in service order."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for projection in store.get_feature_service(service).feature_view_projections:
+        keys = tuple(sorted(_join_keys(store, projection.name)))
+        refs = groups.setdefault(keys, [])
+        refs.extend(f"{projection.name_to_use()}:{f.name}" for f in projection.features)
+    return groups
+
+
+def _join_keys(store: Any, view_name: str) -> set[str]:
+    try:
+        view = store.get_feature_view(view_name)
+    except Exception:  # not a batch view: an on-demand or a stream view
+        try:
+            view = store.get_on_demand_feature_view(view_name)
+        except Exception:
+            view = store.get_stream_feature_view(view_name)
+        else:
+            keys: set[str] = set()
+            for source in view.source_feature_view_projections.values():
+                keys |= _join_keys(store, source.name)
+            return keys
+    return set(view.join_keys)
 
 
 def _historical_shard(

@@ -19,6 +19,7 @@ import redis
 from tailwise.features.build import build_features
 from tailwise.features.config import FeaturesParams
 from tailwise.features.online import ItemTable, OnlineFeatures
+from tailwise.features.point_in_time import entity_groups, historical_features
 from tailwise.features.store import apply, materialize, teardown
 from tailwise.ingest.pipeline import run_ingest
 from tailwise.params import IngestParams
@@ -306,3 +307,45 @@ def test_applying_a_second_feature_dir_in_one_process_points_at_it(tmp_path: Pat
     finally:
         for settings, store, _ in stores:
             teardown(settings, store)
+
+
+def test_fetch_by_entity_equals_one_call_over_every_row(fs: dict[str, Any]) -> None:
+    """historical_features asks Feast once per entity over the distinct keys: the same
+    values, row for row, as one get_historical_features call over all rows (a ranker's
+    examples: each user with many items, each item with many users, two times, contexts
+    with blanks and an unknown device)."""
+    store, root = fs["store"], fs["root"]
+    users = pd.read_parquet(root / "features" / "user_daily.parquet")["user_id"].drop_duplicates()
+    items = pd.read_parquet(root / "features" / "item_daily.parquet")["item_id"].drop_duplicates()
+    users = users.sample(12, random_state=4).to_numpy()
+    items = items.sample(15, random_state=4).to_numpy()
+    now = datetime.now(UTC).replace(microsecond=0)
+    grid = pd.MultiIndex.from_product([users, items, [0, 1]], names=["user_id", "item_id", "t"])
+    rows = grid.to_frame(index=False)
+    stamps = now - pd.to_timedelta(rows["t"] * 9, unit="D")
+    rows = pd.DataFrame(
+        {
+            "user_id": rows["user_id"].astype(str),
+            "item_id": rows["item_id"].astype(str),
+            "event_timestamp": stamps,
+            "request_device": np.where(rows.index % 3 == 0, "", "watch"),
+            "request_country": np.where(rows.index % 2 == 0, "DE", ""),
+            "request_ts": (stamps.astype("int64") // 10**9).astype("int64"),
+            "_row": np.arange(len(rows)),
+        }
+    ).sample(frac=1.0, random_state=1)
+    rows["request_device"] = np.where(rows["user_id"] == users[0], "mobile", rows["request_device"])
+    service = store.get_feature_service("ranking_v1")
+    whole = store.get_historical_features(entity_df=rows, features=service).to_df()
+    split = historical_features(store, rows, "ranking_v1")
+    whole = whole.sort_values("_row").reset_index(drop=True)
+    split = split.sort_values("_row").reset_index(drop=True)
+    names = [f.name for p in service.feature_view_projections for f in p.features]
+    assert len(split) == len(rows) and len(names) > 50
+    assert len(entity_groups(store, "ranking_v1")) == 2
+    filled = 0
+    for name in names:
+        for a, b in zip(whole[name], split[name], strict=True):
+            assert _same(a, b), name
+            filled += not _same(a, None)
+    assert filled > len(rows) * 20  # most features have values, not only nulls
