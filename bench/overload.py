@@ -132,6 +132,20 @@ def recovery_seconds(records: list[dict], drop_at: float, normal_ms: float) -> f
     return round(bad[-1] - drop_at, 2)
 
 
+def after_drop(records: list[dict], drop_at: float, normal_ms: float) -> dict[str, Any]:
+    """What the requests after the drop got: counts by status, how many 2xx were slower
+    than normal_ms, and when (seconds after the drop) the bad ones were sent."""
+    after = [r for r in records if r["at"] >= drop_at]
+    bad = sorted(r["at"] - drop_at for r in after if r["status"] != 200 or r["ms"] > normal_ms)
+    return {
+        "sent": len(after),
+        "statuses": dict(Counter(str(r["status"]) for r in after)),
+        "slow": sum(r["status"] == 200 and r["ms"] > normal_ms for r in after),
+        "bad_at_s": [round(t, 2) for t in bad[:20]]
+        + ([round(bad[-1], 2)] if len(bad) > 20 else []),
+    }
+
+
 def summarise(records: list[dict], args: argparse.Namespace, shed: float) -> dict[str, Any]:
     during = [r for r in records if r["at"] < args.duration]
     ok = [r["ms"] for r in during if r["status"] == 200]
@@ -152,6 +166,7 @@ def summarise(records: list[dict], args: argparse.Namespace, shed: float) -> dic
         "errors_500": sum(v for k, v in statuses.items() if k.startswith("5") and k != "503"),
         "shed_in_metrics": shed,
         "recovery_s": recovery_seconds(records, args.duration, args.normal_ms),
+        "after_drop": after_drop(records, args.duration, args.normal_ms),
     }
     goals = {
         "accepted_p99_ms": (figures["accepted_p99_ms"] or 1e9) < GOALS["accepted_p99_ms"],

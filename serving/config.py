@@ -127,16 +127,31 @@ class ServingConfig(BaseModel):
         " node, so losing a node loses one replica).",
     )
     max_ongoing_requests: int = Field(
-        64, ge=1, description="Ray Serve's per-replica slots; above max_in_flight (a backstop)."
+        14,
+        ge=1,
+        description="Ray Serve's per-replica slots; above max_in_flight, so that requests past"
+        " it reach the replica's fast 503, and not far above, so that a 503 waits behind few.",
     )
     max_in_flight: int = Field(
-        16,
+        12,
         ge=1,
-        description="Requests a replica works on at once; past it a fast 503 with Retry-After"
-        " (serving.overload).",
+        description="Requests a replica works on at once during a burst; past it a fast 503"
+        " with Retry-After (serving.overload).",
+    )
+    standing_in_flight: int = Field(
+        4,
+        ge=1,
+        description="Requests a replica works on at once under a standing queue (in flight not"
+        " below half of this for standing_queue_ms): past it a fast 503 (serving.overload).",
+    )
+    standing_queue_ms: float = Field(
+        300.0,
+        gt=0,
+        description="How long in flight must stay at or above half of standing_in_flight to"
+        " count as a standing queue (overload) rather than a burst.",
     )
     max_queued_requests: int = Field(
-        64, ge=-1, description="Ray Serve's queue per replica past max_ongoing_requests (-1: none)."
+        8, ge=-1, description="Ray Serve's queue per replica past max_ongoing_requests (-1: none)."
     )
     retry_after_seconds: int = Field(1, ge=0, description="Retry-After of a 503 when overloaded.")
     n_candidates: int = Field(200, ge=1, le=5000, description="Retriever's top N to rank.")
@@ -178,6 +193,11 @@ class ServingConfig(BaseModel):
                 f"max_ongoing_requests ({self.max_ongoing_requests}) must exceed max_in_flight "
                 f"({self.max_in_flight}): requests past max_in_flight must reach the replica "
                 "to be refused with a 503 (serving.overload)"
+            )
+        if self.standing_in_flight > self.max_in_flight:
+            raise ValueError(
+                f"standing_in_flight ({self.standing_in_flight}) must not exceed max_in_flight "
+                f"({self.max_in_flight}): it is the tighter limit used under a standing queue"
             )
         return self
 

@@ -1,8 +1,23 @@
 """Load shedding of one replica: a bounded number of requests in flight, a fast 503 past it.
 
-    request --> Shedder: in flight < max_in_flight? --> the app (routes)
-                                   no               --> 503 ErrorResponse, Retry-After,
-                                                        counted in tailwise_shed_requests
+    request --> Shedder: in flight < the limit? --> the app (routes)
+                                   no           --> 503 ErrorResponse, Retry-After,
+                                                    counted in tailwise_shed_requests
+
+    the limit: max_in_flight while the queue drains (a burst), standing_in_flight once
+    in flight has not fallen below half of standing_in_flight for standing_queue_ms (a
+    standing queue: the arrivals outrun the replica)
+
+A burst and an overload look the same for a moment and need opposite answers. Bursts at a
+rate the replica sustains queue for a few ms and drain, and refusing them would turn normal
+traffic into errors; a count limit tight enough to keep the accepted requests fast under
+overload refuses some of every burst (bench/results/overload.md). So the replica admits up
+to `max_in_flight` while the queue keeps draining, and only when it has not drained (in
+flight below half of `standing_in_flight`) for `standing_queue_ms` (the idea of CoDel,
+Nichols and Jacobson 2012, on a count instead of a sojourn time) does it refuse past
+`standing_in_flight`; the first moment the queue drains it admits bursts again. Drained is
+below half the standing limit, not below the limit itself: a replica held at the limit
+dips under it with every answer, and would go back to admitting bursts each time.
 
 An overloaded replica that queues answers everything late: at twice the rate it sustains,
 requests waited seconds and clients gave up (bench/results/overload.md). Refusing at the
@@ -25,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,7 +55,8 @@ OPERATORS = "/admin/"
 
 
 class Shedder:
-    """ASGI middleware: at most `limit` requests in flight, a 503 for the rest."""
+    """ASGI middleware: at most `limit` requests in flight (`standing_limit` once in flight
+    has not fallen below half of it for `standing_seconds`), a 503 for the rest."""
 
     def __init__(
         self,
@@ -48,10 +65,25 @@ class Shedder:
         retry_after: int,
         metrics: ServingMetrics,
         routes: Callable[[], Sequence[BaseRoute]] = list,
+        standing_limit: int | None = None,
+        standing_seconds: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app, self.limit, self.metrics, self.routes = app, limit, metrics, routes
+        self.standing_limit = limit if standing_limit is None else min(standing_limit, limit)
+        self.standing_seconds, self.clock = standing_seconds, clock
         self.retry_after = str(retry_after)
         self.in_flight = 0
+        self.drained_below = max(1, self.standing_limit // 2)
+        self.drained_at = clock()  # the last moment in flight was below drained_below
+
+    def current_limit(self) -> int:
+        """max_in_flight while the queue drains, standing_in_flight under a standing queue."""
+        now = self.clock()
+        if self.in_flight < self.drained_below:
+            self.drained_at = now
+        standing = now - self.drained_at > self.standing_seconds
+        return self.standing_limit if standing else self.limit
 
     def route(self, scope: Any) -> str:
         """The route template a request matches ("other" for none): a bounded label."""
@@ -68,9 +100,10 @@ class Shedder:
         ):
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
+        limit = self.current_limit()
+        if self.in_flight >= limit:
             self.metrics.shed.labels(route=self.route(scope)).inc()
-            await self._refuse(send)
+            await self._refuse(send, limit)
             return
         self.in_flight += 1
         self.metrics.in_flight.set(self.in_flight)
@@ -84,11 +117,13 @@ class Shedder:
         finally:
             self.in_flight -= 1
             self.metrics.in_flight.set(self.in_flight)
+            if self.in_flight < self.drained_below:
+                self.drained_at = self.clock()
 
-    async def _refuse(self, send: Any) -> None:
+    async def _refuse(self, send: Any, limit: int) -> None:
         body = json.dumps(
             {
-                "error": f"overloaded: {self.limit} requests in flight; retry after "
+                "error": f"overloaded: {limit} requests in flight; retry after "
                 f"{self.retry_after} s",
                 "detail": None,
             }

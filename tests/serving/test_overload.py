@@ -75,6 +75,65 @@ def test_past_the_limit_requests_get_a_fast_503_in_the_error_shape() -> None:
 
 
 @pytest.mark.unit
+def test_a_burst_passes_up_to_max_in_flight_and_a_standing_queue_is_cut_to_standing_in_flight() -> (
+    None
+):
+    """In flight not below half of standing_in_flight for standing_seconds is a standing
+    queue: the limit drops from max_in_flight to standing_in_flight until the queue drains,
+    and bursts that drain in time keep the wide limit."""
+    now = [0.0]
+
+    async def run() -> list[tuple[float, int, int]]:
+        metrics, gate = ServingMetrics(), asyncio.Event()
+        shedder = Shedder(
+            _slow_app(gate),
+            8,
+            1,
+            metrics,
+            standing_limit=4,
+            standing_seconds=0.1,
+            clock=lambda: now[0],
+        )
+        transport = httpx.ASGITransport(app=shedder)
+        seen: list[tuple[float, int, int]] = []
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+
+            async def arrive(n: int) -> list[asyncio.Task[httpx.Response]]:
+                held = []
+                for _ in range(n):
+                    held.append(asyncio.create_task(client.post("/recommend", json={})))
+                    await asyncio.sleep(0.005)  # let it be admitted or refused
+                return held
+
+            # a burst of 6 at t=0: under max_in_flight (8), all admitted
+            burst = await arrive(6)
+            seen.append((now[0], shedder.in_flight, sum(t.done() for t in burst)))
+            now[0] = 0.05  # still a burst (< 0.1 s not drained): a 7th and 8th are admitted
+            burst += await arrive(3)  # the 9th is past max_in_flight
+            seen.append((now[0], shedder.in_flight, sum(t.done() for t in burst)))
+            now[0] = 0.2  # in flight has stood at >= 2 for 0.2 s: standing queue
+            late = await arrive(3)
+            seen.append((now[0], shedder.in_flight, sum(t.done() for t in late)))
+            gate.set()  # the queue drains ...
+            await asyncio.gather(*burst, *late)
+            gate.clear()
+            now[0] = 0.25  # ... and the wide limit is back at once
+            again = await arrive(5)
+            seen.append((now[0], shedder.in_flight, sum(t.done() for t in again)))
+            gate.set()
+            await asyncio.gather(*again)
+        return seen
+
+    seen = asyncio.run(run())
+    assert seen == [
+        (0.0, 6, 0),  # 6 in flight, none refused
+        (0.05, 8, 1),  # 8 in flight, the 9th refused at once
+        (0.2, 8, 3),  # standing: all 3 refused (8 >= standing_in_flight 4)
+        (0.25, 5, 0),  # drained, then a burst of 5 admitted again
+    ]
+
+
+@pytest.mark.unit
 def test_a_client_that_leaves_is_counted_not_raised() -> None:
     metrics = ServingMetrics()
     shedder = Shedder(_slow_app(asyncio.Event()), limit=3, retry_after=1, metrics=metrics)
