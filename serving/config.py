@@ -139,7 +139,7 @@ class ServingConfig(BaseModel):
         " with Retry-After (serving.overload).",
     )
     standing_in_flight: int = Field(
-        4,
+        8,
         ge=1,
         description="Requests a replica works on at once under a standing queue (in flight not"
         " below half of this for standing_queue_ms): past it a fast 503 (serving.overload).",

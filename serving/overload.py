@@ -107,18 +107,33 @@ class Shedder:
             return
         self.in_flight += 1
         self.metrics.in_flight.set(self.in_flight)
+        answered = False
+
+        def done() -> None:  # once per request: its answer is sent, or it ended without one
+            nonlocal answered
+            if not answered:
+                answered = True
+                self.in_flight -= 1
+                self.metrics.in_flight.set(self.in_flight)
+                if self.in_flight < self.drained_below:
+                    self.drained_at = self.clock()
+
+        async def send_then_count(message: Any) -> None:
+            await send(message)
+            # the answer's last part: from here on the client is not waiting, and the
+            # route's background work (cache write, served log) takes no slot
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                done()
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_then_count)
         except ClientDisconnect:
             disconnected(self.metrics, self.route(scope))
         except asyncio.CancelledError:  # the server cancels a request whose client left
             disconnected(self.metrics, self.route(scope))
             raise
         finally:
-            self.in_flight -= 1
-            self.metrics.in_flight.set(self.in_flight)
-            if self.in_flight < self.drained_below:
-                self.drained_at = self.clock()
+            done()
 
     async def _refuse(self, send: Any, limit: int) -> None:
         body = json.dumps(

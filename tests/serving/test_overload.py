@@ -134,6 +134,29 @@ def test_a_burst_passes_up_to_max_in_flight_and_a_standing_queue_is_cut_to_stand
 
 
 @pytest.mark.unit
+def test_work_after_the_answer_takes_no_slot() -> None:
+    """A route's background work after its answer (cache write, served log) does not count
+    as a request in flight: the client is no longer waiting."""
+    seen: list[int] = []
+
+    async def answer_then_work(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(shedder.in_flight)  # while it works on the answer
+        await JSONResponse({"ok": True})(scope, receive, send)
+        seen.append(shedder.in_flight)  # background work after the answer
+
+    shedder = Shedder(answer_then_work, limit=1, retry_after=1, metrics=ServingMetrics())
+
+    async def run() -> int:
+        transport = httpx.ASGITransport(app=shedder)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return (await client.post("/recommend", json={})).status_code
+
+    assert asyncio.run(run()) == 200
+    assert seen == [1, 0]
+    assert shedder.in_flight == 0
+
+
+@pytest.mark.unit
 def test_a_client_that_leaves_is_counted_not_raised() -> None:
     metrics = ServingMetrics()
     shedder = Shedder(_slow_app(asyncio.Event()), limit=3, retry_after=1, metrics=metrics)
