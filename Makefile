@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help setup demo test test-fast coverage lint format bench-generate bench-ingest bench-features \
 	bench-online bench-offline bench-serve bench-ranking bench-train bench-drift bench-datasets bench-experiments \
-	bench-experiment-e2e bench-overload bench-crash bench-ray-nodes bench-soak bench-capacity clean repro serve drift-demo
+	bench-experiment-e2e bench-overload bench-crash bench-ray-nodes bench-autoscale bench-soak bench-capacity clean repro serve drift-demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ bench-ray-nodes: setup ## 3 Ray nodes on this host: replicas spread, a worker no
 	$(BIN)/python bench/ray_nodes.py
 
 MINUTES ?= 30
+bench-autoscale: setup ## Replicas follow ongoing requests: 1 -> 2 under load, back to 1 after
+	$(BIN)/python bench/autoscale.py
+
 bench-soak: setup ## Soak: MINUTES (30) at 100 req/s with events; p99, RSS, Redis memory, errors
 	$(BIN)/python bench/soak.py --minutes $(MINUTES)
 
