@@ -161,6 +161,14 @@ class Watch:
                     "events_stream_length": self.client.xlen(self.keys.events),
                 }
             )
+            last = self.samples[-1]
+            if len(self.samples) == 1 or last["at"] // 60 > self.samples[-2]["at"] // 60:
+                print(
+                    f"soak: {last['at'] / 60:.1f} of {self.args.minutes:g} min; replica RSS "
+                    f"{last['replica_rss_mb']} MB, Redis {last['redis_used_mb']} MB, stream "
+                    f"{last['events_stream_length']}",
+                    flush=True,
+                )
             if self.stop.wait(self.args.sample_every):
                 return
 
