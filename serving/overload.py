@@ -11,7 +11,7 @@
 A burst and an overload look the same for a moment and need opposite answers. Bursts at a
 rate the replica sustains queue for a few ms and drain, and refusing them would turn normal
 traffic into errors; a count limit tight enough to keep the accepted requests fast under
-overload refuses some of every burst (bench/results/overload.md). So the replica admits up
+overload refuses some of every burst (bench/results/overload_settings.md). So the replica admits up
 to `max_in_flight` while the queue keeps draining, and only when it has not drained (in
 flight below half of `standing_in_flight`) for `standing_queue_ms` (the idea of CoDel,
 Nichols and Jacobson 2012, on a count instead of a sojourn time) does it refuse past
