@@ -13,6 +13,7 @@ recorded with its exit code and message and the next dataset runs.
 
     .venv/bin/python bench/datasets.py                        # every dataset (long)
     .venv/bin/python bench/datasets.py --datasets minimal --fast
+    .venv/bin/python bench/datasets.py --set training.ranker.candidates=union --name datasets_union
 
 Writes bench/results/datasets.json and datasets.md (bench/datasets_report.py renders the
 table; a dataset's "why" survives re-runs, so fill it in the JSON and re-render).
@@ -55,8 +56,10 @@ HAND_WRITTEN = {"corner-shop": ROOT / "bench" / "data" / "corner-shop"}
 DATASETS = [*PROFILES, *HAND_WRITTEN]
 TAILWISE = str(ROOT / ".venv" / "bin" / "tailwise")
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
-# The models the table compares (metrics.json keys) and the metric.
-PLATFORM, POPULAR, EASE, METRIC = "two_tower+ranker", "most_popular", "ease", "ndcg@10"
+# The models the table compares (metrics.json keys) and the metric; the platform's key
+# follows training.ranker.candidates (training.pipeline.PLATFORM).
+PLATFORM = {"two_tower": "two_tower+ranker", "union": "union+ranker"}
+POPULAR, EASE, METRIC = "most_popular", "ease", "ndcg@10"
 FAST = {  # --fast: the contract fuzz test's training settings, for a quick check
     "retrieval": {"embedding_dim": 8, "epochs": 1, "batch_size": 256},
     "ranker": {"n_candidates": 50, "n_estimators": 20, "min_child_weight": 1},
@@ -74,16 +77,29 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--fast", action="store_true", help="tiny training settings")
     parser.add_argument("--timeout", type=int, default=3 * 3600, help="seconds per stage")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a params.yaml setting for every dataset, dotted (training.ranker.candidates=union)",
+    )
+    parser.add_argument("--name", default="datasets", help="results file stem in --out")
     args = parser.parse_args()
+    try:
+        overrides = [_override(item) for item in args.set]
+    except ValueError as exc:
+        parser.error(f"--set: {exc}")
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = sorted(set(names) - set(DATASETS))
     if unknown:
         parser.error(f"--datasets: unknown {unknown}; valid: {', '.join(DATASETS)}")
-    previous = _previous(args.out / "datasets.json")
+    previous = _previous(args.out / f"{args.name}.json")
+    platform_model = PLATFORM[_candidates(overrides)]
     results = []
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name}", flush=True)
-        result = run_dataset(name, args.work / name, args.seed, args.fast, args.timeout)
+        result = run_dataset(name, args.work / name, args.seed, args.fast, args.timeout, overrides)
         result["why"] = previous.get(name, {}).get("why", "")
         results.append(result)
         print(f"[{i}/{len(names)}] {name}: {result['status']}", flush=True)
@@ -98,21 +114,48 @@ def main() -> None:
         "git": _git_head(),
         "fast": args.fast,
         "seed": args.seed,
-        "models": {"platform": PLATFORM, "popularity": POPULAR, "ease": EASE},
+        "settings": {key: value for key, value in overrides},
+        "models": {"platform": platform_model, "popularity": POPULAR, "ease": EASE},
         "all_datasets": DATASETS,
         "datasets": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "datasets.json").write_text(json.dumps(record, indent=2) + "\n")
-    (args.out / "datasets.md").write_text(render(record))
-    print(f"wrote {args.out / 'datasets.json'} and datasets.md")
+    (args.out / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (args.out / f"{args.name}.md").write_text(render(record))
+    print(f"wrote {args.out / args.name}.json and {args.name}.md")
 
 
-def run_dataset(name: str, folder: Path, seed: int, fast: bool, timeout: int) -> dict[str, Any]:
+def _override(item: str) -> tuple[str, Any]:
+    """KEY=VALUE with a dotted key into params.yaml; the value is read as YAML."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"expected KEY=VALUE, got {item!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
+def _candidates(overrides: list[tuple[str, Any]]) -> str:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    value = params["training"]["ranker"]["candidates"]
+    for key, given in overrides:
+        if key == "training.ranker.candidates":
+            value = given
+    if value not in PLATFORM:
+        raise SystemExit(f"training.ranker.candidates: {value!r} is not one of {sorted(PLATFORM)}")
+    return str(value)
+
+
+def run_dataset(
+    name: str,
+    folder: Path,
+    seed: int,
+    fast: bool,
+    timeout: int,
+    overrides: list[tuple[str, Any]] | None = None,
+) -> dict[str, Any]:
     """generate -> ingest -> train for one dataset; never raises for a failing stage."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    params = _params(folder, fast)
+    params = _params(folder, fast, overrides or [])
     env = _env(folder, params)
     result: dict[str, Any] = {"dataset": name, "status": "ok", "stages": {}}
     raw = folder / "raw"
@@ -199,13 +242,19 @@ def _message(output: str, code: int, timeout: int) -> str:
     return " ".join(part.strip() for part in lines[-6:])[:800]
 
 
-def _params(folder: Path, fast: bool) -> Path:
+def _params(folder: Path, fast: bool, overrides: list[tuple[str, Any]]) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     # Profiles without consent columns: their owner has consent by other means.
     params["ingest"]["consent_default"] = True
     if fast:
         for key, values in FAST.items():
             params["training"].setdefault(key, {}).update(values)
+    for key, value in overrides:
+        *parents, leaf = key.split(".")
+        section = params
+        for part in parents:
+            section = section.setdefault(part, {})
+        section[leaf] = value
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
@@ -273,7 +322,8 @@ def _quality(folder: Path) -> dict[str, Any]:
         return {"ndcg": {}, "allow_repeats": None}
     metrics = json.loads(metrics_file.read_text())
     buy_again = next((k for k in metrics if "buy" in k.lower() and "again" in k.lower()), None)
-    models = {"platform": PLATFORM, "popularity": POPULAR, "ease": EASE}
+    candidates = yaml.safe_load((folder / "params.yaml").read_text())["training"]["ranker"]
+    models = {"platform": PLATFORM[candidates["candidates"]], "popularity": POPULAR, "ease": EASE}
     repeats = _repeats(folder / "models")
     if repeats and buy_again:
         models["buy_again"] = buy_again

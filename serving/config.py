@@ -138,11 +138,12 @@ class ServingConfig(BaseModel):
         description="Requests a replica works on at once during a burst; past it a fast 503"
         " with Retry-After (serving.overload).",
     )
-    standing_in_flight: int = Field(
-        8,
+    standing_in_flight: int | None = Field(
+        None,
         ge=1,
         description="Requests a replica works on at once under a standing queue (in flight not"
-        " below half of this for standing_queue_ms): past it a fast 503 (serving.overload).",
+        " below half of this for standing_queue_ms): past it a fast 503 (serving.overload)."
+        " Default: 8, or max_in_flight when that is lower.",
     )
     standing_queue_ms: float = Field(
         300.0,
@@ -194,12 +195,19 @@ class ServingConfig(BaseModel):
                 f"({self.max_in_flight}): requests past max_in_flight must reach the replica "
                 "to be refused with a 503 (serving.overload)"
             )
-        if self.standing_in_flight > self.max_in_flight:
+        if self.standing_in_flight is not None and self.standing_in_flight > self.max_in_flight:
             raise ValueError(
                 f"standing_in_flight ({self.standing_in_flight}) must not exceed max_in_flight "
                 f"({self.max_in_flight}): it is the tighter limit used under a standing queue"
             )
         return self
+
+    @property
+    def standing_limit(self) -> int:
+        """standing_in_flight, or its default: 8, or max_in_flight when that is lower."""
+        if self.standing_in_flight is not None:
+            return self.standing_in_flight
+        return min(8, self.max_in_flight)
 
     @model_validator(mode="after")
     def _one_replica_policy(self) -> ServingConfig:

@@ -73,7 +73,7 @@ def build_api(replica: Replica, lifecycle: Lifecycle, keys: ApiKeys) -> FastAPI:
     app.add_middleware(
         Shedder,
         limit=config.max_in_flight,
-        standing_limit=config.standing_in_flight,
+        standing_limit=config.standing_limit,
         standing_seconds=config.standing_queue_ms / 1000,
         retry_after=config.retry_after_seconds,
         metrics=metrics,

@@ -67,6 +67,12 @@ def test_autoscaling_and_spread_reach_the_deployment() -> None:
     assert deployment._replica_config.max_replicas_per_node == 1
 
 
+def test_standing_limit_follows_a_lower_max_in_flight_unless_set() -> None:
+    assert ServingConfig().standing_limit == 8
+    assert ServingConfig(max_in_flight=4).standing_limit == 4
+    assert ServingConfig(max_in_flight=12, standing_in_flight=5).standing_limit == 5
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -84,6 +90,10 @@ def test_autoscaling_and_spread_reach_the_deployment() -> None:
         ),
         ({"autoscaling": {"max_replicas": 2}}, "target_ongoing_requests"),
         ({"autoscaling": {"max_replicas": 2, "target_ongoing_requests": 0}}, "greater than 0"),
+        (
+            {"max_in_flight": 4, "standing_in_flight": 6},
+            r"standing_in_flight \(6\) must not exceed max_in_flight \(4\)",
+        ),
         ({"max_replicas_per_node": 0}, "max_replicas_per_node"),
         ({"proxy_location": "Everywhere"}, "proxy_location"),
     ],
