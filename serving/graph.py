@@ -89,6 +89,7 @@ class RecommendGraph:
             answer = self.pipeline.answer(req, state, log_features)
         answer.stages["features"] = answer.stages.get("features", 0.0) + read
         answer.profile = state.features  # /content renders from them: no second read
+        answer.cache_fields = state.cache_fields
         self.last.remember(req.user_id, answer.body)
         answer.stages["total"] = time.perf_counter() - started
         return answer
@@ -114,7 +115,7 @@ class RecommendGraph:
             return
         pipe = self.client.pipeline(transaction=False)
         if self.cache.applies(req):
-            self.cache.queue_put(pipe, req, answer.body)
+            self.cache.queue_put(pipe, req, answer.body, answer.cache_fields)
         self.served_log.queue(pipe, req, answer)
         try:
             await pipe.execute()
@@ -143,8 +144,10 @@ class RecommendGraph:
         if reads_recent:
             pipe.lrange(keys.recent(user), 0, -1)
         replies = iter(await pipe.execute())
+        hit, fields = (next(replies), int(next(replies) or 0)) if cached else (None, 0)
         return UserState(
-            cached=next(replies) if cached else None,
+            cached=hit,
+            cache_fields=fields,
             features=self.reader.users.decode(next(replies)),
             purchased=_strings(next(replies)) if rules.exclude_purchased else set(),
             seen=_strings(next(replies)) if rules.exclude_seen else set(),

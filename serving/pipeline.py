@@ -73,6 +73,7 @@ class Answer:
     without_features: bool = False  # a known user answered with no online feature at all
     tower_fallback: bool = False  # the SavedModel embedded the query (serving.bundle)
     profile: dict[str, Any] | None = None  # the user's online features as read (/content)
+    cache_fields: int = 0  # answers the user's response-cache hash held when read
 
 
 @dataclass
@@ -86,6 +87,7 @@ class UserState:
     has_history: bool  # any seen, purchased or history key
     history: UserHistory | None  # when the version reads it
     recent: list[Any] | None = None  # the recent list's events (a union version reads them)
+    cache_fields: int = 0  # answers in the user's response-cache hash (when caching)
 
 
 class RecommendPipeline:

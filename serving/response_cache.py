@@ -3,7 +3,10 @@
 ResponseCache  rec:<user> hash, field = fingerprint of what else the answer depends on
                (version, k, context, exclusions), value = the body as JSON, with a TTL;
                read in the request's round trip, written after the response is out.
-               An event of the user deletes the hash (serving.events).
+               An event of the user deletes the hash (serving.events). A hash holds at
+               most MAX_FIELDS answers: each write renews the TTL, so without the cap a
+               client varying k, context or exclusions for one user would grow it
+               without end; at the cap the hash starts again.
 LastAnswers    the newest answer per user, in memory, bounded: what a request gets
                while Redis is down (with degraded=True).
 """
@@ -19,6 +22,7 @@ from serving.keys import Keys
 from serving.pipeline import Request
 
 LAST_ANSWERS = 50_000
+MAX_FIELDS = 16  # cached answers per user
 
 
 class ResponseCache:
@@ -40,10 +44,17 @@ class ResponseCache:
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     def queue_get(self, pipe: Any, req: Request) -> None:
-        pipe.hget(self.keys.rec(req.user_id), self.fingerprint(req))
-
-    def queue_put(self, pipe: Any, req: Request, body: dict[str, Any]) -> None:
+        """Two replies: the cached body (or None), and how many answers the hash holds."""
         key = self.keys.rec(req.user_id)
+        pipe.hget(key, self.fingerprint(req))
+        pipe.hlen(key)
+
+    def queue_put(self, pipe: Any, req: Request, body: dict[str, Any], fields: int = 0) -> None:
+        """Write `req`'s answer; `fields` is the hash's size when it was read: at
+        MAX_FIELDS the hash starts again, so it never holds many more."""
+        key = self.keys.rec(req.user_id)
+        if fields >= MAX_FIELDS:
+            pipe.delete(key)
         pipe.hset(key, self.fingerprint(req), json.dumps({**body, "request_id": ""}))
         pipe.expire(key, self.ttl_seconds)
 

@@ -277,6 +277,30 @@ def test_cache_hits_and_is_invalidated_by_the_users_events(
     assert app.metric("tailwise_stage_seconds_count") > 0
 
 
+def test_a_users_cached_answers_stay_bounded_however_the_requests_vary(
+    app: Client,
+    users: list[str],
+    served_world: ServedWorld,
+) -> None:
+    """Every write renews the hash's TTL: 3x MAX_FIELDS different k for one user leave at
+    most MAX_FIELDS answers cached, and the newest is among them."""
+    from serving.response_cache import MAX_FIELDS
+
+    user = users[5]
+    client = redis.Redis.from_url(served_world.redis.url)
+    cached = Keys(str(served_world.settings.feast_project)).rec(user)
+    client.delete(cached)
+    sizes = [0]
+    for k in range(1, 3 * MAX_FIELDS + 1):
+        app.recommend(user, k=k)
+        _wait_for(lambda: client.hlen(cached) != sizes[-1])  # this answer's write landed
+        sizes.append(client.hlen(cached))
+    assert max(sizes) <= MAX_FIELDS, sizes
+    hits = app.metric('tailwise_cache_total{outcome="hit"}')
+    app.recommend(user, k=3 * MAX_FIELDS)
+    assert app.metric('tailwise_cache_total{outcome="hit"}') == hits + 1
+
+
 def _wait_for(condition: Any, seconds: float = 5) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
