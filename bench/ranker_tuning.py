@@ -67,6 +67,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "mean depth 1, 2 windows": {**SHALLOW, "label_windows": 2},
     "mean depth 1, 3 windows": {**SHALLOW, "label_windows": 3},
     "mean depth 2, 3 windows": {**SHALLOW, "max_depth": 2, "label_windows": 3},
+    "mean depth 1, 4 windows": {**SHALLOW, "label_windows": 4},
+    "mean depth 1, 5 windows": {**SHALLOW, "label_windows": 5},
+    "mean depth 1, 6 windows": {**SHALLOW, "label_windows": 6},
+    "mean depth 2, 5 windows": {**SHALLOW, "max_depth": 2, "label_windows": 5},
 }
 
 
