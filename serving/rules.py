@@ -217,7 +217,7 @@ _REASONS = {
     },
     "item_trend": "trending now",
 }
-FALLBACK_REASON = "close to what you usually interact with"
+FALLBACK_REASON = "picked for you"  # no worded feature speaks for the item: claim nothing
 
 
 def reasons(

@@ -130,7 +130,7 @@ def test_compiled_reason_choice_agrees_with_the_rule_written_out() -> None:
     rng = np.random.default_rng(3)
     names = ["retrieval_score", "x_same_rt_category", "age", "x_brand_match", "x_cat_l1_share"]
     wordings = {
-        "retrieval_score": FALLBACK_REASON,
+        "retrieval_score": "close to what you usually interact with",
         "x_same_rt_category": "more from {category}, which you are browsing now",
         "x_brand_match": "a brand you like: {brand}",
         "x_cat_l1_share": "you often shop {category_l1}",
