@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tailwise.ports import free_port
 from tests.feast_project import ROOT
 from tests.serving.conftest import ServedWorld
 
@@ -36,6 +37,10 @@ def test_replicas_follow_the_ongoing_requests_up_and_back_down(
         "TAILWISE_FEATURES_DIR": str(world.features),
         "TAILWISE_FEAST_PROJECT": str(settings.feast_project),
         "TAILWISE_FEAST_REGISTRY": str(world.root / "registry.db"),
+        # HAProxy's side listeners: not the ports the session's served app holds (its
+        # fixture sets these variables in this process while it runs).
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
     }
     out = tmp_path / "autoscale.json"
     args = ["--models", str(world.models), "--clean", str(world.clean)]
