@@ -13,7 +13,7 @@ recorded with its exit code and message and the next dataset runs.
 
     .venv/bin/python bench/datasets.py                        # every dataset (long)
     .venv/bin/python bench/datasets.py --datasets minimal --fast
-    .venv/bin/python bench/datasets.py --set training.ranker.candidates=union --name datasets_union
+    .venv/bin/python bench/datasets.py --set training.ranker.candidates=two_tower --name datasets_two_tower
 
 Writes bench/results/datasets.json and datasets.md (bench/datasets_report.py renders the
 table; a dataset's "why" survives re-runs, so fill it in the JSON and re-render).
@@ -37,12 +37,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import typer
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from datasets_report import assess, render  # noqa: E402
+
+from serving.commands.serve import parse_overrides  # noqa: E402  (the --set of `tailwise serve`)
 
 PROFILES = [
     "ratings-1990s",
@@ -87,19 +90,20 @@ def main() -> None:
     parser.add_argument("--name", default="datasets", help="results file stem in --out")
     args = parser.parse_args()
     try:
-        overrides = [_override(item) for item in args.set]
-    except ValueError as exc:
-        parser.error(f"--set: {exc}")
+        candidates = _settings(args.fast, args.set)["training"]["ranker"]["candidates"]
+    except typer.BadParameter as exc:
+        parser.error(str(exc))
+    if candidates not in PLATFORM:
+        parser.error(f"training.ranker.candidates: {candidates!r} is not one of {sorted(PLATFORM)}")
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = sorted(set(names) - set(DATASETS))
     if unknown:
         parser.error(f"--datasets: unknown {unknown}; valid: {', '.join(DATASETS)}")
     previous = _previous(args.out / f"{args.name}.json")
-    platform_model = PLATFORM[_candidates(overrides)]
     results = []
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name}", flush=True)
-        result = run_dataset(name, args.work / name, args.seed, args.fast, args.timeout, overrides)
+        result = run_dataset(name, args.work / name, args.seed, args.fast, args.timeout, args.set)
         result["why"] = previous.get(name, {}).get("why", "")
         results.append(result)
         print(f"[{i}/{len(names)}] {name}: {result['status']}", flush=True)
@@ -114,8 +118,8 @@ def main() -> None:
         "git": _git_head(),
         "fast": args.fast,
         "seed": args.seed,
-        "settings": {key: value for key, value in overrides},
-        "models": {"platform": platform_model, "popularity": POPULAR, "ease": EASE},
+        "settings": parse_overrides({}, args.set),
+        "models": {"platform": PLATFORM[candidates], "popularity": POPULAR, "ease": EASE},
         "all_datasets": DATASETS,
         "datasets": results,
     }
@@ -125,32 +129,13 @@ def main() -> None:
     print(f"wrote {args.out / args.name}.json and {args.name}.md")
 
 
-def _override(item: str) -> tuple[str, Any]:
-    """KEY=VALUE with a dotted key into params.yaml; the value is read as YAML."""
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"expected KEY=VALUE, got {item!r}")
-    return key.strip(), yaml.safe_load(value)
-
-
-def _candidates(overrides: list[tuple[str, Any]]) -> str:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    value = params["training"]["ranker"]["candidates"]
-    for key, given in overrides:
-        if key == "training.ranker.candidates":
-            value = given
-    if value not in PLATFORM:
-        raise SystemExit(f"training.ranker.candidates: {value!r} is not one of {sorted(PLATFORM)}")
-    return str(value)
-
-
 def run_dataset(
     name: str,
     folder: Path,
     seed: int,
     fast: bool,
     timeout: int,
-    overrides: list[tuple[str, Any]] | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """generate -> ingest -> train for one dataset; never raises for a failing stage."""
     shutil.rmtree(folder, ignore_errors=True)
@@ -242,19 +227,19 @@ def _message(output: str, code: int, timeout: int) -> str:
     return " ".join(part.strip() for part in lines[-6:])[:800]
 
 
-def _params(folder: Path, fast: bool, overrides: list[tuple[str, Any]]) -> Path:
+def _settings(fast: bool, overrides: list[str]) -> dict[str, Any]:
+    """params.yaml as every dataset runs it: consent by default, --fast, the --set items."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     # Profiles without consent columns: their owner has consent by other means.
     params["ingest"]["consent_default"] = True
     if fast:
         for key, values in FAST.items():
             params["training"].setdefault(key, {}).update(values)
-    for key, value in overrides:
-        *parents, leaf = key.split(".")
-        section = params
-        for part in parents:
-            section = section.setdefault(part, {})
-        section[leaf] = value
+    return parse_overrides(params, overrides)
+
+
+def _params(folder: Path, fast: bool, overrides: list[str]) -> Path:
+    params = _settings(fast, overrides)
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
