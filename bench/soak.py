@@ -327,10 +327,11 @@ def _redis_parts(
         return round(sum(b["mb"].get(kind, 0.0) for kind in kinds), 2)
 
     state_mb = total(last, STATE) - total(breakdowns[0], STATE)
+    before, after = total(first, BUFFERS), total(last, BUFFERS)
     return {
-        "buffers_first_mb": total(first, BUFFERS),
-        "buffers_last_mb": total(last, BUFFERS),
-        "buffers_growth": growth([total(first, BUFFERS)], [total(last, BUFFERS)]),
+        "buffers_first_mb": before,
+        "buffers_last_mb": after,
+        "buffers_growth": growth([before], [after]),
         "state_growth_mb": round(state_mb, 2),
         "state_bytes_per_event": round(state_mb * 2**20 / accepted_events)
         if accepted_events
