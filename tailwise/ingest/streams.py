@@ -11,7 +11,8 @@ partition is a stream of its own with its own `offline` group, read one after th
 Each stream is read by the consumer group `offline`. Entries left unacknowledged by a run
 that crashed are handled first (this consumer's own, and others' idle ones are claimed),
 then new ones. Rows whose id (event_id / request_id) is already in the target partition,
-or repeated in the batch, are dropped; the file is written under a temporary name and
+or repeated in the batch, are dropped (each partition's ids are read once per file and
+kept: `_WrittenIds`); the file is written under a temporary name and
 renamed, then the entries are acknowledged. A crash anywhere in between only means the
 same entries are read again and found to be duplicates. Event files have the columns and
 types of the clean events, so training reads data/clean and data/served alike, and a
@@ -34,7 +35,8 @@ import json
 import logging
 import os
 import zlib
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -349,16 +351,46 @@ def _write(frame: pd.DataFrame, table: _Table, out_dir: Path) -> int:
         tmp = folder / f".{target.name}.tmp"  # dot files are skipped by Parquet readers
         pq.write_table(data, tmp, compression="zstd")
         os.replace(tmp, target)
+        _existing_ids.add(folder, table.key, target.name, part[table.key])
         written += len(part)
     return written
 
 
-def _existing_ids(folder: Path, key: str) -> set[str]:
-    files = [p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))]
-    if not files:
-        return set()
-    ids = ds.dataset([str(p) for p in files], format="parquet").to_table(columns=[key])
-    return set(ids.column(key).to_pylist())
+class _WrittenIds:
+    """The ids already written under each partition folder, each file read once: a pass
+    lists the folder and reads only the files that are new to it (written by this process
+    or another), so its cost follows the batch, not the size of the day's partition.
+    The newest `folders` folders are kept (about 100 bytes per id); a folder that lost a
+    file is read again in full."""
+
+    def __init__(self, folders: int = 8) -> None:
+        self.folders = folders
+        self._known: OrderedDict[tuple[Path, str], tuple[set[str], set[str]]] = OrderedDict()
+
+    def __call__(self, folder: Path, key: str) -> set[str]:
+        files = {p.name for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))}
+        names, ids = self._known.pop((folder, key), (set(), set()))
+        if names - files:
+            names, ids = set(), set()
+        new = sorted(files - names)
+        if new:
+            table = ds.dataset([str(folder / n) for n in new], format="parquet")
+            ids.update(table.to_table(columns=[key]).column(key).to_pylist())
+            names.update(new)
+        self._known[(folder, key)] = (names, ids)
+        while len(self._known) > self.folders:
+            self._known.popitem(last=False)
+        return ids
+
+    def add(self, folder: Path, key: str, name: str, ids: Iterable[str]) -> None:
+        """Record a file this process wrote (call after __call__ for its folder)."""
+        known = self._known.get((folder, key))
+        if known is not None:
+            known[0].add(name)
+            known[1].update(ids)
+
+
+_existing_ids = _WrittenIds()
 
 
 def _set_aside(rejected: list[dict[str, Any]], table: _Table, out_dir: Path) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import redis
@@ -162,3 +163,45 @@ def test_the_cli_moves_both_streams_once(
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1")
     result = CliRunner().invoke(app, ["events", "consume", "--once", "--out", str(out)])
     assert result.exit_code == 5 and "Redis does not answer" in result.output
+
+
+def test_each_written_file_is_read_once_and_other_writers_files_still_count(
+    client: redis.Redis, keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tailwise.ingest.streams as streams
+
+    opened: list[str] = []
+    real = streams.ds.dataset
+
+    def dataset(paths, **kwargs):  # type: ignore[no-untyped-def]
+        opened.extend(Path(p).name for p in paths)
+        return real(paths, **kwargs)
+
+    monkeypatch.setattr(streams.ds, "dataset", dataset)
+    monkeypatch.setattr(streams, "_existing_ids", streams._WrittenIds())
+    out = tmp_path / "served"
+    events = clean_events(6)
+    for event in events[:3]:  # three passes, one file each
+        client.xadd(keys.events, {"e": event_json(event)})
+        assert consume(client, keys, out).written == 1
+    assert opened == []  # its own files are known without reading them back
+    folder = next((out / "events").glob("event_date=*"))
+    # Another consumer (another process) wrote a file: it is read once, and its rows count.
+    other = pd.read_parquet(next(folder.glob("served-*.parquet")))
+    stranger = other.assign(event_id=events[3]["event_id"])
+    pq.write_table(
+        pa.Table.from_pandas(stranger, schema=EVENTS_SCHEMA, preserve_index=False),
+        folder / "served-other.parquet",
+    )
+    for event in (events[3], events[3], events[4]):
+        client.xadd(keys.events, {"e": event_json(event)})
+    result = consume(client, keys, out)
+    assert (result.read, result.written, result.duplicates) == (3, 1, 2)
+    assert opened == ["served-other.parquet"]
+    # A file that went away (an erasure rewrote the partition): the folder is read again.
+    (folder / "served-other.parquet").unlink()
+    opened.clear()
+    client.xadd(keys.events, {"e": event_json(events[3])})
+    assert consume(client, keys, out).written == 1  # no longer there, so written again
+    assert sorted(opened) == sorted(p.name for p in folder.glob("served-*.parquet"))[:-1]
+    assert sorted(served(out)["event_id"]) == sorted(e["event_id"] for e in events[:5])
