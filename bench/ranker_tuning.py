@@ -196,7 +196,7 @@ def run(args: argparse.Namespace, store: Any) -> dict[str, Any]:
             "scored_by": result.metrics.get("scored_by"),
             "train_rows": result.metrics.get("train_rows"),
             "best_iteration": result.metrics.get("best_iteration"),
-            "held_out_ndcg@10": result.metrics.get("held_out_ndcg@10"),
+            "guard_ndcg@10": result.metrics.get("guard_ndcg@10"),
             "fit_s": round(seconds, 1),
         }
         alone = evaluate({name: ranked[name]}, split, [K], window="validation", fit=False)

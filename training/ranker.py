@@ -105,7 +105,11 @@ class RankerConfig(BaseModel):
         "long: the ranker learns from the candidates of every one.",
     )
     validation_share: float = Field(
-        0.2, ge=0, lt=1, description="Share of labelled users held out for early stopping."
+        0.2,
+        ge=0,
+        le=0.3,
+        description="Share of labelled users held out for early stopping, and as much again "
+        "for the guard that checks the ranker against its candidates' order (0: neither).",
     )
     max_train_users: int | None = Field(
         None, ge=1, description="Sample at most this many labelled users (seeded)."

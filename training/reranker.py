@@ -5,8 +5,9 @@
       candidate model fitted on the events before the window gives its top-N for the people
       with a relevant item in the window (the harness's own definition:
       `training.split.window_truth`), labelled 1 / 0; one list (query) per window and person
-    --fit_ranker(store)--> ranking_examples (Feast, training.ranker) --> train_ranker, with a
-      seeded share of people held out for early stopping
+    --fit_ranker(store)--> ranking_examples (Feast, training.ranker) --> train_ranker, with
+      seeded shares of people held out for early stopping and for the guard against the
+      candidates' own order (fit_examples)
 
 When repeats are allowed (tailwise.repeats), the lists also hold each user's own past items
 (`buy_again_candidates`, n_candidates // 4 of them, most frequent then most recent) and
@@ -294,56 +295,82 @@ def fit_ranker(
     store: Any, candidates: pd.DataFrame, cfg: RankerConfig, extra: Sequence[str] = ()
 ) -> RankerResult:
     """Ranking examples of labelled candidate lists (labelled_candidates) from Feast, then
-    the XGBoost ranker with a seeded share of users held out for early stopping. `extra`:
+    the XGBoost ranker, early-stopped and checked on held-out users (fit_examples). `extra`:
     further numeric columns of `candidates` to learn from (the union's source features)."""
     examples = ranking_examples(store, candidates, extra=extra, workers=cfg.fetch_workers)
     return fit_examples(examples, cfg)
 
 
 def fit_examples(examples: Examples, cfg: RankerConfig) -> RankerResult:
-    """fit_ranker on ranking examples already fetched (several settings can share them)."""
+    """fit_ranker on ranking examples already fetched (several settings can share them).
+
+    With cfg.validation_share > 0 the users with a relevant item are split three ways
+    (_holdout): one share stops the boosting early, another -- the guard -- compares the
+    stopped ranker with its candidates' own order. The guard's users played no part in
+    choosing the ranker, so its figure is not one early stopping has already maximised.
+    When the ranker loses on them, the version keeps the candidates' order
+    (candidate_order); else the ranker is fitted again with the guard's users added to
+    its training lists, early-stopped on the same users as before."""
     dropped = uninformative(examples.X)
-    train, validation = _holdout(examples, cfg)
+    train, stop, guard = _holdout(examples, cfg)
     if not len(train.y) or not train.y.any():
         reason = "no candidate list holds a relevant item: nothing to learn from"
         return candidate_order(cfg, reason, dropped)
-    if validation is None and cfg.validation_share > 0:
-        lists = len(train.groups)
+    if stop is None or guard is None:
+        if cfg.validation_share == 0:
+            return train_ranker(cfg, train)
+        users = train.keys["user_id"].nunique()
         reason = (
-            f"only {lists} lists hold a relevant item: too few to hold some out and check the "
-            "ranker against its candidates' order"
+            f"only {users} users have a relevant item: too few to hold two sets of "
+            f"{MIN_HELD_USERS} out, to stop early and check the ranker against its candidates' order "
+            "(training.ranker.validation_share)"
         )
         return candidate_order(cfg, reason, dropped)
-    result = train_ranker(cfg, train, validation)
-    if validation is None or not len(validation.y):
-        return result
-    learned = ndcg_at(validation, result.predict(validation.X), LIFT_K)
-    own = ndcg_at(validation, -validation.keys["retrieval_rank"].to_numpy(np.float64), LIFT_K)
-    result.metrics |= {
-        "held_out_ndcg@10": round(learned, 6),
+    result = train_ranker(cfg, train, stop)
+    learned = ndcg_at(guard, result.predict(guard.X), LIFT_K)
+    own = ndcg_at(guard, -guard.keys["retrieval_rank"].to_numpy(np.float64), LIFT_K)
+    checked = {
+        "guard_lists": len(guard.groups),
+        "guard_users": int(guard.keys["user_id"].nunique()),
+        "guard_ndcg@10": round(learned, 6),
         "candidate_order_ndcg@10": round(own, 6),
     }
     if learned < own:
         reason = (
-            f"the ranker's held-out NDCG@{LIFT_K} {learned:.4f} is below its candidates' own "
-            f"order {own:.4f}"
+            f"the ranker's NDCG@{LIFT_K} on {checked['guard_lists']} held-out lists, "
+            f"{learned:.4f}, is below its candidates' own order, {own:.4f}"
         )
         fallback = candidate_order(cfg, reason, result.dropped)
-        fallback.metrics |= result.metrics | fallback.metrics
+        fallback.metrics |= result.metrics | checked | fallback.metrics
         return fallback
-    result.metrics["scored_by"] = "ranker"
-    return result
+    final = train_ranker(cfg, _joined(examples, train, guard), stop)
+    final.metrics |= checked | {"scored_by": "ranker"}
+    return final
 
 
-def _holdout(examples: Examples, cfg: RankerConfig) -> tuple[Examples, Examples | None]:
-    """Users with at least one positive; a seeded share of them for early stopping."""
+MIN_HELD_USERS = 5
+
+
+def _holdout(
+    examples: Examples, cfg: RankerConfig
+) -> tuple[Examples, Examples | None, Examples | None]:
+    """The lists of users with at least one relevant item, split by user (every label
+    window of a user on one side): (train, early stopping, guard). The two held-out sets
+    take cfg.validation_share of the users each (at least MIN_HELD_USERS), seeded; both
+    are None when that would leave fewer users to train on than either holds."""
     positive = examples.keys.loc[examples.y > 0, "user_id"].drop_duplicates()
     positive = positive.sort_values().to_numpy()
-    if cfg.validation_share == 0 or len(positive) < 10:
-        return examples.subset(positive), None
-    rng = np.random.default_rng(cfg.seed)
-    held = rng.random(len(positive)) < cfg.validation_share
-    return examples.subset(positive[~held]), examples.subset(positive[held])
+    held = max(MIN_HELD_USERS, round(cfg.validation_share * len(positive)))
+    if cfg.validation_share == 0 or len(positive) - 2 * held < held:
+        return examples.subset(positive), None, None
+    order = np.random.default_rng(cfg.seed).permutation(len(positive))
+    stop, guard, train = np.split(positive[order], [held, 2 * held])
+    return examples.subset(train), examples.subset(stop), examples.subset(guard)
+
+
+def _joined(examples: Examples, *parts: Examples) -> Examples:
+    """The lists of every user in `parts`, in `examples`' order."""
+    return examples.subset(pd.unique(np.concatenate([p.keys["user_id"].to_numpy() for p in parts])))
 
 
 def _utc(events: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from training.ranker import (
     train_ranker,
     uninformative,
 )
-from training.reranker import Reranker
+from training.reranker import Reranker, _holdout, fit_examples
 
 CFG = RankerConfig(n_estimators=5, max_depth=2, min_child_weight=0, n_candidates=4)
 
@@ -100,3 +100,98 @@ def test_known_users_get_full_lists_padded_from_popularity() -> None:
     assert recs["rank"].tolist() == [1, 2, 1, 2]
     with_seen = reranker.recommend(["u1"], k=2, exclude_seen=False)
     assert with_seen["item_id"].tolist() == ["a", "c"]
+
+
+def lists_with_signal(users: int, signal: dict[str, float]) -> Examples:
+    """One list of 4 per user; the relevant row is the candidates' first in 60% of lists,
+    else one of the others, and feature `hint` marks it with probability signal[user]
+    (else it marks one of the other rows)."""
+    rng = np.random.default_rng(1)
+    names = [f"u{i:03d}" for i in range(users)]
+    rows = []
+    for user in names:
+        relevant = 1 if rng.random() < 0.6 else int(rng.integers(2, 5))
+        others = [r for r in (1, 2, 3, 4) if r != relevant]
+        marked = relevant if rng.random() < signal.get(user, 1.0) else int(rng.choice(others))
+        for rank in (1, 2, 3, 4):
+            rows.append((user, rank, float(rank == relevant), float(rank == marked), rng.random()))
+    frame = pd.DataFrame(rows, columns=["user_id", "rank", "y", "hint", "noise"])
+    X = frame.assign(retrieval_rank=frame["rank"].astype(float))[
+        ["retrieval_rank", "hint", "noise"]
+    ]
+    keys = pd.DataFrame(
+        {
+            "query": "0|" + frame["user_id"],
+            "user_id": frame["user_id"],
+            "item_id": [f"i{j}" for j in range(len(frame))],
+            "retrieval_rank": frame["rank"],
+        }
+    )
+    return Examples(X, frame["y"].to_numpy(), np.full(users, 4), keys, [])
+
+
+GUARDED = RankerConfig(
+    n_estimators=30, max_depth=2, min_child_weight=0, n_candidates=4, validation_share=0.2
+)
+
+
+def test_held_out_users_split_three_ways_disjoint_and_complete() -> None:
+    data = lists_with_signal(100, {})
+    train, stop, guard = _holdout(data, GUARDED)
+    assert stop is not None and guard is not None
+    sets = [set(part.keys["user_id"]) for part in (train, stop, guard)]
+    assert [len(s) for s in sets] == [60, 20, 20]
+    assert set.union(*sets) == set(data.keys["user_id"])
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    again = _holdout(data, GUARDED)  # seeded
+    assert set(again[2].keys["user_id"]) == sets[2]  # type: ignore[union-attr]
+
+
+def test_guard_users_take_no_part_in_early_stopping_then_join_the_refit(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import training.reranker as reranker
+
+    calls: list[tuple[set[str], set[str]]] = []
+    real = reranker.train_ranker
+
+    def spy(cfg, train, validation=None):  # type: ignore[no-untyped-def]
+        calls.append((set(train.keys["user_id"]), set(validation.keys["user_id"])))
+        return real(cfg, train, validation)
+
+    monkeypatch.setattr(reranker, "train_ranker", spy)
+    data = lists_with_signal(100, {})  # hint marks the relevant row for everyone
+    _, stop, guard = _holdout(data, GUARDED)
+    result = fit_examples(data, GUARDED)
+    assert result.metrics["scored_by"] == "ranker"
+    assert result.metrics["guard_users"] == 20 and result.metrics["guard_lists"] == 20
+    assert result.metrics["guard_ndcg@10"] > result.metrics["candidate_order_ndcg@10"]
+    guard_users = set(guard.keys["user_id"])  # type: ignore[union-attr]
+    stop_users = set(stop.keys["user_id"])  # type: ignore[union-attr]
+    (first_train, first_stop), (final_train, final_stop) = calls
+    assert first_stop == final_stop == stop_users
+    assert not first_train & guard_users  # the guard's figure is not one it was fitted to
+    assert final_train == first_train | guard_users
+    assert result.metrics["train_groups"] == 80
+
+
+def test_a_ranker_that_only_fits_the_users_it_saw_keeps_the_candidates_order() -> None:
+    # The hint marks the relevant row for the users the ranker trains and stops on, and the
+    # candidates' first row for the guard's: early stopping cannot see the difference.
+    _, _, guard = _holdout(lists_with_signal(100, {}), GUARDED)
+    misleading = {user: 0.0 for user in guard.keys["user_id"]}  # type: ignore[union-attr]
+    result = fit_examples(lists_with_signal(100, misleading), GUARDED)
+    assert result.metrics["scored_by"] == "candidate order"
+    assert result.metrics["validation_ndcg@10"] == 1.0  # early stopping's users: perfect
+    assert result.metrics["guard_ndcg@10"] < result.metrics["candidate_order_ndcg@10"]
+    assert "20 held-out lists" in result.metrics["reason"]
+    assert result.feature_names == ["retrieval_rank"]
+
+
+def test_too_few_users_to_hold_out_keep_the_candidates_order_and_name_the_setting() -> None:
+    result = fit_examples(lists_with_signal(12, {}), GUARDED)
+    assert result.metrics["scored_by"] == "candidate order"
+    assert "only 12 users" in result.metrics["reason"]
+    assert "training.ranker.validation_share" in result.metrics["reason"]
+    unchecked = fit_examples(
+        lists_with_signal(12, {}), GUARDED.model_copy(update={"validation_share": 0.0})
+    )
+    assert "scored_by" not in unchecked.metrics and unchecked.feature_names
