@@ -6,7 +6,9 @@ corner-shop export, bench/data/corner-shop/), in a workspace of its own
 commands a person runs, each as its own process: `tailwise generate --profile NAME` (for
 corner-shop its make_data.py, then `ingest --mapping`), `tailwise ingest`, `tailwise
 train`. Records rows in / kept / quarantined per table (quality_report.json), the
-training time (the manifest's training_seconds; the train command's wall time besides), NDCG@10 of the platform (two_tower+ranker), most popular, EASE and, when
+training time (the manifest's training_seconds; the train command's wall time besides),
+NDCG@10 of the platform (the version's model: union+ranker with params.yaml's
+training.ranker.candidates), most popular, EASE and, when
 the version's manifest says repeats are allowed, buy-again, all read from the evaluation
 `train` writes (metrics.json) and the published version's manifest. A stage that fails is
 recorded with its exit code and message and the next dataset runs.

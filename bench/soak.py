@@ -6,10 +6,14 @@
     then trims the stream), as `tailwise events consume` runs beside the API
     sampler thread: every `--sample-every` s the replica's RSS (its pid from Ray's actor
     table), Redis used_memory and the events stream's length
+    speed probe: a process of its own times a fixed piece of pure-Python work in CPU time
+    (time.process_time) every `--probe-every` s: how fast this shared machine's cores are
+    running, whatever the app does (CPU time does not count waiting for a core)
 
 Goals (issue 22), comparing the first and the last `--window` minutes (5; a third of the
 run when it is shorter than 15 min): /recommend p99 of the last window at most 10% above
-the first's, replica RSS (median of the window's samples) grown < 10%, Redis's streams
+the first's at equal machine speed (the raw p99s divided by the speed probe's median CPU
+ms in the same window; both raw figures and the probe's are reported), replica RSS (median of the window's samples) grown < 10%, Redis's streams
 and caches (BUFFERS: what the consumer and the TTLs bound) grown < 10% from the end of
 the first window to the end, 0 errors (every answer a 2xx, no timeout). Every 5 minutes
 Redis memory is broken down by kind of key (MEMORY USAGE); the total and the growth of
@@ -53,6 +57,17 @@ GROWTH = 0.10  # p99, RSS and Redis memory may grow at most 10% from the first w
 # what people do (recent events up to RECENT_MAX per user, seen / purchased sets, the
 # per-item history, Feast's rows of new users) and Redis's own overhead.
 BUFFERS = ("events", "served", "exposures", "rec")
+# The speed probe's process: a fixed amount of pure-Python work, timed in CPU time.
+PROBE = """
+import sys, time
+every = float(sys.argv[1])
+while True:
+    began, total = time.process_time(), 0
+    for i in range(200_000):
+        total += i * i
+    print(f"{time.time():.3f} {(time.process_time() - began) * 1000:.3f}", flush=True)
+    time.sleep(every)
+"""
 STATE = ("recent", "seen", "purchased", "history", "feast")
 
 
@@ -133,15 +148,30 @@ class Watch:
         self.consumed = 0
         self.stop = threading.Event()
         self.out = Path(tempfile.mkdtemp(prefix="soak-served-"))
+        self.probes: list[dict[str, float]] = []
         self.threads = [
             threading.Thread(target=self._consume, daemon=True),
             threading.Thread(target=self._sample, daemon=True),
+            threading.Thread(target=self._probe, daemon=True),
         ]
 
     def start(self) -> None:
-        self.t0 = time.perf_counter()
+        import subprocess
+
+        self.t0, self.wall0 = time.perf_counter(), time.time()
+        self.probe = subprocess.Popen(
+            [sys.executable, "-c", PROBE, str(self.args.probe_every)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for thread in self.threads:
             thread.start()
+
+    def _probe(self) -> None:
+        assert self.probe.stdout is not None
+        for line in self.probe.stdout:
+            wall, ms = (float(x) for x in line.split())
+            self.probes.append({"at": round(wall - self.wall0, 1), "cpu_ms": ms})
 
     def _consume(self) -> None:
         from tailwise.ingest.streams import consume
@@ -215,6 +245,8 @@ class Watch:
 
     def close(self) -> None:
         self.stop.set()
+        self.probe.terminate()
+        self.probe.wait(timeout=30)
         for thread in self.threads:
             thread.join(timeout=120)
         shutil.rmtree(self.out, ignore_errors=True)
@@ -234,6 +266,7 @@ def summarise(
     samples: list[dict[str, Any]],
     args: argparse.Namespace,
     breakdowns: list[dict[str, Any]] | None = None,
+    probes: list[dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     total = args.minutes * 60
     window = min(args.window, args.minutes / 3) * 60
@@ -248,6 +281,9 @@ def summarise(
     statuses = Counter(f"{r['kind']} {r['status']}" for r in records)
     in_first = [s for s in samples if s["at"] < window]
     in_last = [s for s in samples if s["at"] >= total - window]
+    probes = probes or []
+    probe_first = _median([p for p in probes if p["at"] < window], "cpu_ms")
+    probe_last = _median([p for p in probes if p["at"] >= total - window], "cpu_ms")
     figures = {
         "minutes": args.minutes,
         "window_minutes": round(window / 60, 2),
@@ -259,6 +295,8 @@ def summarise(
         "recommend_p50_ms": percentile([r["ms"] for r in records if r["kind"] == "recommend"], 50),
         "p99_first_ms": p99(first),
         "p99_last_ms": p99(last),
+        "probe_first_cpu_ms": probe_first,
+        "probe_last_cpu_ms": probe_last,
         "event_p99_ms": percentile([r["ms"] for r in records if r["kind"] == "event"], 99),
         "rss_first_mb": _median(in_first, "replica_rss_mb"),
         "rss_last_mb": _median(in_last, "replica_rss_mb"),
@@ -274,13 +312,18 @@ def summarise(
         "replica_pids": sorted({p for s in samples for p in s["replica_pids"]}),
         "redis_mb_by_kind": breakdowns or [],
         **_redis_parts(breakdowns or [], window, sum(r["status"] == 202 for r in records)),
-        "by_minute": _by_minute(records, samples),
+        "by_minute": _by_minute(records, samples, probes),
     }
     first_p99, last_p99 = figures["p99_first_ms"], figures["p99_last_ms"]
+    known = None not in (first_p99, last_p99, probe_first, probe_last)
+    figures["p99_growth"] = round(last_p99 / first_p99 - 1, 4) if known else None
+    figures["machine_slowdown"] = round(probe_last / probe_first - 1, 4) if known else None
+    figures["p99_growth_at_equal_speed"] = (
+        round((last_p99 / probe_last) / (first_p99 / probe_first) - 1, 4) if known else None
+    )
     goals = {
-        "p99 of the last window at most 10% above the first's": first_p99 is not None
-        and last_p99 is not None
-        and last_p99 <= first_p99 * (1 + GROWTH),
+        "p99 of the last window at most 10% above the first's, at equal machine speed": known
+        and figures["p99_growth_at_equal_speed"] <= GROWTH,
         "replica RSS growth < 10%": figures["rss_growth"] is not None
         and figures["rss_growth"] < GROWTH,
         "Redis streams and caches flat (growth < 10%) with the consumer running": figures[
@@ -294,8 +337,13 @@ def summarise(
     return {"figures": figures, "goals": goals}
 
 
-def _by_minute(records: list[dict[str, Any]], samples: list[dict[str, Any]]) -> list[dict]:
-    """Per minute of the run: /recommend p50 and p99, errors, the machine's load average."""
+def _by_minute(
+    records: list[dict[str, Any]],
+    samples: list[dict[str, Any]],
+    probes: list[dict[str, float]],
+) -> list[dict]:
+    """Per minute of the run: /recommend p50 and p99, errors, the machine's load average,
+    the speed probe's median CPU ms."""
     out = []
     for minute in range(int(max((r["at"] for r in records), default=0) // 60) + 1):
         rows = [r for r in records if minute * 60 <= r["at"] < (minute + 1) * 60]
@@ -308,6 +356,9 @@ def _by_minute(records: list[dict[str, Any]], samples: list[dict[str, Any]]) -> 
                 "p99_ms": percentile(ms, 99),
                 "errors": sum(not r["ok"] for r in rows),
                 "load_1m": max(loads, default=None),
+                "probe_cpu_ms": _median(
+                    [p for p in probes if minute * 60 <= p["at"] < (minute + 1) * 60], "cpu_ms"
+                ),
             }
         )
     return out
@@ -343,7 +394,7 @@ def _values(samples: list[dict[str, Any]], key: str) -> list[float]:
     return [s[key] for s in samples]
 
 
-def _median(samples: list[dict[str, Any]], key: str) -> float | None:
+def _median(samples: list[Any], key: str) -> float | None:
     values = _values(samples, key)
     return round(statistics.median(values), 2) if values else None
 
@@ -370,6 +421,13 @@ def save(result: dict[str, Any], name: str) -> None:
         "",
         f"Statuses: {f['statuses']}",
         "",
+        f"/recommend p99, first window {f['p99_first_ms']} ms, last {f['p99_last_ms']} ms "
+        f"(growth {f['p99_growth']}). The speed probe's fixed work took a median "
+        f"{f['probe_first_cpu_ms']} ms of CPU in the first window and "
+        f"{f['probe_last_cpu_ms']} ms in the last (machine slower by "
+        f"{f['machine_slowdown']}); at equal machine speed the p99 grew "
+        f"{f['p99_growth_at_equal_speed']}.",
+        "",
         f"Redis streams and caches ({', '.join(BUFFERS)}): {f['buffers_first_mb']} MB at the "
         f"end of the first window, {f['buffers_last_mb']} MB at the end "
         f"(growth {f['buffers_growth']}). Per-user state ({', '.join(STATE)}) grew "
@@ -392,14 +450,16 @@ def _minute_table(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     lines = [
-        "Minute by minute (load: the machine's 1-minute load average, highest sample):",
+        "Minute by minute (load: the machine's 1-minute load average, highest sample; "
+        "probe: the speed probe's median CPU ms for its fixed work, higher is slower):",
         "",
-        "| min | p50 ms | p99 ms | errors | load |",
-        "|---|---|---|---|---|",
+        "| min | p50 ms | p99 ms | errors | load | probe CPU ms |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['minute']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} | {r['load_1m']} |"
+            f" {r.get('probe_cpu_ms')} |"
         )
     return [*lines, ""]
 
@@ -431,6 +491,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds at rate, not counted")
     parser.add_argument("--sample-every", type=float, default=10.0, help="seconds")
     parser.add_argument("--consume-every", type=float, default=5.0, help="seconds")
+    parser.add_argument("--probe-every", type=float, default=2.0, help="seconds")
     parser.add_argument("--timeout", type=float, default=5.0, help="per request")
     parser.add_argument("--world", type=Path, help="world folder (default bench/work/...)")
     parser.add_argument("--config", action="append", default=[], help="ServingConfig k=v")
@@ -439,7 +500,9 @@ def parse_args() -> argparse.Namespace:
     from bench.served_world import require_positive
 
     require_positive(
-        parser, args, ("minutes", "rate", "window", "sample_every", "consume_every", "timeout")
+        parser,
+        args,
+        ("minutes", "rate", "window", "sample_every", "consume_every", "probe_every", "timeout"),
     )
     if not 0 <= args.event_share <= 1:
         parser.error("--event-share must be between 0 and 1")
@@ -474,9 +537,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             server.stop()
     finally:
         world.stop()
-    result = summarise(records, watch.samples, args, watch.breakdowns)
+    result = summarise(records, watch.samples, args, watch.breakdowns, watch.probes)
     result["consumed_entries"] = watch.consumed
     result["samples"] = watch.samples
+    result["probes"] = watch.probes
     return result
 
 
