@@ -114,6 +114,14 @@ class RankerConfig(BaseModel):
     max_train_users: int | None = Field(
         None, ge=1, description="Sample at most this many labelled users (seeded)."
     )
+    cross_fit_below: int = Field(
+        1000,
+        ge=0,
+        description="With fewer labelled users than this (users with a relevant item), "
+        "the boosting rounds and the check against the candidates' order come from 5-fold "
+        "cross-fitting over users instead of two held-out shares (one split of a few "
+        "hundred users is mostly noise); 0: never.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -179,8 +187,12 @@ class RankerResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)  # constant or all-null in training
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.model.predict(encode(X, self.feature_names, self.categories))
+    def predict(self, X: pd.DataFrame, rounds: int | None = None) -> np.ndarray:
+        """Scores of X's rows; `rounds`: from the first that many boosting rounds only."""
+        encoded = encode(X, self.feature_names, self.categories)
+        if rounds is None:
+            return self.model.predict(encoded)
+        return self.model.predict(encoded, iteration_range=(0, rounds))
 
 
 def feature_columns(store: Any, service: str = FEATURE_SERVICE) -> tuple[list[str], list[str]]:
@@ -291,9 +303,14 @@ def learn_categories(X: pd.DataFrame, columns: Iterable[str]) -> dict[str, list[
 
 
 def train_ranker(
-    cfg: RankerConfig, examples: Examples, validation: Examples | None = None
+    cfg: RankerConfig,
+    examples: Examples,
+    validation: Examples | None = None,
+    curve: bool = False,
 ) -> RankerResult:
-    """Fit an XGBRanker (deterministic for cfg.seed); early stopping on `validation`."""
+    """Fit an XGBRanker (deterministic for cfg.seed); early stopping on `validation`.
+    With `curve`, validation's NDCG@10 after each round fitted is in
+    metrics['validation_curve']."""
     if not len(examples.y):
         raise ValueError("no training examples: every candidate list was empty")
     dropped = uninformative(examples.X)
@@ -331,6 +348,9 @@ def train_ranker(
         model.set_params(early_stopping_rounds=None)
     model.fit(X, examples.y, **fit_args)
     metrics: dict[str, Any] = {"train_rows": len(X), "train_groups": len(examples.groups)}
+    if "eval_set" in fit_args and curve:
+        values = model.evals_result()["validation_0"]["ndcg@10"]
+        metrics["validation_curve"] = [float(v) for v in values]
     if "eval_set" in fit_args:
         metrics |= {
             "best_iteration": int(model.best_iteration),

@@ -304,48 +304,112 @@ def fit_ranker(
 def fit_examples(examples: Examples, cfg: RankerConfig) -> RankerResult:
     """fit_ranker on ranking examples already fetched (several settings can share them).
 
-    With cfg.validation_share > 0 the users with a relevant item are split three ways
-    (_holdout): one share stops the boosting early, another -- the guard -- compares the
-    stopped ranker with its candidates' own order. The guard's users played no part in
-    choosing the ranker, so its figure is not one early stopping has already maximised.
-    When the ranker loses on them, the version keeps the candidates' order
-    (candidate_order); else the ranker is fitted again with the guard's users added to
-    its training lists, early-stopped on the same users as before."""
+    Only lists of users with a relevant item are learned from. With
+    cfg.validation_share > 0 the ranker is checked against its candidates' own order on
+    users that took no part in fitting it or in choosing its number of rounds, and when it
+    loses there the version keeps that order (candidate_order):
+      - fewer such users than cfg.cross_fit_below: 5-fold cross-fitting over users
+        (_cross_fitted): the rounds that maximise the folds' mean held-out NDCG@10, the
+        check on every user's out-of-fold scores, then one fit on everyone;
+      - else two held-out shares (_holdout): one stops the boosting early, the other (the
+        guard) checks the stopped ranker, which is then fitted again with the guard's
+        users added, early-stopped on the same users as before."""
     dropped = uninformative(examples.X)
-    train, stop, guard = _holdout(examples, cfg)
-    if not len(train.y) or not train.y.any():
+    positive = _positive_users(examples)
+    if not len(positive):
         reason = "no candidate list holds a relevant item: nothing to learn from"
         return candidate_order(cfg, reason, dropped)
+    if cfg.validation_share == 0:
+        return train_ranker(cfg, examples.subset(positive))
+    if len(positive) < cfg.cross_fit_below:
+        return _cross_fitted(examples, positive, cfg, dropped)
+    train, stop, guard = _holdout(examples, cfg)
     if stop is None or guard is None:
-        if cfg.validation_share == 0:
-            return train_ranker(cfg, train)
-        users = train.keys["user_id"].nunique()
-        reason = (
-            f"only {users} users have a relevant item: too few to hold two sets of "
-            f"{MIN_HELD_USERS} out, to stop early and check the ranker against its candidates' order "
-            "(training.ranker.validation_share)"
-        )
-        return candidate_order(cfg, reason, dropped)
+        return candidate_order(cfg, _too_few(len(positive)), dropped)
     result = train_ranker(cfg, train, stop)
     learned = ndcg_at(guard, result.predict(guard.X), LIFT_K)
-    own = ndcg_at(guard, -guard.keys["retrieval_rank"].to_numpy(np.float64), LIFT_K)
-    checked = {
-        "guard_lists": len(guard.groups),
-        "guard_users": int(guard.keys["user_id"].nunique()),
-        "guard_ndcg@10": round(learned, 6),
-        "candidate_order_ndcg@10": round(own, 6),
-    }
-    if learned < own:
-        reason = (
-            f"the ranker's NDCG@{LIFT_K} on {checked['guard_lists']} held-out lists, "
-            f"{learned:.4f}, is below its candidates' own order, {own:.4f}"
-        )
-        fallback = candidate_order(cfg, reason, result.dropped)
-        fallback.metrics |= result.metrics | checked | fallback.metrics
-        return fallback
+    checked = _checked(guard, learned)
+    if learned < checked["candidate_order_ndcg@10"]:
+        return _fallback(cfg, checked, result)
     final = train_ranker(cfg, _joined(examples, train, guard), stop)
     final.metrics |= checked | {"scored_by": "ranker"}
     return final
+
+
+CV_FOLDS = 5
+
+
+def _cross_fitted(
+    examples: Examples, positive: np.ndarray, cfg: RankerConfig, dropped: list[str]
+) -> RankerResult:
+    """5 folds of users: each fold's ranker is fitted on the other folds, scoring its fold
+    after each round (until early stopping); the number of rounds is the best mean over the
+    folds; the
+    check compares every user's out-of-fold scores at that many rounds with the
+    candidates' order; the ranker kept is fitted on everyone for that many rounds."""
+    if len(positive) < CV_FOLDS * MIN_HELD_USERS:
+        return candidate_order(cfg, _too_few(len(positive)), dropped)
+    order = np.random.default_rng(cfg.seed).permutation(len(positive))
+    folds = np.array_split(positive[order], CV_FOLDS)
+    everyone = examples.subset(positive)
+    users = everyone.keys["user_id"].to_numpy()
+    fitted = []
+    for k, held in enumerate(folds):
+        rest = np.concatenate([f for j, f in enumerate(folds) if j != k])
+        mask = np.isin(users, held)
+        held_out = everyone.where(mask)
+        fitted.append((mask, train_ranker(cfg, examples.subset(rest), held_out, curve=True)))
+    # Each fold stopped when its own held-out NDCG@10 had not improved for
+    # early_stopping_rounds; past that, its curve stays at its last value.
+    curves = [r.metrics.pop("validation_curve") for _, r in fitted]
+    longest = max(len(c) for c in curves)
+    padded = [np.pad(c, (0, longest - len(c)), mode="edge") for c in curves]
+    rounds = int(np.argmax(np.mean(padded, axis=0))) + 1
+    scores = np.empty(len(everyone.y))
+    for (mask, result), curve in zip(fitted, curves, strict=True):
+        scores[mask] = result.predict(everyone.X[mask], min(rounds, len(curve)))
+    learned = ndcg_at(everyone, scores, LIFT_K)
+    checked = _checked(everyone, learned) | {"cross_fit_folds": CV_FOLDS, "rounds": rounds}
+    if learned < checked["candidate_order_ndcg@10"]:
+        return _fallback(cfg, checked, fitted[0][1])
+    final = train_ranker(cfg.model_copy(update={"n_estimators": rounds}), everyone)
+    final.metrics |= checked | {"scored_by": "ranker"}
+    return final
+
+
+def _checked(lists: Examples, learned: float) -> dict[str, Any]:
+    own = ndcg_at(lists, -lists.keys["retrieval_rank"].to_numpy(np.float64), LIFT_K)
+    return {
+        "guard_lists": len(lists.groups),
+        "guard_users": int(lists.keys["user_id"].nunique()),
+        "guard_ndcg@10": round(learned, 6),
+        "candidate_order_ndcg@10": round(own, 6),
+    }
+
+
+def _fallback(cfg: RankerConfig, checked: dict[str, Any], result: RankerResult) -> RankerResult:
+    reason = (
+        f"the ranker's NDCG@{LIFT_K} on {checked['guard_lists']} held-out lists, "
+        f"{checked['guard_ndcg@10']:.4f}, is below its candidates' own order, "
+        f"{checked['candidate_order_ndcg@10']:.4f}"
+    )
+    fallback = candidate_order(cfg, reason, result.dropped)
+    metrics = {k: v for k, v in result.metrics.items() if k != "validation_curve"}
+    fallback.metrics |= metrics | checked | fallback.metrics
+    return fallback
+
+
+def _too_few(users: int) -> str:
+    return (
+        f"only {users} users have a relevant item: too few to hold some out, to stop early "
+        "and check the ranker against its candidates' order "
+        "(training.ranker.validation_share, cross_fit_below)"
+    )
+
+
+def _positive_users(examples: Examples) -> np.ndarray:
+    positive = examples.keys.loc[examples.y > 0, "user_id"].drop_duplicates()
+    return positive.sort_values().to_numpy()
 
 
 MIN_HELD_USERS = 5
@@ -358,8 +422,7 @@ def _holdout(
     window of a user on one side): (train, early stopping, guard). The two held-out sets
     take cfg.validation_share of the users each (at least MIN_HELD_USERS), seeded; both
     are None when that would leave fewer users to train on than either holds."""
-    positive = examples.keys.loc[examples.y > 0, "user_id"].drop_duplicates()
-    positive = positive.sort_values().to_numpy()
+    positive = _positive_users(examples)
     held = max(MIN_HELD_USERS, round(cfg.validation_share * len(positive)))
     if cfg.validation_share == 0 or len(positive) - 2 * held < held:
         return examples.subset(positive), None, None

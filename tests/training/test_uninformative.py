@@ -130,9 +130,10 @@ def lists_with_signal(users: int, signal: dict[str, float]) -> Examples:
     return Examples(X, frame["y"].to_numpy(), np.full(users, 4), keys, [])
 
 
-GUARDED = RankerConfig(
+CROSS_FITTED = RankerConfig(
     n_estimators=30, max_depth=2, min_child_weight=0, n_candidates=4, validation_share=0.2
 )
+GUARDED = CROSS_FITTED.model_copy(update={"cross_fit_below": 0})  # two held-out shares
 
 
 def test_held_out_users_split_three_ways_disjoint_and_complete() -> None:
@@ -187,11 +188,50 @@ def test_a_ranker_that_only_fits_the_users_it_saw_keeps_the_candidates_order() -
 
 
 def test_too_few_users_to_hold_out_keep_the_candidates_order_and_name_the_setting() -> None:
-    result = fit_examples(lists_with_signal(12, {}), GUARDED)
-    assert result.metrics["scored_by"] == "candidate order"
-    assert "only 12 users" in result.metrics["reason"]
-    assert "training.ranker.validation_share" in result.metrics["reason"]
+    for cfg, users in ((GUARDED, 12), (CROSS_FITTED, 24)):
+        result = fit_examples(lists_with_signal(users, {}), cfg)
+        assert result.metrics["scored_by"] == "candidate order"
+        assert f"only {users} users" in result.metrics["reason"]
+        assert "training.ranker.validation_share" in result.metrics["reason"]
     unchecked = fit_examples(
         lists_with_signal(12, {}), GUARDED.model_copy(update={"validation_share": 0.0})
     )
     assert "scored_by" not in unchecked.metrics and unchecked.feature_names
+
+
+def test_cross_fitting_picks_the_rounds_out_of_fold_and_fits_everyone(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import training.reranker as reranker
+
+    calls: list[tuple[set[str], set[str] | None, bool]] = []
+    real = reranker.train_ranker
+
+    def spy(cfg, train, validation=None, curve=False):  # type: ignore[no-untyped-def]
+        held = None if validation is None else set(validation.keys["user_id"])
+        calls.append((set(train.keys["user_id"]), held, curve))
+        return real(cfg, train, validation, curve)
+
+    monkeypatch.setattr(reranker, "train_ranker", spy)
+    data = lists_with_signal(100, {})
+    result = fit_examples(data, CROSS_FITTED)
+    assert result.metrics["scored_by"] == "ranker" and result.metrics["cross_fit_folds"] == 5
+    folds, (everyone, final_held, _) = calls[:5], calls[5]
+    assert len(calls) == 6 and final_held is None and len(everyone) == 100
+    for train, held, curve in folds:  # each fold scored by a ranker that never saw it
+        assert held is not None and not train & held and len(held) == 20 and curve
+    assert set.union(*(held for _, held, _ in folds if held)) == everyone
+    assert 1 <= result.metrics["rounds"] <= 30
+    assert result.model.n_estimators == result.metrics["rounds"]
+    assert result.metrics["guard_lists"] == 100  # every user checked out of fold
+    assert result.metrics["guard_ndcg@10"] > result.metrics["candidate_order_ndcg@10"]
+
+
+def test_cross_fitting_keeps_the_candidates_order_when_the_features_are_noise() -> None:
+    data = lists_with_signal(100, {})
+    noise = Examples(data.X.drop(columns="hint"), data.y, data.groups, data.keys, data.categorical)
+    overfits = CROSS_FITTED.model_copy(
+        update={"max_depth": 6, "learning_rate": 1.0, "subsample": 1.0, "colsample_bytree": 1.0}
+    )
+    result = fit_examples(noise, overfits)  # every round fits the noise of its folds
+    assert result.metrics["scored_by"] == "candidate order"
+    assert result.metrics["guard_ndcg@10"] < result.metrics["candidate_order_ndcg@10"]
+    assert "100 held-out lists" in result.metrics["reason"]
