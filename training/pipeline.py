@@ -284,7 +284,7 @@ def train_ranker(
         f"fetched in {fetched:.1f} s, fitted in {seconds_of['ranker_fit']:.1f} s"
     )
     if result.metrics.get("scored_by") == "candidate order":
-        _say(f"ranker: scoring by the candidates' own order ({result.metrics['reason']})")
+        _say(f"ranker: scoring by {_order_name(result.metrics)} ({result.metrics['reason']})")
     version = versions.new_version()
     folder = out / "version"
     shutil.copytree(retrieval_dir / "model", folder / "retrieval")
@@ -343,9 +343,8 @@ def evaluate_version(
         )
     scored_by = manifest.get("ranker_scored_by")
     if scored_by == "candidate order":
-        result.notes.append(
-            f"{model} keeps {candidates}'s order: {manifest['ranker_validation'].get('reason')}"
-        )
+        checked = manifest["ranker_validation"]
+        result.notes.append(f"{model} keeps {_order_name(checked)}: {checked.get('reason')}")
     lift = ranker_lift(result)
     if lift is not None:
         result.notes.append(
@@ -353,6 +352,14 @@ def evaluate_version(
             "candidates"
         )
     return result
+
+
+def _order_name(metrics: dict[str, Any]) -> str:
+    """The order a candidate-order ranker keeps, in words (ranker.candidate_order)."""
+    column = str(metrics.get("order") or "retrieval_rank")
+    if column == "retrieval_rank":
+        return "the candidates' own order"
+    return f"the order of the candidate source {column.removesuffix('_rank')}"
 
 
 def platform_names(manifest: dict[str, Any]) -> tuple[str, str]:

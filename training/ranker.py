@@ -372,11 +372,16 @@ def uninformative(X: pd.DataFrame) -> list[str]:
 
 
 def candidate_order(
-    cfg: RankerConfig, reason: str, dropped: list[str] | None = None
+    cfg: RankerConfig,
+    reason: str,
+    dropped: list[str] | None = None,
+    column: str = "retrieval_rank",
 ) -> RankerResult:
-    """A 'ranker' that keeps the candidates' own order: one monotone (decreasing) tree over
-    retrieval_rank alone, saved and served like any ranker. Used when the learned ranker
-    cannot be trained or scores below that order on held-out lists (`reason`)."""
+    """A 'ranker' that keeps an order the candidates already have: one monotone
+    (decreasing) tree over one rank column alone -- retrieval_rank, the candidates' own
+    order, or a union source's `<source>_rank` -- saved and served like any ranker. Used
+    when the learned ranker cannot be trained or scores below that order on held-out
+    lists (`reason`)."""
     ranks = np.arange(1, 2 * cfg.n_candidates + 1, dtype=np.float64)
     model = xgb.XGBRegressor(
         n_estimators=1,
@@ -390,9 +395,9 @@ def candidate_order(
         n_jobs=cfg.n_jobs,
         random_state=cfg.seed,
     )
-    model.fit(pd.DataFrame({"retrieval_rank": ranks}), -ranks)
-    metrics = {"scored_by": "candidate order", "reason": reason}
-    return RankerResult(model, cfg, ["retrieval_rank"], {}, metrics=metrics, dropped=dropped or [])
+    model.fit(pd.DataFrame({column: ranks}), -ranks)
+    metrics = {"scored_by": "candidate order", "order": column, "reason": reason}
+    return RankerResult(model, cfg, [column], {}, metrics=metrics, dropped=dropped or [])
 
 
 def ndcg_at(examples: Examples, scores: np.ndarray, k: int = 10) -> float:

@@ -305,9 +305,10 @@ def fit_examples(examples: Examples, cfg: RankerConfig) -> RankerResult:
     """fit_ranker on ranking examples already fetched (several settings can share them).
 
     Only lists of users with a relevant item are learned from. With
-    cfg.validation_share > 0 the ranker is checked against its candidates' own order on
-    users that took no part in fitting it or in choosing its number of rounds, and when it
-    loses there the version keeps that order (candidate_order):
+    cfg.validation_share > 0 the ranker is checked on users that took no part in fitting
+    it or in choosing its number of rounds against the orders the lists already hold (the
+    candidates' own, and each union source's: _checked), and when one of them beats it
+    there the version keeps the best of them (candidate_order):
       - fewer such users than cfg.cross_fit_below: 5-fold cross-fitting over users
         (_cross_fitted): the rounds that maximise the folds' mean held-out NDCG@10, the
         check on every user's out-of-fold scores, then one fit on everyone;
@@ -329,7 +330,7 @@ def fit_examples(examples: Examples, cfg: RankerConfig) -> RankerResult:
     result = train_ranker(cfg, train, stop)
     learned = ndcg_at(guard, result.predict(guard.X), LIFT_K)
     checked = _checked(guard, learned)
-    if learned < checked["candidate_order_ndcg@10"]:
+    if _loses(checked):
         return _fallback(cfg, checked, result)
     final = train_ranker(cfg, _joined(examples, train, guard), stop)
     final.metrics |= checked | {"scored_by": "ranker"}
@@ -370,7 +371,7 @@ def _cross_fitted(
         scores[mask] = result.predict(everyone.X[mask], min(rounds, len(curve)))
     learned = ndcg_at(everyone, scores, LIFT_K)
     checked = _checked(everyone, learned) | {"cross_fit_folds": CV_FOLDS, "rounds": rounds}
-    if learned < checked["candidate_order_ndcg@10"]:
+    if _loses(checked):
         return _fallback(cfg, checked, fitted[0][1])
     final = train_ranker(cfg.model_copy(update={"n_estimators": rounds}), everyone)
     final.metrics |= checked | {"scored_by": "ranker"}
@@ -378,22 +379,45 @@ def _cross_fitted(
 
 
 def _checked(lists: Examples, learned: float) -> dict[str, Any]:
+    """The check's figures on `lists`: the ranker's NDCG@10 (`learned`), the candidates'
+    own order's, and the best of the orders the lists already hold (the candidates' own,
+    or one union source's, `<source>_rank`: a column with its `<source>_norm` beside it),
+    the candidates' own order winning ties."""
     own = ndcg_at(lists, -lists.keys["retrieval_rank"].to_numpy(np.float64), LIFT_K)
+    best, best_ndcg = "retrieval_rank", own
+    for column in lists.X.columns:
+        if column.endswith("_rank") and f"{column[: -len('_rank')]}_norm" in lists.X.columns:
+            ranks = pd.to_numeric(lists.X[column], errors="coerce").fillna(np.inf)
+            value = ndcg_at(lists, -ranks.to_numpy(np.float64), LIFT_K)
+            if value > best_ndcg:
+                best, best_ndcg = column, value
     return {
         "guard_lists": len(lists.groups),
         "guard_users": int(lists.keys["user_id"].nunique()),
         "guard_ndcg@10": round(learned, 6),
         "candidate_order_ndcg@10": round(own, 6),
+        "best_order": best,
+        "best_order_ndcg@10": round(best_ndcg, 6),
     }
 
 
+def _loses(checked: dict[str, Any]) -> bool:
+    return bool(checked["guard_ndcg@10"] < checked["best_order_ndcg@10"])
+
+
 def _fallback(cfg: RankerConfig, checked: dict[str, Any], result: RankerResult) -> RankerResult:
+    best = checked["best_order"]
+    order = (
+        "its candidates' own order"
+        if best == "retrieval_rank"
+        else f"the order of its candidate source {best[: -len('_rank')]}"
+    )
     reason = (
         f"the ranker's NDCG@{LIFT_K} on {checked['guard_lists']} held-out lists, "
-        f"{checked['guard_ndcg@10']:.4f}, is below its candidates' own order, "
-        f"{checked['candidate_order_ndcg@10']:.4f}"
+        f"{checked['guard_ndcg@10']:.4f}, is below {order}, "
+        f"{checked['best_order_ndcg@10']:.4f}"
     )
-    fallback = candidate_order(cfg, reason, result.dropped)
+    fallback = candidate_order(cfg, reason, result.dropped, best)
     metrics = {k: v for k, v in result.metrics.items() if k != "validation_curve"}
     fallback.metrics |= metrics | checked | fallback.metrics
     return fallback

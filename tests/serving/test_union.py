@@ -33,7 +33,7 @@ from tailwise.ingest.events import CLEAN_COLUMNS
 from tailwise.repeats import HISTORY_FEATURES
 from tests.candidates.drawn import drawn
 from training.config import SplitParams
-from training.ranker import RankerConfig
+from training.ranker import RankerConfig, candidate_order
 from training.ranker import save as save_ranker
 from training.union import (
     UnionRecommender,
@@ -71,13 +71,19 @@ def cfg() -> RankerConfig:
     )
 
 
-def version(tmp_path: Path, repeats: bool) -> tuple[Any, Any, pd.DataFrame, pd.Timestamp]:
-    """(training's UnionRecommender, the served bundle, the events, the version's cut)."""
+def version(
+    tmp_path: Path, repeats: bool, keep: str | None = None
+) -> tuple[Any, Any, pd.DataFrame, pd.Timestamp]:
+    """(training's UnionRecommender, the served bundle, the events, the version's cut).
+    `keep`: a rank column whose order the version keeps instead of a learned ranker."""
     events, items = drawn(5, users=80)
     events["event_id"] = [f"e{n:05d}" for n in range(len(events))]
-    lists = union_labelled_candidates(None, events, items, cfg(), SplitParams(), repeats)
-    result = fit_union_ranker(NoViews(), lists, cfg())
-    assert result.metrics.get("scored_by", "ranker") == "ranker", result.metrics
+    if keep is None:
+        lists = union_labelled_candidates(None, events, items, cfg(), SplitParams(), repeats)
+        result = fit_union_ranker(NoViews(), lists, cfg())
+        assert result.metrics.get("scored_by", "ranker") == "ranker", result.metrics
+    else:
+        result = candidate_order(cfg(), "a source's order won the check", [], keep)
     cut = events["timestamp"].max() + pd.Timedelta(hours=1)
     fit_sources(events, cut, items, repeats).save(tmp_path / "sources")
     save_ranker(result, tmp_path / "ranker")
@@ -163,6 +169,23 @@ def test_served_union_ranks_as_training_does(tmp_path: Path, repeats: bool) -> N
             np.testing.assert_allclose(
                 X[:, j], frame[name].to_numpy(np.float64), rtol=1e-6, atol=1e-6, err_msg=name
             )
+
+
+@pytest.mark.parametrize("keep", ["ease_rank", "retrieval_rank"])
+def test_a_version_that_keeps_an_order_serves_that_order(tmp_path: Path, keep: str) -> None:
+    trained, bundle, events, cut = version(tmp_path, False, keep)
+    assert bundle.ranker_features == [keep]
+    serving = UnionServing.load(bundle)
+    users = sorted(events["user_id"].unique())[::9]
+    want = trained.recommend(users, K)
+    rows_of = trained.sources.rows(trained.history, users, trained.cfg)
+    for user in users:
+        items, *_ = served(serving, bundle, events[events["user_id"] == user], cut.timestamp())
+        assert items == want.loc[want["user_id"] == user, "item_id"].tolist(), user
+        mine = rows_of[rows_of["user_id"] == user]
+        column = "fused_rank" if keep == "retrieval_rank" else keep
+        by_order = mine.sort_values([column, "fused_rank"], kind="stable")["item_id"]
+        assert items == by_order.head(K).tolist(), user
 
 
 def test_a_variant_mix_restricts_the_sources_and_names_the_field(tmp_path: Path) -> None:

@@ -235,3 +235,31 @@ def test_cross_fitting_keeps_the_candidates_order_when_the_features_are_noise() 
     assert result.metrics["scored_by"] == "candidate order"
     assert result.metrics["guard_ndcg@10"] < result.metrics["candidate_order_ndcg@10"]
     assert "100 held-out lists" in result.metrics["reason"]
+
+
+def test_a_source_order_that_beats_the_ranker_on_the_guard_is_kept() -> None:
+    # The hint fits the users the ranker trains and stops on, and misleads on the guard's
+    # (as above); a union source ("ease") ranks the relevant row first in 80% of every
+    # user's lists, which the fused order does not know.
+    _, _, guard = _holdout(lists_with_signal(100, {}), GUARDED)
+    misleading = {user: 0.0 for user in guard.keys["user_id"]}  # type: ignore[union-attr]
+    base = lists_with_signal(100, misleading)
+    rng = np.random.default_rng(5)
+    ease_rank = np.where(base.y > 0, 1.0, 2.0 + np.tile([0.0, 1.0, 2.0, 2.0], 100))
+    for list_no in np.flatnonzero(rng.random(100) < 0.2):  # ease puts a wrong row first
+        rows = slice(4 * list_no, 4 * list_no + 4)
+        ease_rank[rows] = ease_rank[rows][::-1]
+    X = base.X.assign(
+        ease_rank=ease_rank,
+        ease_norm=1.0 / ease_rank,
+        x_cat_rank=rng.integers(1, 5, len(ease_rank)).astype(float),  # a rank, no source
+    )
+    data = Examples(X, base.y, base.groups, base.keys, [])
+    result = fit_examples(data, GUARDED)
+    assert result.metrics["best_order"] == "ease_rank"
+    assert result.metrics["best_order_ndcg@10"] > result.metrics["candidate_order_ndcg@10"]
+    assert result.metrics["guard_ndcg@10"] < result.metrics["best_order_ndcg@10"]
+    assert result.metrics["scored_by"] == "candidate order"
+    assert result.feature_names == ["ease_rank"] and result.metrics["order"] == "ease_rank"
+    assert "the order of its candidate source ease" in result.metrics["reason"]
+    assert ndcg_at(data, result.predict(X)) == ndcg_at(data, -ease_rank)
