@@ -403,6 +403,12 @@ def candidate_order(
 def ndcg_at(examples: Examples, scores: np.ndarray, k: int = 10) -> float:
     """Mean NDCG@k over the lists with a relevant row, rows ordered by score (ties: the
     candidates' order, which is the rows' order within a list)."""
+    per_list = ndcg_of_lists(examples, scores, k)
+    return float(per_list.mean()) if len(per_list) else 0.0
+
+
+def ndcg_of_lists(examples: Examples, scores: np.ndarray, k: int = 10) -> pd.Series:
+    """NDCG@k of each list with a relevant row (index: query), as ndcg_at orders them."""
     frame = pd.DataFrame(
         {"query": examples.keys["query"].to_numpy(), "y": examples.y, "score": scores}
     )
@@ -416,7 +422,7 @@ def ndcg_at(examples: Examples, scores: np.ndarray, k: int = 10) -> float:
     igain = (2.0 ** ideal["y"] - 1) / np.log2(ideal["pos"] + 2)
     idcg = igain.where(ideal["pos"] < k, 0.0).groupby(ideal["query"]).sum()
     has = idcg > 0
-    return float((dcg[has] / idcg[has]).mean()) if has.any() else 0.0
+    return (dcg[has] / idcg[has]).rename("ndcg")
 
 
 def save(result: RankerResult, folder: Path, data_version: str | None = None) -> Path:

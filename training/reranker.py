@@ -36,7 +36,7 @@ from training.ranker import (
     RankerConfig,
     RankerResult,
     candidate_order,
-    ndcg_at,
+    ndcg_of_lists,
     ranking_examples,
     train_ranker,
     uninformative,
@@ -307,8 +307,8 @@ def fit_examples(examples: Examples, cfg: RankerConfig) -> RankerResult:
     Only lists of users with a relevant item are learned from. With
     cfg.validation_share > 0 the ranker is checked on users that took no part in fitting
     it or in choosing its number of rounds against the orders the lists already hold (the
-    candidates' own, and each union source's: _checked), and when one of them beats it
-    there the version keeps the best of them (candidate_order):
+    candidates' own, and each union source's), and when one of them wins there (by the
+    rule of _checked) the version keeps that order (candidate_order):
       - fewer such users than cfg.cross_fit_below: 5-fold cross-fitting over users
         (_cross_fitted): the rounds that maximise the folds' mean held-out NDCG@10, the
         check on every user's out-of-fold scores, then one fit on everyone;
@@ -328,8 +328,7 @@ def fit_examples(examples: Examples, cfg: RankerConfig) -> RankerResult:
     if stop is None or guard is None:
         return candidate_order(cfg, _too_few(len(positive)), dropped)
     result = train_ranker(cfg, train, stop)
-    learned = ndcg_at(guard, result.predict(guard.X), LIFT_K)
-    checked = _checked(guard, learned)
+    checked = _checked(guard, result.predict(guard.X))
     if _loses(checked):
         return _fallback(cfg, checked, result)
     final = train_ranker(cfg, _joined(examples, train, guard), stop)
@@ -369,8 +368,7 @@ def _cross_fitted(
     scores = np.empty(len(everyone.y))
     for (mask, result), curve in zip(fitted, curves, strict=True):
         scores[mask] = result.predict(everyone.X[mask], min(rounds, len(curve)))
-    learned = ndcg_at(everyone, scores, LIFT_K)
-    checked = _checked(everyone, learned) | {"cross_fit_folds": CV_FOLDS, "rounds": rounds}
+    checked = _checked(everyone, scores) | {"cross_fit_folds": CV_FOLDS, "rounds": rounds}
     if _loses(checked):
         return _fallback(cfg, checked, fitted[0][1])
     final = train_ranker(cfg.model_copy(update={"n_estimators": rounds}), everyone)
@@ -378,31 +376,58 @@ def _cross_fitted(
     return final
 
 
-def _checked(lists: Examples, learned: float) -> dict[str, Any]:
-    """The check's figures on `lists`: the ranker's NDCG@10 (`learned`), the candidates'
-    own order's, and the best of the orders the lists already hold (the candidates' own,
-    or one union source's, `<source>_rank`: a column with its `<source>_norm` beside it),
-    the candidates' own order winning ties."""
-    own = ndcg_at(lists, -lists.keys["retrieval_rank"].to_numpy(np.float64), LIFT_K)
-    best, best_ndcg = "retrieval_rank", own
+def _checked(lists: Examples, scores: np.ndarray) -> dict[str, Any]:
+    """The check's figures on `lists`, the ranker scoring them `scores`: its NDCG@10, the
+    candidates' own order's, and the orders of the union's sources (`<source>_rank`, the
+    columns with a `<source>_norm` beside them). `best_order` is the order to keep
+    instead of the ranker, if any: a source's order when it beats the ranker by more than
+    one standard error of their paired difference over the users (the one-standard-error
+    rule: with a dozen orders scored on a few hundred users, the best-looking one is
+    partly luck) and beats the candidates' own order too; else the candidates' own order
+    when the ranker scores below it; else none."""
+    users = lists.keys.drop_duplicates("query").set_index("query")["user_id"]
+
+    def by_user(values: np.ndarray) -> pd.Series:
+        per_list = ndcg_of_lists(lists, values, LIFT_K)
+        return per_list.groupby(users.reindex(per_list.index).to_numpy()).mean()
+
+    ranker = by_user(scores)
+    own = by_user(-lists.keys["retrieval_rank"].to_numpy(np.float64))
+    checked: dict[str, Any] = {
+        "guard_lists": len(lists.groups),
+        "guard_users": int(lists.keys["user_id"].nunique()),
+        "guard_ndcg@10": round(_mean(ranker), 6),
+        "candidate_order_ndcg@10": round(_mean(own), 6),
+        "best_order": None,
+    }
+    sources = {}
     for column in lists.X.columns:
         if column.endswith("_rank") and f"{column[: -len('_rank')]}_norm" in lists.X.columns:
             ranks = pd.to_numeric(lists.X[column], errors="coerce").fillna(np.inf)
-            value = ndcg_at(lists, -ranks.to_numpy(np.float64), LIFT_K)
-            if value > best_ndcg:
-                best, best_ndcg = column, value
-    return {
-        "guard_lists": len(lists.groups),
-        "guard_users": int(lists.keys["user_id"].nunique()),
-        "guard_ndcg@10": round(learned, 6),
-        "candidate_order_ndcg@10": round(own, 6),
-        "best_order": best,
-        "best_order_ndcg@10": round(best_ndcg, 6),
-    }
+            sources[column] = by_user(-ranks.to_numpy(np.float64))
+    if sources:
+        column, best = max(sources.items(), key=lambda kv: _mean(kv[1]))
+        gain = (best - ranker).dropna()
+        se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else np.inf
+        checked |= {
+            "best_source_order": column,
+            "best_source_ndcg@10": round(_mean(best), 6),
+            "best_source_gain_se": round(se, 6),
+        }
+        if _mean(gain) > se and _mean(best) > _mean(own):
+            checked |= {"best_order": column, "best_order_ndcg@10": round(_mean(best), 6)}
+            return checked
+    if _mean(ranker) < _mean(own):
+        checked |= {"best_order": "retrieval_rank", "best_order_ndcg@10": round(_mean(own), 6)}
+    return checked
+
+
+def _mean(values: pd.Series) -> float:
+    return float(values.mean()) if len(values) else 0.0
 
 
 def _loses(checked: dict[str, Any]) -> bool:
-    return bool(checked["guard_ndcg@10"] < checked["best_order_ndcg@10"])
+    return checked["best_order"] is not None
 
 
 def _fallback(cfg: RankerConfig, checked: dict[str, Any], result: RankerResult) -> RankerResult:

@@ -263,3 +263,32 @@ def test_a_source_order_that_beats_the_ranker_on_the_guard_is_kept() -> None:
     assert result.feature_names == ["ease_rank"] and result.metrics["order"] == "ease_rank"
     assert "the order of its candidate source ease" in result.metrics["reason"]
     assert ndcg_at(data, result.predict(X)) == ndcg_at(data, -ease_rank)
+
+
+def test_a_source_order_must_win_by_more_than_one_standard_error() -> None:
+    from training.reranker import _checked
+
+    users = 60
+    y = np.tile([1.0, 0.0, 0.0, 0.0], users)  # the relevant row is each list's first
+    keys = pd.DataFrame(
+        {
+            "query": np.repeat([f"0|u{i:02d}" for i in range(users)], 4),
+            "user_id": np.repeat([f"u{i:02d}" for i in range(users)], 4),
+            "item_id": [f"i{j}" for j in range(4 * users)],
+            "retrieval_rank": np.tile([4.0, 3.0, 2.0, 1.0], users),  # fused: worst first
+        }
+    )
+
+    def ranks_right(right: np.ndarray) -> np.ndarray:
+        """Rank 1 on the relevant row in the lists where `right`, else last."""
+        return np.concatenate([[1.0, 2, 3, 4] if r else [4.0, 2, 3, 1] for r in right])
+
+    ranker = -ranks_right(np.arange(users) % 2 == 0)  # right for every other user
+    for share, kept in ((0.55, None), (0.95, "ease_rank")):
+        ease = ranks_right(np.arange(users) < share * users)  # right for the first share
+        X = pd.DataFrame({"retrieval_rank": keys["retrieval_rank"], "ease_rank": ease})
+        X["ease_norm"] = 1.0 / ease
+        checked = _checked(Examples(X, y, np.full(users, 4), keys, []), ranker)
+        assert checked["best_source_order"] == "ease_rank"
+        assert checked["best_source_ndcg@10"] > checked["guard_ndcg@10"]
+        assert checked["best_order"] == kept, (share, checked)
