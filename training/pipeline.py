@@ -356,10 +356,7 @@ def evaluate_version(
 
 def _order_name(metrics: dict[str, Any]) -> str:
     """The order a candidate-order ranker keeps, in words (ranker.candidate_order)."""
-    column = str(metrics.get("order") or "retrieval_rank")
-    if column == "retrieval_rank":
-        return "the candidates' own order"
-    return f"the order of the candidate source {column.removesuffix('_rank')}"
+    return ranker_io.order_name(str(metrics.get("order") or "retrieval_rank"))
 
 
 def platform_names(manifest: dict[str, Any]) -> tuple[str, str]:

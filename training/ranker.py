@@ -400,6 +400,13 @@ def candidate_order(
     return RankerResult(model, cfg, [column], {}, metrics=metrics, dropped=dropped or [])
 
 
+def order_name(column: str) -> str:
+    """The order a candidate_order ranker over `column` keeps, in words."""
+    if column == "retrieval_rank":
+        return "the candidates' own order"
+    return f"the order of the candidate source {column.removesuffix('_rank')}"
+
+
 def ndcg_at(examples: Examples, scores: np.ndarray, k: int = 10) -> float:
     """Mean NDCG@k over the lists with a relevant row, rows ordered by score (ties: the
     candidates' order, which is the rows' order within a list)."""

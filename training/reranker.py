@@ -37,6 +37,7 @@ from training.ranker import (
     RankerResult,
     candidate_order,
     ndcg_of_lists,
+    order_name,
     ranking_examples,
     train_ranker,
     uninformative,
@@ -344,9 +345,8 @@ def _cross_fitted(
 ) -> RankerResult:
     """5 folds of users: each fold's ranker is fitted on the other folds, scoring its fold
     after each round (until early stopping); the number of rounds is the best mean over the
-    folds; the
-    check compares every user's out-of-fold scores at that many rounds with the
-    candidates' order; the ranker kept is fitted on everyone for that many rounds."""
+    folds; the check (_checked) scores every user's out-of-fold scores at that many
+    rounds; the ranker kept is fitted on everyone for that many rounds."""
     if len(positive) < CV_FOLDS * MIN_HELD_USERS:
         return candidate_order(cfg, _too_few(len(positive)), dropped)
     order = np.random.default_rng(cfg.seed).permutation(len(positive))
@@ -432,19 +432,13 @@ def _loses(checked: dict[str, Any]) -> bool:
 
 def _fallback(cfg: RankerConfig, checked: dict[str, Any], result: RankerResult) -> RankerResult:
     best = checked["best_order"]
-    order = (
-        "its candidates' own order"
-        if best == "retrieval_rank"
-        else f"the order of its candidate source {best[: -len('_rank')]}"
-    )
     reason = (
         f"the ranker's NDCG@{LIFT_K} on {checked['guard_lists']} held-out lists, "
-        f"{checked['guard_ndcg@10']:.4f}, is below {order}, "
+        f"{checked['guard_ndcg@10']:.4f}, is below {order_name(best)}, "
         f"{checked['best_order_ndcg@10']:.4f}"
     )
     fallback = candidate_order(cfg, reason, result.dropped, best)
-    metrics = {k: v for k, v in result.metrics.items() if k != "validation_curve"}
-    fallback.metrics |= metrics | checked | fallback.metrics
+    fallback.metrics |= result.metrics | checked | fallback.metrics
     return fallback
 
 

@@ -261,7 +261,7 @@ def test_a_source_order_that_beats_the_ranker_on_the_guard_is_kept() -> None:
     assert result.metrics["guard_ndcg@10"] < result.metrics["best_order_ndcg@10"]
     assert result.metrics["scored_by"] == "candidate order"
     assert result.feature_names == ["ease_rank"] and result.metrics["order"] == "ease_rank"
-    assert "the order of its candidate source ease" in result.metrics["reason"]
+    assert "below the order of the candidate source ease" in result.metrics["reason"]
     assert ndcg_at(data, result.predict(X)) == ndcg_at(data, -ease_rank)
 
 
