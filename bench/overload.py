@@ -1,12 +1,15 @@
 """Benchmark: graceful overload of the serving app (serving/overload.py).
 
-Offers POST /recommend open loop (request i at t0 + i/rate, latency from that scheduled
-time, so queueing shows) at `--rate` for `--duration` s, by default twice the highest rate
-the app sustains in bench/results/serve_load.md, then drops to `--normal-rate` for
-`--recovery` s without a gap. Reported: during overload, accepted (2xx) latency
-percentiles, 503 latency percentiles and Retry-After, counts by status, timeouts; the
-shed count from /metrics; after the drop, the seconds until every request is a 2xx again
-within `--normal-ms`.
+First finds the highest rate the app sustains, on the same app: an open-loop ramp from
+`--ramp-start` by `--ramp-factor` (`--ramp-step` s a step) up to the first rate at which
+not every request answered 200 within SUSTAINED_P99_MS at p99, twice in a row (the bound
+bench/serve_load.py uses). Then offers POST /recommend open loop (request i at t0 + i/rate,
+latency from that scheduled time, so queueing shows) at `--rate`, by default twice that
+sustained rate, for `--duration` s, then drops to `--normal-rate` for `--recovery` s
+without a gap. Reported: the ramp; during overload, accepted (2xx) latency percentiles,
+503 latency percentiles and Retry-After, counts by status, timeouts; the shed count from
+/metrics; after the drop, the seconds until every request is a 2xx again within
+`--normal-ms`.
 
 Goals (issue 22): accepted p99 < 100 ms, 503 p99 < 50 ms, 0 responses 500, back to
 normal within 5 s of the load dropping. The whole sequence runs `--repeat` times on the
@@ -49,16 +52,55 @@ RESULTS = ROOT / "bench" / "results"
 GOALS = {"accepted_p99_ms": 100.0, "shed_p99_ms": 50.0, "errors_500": 0, "recovery_s": 5.0}
 
 
-def sustained_rate() -> float:
-    """The highest rate serve_load.md reports the full app sustained (150 if absent)."""
-    path = RESULTS / "serve_load.json"
-    if path.exists():
-        found = json.loads(path.read_text()).get("highest_sustained_rps")
-        if isinstance(found, dict):
-            found = found.get("full")
-        if isinstance(found, int | float) and found > 0:
-            return float(found)
-    return 150.0
+# A rate counts as sustained when every request of the step answered 200 and p99 (from
+# the scheduled send time, so falling behind shows) was within this bound: the same bound
+# bench/serve_load.py uses.
+SUSTAINED_P99_MS = 50.0
+
+
+def step_sustained(records: list[dict]) -> tuple[bool, float | None]:
+    """Whether one ramp step was sustained, and its p99 over the 200s."""
+    ok = [r["ms"] for r in records if r["status"] == 200]
+    p99 = percentile(ok, 99)
+    return bool(records) and len(ok) == len(records) and (p99 or 1e9) <= SUSTAINED_P99_MS, p99
+
+
+def find_sustained(
+    url: str, args: argparse.Namespace, run: Any
+) -> tuple[float | None, list[dict[str, Any]]]:
+    """Ramp the open-loop rate by `--ramp-factor` from `--ramp-start`, `--ramp-step` s a
+    step: the highest rate sustained. A step that fails is tried once more (this machine
+    stalls now and then); the ramp stops at the first rate that fails twice."""
+    rate, best, steps = args.ramp_start, None, []
+    while rate <= args.ramp_max:
+        for attempt in (1, 2):
+            records = run(offer(url, [(rate, args.ramp_step)], args.timeout))
+            sustained, p99 = step_sustained(records)
+            steps.append(
+                {
+                    "offered_rps": round(rate, 1),
+                    "attempt": attempt,
+                    "sent": len(records),
+                    "ok": sum(r["status"] == 200 for r in records),
+                    "p99_ms": p99,
+                    "sustained": sustained,
+                }
+            )
+            print(
+                f"ramp {rate:.0f} req/s (try {attempt}): {steps[-1]['ok']} of "
+                f"{len(records)} answered 200, p99 {p99} ms -> "
+                f"{'sustained' if sustained else 'not sustained'}",
+                flush=True,
+            )
+            if sustained:
+                break
+            time.sleep(args.pause)
+        if not sustained:
+            break
+        best = round(rate, 1)
+        rate *= args.ramp_factor
+        time.sleep(2)
+    return best, steps
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -248,6 +290,7 @@ def save(result: dict[str, Any]) -> None:
         "",
         f"{result['machine']}; {result['when']}; `{result['command']}`",
         "",
+        *_ramp_lines(result),
         f"Open loop: {f['offered_rps']} req/s for {result['duration_s']} s, then "
         f"{result['normal_rps']} req/s for {result['recovery_window_s']} s; latency from the "
         f"scheduled send time. {f['runs']} runs on the same app, {result['pause_s']} s "
@@ -271,6 +314,27 @@ def save(result: dict[str, Any]) -> None:
     (RESULTS / "overload.md").write_text("\n".join(lines))
 
 
+def _ramp_lines(result: dict[str, Any]) -> list[str]:
+    """The ramp that found the sustained rate, as a table (nothing when --rate was given)."""
+    if not result["ramp"]:
+        return [f"Rate given with --rate (no ramp): {result['figures']['offered_rps']} req/s.", ""]
+    return [
+        f"Ramp on the same app (sustained: every request 200, p99 <= {SUSTAINED_P99_MS:g} ms "
+        "from the scheduled send time; a failed step is tried once more):",
+        "",
+        "| req/s | try | sent | 200 | p99 ms | sustained |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {s['offered_rps']} | {s['attempt']} | {s['sent']} | {s['ok']} | {s['p99_ms']} |"
+            f" {'yes' if s['sustained'] else 'no'} |"
+            for s in result["ramp"]
+        ),
+        "",
+        f"Highest rate sustained: {result['sustained_rps']} req/s; overload at twice that.",
+        "",
+    ]
+
+
 def _row(name: str, f: dict[str, Any]) -> str:
     back = "not within the window" if f["recovery_s"] is None else f["recovery_s"]
     return (
@@ -283,7 +347,13 @@ def _row(name: str, f: dict[str, Any]) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running server (default: start the app)")
-    parser.add_argument("--rate", type=float, help="overload rate (default: 2x sustained)")
+    parser.add_argument(
+        "--rate", type=float, help="overload rate (default: 2x the rate the ramp finds sustained)"
+    )
+    parser.add_argument("--ramp-start", type=float, default=50.0, help="first ramp rate")
+    parser.add_argument("--ramp-factor", type=float, default=1.25, help="ramp step factor")
+    parser.add_argument("--ramp-step", type=float, default=15.0, help="seconds per ramp step")
+    parser.add_argument("--ramp-max", type=float, default=2000.0, help="highest ramp rate")
     parser.add_argument("--duration", type=float, default=30.0, help="overload seconds")
     parser.add_argument("--normal-rate", type=float, default=50.0)
     parser.add_argument("--recovery", type=float, default=10.0, help="seconds after the drop")
@@ -302,12 +372,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--config", action="append", default=[], help="ServingConfig k=v")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
-    args.rate = args.rate or 2 * sustained_rate()
     from bench.served_world import require_positive
 
     require_positive(
-        parser, args, ("rate", "duration", "normal_rate", "recovery", "timeout", "repeat")
+        parser,
+        args,
+        ("duration", "normal_rate", "recovery", "timeout", "repeat", "ramp_start", "ramp_step"),
     )
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be positive")
+    if args.ramp_factor <= 1:
+        parser.error("--ramp-factor must be above 1")
     return args
 
 
@@ -325,19 +400,29 @@ def main() -> None:
         if world is not None:
             world.stop()
         raise
-    runs = []
+    runs: list[dict[str, Any]] = []
+    ramp: list[dict[str, Any]] = []
+    sustained = None
     try:
+        import uvloop
+
+        loop_run: Any = uvloop.run
+    except ImportError:
+        loop_run = asyncio.run
+    try:
+        if args.rate is None:
+            sustained, ramp = find_sustained(f"{base}/recommend", args, loop_run)
+            if sustained is None:
+                raise SystemExit(f"the app sustained not even --ramp-start {args.ramp_start}")
+            args.rate = 2 * sustained
+            print(f"highest rate sustained: {sustained} req/s; overload at {args.rate} req/s")
+            time.sleep(args.pause)
         phases = [(args.rate, args.duration), (args.normal_rate, args.recovery)]
         for run in range(args.repeat):
             if run:
                 time.sleep(args.pause)
             before = metric(base, "tailwise_shed_requests_total")
-            try:
-                import uvloop
-
-                records = uvloop.run(offer(f"{base}/recommend", phases, args.timeout))
-            except ImportError:
-                records = asyncio.run(offer(f"{base}/recommend", phases, args.timeout))
+            records = loop_run(offer(f"{base}/recommend", phases, args.timeout))
             shed = metric(base, "tailwise_shed_requests_total") - before
             runs.append(summarise(records, args, shed))
             f = runs[-1]["figures"]
@@ -357,6 +442,8 @@ def main() -> None:
     result = {
         **combine([r["figures"] for r in runs]),
         "each_run": [{**r["figures"], "goals": r["goals"]} for r in runs],
+        "sustained_rps": sustained,
+        "ramp": ramp,
         "duration_s": args.duration,
         "normal_rps": args.normal_rate,
         "recovery_window_s": args.recovery,
