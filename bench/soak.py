@@ -180,13 +180,17 @@ class Watch:
             self.consumed += self.drain()
 
     def drain(self) -> int:
-        """Consume until the streams are empty; the entries read."""
+        """Consume until the streams (events, served requests, exposures) are empty; the
+        entries read."""
         from tailwise.ingest.streams import consume
 
         read = 0
-        while (done := consume(self.client, self.keys, self.out)).read:
-            read += done.read
-        return read
+        while True:
+            done = consume(self.client, self.keys, self.out)
+            batch = done.read + sum(part.read for part in (done.requests, done.exposures) if part)
+            if not batch:
+                return read
+            read += batch
 
     def _sample(self) -> None:
         import psutil
