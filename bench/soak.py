@@ -185,12 +185,9 @@ class Watch:
         from tailwise.ingest.streams import consume
 
         read = 0
-        while True:
-            done = consume(self.client, self.keys, self.out)
-            batch = done.read + sum(part.read for part in (done.requests, done.exposures) if part)
-            if not batch:
-                return read
+        while batch := consume(self.client, self.keys, self.out).entries_read:
             read += batch
+        return read
 
     def _sample(self) -> None:
         import psutil

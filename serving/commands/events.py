@@ -109,7 +109,7 @@ def _drain(step: Callable[[], ConsumeResult]) -> ConsumeResult:
         result = step()
         events, requests = _add(events, result), _add(requests, result.requests or zero)
         exposures = _add(exposures, result.exposures or zero)
-        if not (result.read or (result.requests or zero).read or (result.exposures or zero).read):
+        if not result.entries_read:
             return ConsumeResult(
                 events.read,
                 events.written,

@@ -141,6 +141,12 @@ class ConsumeResult:
     exposures: ConsumeResult | None = None
     erased: int = 0
 
+    @property
+    def entries_read(self) -> int:
+        """Entries read from every stream of the pass (events, requests, exposures): 0 when
+        they were all empty."""
+        return self.read + sum(p.read for p in (self.requests, self.exposures) if p is not None)
+
 
 @dataclass(frozen=True)
 class _Table:
