@@ -381,6 +381,8 @@ def parse_args() -> argparse.Namespace:
         parser.error("--rate must be positive")
     if args.ramp_factor <= 1:
         parser.error("--ramp-factor must be above 1")
+    if args.ramp_max < args.ramp_start:
+        parser.error("--ramp-max must be at least --ramp-start")
     return args
 
 
