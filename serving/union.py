@@ -30,6 +30,7 @@ from serving.bundle import SOURCES_DIR, ModelBundle
 from serving.history import UserHistory
 from serving.retrieval import Candidates, retrieve
 from tailwise.candidates.online import OnlineUnion, UnionRows
+from tailwise.candidates.profile import request_profile
 from tailwise.candidates.requests import CONTEXT_COLUMNS, UserEvents
 
 TWO_TOWER = "two_tower"  # the name training gives the two-tower source (training.union)
@@ -101,6 +102,7 @@ class UnionServing:
             found = retrieve(bundle, row, self.n_per_source, exclude)
             extra[TWO_TOWER] = (found.catalogue[found.rows], found.scores)
         context = {c: row.get(f"request_{c}") for c in CONTEXT_COLUMNS}
+        context.update(request_profile(row, union.profile_columns))
         rows = union.rows(
             events, ts, self.n_per_source, self.n_candidates, context, self.exclude_seen, extra
         )

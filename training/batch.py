@@ -18,7 +18,7 @@ from training import ranker as ranker_io
 from training import retrieval as retrieval_io
 from training.reranker import Reranker
 from training.retrieval import TwoTowerRecommender
-from training.union import SOURCES_DIR, UnionRecommender, load_sources
+from training.union import SOURCES_DIR, UnionRecommender, load_sources, user_profiles
 
 
 def load_recommender(folder: Path, store: Any, events: pd.DataFrame) -> Any:
@@ -32,7 +32,8 @@ def load_recommender(folder: Path, store: Any, events: pd.DataFrame) -> Any:
     if ranker.config.candidates == "union":
         # A union ranked without the two-tower source must get the same union back.
         source = candidates if ranker.config.two_tower_source else None
-        sources = load_sources(folder / SOURCES_DIR, source, allow)
+        profiles = user_profiles(store)
+        sources = load_sources(folder / SOURCES_DIR, source, allow, profiles)
         return UnionRecommender(store, ranker.config).attach(ranker, sources, events)
     reranker = Reranker(None, store, ranker.config, allow_repeats=allow)
     return reranker.attach(ranker, candidates, events)

@@ -59,6 +59,7 @@ from training.union import (
     fit_sources,
     union_feature_columns,
     union_labelled_candidates,
+    user_profiles,
 )
 from training.windows import WindowPlan, configured_days, plan_windows
 
@@ -203,8 +204,11 @@ def train_retrieval(
     lists = union_labelled_candidates if ranker_cfg.candidates == "union" else labelled_candidates
     timings: dict[str, float] = {}
     # The union's lists time their own parts (sources fitted per cut, rows made).
+    profiles = user_profiles(store) if ranker_cfg.candidates == "union" else None
     parts: dict[str, Any] = (
-        {"timings": timings, "say": _say} if ranker_cfg.candidates == "union" else {}
+        {"timings": timings, "say": _say, "profiles": profiles}
+        if ranker_cfg.candidates == "union"
+        else {}
     )
     candidates = lists(
         lambda: TwoTowerRecommender(store, cfg),
@@ -221,7 +225,10 @@ def train_retrieval(
     retrieval_io.save(final.result, out / "model")
     timings["two_tower"] = time.perf_counter() - started - sum(timings.values())
     if ranker_cfg.candidates == "union":
-        fit_sources(history, split.test_start, items, split.allow_repeats).save(out / SOURCES_DIR)
+        fitted = fit_sources(
+            history, split.test_start, items, split.allow_repeats, profiles=profiles
+        )
+        fitted.save(out / SOURCES_DIR)
         timings["sources"] = time.perf_counter() - started - sum(timings.values())
     _say("time per stage, s: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     stage = {

@@ -7,7 +7,9 @@ events before a cut --fit_sources--> Sources: tailwise.candidates.default_source
 Sources.rows(history, users, at) --> one row per (user, item) of the union of every
     source's top n_per_source, the fused top n_candidates kept, with the features of
     tailwise.candidates.features (the one definition serving will use), the request
-    context of the user's last event and, when repeats are allowed, HISTORY_FEATURES
+    context of the user's last event and, when repeats are allowed, HISTORY_FEATURES;
+    the user profile table of the feature store (`user_profiles`) gives the profile source
+    its input (tailwise.candidates.profile), read per user, never stored with the sources
 union_labelled_candidates: for each label window after a cut (training.ranker cut_days
     / label_windows), Sources fitted before the cut give the lists of the users with a
     relevant item in the window (training.split.window_truth), labelled 1 / 0; the
@@ -38,6 +40,7 @@ from tailwise.candidates.features import (
     feature_names,
     source_frames,
 )
+from tailwise.candidates.profile import ProfilePopularity, profile_context
 from tailwise.errors import DataError
 from training.config import SplitParams
 from training.ranker import RankerConfig, RankerResult, ranking_examples
@@ -53,6 +56,7 @@ from training.split import window_truth
 
 TWO_TOWER = "two_tower"
 SOURCES_DIR = "sources"
+PROFILE_VIEW = "user_profile_demographics"  # feature_repo/user_views.py
 
 
 @dataclass
@@ -64,6 +68,7 @@ class Sources:
     two_tower: Any
     cut: pd.Timestamp
     allow_repeats: bool
+    profiles: pd.DataFrame | None = None  # user_id + profile_<column> of the profile source
 
     @property
     def names(self) -> list[str]:
@@ -77,8 +82,11 @@ class Sources:
         """The ranker's input rows of `users` at the cut (see the module docstring)."""
         users = [str(u) for u in users]
         exclude = not self.allow_repeats
+        context = None
+        if self.profiles is not None:
+            context = self.profiles[self.profiles["user_id"].isin(set(users))]
         frames = source_frames(
-            self.sources, history, cfg.n_per_source, users, self.cut, exclude_seen=exclude
+            self.sources, history, cfg.n_per_source, users, self.cut, exclude, context
         )
         if self.two_tower is not None:
             recs = self.two_tower.recommend(users, cfg.n_per_source, exclude_seen=exclude)
@@ -109,31 +117,65 @@ def fit_sources(
     allow_repeats: bool,
     two_tower: Callable[[], Any] | None = None,
     fitted_two_tower: Any = None,
+    profiles: pd.DataFrame | None = None,
 ) -> Sources:
     """Every source fitted on the events before `cut` (the two-tower from its factory,
-    unless an already fitted one is given)."""
+    unless an already fitted one is given); `profiles` (the feature store's user profile
+    table, `user_profiles`) adds the profile source."""
     cut = as_instant(cut, "fit_sources: cut")
     events = _utc(events)
     before = events[events["timestamp"] < cut]
     catalogue = _existing(items, cut)
-    sources = default_sources(allow_repeats, items=catalogue)
+    sources = default_sources(allow_repeats, items=catalogue, profiles=profiles)
     for source in sources:
         source.fit(before, cut)
     model = fitted_two_tower
     if model is None and two_tower is not None:
         model = two_tower().fit(before, catalogue)
     stats = ItemStats().fit(before, cut)
-    return Sources(sources, stats, model, cut, allow_repeats)
+    return Sources(sources, stats, model, cut, allow_repeats, _profiles(sources, profiles))
 
 
-def load_sources(folder: Path, two_tower: Any, allow_repeats: bool) -> Sources:
-    """Sources a version saved (Sources.save), over its loaded two-tower (or None)."""
+def load_sources(
+    folder: Path, two_tower: Any, allow_repeats: bool, profiles: pd.DataFrame | None = None
+) -> Sources:
+    """Sources a version saved (Sources.save), over its loaded two-tower (or None);
+    `profiles` as for fit_sources (the profile source scores nobody's profile without it)."""
     loaded = read_sources(Path(folder))
     stats = [s for s in loaded if isinstance(s, ItemStats)]
     if len(stats) != 1:
         raise ValueError(f"{folder}: expected one item_stats table, found {len(stats)}")
     sources = [s for s in loaded if not isinstance(s, ItemStats)]
-    return Sources(sources, stats[0], two_tower, stats[0].cut, allow_repeats)
+    return Sources(
+        sources, stats[0], two_tower, stats[0].cut, allow_repeats, _profiles(sources, profiles)
+    )
+
+
+def user_profiles(store: Any) -> pd.DataFrame | None:
+    """The feature store's user profile table (the offline source of PROFILE_VIEW), or
+    None when the store has no such view or its table is not there."""
+    from feast.errors import FeatureViewNotFoundException
+
+    if store is None:
+        return None
+    try:
+        view = store.get_feature_view(PROFILE_VIEW)
+    except FeatureViewNotFoundException:
+        return None
+    path = Path(getattr(view.batch_source, "path", "") or "")
+    if not path.is_file():
+        return None
+    return pd.read_parquet(path)
+
+
+def _profiles(
+    sources: Iterable[CandidateSource], profiles: pd.DataFrame | None
+) -> pd.DataFrame | None:
+    """What the profile sources read of `profiles` (None without either)."""
+    columns = [c for s in sources if isinstance(s, ProfilePopularity) for c in s.column_list]
+    if profiles is None or not columns:
+        return None
+    return profile_context(profiles, dict.fromkeys(columns))
 
 
 def union_labelled_candidates(
@@ -145,6 +187,7 @@ def union_labelled_candidates(
     allow_repeats: bool = False,
     timings: dict[str, float] | None = None,
     say: Callable[[str], None] | None = None,
+    profiles: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The ranker's labelled lists over the union (see the module docstring). Columns:
     Sources.rows', then label, window (0 = the latest), query (window|user).
@@ -152,7 +195,7 @@ def union_labelled_candidates(
     The two-tower factory is used only with cfg.two_tower_source. Each window's sources
     are fitted once, at its cut; the seconds spent fitting them (`sources_fit`, the
     two-tower included) and making the rows (`candidate_rows`) are added to `timings`,
-    and `say` gets one line per window."""
+    and `say` gets one line per window. `profiles`: as for fit_sources."""
     events = _utc(events)
     timings = {} if timings is None else timings
     factory = two_tower if cfg.two_tower_source else None
@@ -170,7 +213,7 @@ def union_labelled_candidates(
         if cfg.max_train_users and len(users) > cfg.max_train_users:
             users = users.sample(cfg.max_train_users, random_state=cfg.seed + window)
         started = time.perf_counter()
-        fitted = fit_sources(before, cut, items, allow_repeats, factory)
+        fitted = fit_sources(before, cut, items, allow_repeats, factory, profiles=profiles)
         fit_s = time.perf_counter() - started
         rows = fitted.rows(before, users, cfg)
         rows_s = time.perf_counter() - started - fit_s

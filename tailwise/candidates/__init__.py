@@ -8,7 +8,8 @@
 
 Sources: popularity (overall, recent and per context column), popular_in_<column> (popular items of
 the categories / brands a user favours), trending, covisitation (time-decayed item-item),
-ease (EASE item-item neighbours), buy_again (only where repeats are allowed).
+ease (EASE item-item neighbours), popular_for_profile (popularity shaped by the user's
+profile: age band, gender, country, ...), buy_again (only where repeats are allowed).
 `default_sources` builds the standard set; `save_artifacts` writes a version's tables.
 """
 
@@ -24,6 +25,7 @@ from tailwise.candidates.buy_again import BuyAgain
 from tailwise.candidates.covisitation import CoVisitation
 from tailwise.candidates.ease import EaseNeighbours, ease_weights
 from tailwise.candidates.popularity import Popularity, Trending
+from tailwise.candidates.profile import ProfilePopularity
 from tailwise.candidates.recall import candidate_recall
 from tailwise.candidates.taste import AttributePopularity
 from tailwise.candidates.union import union_candidates
@@ -35,6 +37,7 @@ __all__ = [
     "CoVisitation",
     "EaseNeighbours",
     "Popularity",
+    "ProfilePopularity",
     "Trending",
     "candidate_recall",
     "default_sources",
@@ -50,17 +53,23 @@ def default_sources(
     items: pd.DataFrame | None = None,
     item_columns: Iterable[str] = ("category_l1", "category", "brand"),
     recent_days: float = 7.0,
+    profiles: pd.DataFrame | None = None,
 ) -> list[CandidateSource]:
     """The standard sources: popularity overall, over the last `recent_days` and per
     context column; popularity within the item groups a user favours (each of
-    `item_columns` that `items` has); trending; co-visitation; EASE neighbours; and
-    buy-again when repeats are allowed."""
+    `item_columns` that `items` has); trending; co-visitation; EASE neighbours;
+    popularity shaped by the user's profile when `profiles` (user_id + profile columns)
+    has any of its columns; and buy-again when repeats are allowed."""
     sources: list[CandidateSource] = [Popularity(), Popularity(days=recent_days)]
     sources += [Popularity(by=column) for column in context_columns]
     if items is not None:
         present = [c for c in item_columns if c in items.columns and items[c].notna().any()]
         sources += [AttributePopularity(items, column) for column in present]
     sources += [Trending(), CoVisitation(), EaseNeighbours()]
+    if profiles is not None:
+        profiled = ProfilePopularity(profiles)
+        if profiled.column_list:
+            sources.append(profiled)
     if allow_repeats:
         sources.append(BuyAgain())
     return sources

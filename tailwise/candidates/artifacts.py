@@ -23,6 +23,7 @@ from tailwise.candidates.covisitation import CoVisitation
 from tailwise.candidates.ease import EaseNeighbours
 from tailwise.candidates.features import ItemStats
 from tailwise.candidates.popularity import Popularity, Trending
+from tailwise.candidates.profile import ProfilePopularity
 from tailwise.candidates.taste import AttributePopularity
 
 SPEC_FILE = "sources.json"
@@ -37,6 +38,7 @@ TABLES: dict[type, dict[str, str]] = {
         "group_items": "table",
         "group_share": "group_share",
     },
+    ProfilePopularity: {"base": "base", "lift": "lift"},
     BuyAgain: {},
     ItemStats: {"item_stats": "table"},
 }

@@ -4,6 +4,7 @@
         Popularity / Trending  ranked lists (codes, scores) per context value
         NeighbourSource        neighbours of every item in CSR arrays (indptr, codes, scores)
         AttributePopularity    each item's group; each group's ranked items and share
+        ProfilePopularity      everyone's shares and each profile value's lifts, per item
         BuyAgain               nothing (it reads the user's own items)
     Lookup.scored(view, context) --> (codes, scores): what the source's `_score` gives for
         that user (any order); `requests.top` then ranks and excludes as `candidates` does
@@ -25,6 +26,7 @@ from tailwise.candidates.base import decay
 from tailwise.candidates.buy_again import BuyAgain
 from tailwise.candidates.neighbours import NeighbourSource
 from tailwise.candidates.popularity import OVERALL, Popularity, Trending
+from tailwise.candidates.profile import UNKNOWN, ProfilePopularity, profile_key, text
 from tailwise.candidates.requests import UserView, Vocabulary, context_value
 from tailwise.candidates.taste import AttributePopularity
 
@@ -37,6 +39,7 @@ class Lookup:
     name: str
     exclude_seen = True
     ranked = False  # `scored` returns its codes best first (score, then item id)
+    profile_columns: tuple[str, ...] = ()  # profile values it reads from the context
 
     def scored(self, view: UserView, context: Mapping[str, object] | None) -> Scored:
         raise NotImplementedError
@@ -144,6 +147,30 @@ class Taste(Lookup):
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+class Profiled(Lookup):
+    """ProfilePopularity: everyone's shares times the lifts of the user's profile values,
+    read from the request context (`profile_<column>`)."""
+
+    def __init__(self, source: ProfilePopularity, vocabulary: Vocabulary) -> None:
+        self.name, self.profile_columns = source.name, tuple(source.column_list)
+        items = source.base["item_id"].to_numpy(object)
+        self.codes = vocabulary.encode(items)
+        self.log_base = np.log(source.base["score"].to_numpy(np.float64))
+        self.lifts: dict[str, dict[str, np.ndarray]] = {}
+        for (column, value), part in source.lift.groupby(["column", "value"], sort=False):
+            lift = part.set_index("item_id")["lift"].reindex(items).to_numpy(np.float64)
+            self.lifts.setdefault(str(column), {})[str(value)] = np.nan_to_num(lift)
+
+    def scored(self, view: UserView, context: Mapping[str, object] | None) -> Scored:
+        score = self.log_base
+        for column in self.profile_columns:
+            value = None if context is None else text(context.get(profile_key(column)))
+            lift = self.lifts.get(column, {}).get(UNKNOWN if value is None else value)
+            if lift is not None:
+                score = score + lift
+        return self.codes, np.exp(score)
+
+
 class Again(Lookup):
     """BuyAgain: the user's own items, events then recency."""
 
@@ -167,6 +194,8 @@ def lookup(source: Any, vocabulary: Vocabulary) -> Lookup:
         return Neighbours(source, vocabulary)
     if isinstance(source, AttributePopularity):
         return Taste(source, vocabulary)
+    if isinstance(source, ProfilePopularity):
+        return Profiled(source, vocabulary)
     if isinstance(source, BuyAgain):
         return Again(source)
     raise ValueError(f"no per-request form for source {getattr(source, 'name', source)!r}")

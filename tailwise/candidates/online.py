@@ -77,6 +77,11 @@ class OnlineUnion:
     def names(self) -> list[str]:
         return [lk.name for lk in self.lookups]
 
+    @property
+    def profile_columns(self) -> list[str]:
+        """The profile columns this union's sources read from the request context."""
+        return list(dict.fromkeys(c for lk in self.lookups for c in lk.profile_columns))
+
     def restricted(self, names: Sequence[str]) -> OnlineUnion:
         """The same union over the named sources only (in this union's order)."""
         unknown = sorted(set(names) - set(self.names))

@@ -42,3 +42,22 @@ def drawn(seed: int, users: int = 30, n_items: int = 40) -> tuple[pd.DataFrame, 
         }
     )
     return pd.DataFrame(rows), items
+
+
+def drawn_profiles(seed: int, users: int = 30) -> pd.DataFrame:
+    """Profiles of drawn()'s users plus people without events: gaps, a value held by
+    one person, an empty column and an integer one (age)."""
+    rng = np.random.default_rng(1000 + seed)
+    n = users + 5
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{u:02d}" for u in range(n)],
+            "age_band": [
+                [None, "18-24", "25-34", "55-64"][int(rng.integers(0, 4))] for _ in range(n)
+            ],
+            "gender": ["female" if rng.random() < 0.5 else "male" for _ in range(n - 1)] + ["x"],
+            "country": [[None, "DE", "FR"][int(rng.integers(0, 3))] for _ in range(n)],
+            "income_band": [None] * n,
+            "age": rng.integers(18, 80, n),
+        }
+    )

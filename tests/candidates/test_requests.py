@@ -13,13 +13,20 @@ from tailwise.candidates import default_sources
 from tailwise.candidates.artifacts import read_sources, write_sources
 from tailwise.candidates.features import ItemStats, candidate_features, source_frames
 from tailwise.candidates.online import OnlineUnion
+from tailwise.candidates.profile import profile_context, request_profile
 from tailwise.candidates.requests import UserEvents
-from tests.candidates.drawn import CUT, drawn
+from tests.candidates.drawn import CUT, drawn, drawn_profiles
 
 
-def fitted(history: pd.DataFrame, items: pd.DataFrame, repeats: bool, tmp_path) -> tuple:
+def fitted(
+    history: pd.DataFrame,
+    items: pd.DataFrame,
+    repeats: bool,
+    tmp_path,
+    profiles: pd.DataFrame | None = None,
+) -> tuple:
     """The sources fitted at CUT, written and read back as a version stores them."""
-    sources = default_sources(repeats, items=items)
+    sources = default_sources(repeats, items=items, profiles=profiles)
     for source in sources:
         source.fit(history, CUT)
     stats = ItemStats().fit(history, CUT)
@@ -33,19 +40,27 @@ def fitted(history: pd.DataFrame, items: pd.DataFrame, repeats: bool, tmp_path) 
 @pytest.mark.parametrize("later_days", [0.0, 9.5])
 def test_per_request_rows_equal_the_batch_rows(tmp_path, seed, repeats, later_days) -> None:
     history, items = drawn(seed)
-    sources, stats = fitted(history, items, repeats, tmp_path)
+    profiles = drawn_profiles(seed)
+    sources, stats = fitted(history, items, repeats, tmp_path, profiles)
+    assert "popular_for_profile" in [s.name for s in sources]
     union = OnlineUnion(sources, stats)
+    assert union.profile_columns == ["age_band", "gender", "country"]  # income_band: empty
     at = CUT + pd.Timedelta(days=later_days)
-    users = [*sorted(history["user_id"].unique())[:12], "nobody"]
-    frames = source_frames(sources, history, 8, users, at, exclude_seen=not repeats)
+    # Users with events, people with a profile and no event, and someone with neither.
+    users = [*sorted(history["user_id"].unique())[:12], "u31", "u34", "nobody"]
+    context = profile_context(profiles, union.profile_columns)
+    frames = source_frames(sources, history, 8, users, at, not repeats, context)
     want = candidate_features(frames, stats.table, history, at, 8, keep=25)
+    rows = profiles.set_index("user_id")
     for user in users:
         mine = history[history["user_id"] == user]
+        row = rows.loc[user].to_dict() if user in rows.index else {}
         got = union.rows(
             UserEvents.from_frame(mine) if len(mine) else UserEvents.empty(),
             at.timestamp(),
             8,
             keep=25,
+            context=request_profile(row, union.profile_columns),
             exclude_seen=not repeats,
         )
         expected = want[want["user_id"] == user]

@@ -7,7 +7,8 @@ learns from the union's own features), saved as a version folder, and served fro
 state Redis holds: the recent list (event JSON) and the history hash. Then for known
 users and a user with no history at all, serving's top 10 (before the rules) equals
 training's, and the union columns of its ranker matrix equal
-training's rows to 1e-6.
+training's rows to 1e-6. The version has the profile source: its profile values come
+from the user's online feature row (people with a profile and no event included).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from serving.union import SourceMixError, UnionServing, user_events
 from tailwise.features.online import ItemTable
 from tailwise.ingest.events import CLEAN_COLUMNS
 from tailwise.repeats import HISTORY_FEATURES
-from tests.candidates.drawn import drawn
+from tests.candidates.drawn import drawn, drawn_profiles
 from training.config import SplitParams
 from training.ranker import RankerConfig, candidate_order
 from training.ranker import save as save_ranker
@@ -72,23 +73,26 @@ def cfg() -> RankerConfig:
 
 
 def version(
-    tmp_path: Path, repeats: bool, keep: str | None = None
+    tmp_path: Path, repeats: bool, keep: str | None = None, profiles: pd.DataFrame | None = None
 ) -> tuple[Any, Any, pd.DataFrame, pd.Timestamp]:
     """(training's UnionRecommender, the served bundle, the events, the version's cut).
-    `keep`: a rank column whose order the version keeps instead of a learned ranker."""
+    `keep`: a rank column whose order the version keeps instead of a learned ranker;
+    `profiles`: the user profile table (adds the profile source)."""
     events, items = drawn(5, users=80)
     events["event_id"] = [f"e{n:05d}" for n in range(len(events))]
     if keep is None:
-        lists = union_labelled_candidates(None, events, items, cfg(), SplitParams(), repeats)
+        lists = union_labelled_candidates(
+            None, events, items, cfg(), SplitParams(), repeats, profiles=profiles
+        )
         result = fit_union_ranker(NoViews(), lists, cfg())
         assert result.metrics.get("scored_by", "ranker") == "ranker", result.metrics
     else:
         result = candidate_order(cfg(), "a source's order won the check", [], keep)
     cut = events["timestamp"].max() + pd.Timedelta(hours=1)
-    fit_sources(events, cut, items, repeats).save(tmp_path / "sources")
+    fit_sources(events, cut, items, repeats, profiles=profiles).save(tmp_path / "sources")
     save_ranker(result, tmp_path / "ranker")
     trained = UnionRecommender(NoViews(), cfg()).attach(
-        result, load_sources(tmp_path / "sources", None, repeats), events
+        result, load_sources(tmp_path / "sources", None, repeats, profiles), events
     )
     booster = result.model.get_booster()
     booster.set_param({"nthread": 1})
@@ -121,12 +125,19 @@ def redis_state(events: pd.DataFrame) -> tuple[UserHistory, list[str]]:
     return UserHistory.decode(raw), [event_json(r) for r in records.to_dict("records")]
 
 
-def served(serving: UnionServing, bundle: ModelBundle, events: pd.DataFrame, ts: float):
+def served(
+    serving: UnionServing,
+    bundle: ModelBundle,
+    events: pd.DataFrame,
+    ts: float,
+    profile: dict[str, Any] | None = None,
+):
     """Serving's ranked items, scores and union rows for one user (the pipeline's steps
-    up to the rules)."""
+    up to the rules); `profile`: the user's online profile features."""
     history, recent = redis_state(events) if len(events) else (None, [])
     last = events.sort_values("timestamp", kind="stable").tail(1)
     row = {
+        **(profile or {}),
         "request_device": last["device"].iloc[0] if len(last) else None,
         "request_country": last["country"].iloc[0] if len(last) else None,
     }
@@ -151,15 +162,21 @@ def served(serving: UnionServing, bundle: ModelBundle, events: pd.DataFrame, ts:
 
 @pytest.mark.parametrize("repeats", [False, True])
 def test_served_union_ranks_as_training_does(tmp_path: Path, repeats: bool) -> None:
-    trained, bundle, events, cut = version(tmp_path, repeats)
+    profiles = drawn_profiles(5, users=80)
+    trained, bundle, events, cut = version(tmp_path, repeats, profiles=profiles)
     serving = UnionServing.load(bundle)
-    users = [*sorted(events["user_id"].unique())[::9], "someone-new"]
+    assert "popular_for_profile" in serving.names
+    assert any(name.startswith("popular_for_profile") for name in bundle.ranker_features)
+    online = profiles.set_index("user_id")
+    users = [*sorted(events["user_id"].unique())[::9], "u82", "u84", "someone-new"]
+    assert not events["user_id"].isin(["u82", "u84"]).any()  # a profile, no event
     want = trained.recommend(users, K)
     expected_rows = trained.sources.rows(trained.history, users, trained.cfg)
     for user in users:
         mine = events[events["user_id"] == user]
         assert len(mine) <= RECENT_MAX  # the recent list holds the whole history
-        items, scores, X, rows = served(serving, bundle, mine, cut.timestamp())
+        profile = online.loc[user].to_dict() if user in online.index else None
+        items, scores, X, rows = served(serving, bundle, mine, cut.timestamp(), profile)
         expected = want[want["user_id"] == user]
         assert items == expected["item_id"].tolist(), user
         np.testing.assert_allclose(scores, expected["score"].to_numpy(), rtol=1e-5, atol=1e-6)
