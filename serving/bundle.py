@@ -95,6 +95,8 @@ class ModelBundle:
     _item_positions: dict[str, int] | None = None
     _vector_columns: np.ndarray | None = None
     ranker_config: dict[str, Any] = field(default_factory=dict)  # ranker.json's config
+    # A union version's order for people with no event yet (ranker.json's metrics).
+    new_user_order: str | None = None
 
     @property
     def candidates_mode(self) -> str:
@@ -255,6 +257,7 @@ def load_bundle(folder: Path) -> ModelBundle:
         categories={k: list(v) for k, v in meta["categories"].items()},
         cold_start=_cold_start(folder / "cold_start.parquet"),
         ranker_config=dict(meta.get("config") or {}),
+        new_user_order=(meta.get("metrics") or {}).get("new_user_order"),
         _signature=loaded.signatures["serving_default"],
         _loaded=loaded,  # owns the variables the signature reads
     )

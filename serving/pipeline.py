@@ -7,7 +7,8 @@
       unknown user --cold start: popular for the request's device and country--> rules
     A union version (training.ranker.candidates: union) takes its candidates and their
     source features from its own fitted sources instead of retrieval (serving.union), for
-    known and new users alike, and ranks them the same way.
+    known and new users alike, and ranks them the same way; people with no event follow
+    the version's new-user order instead when its check chose one.
 
 No I/O: the pipeline takes the state and returns an `Answer`; serving.graph reads the state,
 serving.response_cache and serving.served_log write what follows. A user is known when they
@@ -38,6 +39,7 @@ from serving.ranking import ItemBlock, OnDemandItems, ranking_matrix, with_colum
 from serving.retrieval import Candidates, retrieve
 from serving.rules import reasons
 from serving.union import UnionServing, user_events
+from tailwise.candidates.online import UnionRows
 from tailwise.repeats import HISTORY_FEATURES
 
 logger = logging.getLogger("tailwise.serving")
@@ -152,7 +154,7 @@ class RecommendPipeline:
             history = state.history or UserHistory.decode(None)
             row[recent.name] = history.latest(recent.length)
         stages["features"] = time.perf_counter() - t0
-        candidates, union_columns = self._candidates(req, state, row, ts, exclude)
+        candidates, union_columns, union_rows = self._candidates(req, state, row, ts, exclude)
         t1 = time.perf_counter()
         stages["retrieval"] = t1 - t0 - stages["features"]
         block = self.popular.block()
@@ -161,6 +163,8 @@ class RecommendPipeline:
         if self.bundle.history_features:
             X = with_columns(X, self._history_columns(state, candidates, ts))
         scores = self.bundle.rank(X) if len(candidates) else np.zeros(0)
+        if union_rows is not None and self.union is not None and len(candidates):
+            scores = self.union.scores(self.bundle, union_rows, scores)
         t2 = time.perf_counter()
         stages["ranking"] = t2 - t1
         ids, chosen, why = self._choose(req, exclude, block, candidates, X, scores)
@@ -173,22 +177,23 @@ class RecommendPipeline:
 
     def _candidates(
         self, req: Request, state: UserState, row: dict[str, Any], ts: int, exclude: set[str]
-    ) -> tuple[Candidates, dict[int, np.ndarray]]:
+    ) -> tuple[Candidates, dict[int, np.ndarray], UnionRows | None]:
         """The query tower's top N (plus past items when repeats are allowed), or a union
-        version's fused candidates with their source features (ranker column -> values)."""
+        version's fused candidates with their source features (ranker column -> values)
+        and rows."""
         if self.union is not None:
             events = user_events(state.history, state.recent or ())
             found, rows = self.union.candidates(
                 self.bundle, row, events, float(ts), exclude, req.sources
             )
-            return found, self.union.columns(self.bundle, rows)
+            return found, self.union.columns(self.bundle, rows), rows
         n = self.config.n_candidates
         past = (
             state.history.favourites(n // PAST_ITEM_SHARE)
             if state.history is not None and self.bundle.allow_repeats
             else []
         )
-        return retrieve(self.bundle, row, n, exclude, include=past), {}
+        return retrieve(self.bundle, row, n, exclude, include=past), {}, None
 
     def _choose(
         self,

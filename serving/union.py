@@ -29,6 +29,7 @@ import numpy as np
 from serving.bundle import SOURCES_DIR, ModelBundle
 from serving.history import UserHistory
 from serving.retrieval import Candidates, retrieve
+from tailwise.candidates.features import NEW_USER, new_user_scores
 from tailwise.candidates.online import OnlineUnion, UnionRows
 from tailwise.candidates.profile import request_profile
 from tailwise.candidates.requests import CONTEXT_COLUMNS, UserEvents
@@ -113,6 +114,14 @@ class UnionServing:
         kept = np.flatnonzero(at >= 0)
         rows = UnionRows(rows.items[kept], {k: v[kept] for k, v in rows.columns.items()})
         return Candidates(bundle.item_ids, rows.columns["fused_score"], at[kept]), rows
+
+    def scores(self, bundle: ModelBundle, rows: UnionRows, ranked: np.ndarray) -> np.ndarray:
+        """The version's scores of `rows` from the ranker's (`ranked`): people with no event
+        follow the version's new-user order when it has one (new_user_scores)."""
+        order = bundle.new_user_order
+        if order is None or order not in rows.columns:
+            return ranked
+        return new_user_scores(ranked, rows.columns[NEW_USER], rows.columns[order])
 
     def columns(self, bundle: ModelBundle, rows: UnionRows) -> dict[int, np.ndarray]:
         """Ranker column -> per-candidate values of the union's features."""

@@ -292,6 +292,8 @@ def train_ranker(
     )
     if result.metrics.get("scored_by") == "candidate order":
         _say(f"ranker: scoring by {_order_name(result.metrics)} ({result.metrics['reason']})")
+    if result.new_user_order is not None:
+        _say(f"ranker: {_new_user_note(result.metrics)}")
     version = versions.new_version()
     folder = out / "version"
     shutil.copytree(retrieval_dir / "model", folder / "retrieval")
@@ -352,6 +354,8 @@ def evaluate_version(
     if scored_by == "candidate order":
         checked = manifest["ranker_validation"]
         result.notes.append(f"{model} keeps {_order_name(checked)}: {checked.get('reason')}")
+    if (manifest.get("ranker_validation") or {}).get("new_user_order"):
+        result.notes.append(f"{model}: {_new_user_note(manifest['ranker_validation'])}")
     lift = ranker_lift(result)
     if lift is not None:
         result.notes.append(
@@ -364,6 +368,16 @@ def evaluate_version(
 def _order_name(metrics: dict[str, Any]) -> str:
     """The order a candidate-order ranker keeps, in words (ranker.candidate_order)."""
     return ranker_io.order_name(str(metrics.get("order") or "retrieval_rank"))
+
+
+def _new_user_note(metrics: dict[str, Any]) -> str:
+    """Which order people without history get, and the held-out figures that chose it."""
+    return (
+        f"people with no event get {ranker_io.order_name(str(metrics['new_user_order']))} "
+        f"(NDCG@{LIFT_K} {metrics.get('new_user_best_ndcg@10', 0):.4f} against "
+        f"{metrics.get('new_user_ndcg@10', 0):.4f} on {metrics.get('new_user_lists', 0)} "
+        "held-out lists of such people)"
+    )
 
 
 def platform_names(manifest: dict[str, Any]) -> tuple[str, str]:

@@ -187,6 +187,13 @@ class RankerResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)  # constant or all-null in training
 
+    @property
+    def new_user_order(self) -> str | None:
+        """The rank column that orders the lists of people with no event before the
+        request, when the check chose one (training.reranker._new_user_check)."""
+        order = self.metrics.get("new_user_order")
+        return None if order is None else str(order)
+
     def predict(self, X: pd.DataFrame, rounds: int | None = None) -> np.ndarray:
         """Scores of X's rows; `rounds`: from the first that many boosting rounds only."""
         encoded = encode(X, self.feature_names, self.categories)

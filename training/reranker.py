@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tailwise.candidates.features import NEW_USER
 from tailwise.errors import DataError
 from tailwise.repeats import HISTORY_FEATURES, user_item_history
 from training.config import SplitParams
@@ -315,7 +316,12 @@ def fit_examples(examples: Examples, cfg: RankerConfig) -> RankerResult:
         check on every user's out-of-fold scores, then one fit on everyone;
       - else two held-out shares (_holdout): one stops the boosting early, the other (the
         guard) checks the stopped ranker, which is then fitted again with the guard's
-        users added, early-stopped on the same users as before."""
+        users added, early-stopped on the same users as before.
+    The held-out lists (with two shares, both of them) check, for the people with no
+    event before their cut, the order the version gives them against each source's
+    (_new_user_check): the version records the order that wins there as
+    `new_user_order`, which training's evaluation and serving then give such people
+    (tailwise.candidates.features.new_user_scores)."""
     dropped = uninformative(examples.X)
     positive = _positive_users(examples)
     if not len(positive):
@@ -330,6 +336,10 @@ def fit_examples(examples: Examples, cfg: RankerConfig) -> RankerResult:
         return candidate_order(cfg, _too_few(len(positive)), dropped)
     result = train_ranker(cfg, train, stop)
     checked = _checked(guard, result.predict(guard.X))
+    # People without history are few: their check reads both held-out shares. The
+    # ranker's figure on the early-stopping share flatters it, if anything.
+    held = _joined(examples, stop, guard)
+    checked |= _new_user_check(held, result.predict(held.X), checked["best_order"])
     if _loses(checked):
         return _fallback(cfg, checked, result)
     final = train_ranker(cfg, _joined(examples, train, guard), stop)
@@ -416,9 +426,59 @@ def _checked(lists: Examples, scores: np.ndarray) -> dict[str, Any]:
         }
         if _mean(gain) > se and _mean(best) > _mean(own):
             checked |= {"best_order": column, "best_order_ndcg@10": round(_mean(best), 6)}
-            return checked
+            return checked | _new_user_check(lists, scores, column)
     if _mean(ranker) < _mean(own):
         checked |= {"best_order": "retrieval_rank", "best_order_ndcg@10": round(_mean(own), 6)}
+    return checked | _new_user_check(lists, scores)
+
+
+MIN_NEW_USER_LISTS = 30  # fewer: one standard error of the gain says little
+
+
+def _new_user_check(
+    lists: Examples, scores: np.ndarray, served: str | None = None
+) -> dict[str, Any]:
+    """The check on the lists of people with no event before their cut (NEW_USER == 0):
+    the order the version would give them (the ranker's `scores`, or the rank column
+    `served` when the version keeps one) against each union source's order and the
+    candidates' own. `new_user_order` names the order to keep for such people instead,
+    by the rule of _checked: it beats the served order by more than one standard error of
+    their paired difference over these lists. None when none does, or when there are
+    fewer than MIN_NEW_USER_LISTS of them."""
+    if NEW_USER not in lists.X.columns:
+        return {"new_user_order": None}
+    new = pd.to_numeric(lists.X[NEW_USER], errors="coerce").fillna(0).to_numpy() == 0
+    queries = lists.keys.loc[new & (lists.y > 0), "query"].nunique()
+    checked: dict[str, Any] = {"new_user_lists": int(queries), "new_user_order": None}
+    if queries < MIN_NEW_USER_LISTS:
+        return checked
+    sub = lists.where(new)
+
+    def ranks_of(column: str) -> np.ndarray:
+        ranks = pd.to_numeric(sub.X[column], errors="coerce").fillna(np.inf)
+        return -ranks.to_numpy(np.float64)
+
+    given = ranks_of(served) if served is not None else scores[new]
+    current = ndcg_of_lists(sub, given, LIFT_K)
+    orders = {
+        c: ndcg_of_lists(sub, ranks_of(c), LIFT_K)
+        for c in sub.X.columns
+        if c == "retrieval_rank"
+        or (c.endswith("_rank") and f"{c[: -len('_rank')]}_norm" in sub.X.columns)
+    }
+    checked["new_user_ndcg@10"] = round(_mean(current), 6)
+    if not orders:
+        return checked
+    column, best = max(orders.items(), key=lambda kv: _mean(kv[1]))
+    gain = (best - current).dropna()
+    se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else np.inf
+    checked |= {
+        "new_user_best_order": column,
+        "new_user_best_ndcg@10": round(_mean(best), 6),
+        "new_user_gain_se": round(se, 6),
+    }
+    if _mean(gain) > se and column != served:
+        checked["new_user_order"] = column
     return checked
 
 

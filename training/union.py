@@ -35,9 +35,11 @@ from tailwise.candidates import default_sources
 from tailwise.candidates.artifacts import read_sources, write_sources
 from tailwise.candidates.base import CandidateSource, as_instant
 from tailwise.candidates.features import (
+    NEW_USER,
     ItemStats,
     candidate_features,
     feature_names,
+    new_user_scores,
     source_frames,
 )
 from tailwise.candidates.profile import ProfilePopularity, profile_context
@@ -274,8 +276,14 @@ class UnionRecommender:
         extra = [c for c in self.result.feature_names if c in rows.columns]
         extra = [c for c in union_feature_columns(rows) if c in set(extra)]
         examples = ranking_examples(self.store, rows, extra=extra)
-        scored = examples.keys.assign(score=self.result.predict(examples.X))
-        return _top(scored, k)
+        scores = self.result.predict(examples.X)
+        order = self.result.new_user_order
+        if order is not None:  # people without history follow the order the check chose
+            keyed = examples.keys[["user_id", "item_id"]].merge(
+                rows[["user_id", "item_id", NEW_USER, order]], how="left"
+            )
+            scores = new_user_scores(scores, keyed[NEW_USER], keyed[order])
+        return _top(examples.keys.assign(score=scores), k)
 
 
 class FusedOrder:

@@ -55,6 +55,21 @@ USER_FEATURES = (
     "user_purchase_share",
 )
 PURCHASE = "purchase"
+NEW_USER = "user_events"  # 0: the user had no event before the request (or the cut)
+
+
+def new_user_scores(
+    scores: np.ndarray, user_events: np.ndarray, order_ranks: np.ndarray | None
+) -> np.ndarray:
+    """A version's scores of union rows: the ranker's, except in the lists of people with
+    no event before the request, which follow a rank column (lower first) when the
+    version's check on such people chose one (training.reranker; `order_ranks` None: it
+    did not). Every row of a list belongs to one user, so lists are never mixed."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if order_ranks is None:
+        return scores
+    new = np.nan_to_num(np.asarray(user_events, dtype=np.float64)) == 0
+    return np.where(new, -np.asarray(order_ranks, dtype=np.float64), scores)
 
 
 class ItemStats:

@@ -73,11 +73,16 @@ def cfg() -> RankerConfig:
 
 
 def version(
-    tmp_path: Path, repeats: bool, keep: str | None = None, profiles: pd.DataFrame | None = None
+    tmp_path: Path,
+    repeats: bool,
+    keep: str | None = None,
+    profiles: pd.DataFrame | None = None,
+    new_user_order: str | None = None,
 ) -> tuple[Any, Any, pd.DataFrame, pd.Timestamp]:
     """(training's UnionRecommender, the served bundle, the events, the version's cut).
     `keep`: a rank column whose order the version keeps instead of a learned ranker;
-    `profiles`: the user profile table (adds the profile source)."""
+    `profiles`: the user profile table (adds the profile source); `new_user_order`: the
+    order the version gives people without history, as if its check had chosen it."""
     events, items = drawn(5, users=80)
     events["event_id"] = [f"e{n:05d}" for n in range(len(events))]
     if keep is None:
@@ -88,6 +93,8 @@ def version(
         assert result.metrics.get("scored_by", "ranker") == "ranker", result.metrics
     else:
         result = candidate_order(cfg(), "a source's order won the check", [], keep)
+    if new_user_order is not None:
+        result.metrics["new_user_order"] = new_user_order
     cut = events["timestamp"].max() + pd.Timedelta(hours=1)
     fit_sources(events, cut, items, repeats, profiles=profiles).save(tmp_path / "sources")
     save_ranker(result, tmp_path / "ranker")
@@ -109,6 +116,7 @@ def version(
         categories=result.categories,
         cold_start=ColdStart(),
         ranker_config=result.config.model_dump(),
+        new_user_order=new_user_order,
     )
     return trained, bundle, events, cut
 
@@ -155,15 +163,20 @@ def served(
                 if n in bundle.ranker_features
             },
         )
-    scores = bundle.rank(X)
+    scores = serving.scores(bundle, rows, bundle.rank(X))
     order = np.lexsort((rows.columns["fused_rank"], -scores))[:K]
     return rows.items[order].tolist(), scores[order], X, rows
 
 
-@pytest.mark.parametrize("repeats", [False, True])
-def test_served_union_ranks_as_training_does(tmp_path: Path, repeats: bool) -> None:
+@pytest.mark.parametrize(
+    ("repeats", "new_user_order"),
+    [(False, None), (True, None), (False, "popular_for_profile_rank")],
+)
+def test_served_union_ranks_as_training_does(
+    tmp_path: Path, repeats: bool, new_user_order: str | None
+) -> None:
     profiles = drawn_profiles(5, users=80)
-    trained, bundle, events, cut = version(tmp_path, repeats, profiles=profiles)
+    trained, bundle, events, cut = version(tmp_path, repeats, None, profiles, new_user_order)
     serving = UnionServing.load(bundle)
     assert "popular_for_profile" in serving.names
     assert any(name.startswith("popular_for_profile") for name in bundle.ranker_features)
@@ -186,6 +199,13 @@ def test_served_union_ranks_as_training_does(tmp_path: Path, repeats: bool) -> N
             np.testing.assert_allclose(
                 X[:, j], frame[name].to_numpy(np.float64), rtol=1e-6, atol=1e-6, err_msg=name
             )
+    if new_user_order is not None:  # people without history get the profile source's order
+        for user in ("u82", "u84", "someone-new"):
+            profile = online.loc[user].to_dict() if user in online.index else None
+            items, _, _, rows = served(serving, bundle, events.iloc[:0], cut.timestamp(), profile)
+            ranks = rows.columns[new_user_order]
+            by_order = rows.items[np.lexsort((rows.columns["fused_rank"], ranks))][:K]
+            assert items == by_order.tolist(), user
 
 
 @pytest.mark.parametrize("keep", ["ease_rank", "retrieval_rank"])

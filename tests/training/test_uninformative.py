@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tests.training.conftest import events
 from training.ranker import (
@@ -292,3 +293,81 @@ def test_a_source_order_must_win_by_more_than_one_standard_error() -> None:
         assert checked["best_source_order"] == "ease_rank"
         assert checked["best_source_ndcg@10"] > checked["guard_ndcg@10"]
         assert checked["best_order"] == kept, (share, checked)
+
+
+def new_user_lists(users: int, new: int, profile_right: float) -> tuple[Examples, np.ndarray]:
+    """Lists of `users` people, the first `new` with no event before the cut; the
+    relevant row is each list's first. The ranker is right for every returning person
+    and every other new one; the profile source for the first `profile_right` share of
+    the new ones and never for the others."""
+    y = np.tile([1.0, 0.0, 0.0, 0.0], users)
+    ids = [f"u{i:03d}" for i in range(users)]
+    keys = pd.DataFrame(
+        {
+            "query": np.repeat([f"0|{u}" for u in ids], 4),
+            "user_id": np.repeat(ids, 4),
+            "item_id": [f"i{j}" for j in range(4 * users)],
+            "retrieval_rank": np.tile([4.0, 3.0, 2.0, 1.0], users),
+        }
+    )
+
+    def ranks_right(right: np.ndarray) -> np.ndarray:
+        return np.concatenate([[1.0, 2, 3, 4] if r else [4.0, 2, 3, 1] for r in right])
+
+    index = np.arange(users)
+    is_new = index < new
+    ranker = -ranks_right(~is_new | (index % 2 == 0))
+    profile = ranks_right(is_new & (index < profile_right * new))
+    X = pd.DataFrame(
+        {
+            "retrieval_rank": keys["retrieval_rank"],
+            "popular_for_profile_rank": profile,
+            "popular_for_profile_norm": 1.0 / profile,
+            "user_events": np.repeat(np.where(is_new, 0.0, 5.0), 4),
+        }
+    )
+    return Examples(X, y, np.full(users, 4), keys, []), ranker
+
+
+def test_people_without_history_get_a_source_order_that_beats_the_ranker_on_them() -> None:
+    from training.reranker import _checked
+
+    lists, ranker = new_user_lists(200, 60, profile_right=1.0)
+    checked = _checked(lists, ranker)
+    assert checked["best_order"] is None  # the ranker wins overall
+    assert checked["new_user_lists"] == 60
+    assert checked["new_user_order"] == "popular_for_profile_rank"
+    assert checked["new_user_best_ndcg@10"] == pytest.approx(1.0)
+    assert checked["new_user_ndcg@10"] < checked["new_user_best_ndcg@10"]
+
+
+@pytest.mark.parametrize(("users", "new", "right"), [(200, 60, 0.55), (200, 20, 1.0)])
+def test_no_new_user_order_without_a_clear_win_or_enough_lists(users, new, right) -> None:  # type: ignore[no-untyped-def]
+    from training.reranker import _checked
+
+    lists, ranker = new_user_lists(users, new, profile_right=right)
+    checked = _checked(lists, ranker)
+    assert checked["new_user_order"] is None
+    assert checked["new_user_lists"] == new
+
+
+def test_new_user_scores_replace_only_the_lists_of_people_without_history() -> None:
+    from tailwise.candidates.features import new_user_scores
+
+    scores = np.array([0.3, 0.1, 0.9, 0.2])
+    events = np.array([0.0, 0.0, 4.0, np.nan])  # NaN: no history features at all
+    ranks = np.array([2.0, 1.0, 1.0, 3.0])
+    got = new_user_scores(scores, events, ranks)
+    np.testing.assert_array_equal(got, [-2.0, -1.0, 0.9, -3.0])
+    np.testing.assert_array_equal(new_user_scores(scores, events, None), scores)
+
+
+def test_the_new_user_check_reads_both_held_out_shares() -> None:
+    lists, _ = new_user_lists(200, 100, profile_right=1.0)
+    _, stop, guard = _holdout(lists, GUARDED)
+    held = set(stop.keys["user_id"]) | set(guard.keys["user_id"])  # type: ignore[union-attr]
+    new = {f"u{i:03d}" for i in range(100)}
+    result = fit_examples(lists, GUARDED)
+    assert result.metrics["guard_users"] == len(set(guard.keys["user_id"]))  # type: ignore[union-attr]
+    assert result.metrics["new_user_lists"] == len(held & new)
+    assert result.metrics["new_user_lists"] > len(set(guard.keys["user_id"]) & new)  # type: ignore[union-attr]
