@@ -111,8 +111,10 @@ def source_figures(folder: Path, store: Any, split: Any) -> dict[str, Any]:
     sources = platform.sources
     users = truth.users["user_id"].astype(str).tolist()
     exclude = not split.allow_repeats
+    context = sources.profiles  # the profile source's input (None without one)
     frames = {
-        s.name: s.candidates(history, max(NS), users, sources.cut, exclude) for s in sources.sources
+        s.name: s.candidates(history, max(NS), users, sources.cut, exclude, context)
+        for s in sources.sources
     }
     if sources.two_tower is not None:  # training.ranker.two_tower_source
         recs = sources.two_tower.recommend(users, max(NS), exclude_seen=exclude)

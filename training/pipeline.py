@@ -292,7 +292,7 @@ def train_ranker(
     )
     if result.metrics.get("scored_by") == "candidate order":
         _say(f"ranker: scoring by {_order_name(result.metrics)} ({result.metrics['reason']})")
-    if result.new_user_order is not None:
+    if result.metrics.get("new_user_best_order") is not None:
         _say(f"ranker: {_new_user_note(result.metrics)}")
     version = versions.new_version()
     folder = out / "version"
@@ -372,12 +372,16 @@ def _order_name(metrics: dict[str, Any]) -> str:
 
 def _new_user_note(metrics: dict[str, Any]) -> str:
     """Which order people without history get, and the held-out figures that chose it."""
-    return (
-        f"people with no event get {ranker_io.order_name(str(metrics['new_user_order']))} "
-        f"(NDCG@{LIFT_K} {metrics.get('new_user_best_ndcg@10', 0):.4f} against "
-        f"{metrics.get('new_user_ndcg@10', 0):.4f} on {metrics.get('new_user_lists', 0)} "
-        "held-out lists of such people)"
+    best = ranker_io.order_name(str(metrics["new_user_best_order"]))
+    figures = (
+        f"NDCG@{LIFT_K} {metrics.get('new_user_best_ndcg@10', 0):.4f} against "
+        f"{metrics.get('new_user_ndcg@10', 0):.4f}, one standard error "
+        f"{metrics.get('new_user_gain_se', 0):.4f}, on {metrics.get('new_user_lists', 0)} "
+        "held-out lists of such people"
     )
+    if metrics.get("new_user_order"):
+        return f"people with no event get {best} ({figures})"
+    return f"people with no event keep the version's order; the best other is {best} ({figures})"
 
 
 def platform_names(manifest: dict[str, Any]) -> tuple[str, str]:
