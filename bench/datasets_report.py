@@ -18,6 +18,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 POPULARITY_FACTOR = 1.5  # the platform must reach this multiple of most popular's NDCG@10
 PEER_SHORTFALL = 0.10  # and fall at most this share below EASE and buy-again
+# Training time goal (`tailwise train`, no tuning) on shapes at least this large.
+LARGE_ITEMS, LARGE_EVENTS, LARGE_TRAIN_SECONDS = 14_000, 150_000, 300
 
 
 def assess(ndcg: dict[str, float | None]) -> dict[str, Any]:
@@ -105,6 +107,7 @@ def render(record: dict[str, Any]) -> str:
             )
             + " |"
         )
+    lines += _timing_lines(record["datasets"])
     ran = {d["dataset"] for d in record["datasets"]}
     missing = [name for name in record.get("all_datasets", []) if name not in ran]
     if missing:
@@ -116,6 +119,36 @@ def render(record: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _timing_lines(datasets: list[dict[str, Any]]) -> list[str]:
+    """Seconds per training stage of each dataset, and the training time goal on the
+    large shapes (kept items and events at least LARGE_ITEMS and LARGE_EVENTS)."""
+    lines = [
+        "",
+        "Training time per stage (the version's manifest, s; `tailwise train` without "
+        f"tuning). Goal: under {LARGE_TRAIN_SECONDS} s on a shape with at least "
+        f"{LARGE_ITEMS:,} items and {LARGE_EVENTS:,} events.",
+        "",
+        "| dataset | items | events | train s | goal | stages |",
+        "|---|---|---|---|---|---|",
+    ]
+    for d in datasets:
+        rows = d.get("rows", {})
+        items = rows.get("items", {}).get("kept")
+        events = rows.get("events", {}).get("kept")
+        seconds = d.get("train_seconds")
+        large = bool(items and events and items >= LARGE_ITEMS and events >= LARGE_EVENTS)
+        goal = "-"
+        if large:
+            goal = "yes" if seconds is not None and seconds < LARGE_TRAIN_SECONDS else "**no**"
+        stages = ", ".join(f"{k} {v:g}" for k, v in (d.get("stage_seconds") or {}).items())
+        lines.append(
+            f"| {d['dataset']} | {'-' if items is None else f'{items:,}'} | "
+            f"{'-' if events is None else f'{events:,}'} | {_num(seconds, 0)} | {goal} | "
+            f"{stages or '-'} |"
+        )
+    return lines
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np
 import pandas as pd
 
+from tailwise.candidates.features import NEW_USER, new_user_scores
 from tailwise.features.store import apply, teardown
 from tailwise.lineage import data_version
 from tailwise.params import load_params
@@ -50,7 +51,12 @@ from training.evaluate import baselines, evaluate
 from training.pipeline import TrainingParams, prepare_split
 from training.ranker import RankerConfig, ranking_examples
 from training.reranker import fit_examples
-from training.union import fit_sources, union_feature_columns, union_labelled_candidates
+from training.union import (
+    fit_sources,
+    union_feature_columns,
+    union_labelled_candidates,
+    user_profiles,
+)
 
 RESULTS = Path(__file__).parent / "results"
 K = 10
@@ -153,8 +159,9 @@ def run(args: argparse.Namespace, store: Any) -> dict[str, Any]:
         f"validation window from {split.start('validation')}; {len(history):,} events before "
         f"it; label windows of {widest.cut_days:g} days: {widest.label_windows}"
     )
+    profiles = user_profiles(store)  # the profile source's input, as training reads it
     lists = union_labelled_candidates(
-        None, history, items, widest, split.params, split.allow_repeats, stages, say
+        None, history, items, widest, split.params, split.allow_repeats, stages, say, profiles
     )
     stages["examples_train"] = -time.perf_counter()
     examples = ranking_examples(store, lists, extra=union_feature_columns(lists))
@@ -163,7 +170,9 @@ def run(args: argparse.Namespace, store: Any) -> dict[str, Any]:
     window_of = examples.keys["query"].str.split("|", n=1).str[0].astype(int).to_numpy()
 
     stages["validation_rows"] = -time.perf_counter()
-    sources = fit_sources(history, split.start("validation"), items, split.allow_repeats)
+    sources = fit_sources(
+        history, split.start("validation"), items, split.allow_repeats, profiles=profiles
+    )
     truth = split.truth("validation")
     rows = sources.rows(history, truth.users["user_id"].astype(str), widest)
     stages["validation_rows"] += time.perf_counter()
@@ -188,7 +197,11 @@ def run(args: argparse.Namespace, store: Any) -> dict[str, Any]:
     for name, cfg in cfgs.items():
         began = time.perf_counter()
         result = fit_examples(examples.where(window_of < cfg.label_windows), cfg)
-        ranked[name] = Ranked(target.keys, result.predict(target.X))
+        scores = result.predict(target.X)
+        order = result.new_user_order  # people without history: the order the check chose
+        if order is not None:
+            scores = new_user_scores(scores, target.X[NEW_USER], target.X[order])
+        ranked[name] = Ranked(target.keys, scores)
         seconds = time.perf_counter() - began
         stages[f"fit: {name}"] = seconds
         fits[name] = {
@@ -197,6 +210,7 @@ def run(args: argparse.Namespace, store: Any) -> dict[str, Any]:
             "train_rows": result.metrics.get("train_rows"),
             "best_iteration": result.metrics.get("best_iteration"),
             "guard_ndcg@10": result.metrics.get("guard_ndcg@10"),
+            "new_user_order": order,
             "fit_s": round(seconds, 1),
         }
         alone = evaluate({name: ranked[name]}, split, [K], window="validation", fit=False)

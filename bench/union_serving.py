@@ -1,7 +1,8 @@
 """Benchmark: a union version's request path in one process (candidates, features, rank).
 
 Builds (or reuses, under bench/work/union_serving/) a generated data set, fits the union's
-candidate sources (tailwise.candidates.default_sources) on it and trains a union ranker the
+candidate sources (tailwise.candidates.default_sources, the profile source included: its
+profile table built as `tailwise features build` builds it) on it and trains a union ranker the
 way training does (training.union, params.yaml's ranker with `--trees` trees and
 candidates: union; the two-tower source left out, and Feast stood in by a store that serves
 no view, so the ranker reads the union's own features: ~42 of them). Each sampled user's
@@ -10,10 +11,11 @@ is built before the clock starts; then, over `--calls` requests cycling through 
 it times in this process (no HTTP, no Redis, no Feast lookups):
 
   events      serving.union.user_events: the recent list's JSON and the hash as events
-  candidates  UnionServing.candidates: every source's top n_per_source, fusion, the
+  candidates  UnionServing.candidates: every source's top n_per_source (the profile
+              source reading the user's profile values from the row), fusion, the
               n_candidates kept, their source, item and user features
   matrix      serving.ranking.ranking_matrix + the union's columns (with_columns)
-  rank        ModelBundle.rank: XGBoost's inplace_predict
+  rank        ModelBundle.rank: XGBoost's inplace_predict, then UnionServing.scores
   total       the four together
 
 Medians and p99 in ms of thread CPU time (time.thread_time) and of wall time for total.
@@ -56,8 +58,10 @@ class NoViews:
         return SimpleNamespace(to_df=lambda: entity_df.copy())
 
 
-def data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Clean events and items of the generated set (generated and ingested once)."""
+def data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Clean events, items and user profiles of the generated set (generated and ingested
+    once; the profiles as the feature build makes them)."""
+    from tailwise.features.profiles import user_profile
     from tailwise.ingest.pipeline import run_ingest
     from tailwise.params import IngestParams
     from tailwise.synthetic import GenerateConfig, generate
@@ -69,10 +73,19 @@ def data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
         run_ingest(root / "clean", IngestParams(), b"b" * 40, source=root / "raw")
     events = pd.read_parquet(root / "clean" / "events")
     events["timestamp"] = pd.to_datetime(events["timestamp"], utc=True)
-    return events, pd.read_parquet(root / "clean" / "items.parquet")
+    users = pd.read_parquet(root / "clean" / "users.parquet")
+    first = events.groupby("user_id")["timestamp"].min()
+    profiles = user_profile(users, first, pd.Timestamp.now(tz="UTC"))
+    return events, pd.read_parquet(root / "clean" / "items.parquet"), profiles
 
 
-def version(events: pd.DataFrame, items: pd.DataFrame, args: argparse.Namespace, folder: Path):
+def version(
+    events: pd.DataFrame,
+    items: pd.DataFrame,
+    profiles: pd.DataFrame,
+    args: argparse.Namespace,
+    folder: Path,
+):
     """The union version's sources and ranker in `folder`, and its bundle for serving."""
     import yaml
 
@@ -86,10 +99,12 @@ def version(events: pd.DataFrame, items: pd.DataFrame, args: argparse.Namespace,
     ranker |= {"candidates": "union", "two_tower_source": False, "n_estimators": args.trees}
     ranker |= {"validation_share": 0, "max_train_users": 1000, "n_jobs": 1}
     cfg = RankerConfig(**ranker)
-    lists = union_labelled_candidates(None, events, items, cfg, SplitParams(), False)
+    lists = union_labelled_candidates(
+        None, events, items, cfg, SplitParams(), False, profiles=profiles
+    )
     result = fit_union_ranker(NoViews(), lists, cfg)
     cut = events["timestamp"].max() + pd.Timedelta(seconds=1)
-    fit_sources(events, cut, items, False).save(folder / "sources")
+    fit_sources(events, cut, items, False, profiles=profiles).save(folder / "sources")
     save_ranker(result, folder / "ranker")
     booster = result.model.get_booster()
     booster.set_param({"nthread": 1})
@@ -130,7 +145,9 @@ def states(events: pd.DataFrame, users: list[str]) -> dict[str, tuple[Any, list[
     return out
 
 
-def measure(bundle: Any, cut: pd.Timestamp, users: dict, calls: int) -> dict[str, list[float]]:
+def measure(
+    bundle: Any, cut: pd.Timestamp, users: dict, calls: int, profiles: pd.DataFrame
+) -> dict[str, list[float]]:
     from serving.ranking import ItemBlock, ranking_matrix, with_columns
     from serving.union import UnionServing, user_events
     from tailwise.features.online import ItemTable
@@ -139,11 +156,14 @@ def measure(bundle: Any, cut: pd.Timestamp, users: dict, calls: int) -> dict[str
     block = ItemBlock.build(bundle, ItemTable(pd.DataFrame({"item_id": bundle.item_ids})))
     on_demand = block.on_demand({})
     names = list(users)
+    online = profiles.set_index(profiles["user_id"].astype(str))
+    features = {u: online.loc[u].to_dict() if u in online.index else {} for u in names}
     timings: dict[str, list[float]] = {s: [] for s in STAGES}
     ts = cut.timestamp()
     for call in range(calls):
-        history, recent = users[names[call % len(names)]]
-        row = {"request_device": "mobile", "request_country": None}
+        name = names[call % len(names)]
+        history, recent = users[name]
+        row = {**features[name], "request_device": "mobile", "request_country": None}
         w0, t0 = time.perf_counter(), time.thread_time()
         events = user_events(history, recent)
         t1 = time.thread_time()
@@ -152,7 +172,7 @@ def measure(bundle: Any, cut: pd.Timestamp, users: dict, calls: int) -> dict[str
         X = ranking_matrix(bundle, block, row, on_demand, found)
         X = with_columns(X, serving.columns(bundle, rows))
         t3 = time.thread_time()
-        bundle.rank(X)
+        serving.scores(bundle, rows, bundle.rank(X))
         t4, w4 = time.thread_time(), time.perf_counter()
         for stage, seconds in zip(
             STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0, w4 - w0), strict=True
@@ -220,13 +240,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--sample", type=int, default=200)
     args = parser.parse_args()
-    events, items = data(args)
+    events, items, profiles = data(args)
     folder = WORK / "version"
-    bundle, cut = version(events, items, args, folder)
+    bundle, cut = version(events, items, profiles, args, folder)
     rng = np.random.default_rng(0)
     pool = sorted(events["user_id"].astype(str).unique())
     users = states(events, list(rng.choice(pool, min(args.sample, len(pool)), replace=False)))
-    timings = measure(bundle, cut, users, args.calls)
+    timings = measure(bundle, cut, users, args.calls, profiles)
     config = bundle.ranker_config
     entry = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
