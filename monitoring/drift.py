@@ -47,6 +47,9 @@ def feature_drift(
 ) -> tuple[FeatureDrift, Any]:
     """Per-feature drift; (summary, Evidently snapshot or None when not measured)."""
     result = FeatureDrift(rows_current=len(current), rows_reference=len(reference))
+    if not numeric and not categorical:
+        result.note = "the version's ranker reads no user-level feature: nothing is logged"
+        return result, None
     if current.empty or reference.empty:
         result.note = (
             "no logged feature vectors in the window"

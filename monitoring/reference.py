@@ -142,16 +142,16 @@ class FeastFeatures:
                 f"{store.project}: run `tailwise features apply` first"
             ) from exc
         chosen = set(wanted)
+        # None when the ranker reads no user-level feature (a version that keeps a
+        # candidate source's order): serving logs none, and feature drift is not measured.
         self.features = [UserFeature(view, name, "") for view, name in pairs if name in chosen]
-        if not self.features:
-            raise ReferenceBuildError(
-                f"feature service {service!r} has none of the model's features"
-            )
         self.columns = [f.name for f in self.features]
 
     def __call__(self, entity_rows: pd.DataFrame) -> pd.DataFrame:
         from tailwise.features.point_in_time import historical_user_features
 
+        if not self.features:
+            return pd.DataFrame(index=pd.RangeIndex(len(entity_rows)))
         rows = entity_rows.assign(row_id=np.arange(len(entity_rows)))
         return historical_user_features(self.store, rows, self.features)[self.columns]
 

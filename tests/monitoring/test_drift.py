@@ -123,3 +123,11 @@ def test_event_drift_sees_a_new_device_mix_new_tastes_and_new_items() -> None:
         "Home",
         "Books",
     }
+
+
+def test_a_version_that_reads_no_user_level_feature_is_not_measured_and_says_why() -> None:
+    # A version that keeps a candidate source's order logs no feature vector.
+    empty = pd.DataFrame(index=pd.RangeIndex(40))
+    drift, snapshot = feature_drift(empty, empty, [], [], small_params())
+    assert snapshot is None and not drift.measured
+    assert "reads no user-level feature" in drift.note
