@@ -335,11 +335,10 @@ def fit_examples(examples: Examples, cfg: RankerConfig) -> RankerResult:
     if stop is None or guard is None:
         return candidate_order(cfg, _too_few(len(positive)), dropped)
     result = train_ranker(cfg, train, stop)
-    checked = _checked(guard, result.predict(guard.X))
     # People without history are few: their check reads both held-out shares. The
     # ranker's figure on the early-stopping share flatters it, if anything.
     held = _joined(examples, stop, guard)
-    checked |= _new_user_check(held, result.predict(held.X), checked["best_order"])
+    checked = _checked(guard, result.predict(guard.X), (held, result.predict(held.X)))
     if _loses(checked):
         return _fallback(cfg, checked, result)
     final = train_ranker(cfg, _joined(examples, train, guard), stop)
@@ -386,7 +385,11 @@ def _cross_fitted(
     return final
 
 
-def _checked(lists: Examples, scores: np.ndarray) -> dict[str, Any]:
+def _checked(
+    lists: Examples,
+    scores: np.ndarray,
+    new_users: tuple[Examples, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """The check's figures on `lists`, the ranker scoring them `scores`: its NDCG@10, the
     candidates' own order's, and the orders of the union's sources (`<source>_rank`, the
     columns with a `<source>_norm` beside them). `best_order` is the order to keep
@@ -394,7 +397,9 @@ def _checked(lists: Examples, scores: np.ndarray) -> dict[str, Any]:
     one standard error of their paired difference over the users (the one-standard-error
     rule: with a dozen orders scored on a few hundred users, the best-looking one is
     partly luck) and beats the candidates' own order too; else the candidates' own order
-    when the ranker scores below it; else none."""
+    when the ranker scores below it; else none. The check of people without history
+    (_new_user_check) reads `new_users` (lists and the ranker's scores of them) when
+    given, else the same lists."""
     users = lists.keys.drop_duplicates("query").set_index("query")["user_id"]
 
     def by_user(values: np.ndarray) -> pd.Series:
@@ -410,15 +415,10 @@ def _checked(lists: Examples, scores: np.ndarray) -> dict[str, Any]:
         "candidate_order_ndcg@10": round(_mean(own), 6),
         "best_order": None,
     }
-    sources = {}
-    for column in lists.X.columns:
-        if column.endswith("_rank") and f"{column[: -len('_rank')]}_norm" in lists.X.columns:
-            ranks = pd.to_numeric(lists.X[column], errors="coerce").fillna(np.inf)
-            sources[column] = by_user(-ranks.to_numpy(np.float64))
+    sources = {column: by_user(_order(lists, column)) for column in _source_orders(lists)}
     if sources:
         column, best = max(sources.items(), key=lambda kv: _mean(kv[1]))
-        gain = (best - ranker).dropna()
-        se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else np.inf
+        gain, se = _gain(best, ranker)
         checked |= {
             "best_source_order": column,
             "best_source_ndcg@10": round(_mean(best), 6),
@@ -426,10 +426,28 @@ def _checked(lists: Examples, scores: np.ndarray) -> dict[str, Any]:
         }
         if _mean(gain) > se and _mean(best) > _mean(own):
             checked |= {"best_order": column, "best_order_ndcg@10": round(_mean(best), 6)}
-            return checked | _new_user_check(lists, scores, column)
+            return checked | _new_user_check(*(new_users or (lists, scores)), column)
     if _mean(ranker) < _mean(own):
         checked |= {"best_order": "retrieval_rank", "best_order_ndcg@10": round(_mean(own), 6)}
-    return checked | _new_user_check(lists, scores)
+    return checked | _new_user_check(*(new_users or (lists, scores)))
+
+
+def _source_orders(lists: Examples) -> list[str]:
+    """The union sources' rank columns of `lists` (`<source>_rank` beside `<source>_norm`)."""
+    columns = set(lists.X.columns)
+    return [c for c in lists.X.columns if c.endswith("_rank") and f"{c[:-5]}_norm" in columns]
+
+
+def _order(lists: Examples, column: str) -> np.ndarray:
+    """Scores that keep the order of rank column `column` (unranked rows last)."""
+    ranks = pd.to_numeric(lists.X[column], errors="coerce").fillna(np.inf)
+    return -ranks.to_numpy(np.float64)
+
+
+def _gain(best: pd.Series, current: pd.Series) -> tuple[pd.Series, float]:
+    """The paired gain of `best` over `current` and one standard error of its mean."""
+    gain = (best - current).dropna()
+    return gain, float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else np.inf
 
 
 MIN_NEW_USER_LISTS = 30  # fewer: one standard error of the gain says little
@@ -453,25 +471,15 @@ def _new_user_check(
     if queries < MIN_NEW_USER_LISTS:
         return checked
     sub = lists.where(new)
-
-    def ranks_of(column: str) -> np.ndarray:
-        ranks = pd.to_numeric(sub.X[column], errors="coerce").fillna(np.inf)
-        return -ranks.to_numpy(np.float64)
-
-    given = ranks_of(served) if served is not None else scores[new]
+    given = _order(sub, served) if served is not None else scores[new]
     current = ndcg_of_lists(sub, given, LIFT_K)
-    orders = {
-        c: ndcg_of_lists(sub, ranks_of(c), LIFT_K)
-        for c in sub.X.columns
-        if c == "retrieval_rank"
-        or (c.endswith("_rank") and f"{c[: -len('_rank')]}_norm" in sub.X.columns)
-    }
+    candidates = [c for c in ("retrieval_rank",) if c in sub.X.columns] + _source_orders(sub)
+    orders = {c: ndcg_of_lists(sub, _order(sub, c), LIFT_K) for c in candidates}
     checked["new_user_ndcg@10"] = round(_mean(current), 6)
     if not orders:
         return checked
     column, best = max(orders.items(), key=lambda kv: _mean(kv[1]))
-    gain = (best - current).dropna()
-    se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else np.inf
+    gain, se = _gain(best, current)
     checked |= {
         "new_user_best_order": column,
         "new_user_best_ndcg@10": round(_mean(best), 6),
