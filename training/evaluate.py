@@ -152,6 +152,9 @@ def evaluate(
         recs = model.recommend(users, max(ks), exclude_seen=not split.allow_repeats)
         timing["recommend_s"] = time.perf_counter() - started
         timings[name] = timing
+        timing_note = getattr(model, "timing_note", None)  # a model that shares work says so
+        if timing_note:
+            notes.append(f"{name}: {timing_note}")
         recs = validate_recommendations(recs)
         leaked = recs.merge(seen, on=["user_id", "item_id"])["_seen"].sum()
         if leaked and not split.allow_repeats:

@@ -14,7 +14,9 @@
 
 Naive Bayes over the profile columns: a demographic prior that gives people without
 history a list shaped by those like them, and the ranker a feature for everyone. A value
-that is missing, or that nobody held before the cut, adds nothing. Columns nested in
+that is missing, or that nobody held before the cut, adds nothing; a column that holds
+one value for everyone (ingest's "unknown" where a dataset has no such attribute) is
+left out, as it would only repeat overall popularity. Columns nested in
 another (region within country) count their shared part twice, so the default set leaves
 region out.
 
@@ -83,9 +85,9 @@ class ProfilePopularity(CandidateSource):
         self.prior_users = positive_float(prior_users, f"{self.name}: prior_users")
         self.keep = positive_int(keep, f"{self.name}: keep")
         self.profiles = None if profiles is None else profile_context(profiles, columns)
-        if self.profiles is not None:  # columns the profile table lacks or leaves empty
-            known = self.profiles.notna().any()
-            columns = [c for c in columns if bool(known.get(profile_key(c), False))]
+        if self.profiles is not None:  # columns the profile table lacks or holds one value of
+            distinct = self.profiles.nunique(dropna=True)
+            columns = [c for c in columns if int(distinct.get(profile_key(c), 0)) >= 2]
         self.columns = ",".join(columns)  # a scalar setting: write_sources stores it
 
     @property

@@ -13,12 +13,11 @@ they are equal), so a ranker can compare sources whose scores have different uni
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import reduce
 
 import numpy as np
 import pandas as pd
 
-from tailwise.candidates.base import CANDIDATE_COLUMNS, positive_int
+from tailwise.candidates.base import CANDIDATE_COLUMNS, positive_int, text_codes
 
 KEYS = ["user_id", "item_id"]
 
@@ -35,21 +34,36 @@ def union_candidates(frames: Mapping[str, pd.DataFrame], n: int | None = None) -
         if missing:
             raise ValueError(f"union_candidates: frame of {source!r} lacks column(s) {missing}")
         part = frame if n is None else frame[frame["rank"] <= n]
-        part = part.drop_duplicates(KEYS)
-        columns = pd.DataFrame(
-            {
-                "user_id": part["user_id"].astype(str).to_numpy(),
-                "item_id": part["item_id"].astype(str).to_numpy(),
-                f"{source}_score": part["score"].to_numpy(np.float64),
-                f"{source}_rank": part["rank"].to_numpy(np.float64),
-                f"{source}_norm": _normalised(part),
-            }
-        )
-        parts.append(columns)
-    merged = reduce(lambda a, b: a.merge(b, on=KEYS, how="outer"), parts)
+        parts.append(part.drop_duplicates(KEYS))
+    # One row per pair, in (user_id, item_id) order, each source's values in its columns:
+    # the pairs are numbered by integer codes (millions of rows, not a merge per source).
+    user_codes, users = text_codes(np.concatenate([p["user_id"].to_numpy(object) for p in parts]))
+    item_codes, items = text_codes(np.concatenate([p["item_id"].to_numpy(object) for p in parts]))
+    pair_codes, pairs = pd.factorize(user_codes * max(len(items), 1) + item_codes, sort=True)
+    merged = pd.DataFrame(
+        {
+            "user_id": users[pairs // max(len(items), 1)],
+            "item_id": items[pairs % max(len(items), 1)],
+        }
+    )
+    values = {}
+    start = 0
+    for source, part in zip(frames, parts, strict=True):
+        rows = pair_codes[start : start + len(part)]
+        start += len(part)
+        for column, value in (
+            ("score", part["score"].to_numpy(np.float64)),
+            ("rank", part["rank"].to_numpy(np.float64)),
+            ("norm", _normalised(part)),
+        ):
+            filled = np.full(len(pairs), np.nan)
+            filled[rows] = value
+            values[f"{source}_{column}"] = filled
     ranks = [f"{s}_rank" for s in frames]
-    merged.insert(2, "n_sources", merged[ranks].notna().sum(axis=1).astype(np.int64))
-    return merged.sort_values(KEYS, kind="stable").reset_index(drop=True)
+    counts = sum((~np.isnan(values[r])).astype(np.int64) for r in ranks)
+    return pd.concat([merged, pd.DataFrame({"n_sources": counts, **values})], axis=1).reset_index(
+        drop=True
+    )
 
 
 def _normalised(part: pd.DataFrame) -> np.ndarray:

@@ -88,6 +88,15 @@ def test_default_sources_add_it_only_with_profile_columns() -> None:
     assert "popular_for_profile" in names
     bare = PROFILES[["user_id", "region"]]
     assert "popular_for_profile" not in [s.name for s in default_sources(False, profiles=bare)]
+    # ingest fills a dataset's missing attribute with "unknown": one value says nothing
+    filled = PROFILES.assign(gender="unknown")
+    assert "popular_for_profile" not in [s.name for s in default_sources(False, profiles=filled)]
+
+
+def test_a_column_with_one_value_is_left_out() -> None:
+    profiles = PROFILES.assign(age_band="unknown", country=["de", "fr"] * 4 + [None])
+    source = ProfilePopularity(profiles)
+    assert source.column_list == ["gender", "country"]
 
 
 def test_bad_settings_name_the_parameter() -> None:

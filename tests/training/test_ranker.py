@@ -242,3 +242,55 @@ def test_examples_where_keeps_whole_lists_and_refuses_to_split_one() -> None:
     assert older.keys["query"].tolist() == ["1|u1", "1|u2", "1|u2"]
     with pytest.raises(ValueError, match=r"splits list\(s\) \['0\|u1'\]"):
         examples.where(np.array([True, False, True, True, True]))
+
+
+def test_early_stopping_on_a_plain_dmatrix_picks_the_same_round_and_scores() -> None:
+    import xgboost as xgb
+
+    from training.ranker import Examples, RankerConfig, _qid, encode, train_ranker
+
+    rng = np.random.default_rng(5)
+
+    def lists(n: int, per: int = 30) -> Examples:
+        X = pd.DataFrame({f"f{k}": rng.normal(size=n * per) for k in range(6)})
+        X.loc[rng.random(len(X)) < 0.2, "f1"] = np.nan
+        X["band"] = rng.choice(["low", "mid", "high"], len(X))
+        y = (rng.random(len(X)) < 0.05 + 0.3 * (X["f0"] > 1)).astype(np.float64).to_numpy()
+        query = np.repeat([f"q{k}" for k in range(n)], per)
+        keys = pd.DataFrame({"query": query, "user_id": query, "item_id": "i", "retrieval_rank": 1})
+        return Examples(X, y, np.full(n, per), keys, ["band"])
+
+    train, stop = lists(120), lists(40)
+    cfg = RankerConfig(n_estimators=300, early_stopping_rounds=10, max_depth=2, subsample=0.8)
+    result = train_ranker(cfg, train, stop)
+    categories = result.categories
+    plain = xgb.XGBRanker(
+        objective=cfg.objective,
+        n_estimators=cfg.n_estimators,
+        max_depth=cfg.max_depth,
+        learning_rate=cfg.learning_rate,
+        subsample=cfg.subsample,
+        colsample_bytree=cfg.colsample_bytree,
+        min_child_weight=cfg.min_child_weight,
+        random_state=cfg.seed,
+        n_jobs=cfg.n_jobs,
+        tree_method="hist",
+        enable_categorical=True,
+        eval_metric="ndcg@10",
+        early_stopping_rounds=cfg.early_stopping_rounds,
+        lambdarank_pair_method=cfg.lambdarank_pair_method,
+    )
+    names = result.feature_names
+    plain.fit(
+        encode(train.X, names, categories),
+        train.y,
+        qid=_qid(train.groups),
+        eval_set=[(encode(stop.X, names, categories), stop.y)],
+        eval_qid=[_qid(stop.groups)],
+        verbose=False,
+    )
+    assert result.metrics["best_iteration"] == plain.best_iteration
+    assert 0 < plain.best_iteration < cfg.n_estimators - cfg.early_stopping_rounds
+    np.testing.assert_allclose(
+        result.predict(stop.X), plain.predict(encode(stop.X, names, categories)), rtol=1e-6
+    )

@@ -170,3 +170,26 @@ def test_extra_label_windows_fit_sources_once_per_cut_and_time_them() -> None:
     )
     assert not fitted and "two_tower_rank" not in without.columns
     assert set(without["window"]) == {0, 1}
+
+
+def test_the_union_order_and_the_ranker_share_one_set_of_rows() -> None:
+    from training.union import FusedOrder
+
+    log = history()
+    fitted = fit_sources(log, "2026-10-26", items(*"abcdefgh"), allow_repeats=False)
+    made: list[tuple[str, ...]] = []
+    rows_of = fitted.rows
+
+    def counted(history, users, cfg):  # type: ignore[no-untyped-def]
+        made.append(tuple(users))
+        return rows_of(history, users, cfg)
+
+    fitted.rows = counted  # type: ignore[method-assign]
+    order = FusedOrder(fitted, log, CFG)
+    first = order.recommend(["u1", "u2"], 3)
+    assert order.timing_note is None
+    again = order.rows(["u1", "u2"])  # as the ranker asks for the same users
+    assert made == [("u1", "u2")] and order.timing_note is not None
+    assert set(first["user_id"]) <= {"u1", "u2"} and len(again) >= len(first) > 0
+    order.recommend(["u3"], 3)
+    assert made == [("u1", "u2"), ("u3",)] and order.timing_note is None
