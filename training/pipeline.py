@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tailwise import versions
 from tailwise.lineage import data_version
+from tailwise.quiet import load_tensorflow
 from tailwise.repeats import RecommendParams, RepeatDecision, decide_repeats
 from training import cold_start
 from training import ranker as ranker_io
@@ -210,26 +212,44 @@ def train_retrieval(
         if ranker_cfg.candidates == "union"
         else {}
     )
-    candidates = lists(
-        lambda: TwoTowerRecommender(store, cfg),
-        history,
-        items,
-        ranker_cfg,
-        split.params,
-        split.allow_repeats,
-        **parts,
-    )
-    candidates.to_parquet(out / CANDIDATES_FILE, index=False)
-    timings["labelled_lists"] = time.perf_counter() - started - sum(timings.values())
-    final = TwoTowerRecommender(store, cfg).fit(history, items)
-    retrieval_io.save(final.result, out / "model")
-    timings["two_tower"] = time.perf_counter() - started - sum(timings.values())
-    if ranker_cfg.candidates == "union":
-        fitted = fit_sources(
-            history, split.test_start, items, split.allow_repeats, profiles=profiles
+    # The version's two-tower does not depend on the ranker's lists: when the lists fit
+    # no two-tower of their own, it trains in a second thread while they are made
+    # (TensorFlow's steps and pandas' work share the two cores).
+    alongside = ranker_cfg.candidates == "union" and not ranker_cfg.two_tower_source
+    if alongside:  # imported here: the import holds file descriptor 2 while it logs
+        load_tensorflow()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="two-tower") if alongside else None
+    tower = None if pool is None else pool.submit(_timed_fit, store, cfg, history, items)
+    try:
+        candidates = lists(
+            lambda: TwoTowerRecommender(store, cfg),
+            history,
+            items,
+            ranker_cfg,
+            split.params,
+            split.allow_repeats,
+            **parts,
         )
-        fitted.save(out / SOURCES_DIR)
-        timings["sources"] = time.perf_counter() - started - sum(timings.values())
+        candidates.to_parquet(out / CANDIDATES_FILE, index=False)
+        timings["labelled_lists"] = time.perf_counter() - started - sum(timings.values())
+        if ranker_cfg.candidates == "union":
+            fitted = fit_sources(
+                history, split.test_start, items, split.allow_repeats, profiles=profiles
+            )
+            fitted.save(out / SOURCES_DIR)
+            timings["sources"] = time.perf_counter() - started - sum(timings.values())
+        final, fit_seconds = (
+            _timed_fit(store, cfg, history, items) if tower is None else tower.result()
+        )
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    retrieval_io.save(final.result, out / "model")
+    if alongside:  # its seconds, and how long the stage then waited for it
+        timings["two_tower_alongside"] = fit_seconds
+        timings["two_tower_wait"] = time.perf_counter() - started - _sum_waited(timings)
+    else:
+        timings["two_tower"] = time.perf_counter() - started - _sum_waited(timings)
     _say("time per stage, s: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     stage = {
         "data_version": data_version(clean),
@@ -242,6 +262,18 @@ def train_retrieval(
     }
     (out / STAGE_FILE).write_text(json.dumps(stage, indent=2) + "\n")
     return out
+
+
+def _timed_fit(
+    store: Any, cfg: RetrievalConfig, history: pd.DataFrame, items: pd.DataFrame | None
+) -> tuple[TwoTowerRecommender, float]:
+    started = time.perf_counter()
+    return TwoTowerRecommender(store, cfg).fit(history, items), time.perf_counter() - started
+
+
+def _sum_waited(timings: dict[str, float]) -> float:
+    """Seconds of the stage so far: what ran alongside another part is not added."""
+    return sum(v for k, v in timings.items() if not k.endswith("_alongside"))
 
 
 def train_ranker(

@@ -176,7 +176,8 @@ class Examples:
         runs = codes[mask]  # a query's rows are consecutive: its group is one run
         starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]]) if len(runs) else runs
         groups = np.diff(np.r_[starts, len(runs)]).astype(np.int64)
-        X = self.X[mask].reset_index(drop=True)
+        X = self.X[mask]
+        X.index = pd.RangeIndex(len(X))  # not reset_index: that copies every column again
         return Examples(X, self.y[mask], groups, keys, self.categorical)
 
 
@@ -275,6 +276,7 @@ def ranking_examples(
         axis=1,
     )
     X = X[[*RETRIEVAL_FEATURES, *history, *extra, *CROSS_FEATURES, *numeric, *categorical]]
+    X = X.copy()  # one block per dtype: selecting lists' rows (Examples.where) is then cheap
     y = np.zeros(len(rows))
     if labels is not None and len(labels):
         hit = rows[["user_id", "item_id"]].merge(
@@ -374,7 +376,7 @@ def train_ranker(
 class _Ranker(xgb.XGBRanker):
     """XGBRanker whose early-stopping set is a plain DMatrix. The wrapper's default, a
     QuantileDMatrix, is predicted from scratch after every round (dmlc/xgboost#10793):
-    on a 250,000-row set that tripled the fit (bench/results/training_time.md). The
+    bench/results/ranker_fit.md measures the difference. The
     trees' splits sit on the training set's bin edges, so the predictions, the metric
     and the round early stopping picks are the same."""
 

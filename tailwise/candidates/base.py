@@ -102,6 +102,13 @@ def top_n(
             user_codes[:rows][kept],
             item_codes[:rows][kept],
         )
+    contenders = _contenders(user_codes, score, n)
+    if contenders is not None:
+        score, user_codes, item_codes = (
+            score[contenders],
+            user_codes[contenders],
+            item_codes[contenders],
+        )
     order = _order(user_codes, score, item_codes, len(items))
     by_user = user_codes[order]
     starts = np.flatnonzero(np.r_[True, by_user[1:] != by_user[:-1]]) if len(order) else order
@@ -117,6 +124,39 @@ def top_n(
             "rank": rank[keep].astype(np.int64),
         }
     )
+
+
+BINS = 256
+
+
+def _contenders(users: np.ndarray, score: np.ndarray, n: int) -> np.ndarray | None:
+    """The rows that can be among their user's `n` best (None: all of them, when there
+    are too few rows per user to gain from leaving any out).
+
+    Each user's scores fall into BINS equal bins between their highest and lowest (NaN
+    in one more, last); a user keeps the bins, best first, until they hold at least `n`
+    rows. A row in a later bin has a lower score than every row kept, and at least `n`
+    rows are kept, so it cannot be among the `n` best; ties share a bin. Sorting then
+    runs on the rows kept: a source that scores thousands of items per user keeps a few
+    hundred."""
+    n_users = int(users.max()) + 1 if len(users) else 0
+    if len(score) <= 4 * n * max(n_users, 1) or not np.isfinite(score[~np.isnan(score)]).all():
+        return None
+    by_user = pd.Series(score).groupby(users)
+    high = by_user.max().reindex(range(n_users)).to_numpy(np.float64)[users]
+    low = by_user.min().reindex(range(n_users)).to_numpy(np.float64)[users]
+    span = high - low
+    spread = span > 0
+    position = np.zeros(len(score), dtype=np.float64)
+    np.divide(high - score, span, out=position, where=spread)
+    missing = np.isnan(score)
+    position[missing] = 0.0
+    bins = np.clip(np.floor(position * (BINS - 1)).astype(np.int64), 0, BINS - 1)
+    bins[missing] = BINS
+    counts = np.bincount(users * (BINS + 1) + bins, minlength=n_users * (BINS + 1))
+    held = counts.reshape(n_users, BINS + 1).cumsum(axis=1) >= n
+    last = np.where(held.any(axis=1), held.argmax(axis=1), BINS)
+    return bins <= last[users]
 
 
 def _order(users: np.ndarray, score: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:

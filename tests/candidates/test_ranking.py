@@ -53,6 +53,29 @@ def test_top_n_is_the_sorted_frame_with_seen_pairs_left_out() -> None:
             pd.testing.assert_frame_equal(got, reference_top_n(scored, n, given))
 
 
+def test_top_n_of_many_rows_per_user_keeps_ties_missing_and_negative_scores() -> None:
+    rng = np.random.default_rng(11)
+    for trial in range(20):
+        rows = 3000
+        scored = pd.DataFrame(
+            {
+                "user_id": rng.choice(["a", "b", "c"], rows),
+                "item_id": [f"i{k}" for k in rng.integers(0, 900, rows)],
+                "score": rng.choice([-2.0, -1e-12, 0.0, 1e-12, 3.0, np.nan], rows)
+                * (1 if trial % 2 else rng.random(rows)),
+            }
+        )
+        if trial % 5 == 0:  # a user with every score alike, one with too few rows
+            scored.loc[scored["user_id"] == "a", "score"] = 1.0
+            scored = pd.concat(
+                [scored, pd.DataFrame({"user_id": ["d"], "item_id": ["x"], "score": [0.5]})]
+            )
+        seen = scored.sample(200, random_state=trial)[["user_id", "item_id"]]
+        for n in (1, 5, 40):
+            got = top_n(scored, n, "s", seen)
+            pd.testing.assert_frame_equal(got, reference_top_n(scored, n, seen))
+
+
 def test_top_n_reads_ids_that_are_not_text_as_text() -> None:
     scored = pd.DataFrame({"user_id": [2, 10, 2], "item_id": [5, 7, "5"], "score": [1.0, 2, 3]})
     got = top_n(scored, 5, "s", pd.DataFrame({"user_id": ["10"], "item_id": ["7"]}))
