@@ -316,6 +316,29 @@ def learn_categories(X: pd.DataFrame, columns: Iterable[str]) -> dict[str, list[
     return {c: sorted(str(v) for v in X[c].dropna().unique()) for c in columns}
 
 
+def xgboost_params(cfg: RankerConfig) -> dict[str, Any]:
+    """The XGBRanker settings of `cfg` (early stopping on, NDCG@10 on the stopping set)."""
+    params: dict[str, Any] = {
+        "objective": cfg.objective,
+        "n_estimators": cfg.n_estimators,
+        "max_depth": cfg.max_depth,
+        "learning_rate": cfg.learning_rate,
+        "subsample": cfg.subsample,
+        "colsample_bytree": cfg.colsample_bytree,
+        "min_child_weight": cfg.min_child_weight,
+        "random_state": cfg.seed,
+        "n_jobs": cfg.n_jobs,
+        "tree_method": "hist",
+        "enable_categorical": True,
+        "eval_metric": "ndcg@10",
+        "early_stopping_rounds": cfg.early_stopping_rounds,
+        "lambdarank_pair_method": cfg.lambdarank_pair_method,
+    }
+    if cfg.lambdarank_num_pair_per_sample is not None:
+        params["lambdarank_num_pair_per_sample"] = cfg.lambdarank_num_pair_per_sample
+    return params
+
+
 def train_ranker(
     cfg: RankerConfig,
     examples: Examples,
@@ -333,27 +356,7 @@ def train_ranker(
         raise ValueError(f"every ranker feature is constant or empty in training: {dropped}")
     categories = learn_categories(examples.X, [c for c in examples.categorical if c in names])
     X = encode(examples.X, names, categories)
-    model = _Ranker(
-        objective=cfg.objective,
-        n_estimators=cfg.n_estimators,
-        max_depth=cfg.max_depth,
-        learning_rate=cfg.learning_rate,
-        subsample=cfg.subsample,
-        colsample_bytree=cfg.colsample_bytree,
-        min_child_weight=cfg.min_child_weight,
-        random_state=cfg.seed,
-        n_jobs=cfg.n_jobs,
-        tree_method="hist",
-        enable_categorical=True,
-        eval_metric="ndcg@10",
-        early_stopping_rounds=cfg.early_stopping_rounds if validation is not None else None,
-        lambdarank_pair_method=cfg.lambdarank_pair_method,
-        **(
-            {}
-            if cfg.lambdarank_num_pair_per_sample is None
-            else {"lambdarank_num_pair_per_sample": cfg.lambdarank_num_pair_per_sample}
-        ),
-    )
+    model = _Ranker(**xgboost_params(cfg))
     fit_args: dict[str, Any] = {"qid": _qid(examples.groups), "verbose": False}
     if validation is not None and len(validation.y):
         Xv = encode(validation.X, names, categories)

@@ -247,7 +247,14 @@ def test_examples_where_keeps_whole_lists_and_refuses_to_split_one() -> None:
 def test_early_stopping_on_a_plain_dmatrix_picks_the_same_round_and_scores() -> None:
     import xgboost as xgb
 
-    from training.ranker import Examples, RankerConfig, _qid, encode, train_ranker
+    from training.ranker import (
+        Examples,
+        RankerConfig,
+        _qid,
+        encode,
+        train_ranker,
+        xgboost_params,
+    )
 
     rng = np.random.default_rng(5)
 
@@ -264,22 +271,7 @@ def test_early_stopping_on_a_plain_dmatrix_picks_the_same_round_and_scores() -> 
     cfg = RankerConfig(n_estimators=300, early_stopping_rounds=10, max_depth=2, subsample=0.8)
     result = train_ranker(cfg, train, stop)
     categories = result.categories
-    plain = xgb.XGBRanker(
-        objective=cfg.objective,
-        n_estimators=cfg.n_estimators,
-        max_depth=cfg.max_depth,
-        learning_rate=cfg.learning_rate,
-        subsample=cfg.subsample,
-        colsample_bytree=cfg.colsample_bytree,
-        min_child_weight=cfg.min_child_weight,
-        random_state=cfg.seed,
-        n_jobs=cfg.n_jobs,
-        tree_method="hist",
-        enable_categorical=True,
-        eval_metric="ndcg@10",
-        early_stopping_rounds=cfg.early_stopping_rounds,
-        lambdarank_pair_method=cfg.lambdarank_pair_method,
-    )
+    plain = xgb.XGBRanker(**xgboost_params(cfg))
     names = result.feature_names
     plain.fit(
         encode(train.X, names, categories),
