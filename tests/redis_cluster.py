@@ -130,12 +130,15 @@ class LocalCluster:
         return [p for p, proc in self.processes.items() if proc.poll() is None]
 
     def healthy(self) -> bool:
-        """Every live node says cluster_state:ok with all slots served, there are 3 masters
-        and each has a replica in sync."""
+        """Every live node says cluster_state:ok with all slots served and knows every node
+        started (gossip can lag the slots), there are 3 masters and each has a replica in
+        sync."""
         try:
             for port in self.alive():
                 info = self.info(port)
                 if info.get("cluster_state") != "ok" or info.get("cluster_slots_ok") != "16384":
+                    return False
+                if info.get("cluster_known_nodes") != str(len(self.ports)):
                     return False
             masters = self.masters()
             if len(masters) != MASTERS:
