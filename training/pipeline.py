@@ -216,6 +216,11 @@ def train_retrieval(
     # no two-tower of their own, it trains in a second thread while they are made
     # (TensorFlow's steps and pandas' work share the two cores).
     alongside = ranker_cfg.candidates == "union" and not ranker_cfg.two_tower_source
+
+    def lap() -> float:  # seconds since the last part timed (not counting one run alongside)
+        done = sum(v for k, v in timings.items() if not k.endswith("_alongside"))
+        return time.perf_counter() - started - done
+
     if alongside:  # imported here: the import holds file descriptor 2 while it logs
         load_tensorflow()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="two-tower") if alongside else None
@@ -231,13 +236,13 @@ def train_retrieval(
             **parts,
         )
         candidates.to_parquet(out / CANDIDATES_FILE, index=False)
-        timings["labelled_lists"] = time.perf_counter() - started - sum(timings.values())
+        timings["labelled_lists"] = lap()
         if ranker_cfg.candidates == "union":
             fitted = fit_sources(
                 history, split.test_start, items, split.allow_repeats, profiles=profiles
             )
             fitted.save(out / SOURCES_DIR)
-            timings["sources"] = time.perf_counter() - started - sum(timings.values())
+            timings["sources"] = lap()
         final, fit_seconds = (
             _timed_fit(store, cfg, history, items) if tower is None else tower.result()
         )
@@ -247,9 +252,9 @@ def train_retrieval(
     retrieval_io.save(final.result, out / "model")
     if alongside:  # its seconds, and how long the stage then waited for it
         timings["two_tower_alongside"] = fit_seconds
-        timings["two_tower_wait"] = time.perf_counter() - started - _sum_waited(timings)
+        timings["two_tower_wait"] = lap()
     else:
-        timings["two_tower"] = time.perf_counter() - started - _sum_waited(timings)
+        timings["two_tower"] = lap()
     _say("time per stage, s: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     stage = {
         "data_version": data_version(clean),
@@ -269,11 +274,6 @@ def _timed_fit(
 ) -> tuple[TwoTowerRecommender, float]:
     started = time.perf_counter()
     return TwoTowerRecommender(store, cfg).fit(history, items), time.perf_counter() - started
-
-
-def _sum_waited(timings: dict[str, float]) -> float:
-    """Seconds of the stage so far: what ran alongside another part is not added."""
-    return sum(v for k, v in timings.items() if not k.endswith("_alongside"))
 
 
 def train_ranker(

@@ -265,9 +265,6 @@ class UnionRecommender:
         self.candidate_model = FusedOrder(sources, self.history, self.cfg)
         return self
 
-    def _rows(self, users: np.ndarray) -> pd.DataFrame:
-        return self.candidate_model.rows(users)
-
     @property
     def timing_note(self) -> str | None:
         return self.candidate_model.timing_note
@@ -277,7 +274,7 @@ class UnionRecommender:
         if k < 1:
             raise ValueError(f"{self.name}: k must be >= 1, got {k}")
         users = pd.unique(pd.Series(list(user_ids), dtype=object).astype(str))
-        rows = self._rows(users)
+        rows = self.candidate_model.rows(users)
         if rows.empty:
             return pd.DataFrame({"user_id": [], "item_id": [], "rank": [], "score": []})
         extra = [c for c in self.result.feature_names if c in rows.columns]
@@ -302,6 +299,7 @@ class FusedOrder:
     def __init__(self, sources: Sources, history: pd.DataFrame, cfg: RankerConfig) -> None:
         self.sources, self.history, self.cfg = sources, history, cfg
         self._last: tuple[tuple[str, ...], pd.DataFrame] | None = None
+        self.reused = False  # whether the last rows() reused the rows before it
 
     def rows(self, users: np.ndarray) -> pd.DataFrame:
         """Sources.rows of `users`; the last users' are kept, as evaluation asks the
@@ -316,7 +314,7 @@ class FusedOrder:
     @property
     def timing_note(self) -> str | None:
         """Said in the evaluation's notes when the last recommend reused the rows."""
-        if not getattr(self, "reused", False):
+        if not self.reused:
             return None
         return "recommend time leaves out the candidate rows, made once for union and union+ranker"
 

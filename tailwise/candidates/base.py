@@ -102,14 +102,14 @@ def top_n(
             user_codes[:rows][kept],
             item_codes[:rows][kept],
         )
-    contenders = _contenders(user_codes, score, n)
+    contenders = _contenders(user_codes, score, n, len(users))
     if contenders is not None:
         score, user_codes, item_codes = (
             score[contenders],
             user_codes[contenders],
             item_codes[contenders],
         )
-    order = _order(user_codes, score, item_codes, len(items))
+    order = _order(user_codes, score, item_codes, len(users), len(items))
     by_user = user_codes[order]
     starts = np.flatnonzero(np.r_[True, by_user[1:] != by_user[:-1]]) if len(order) else order
     rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)])) + 1
@@ -129,7 +129,7 @@ def top_n(
 BINS = 256
 
 
-def _contenders(users: np.ndarray, score: np.ndarray, n: int) -> np.ndarray | None:
+def _contenders(users: np.ndarray, score: np.ndarray, n: int, n_users: int) -> np.ndarray | None:
     """The rows that can be among their user's `n` best (None: all of them, when there
     are too few rows per user to gain from leaving any out).
 
@@ -139,7 +139,6 @@ def _contenders(users: np.ndarray, score: np.ndarray, n: int) -> np.ndarray | No
     rows are kept, so it cannot be among the `n` best; ties share a bin. Sorting then
     runs on the rows kept: a source that scores thousands of items per user keeps a few
     hundred."""
-    n_users = int(users.max()) + 1 if len(users) else 0
     if len(score) <= 4 * n * max(n_users, 1) or not np.isfinite(score[~np.isnan(score)]).all():
         return None
     by_user = pd.Series(score).groupby(users)
@@ -159,12 +158,13 @@ def _contenders(users: np.ndarray, score: np.ndarray, n: int) -> np.ndarray | No
     return bins <= last[users]
 
 
-def _order(users: np.ndarray, score: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+def _order(
+    users: np.ndarray, score: np.ndarray, items: np.ndarray, n_users: int, n_items: int
+) -> np.ndarray:
     """Row order by (user code, score high to low, item code), NaN scores last: one sort
     of a single integer key (three passes of np.lexsort cost twice as much here)."""
     levels, score_rank = np.unique(-score, return_inverse=True)  # NaN: the last level
-    n_users = int(users.max()) + 1 if len(users) else 1
-    if n_users * max(len(levels), 1) * max(n_items, 1) >= 2**62:
+    if max(n_users, 1) * max(len(levels), 1) * max(n_items, 1) >= 2**62:
         return np.lexsort((items, -score, users))
     key = (users * len(levels) + score_rank.reshape(-1)) * n_items + items
     return np.argsort(key, kind="stable")

@@ -39,13 +39,9 @@ def union_candidates(frames: Mapping[str, pd.DataFrame], n: int | None = None) -
     # the pairs are numbered by integer codes (millions of rows, not a merge per source).
     user_codes, users = text_codes(np.concatenate([p["user_id"].to_numpy(object) for p in parts]))
     item_codes, items = text_codes(np.concatenate([p["item_id"].to_numpy(object) for p in parts]))
-    pair_codes, pairs = pd.factorize(user_codes * max(len(items), 1) + item_codes, sort=True)
-    merged = pd.DataFrame(
-        {
-            "user_id": users[pairs // max(len(items), 1)],
-            "item_id": items[pairs % max(len(items), 1)],
-        }
-    )
+    width = max(len(items), 1)
+    pair_codes, pairs = pd.factorize(user_codes * width + item_codes, sort=True)
+    merged = pd.DataFrame({"user_id": users[pairs // width], "item_id": items[pairs % width]})
     values = {}
     start = 0
     for source, part in zip(frames, parts, strict=True):
@@ -61,9 +57,7 @@ def union_candidates(frames: Mapping[str, pd.DataFrame], n: int | None = None) -
             values[f"{source}_{column}"] = filled
     ranks = [f"{s}_rank" for s in frames]
     counts = sum((~np.isnan(values[r])).astype(np.int64) for r in ranks)
-    return pd.concat([merged, pd.DataFrame({"n_sources": counts, **values})], axis=1).reset_index(
-        drop=True
-    )
+    return pd.concat([merged, pd.DataFrame({"n_sources": counts, **values})], axis=1)
 
 
 def _normalised(part: pd.DataFrame) -> np.ndarray:
