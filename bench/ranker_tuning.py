@@ -64,20 +64,33 @@ METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage")
 BOOTSTRAP = 2000
 # XGBoost settings of the union ranker, each with how many label windows it learns from.
 # The shared training.ranker settings (topk pairs, depth 4, min_child_weight 20) against
-# mean pairs with shallow trees.
+# mean pairs with shallow trees, and how fast and how patiently the boosting stops early.
 SHALLOW = {"lambdarank_pair_method": "mean", "max_depth": 1, "min_child_weight": 0.1}
+FASTER = {"learning_rate": 0.1, "early_stopping_rounds": 100}
 SETTINGS: dict[str, dict[str, Any]] = {
-    "shared, 1 window": {"label_windows": 1},
     "shared, 3 windows": {"label_windows": 3},
     "mean depth 1, 1 window": {**SHALLOW, "label_windows": 1},
-    "mean depth 1, 2 windows": {**SHALLOW, "label_windows": 2},
     "mean depth 1, 3 windows": {**SHALLOW, "label_windows": 3},
     "mean depth 2, 3 windows": {**SHALLOW, "max_depth": 2, "label_windows": 3},
-    "mean depth 1, 4 windows": {**SHALLOW, "label_windows": 4},
-    "mean depth 1, 5 windows": {**SHALLOW, "label_windows": 5},
     "mean depth 1, 6 windows": {**SHALLOW, "label_windows": 6},
-    "mean depth 2, 5 windows": {**SHALLOW, "max_depth": 2, "label_windows": 5},
+    "mean depth 1, 3 windows, patience 200": {
+        **SHALLOW,
+        "label_windows": 3,
+        "early_stopping_rounds": 200,
+        "n_estimators": 1000,
+    },
+    "mean depth 1, 3 windows, lr 0.1, patience 100": {**SHALLOW, **FASTER, "label_windows": 3},
+    "mean depth 1, 6 windows, lr 0.1, patience 100": {**SHALLOW, **FASTER, "label_windows": 6},
 }
+# The columns of the table, from each setting's RankerConfig.
+SHOWN = (
+    "label_windows",
+    "lambdarank_pair_method",
+    "max_depth",
+    "min_child_weight",
+    "learning_rate",
+    "early_stopping_rounds",
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -90,6 +103,12 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=None,
         help="labelled users per label window (seeded sample; default: all)",
+    )
+    ap.add_argument(
+        "--seeds",
+        default="0,1,2",
+        help="comma-separated ranker seeds; each setting is fitted once per seed (the seed "
+        "also draws the held-out users that stop the boosting and check it)",
     )
     ap.add_argument("--out", default="ranker_tuning", help="results file stem in bench/results")
     return ap.parse_args()
@@ -124,6 +143,9 @@ class Ranked:
         scored["rank"] = scored.groupby("user_id", sort=False).cumcount() + 1
         self.frame = scored[["user_id", "item_id", "rank", "score"]]
 
+    def fit(self, train_events: pd.DataFrame, items: pd.DataFrame | None) -> Ranked:
+        return self  # ranked already: the harness is only asked for each user's top k
+
     def recommend(self, user_ids: Any, k: int, exclude_seen: bool = True) -> pd.DataFrame:
         wanted = {str(u) for u in user_ids}
         top = self.frame[self.frame["user_id"].isin(wanted) & (self.frame["rank"] <= k)]
@@ -141,6 +163,31 @@ def bootstrap(per_user: pd.DataFrame, model: str, base: str = "ease") -> dict[st
         "ratio_low": float(np.percentile(ratio, 2.5)),
         "ratio_high": float(np.percentile(ratio, 97.5)),
     }
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        sys.exit(f"--seeds must be comma-separated integers, got {text!r}")
+    if not seeds:
+        sys.exit("--seeds needs at least one seed")
+    return seeds
+
+
+def seeded_figures(
+    measured: Any, per_user: pd.DataFrame, name: str, members: list[str]
+) -> dict[str, Any]:
+    """A setting's figures over its seeds: each metric's mean and the spread of NDCG@10;
+    the ratio to EASE from the per-user NDCG@10 averaged over the seeds."""
+    figures: dict[str, Any] = {
+        f"{m}@{K}": float(np.mean([measured.value(r, m, K) for r in members])) for m in METRICS
+    }
+    figures[f"ndcg@{K}_std"] = float(np.std([measured.value(r, "ndcg", K) for r in members]))
+    at_k = per_user[(per_user["k"] == K) & per_user["model"].isin(members)]
+    averaged = at_k.groupby("user_id", as_index=False)["ndcg"].mean().assign(model=name, k=K)
+    ease = per_user[(per_user["model"] == "ease") & (per_user["k"] == K)]
+    return figures | bootstrap(pd.concat([ease, averaged], ignore_index=True), name)
 
 
 def run(args: argparse.Namespace, store: Any) -> dict[str, Any]:
@@ -190,43 +237,54 @@ def run(args: argparse.Namespace, store: Any) -> dict[str, Any]:
         fit=True,
     )
     stages["ease"] += time.perf_counter()
+    seeds = parse_seeds(args.seeds)
     ranked: dict[str, Ranked] = {
         "union (fused order)": Ranked(target.keys, -target.keys["retrieval_rank"].to_numpy(float))
     }
     fits: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[str]] = {"union (fused order)": ["union (fused order)"]}
     for name, cfg in cfgs.items():
-        began = time.perf_counter()
-        result = fit_examples(examples.where(window_of < cfg.label_windows), cfg)
-        scores = result.predict(target.X)
-        order = result.new_user_order  # people without history: the order the check chose
-        if order is not None:
-            scores = new_user_scores(scores, target.X[NEW_USER], target.X[order])
-        ranked[name] = Ranked(target.keys, scores)
-        seconds = time.perf_counter() - began
-        stages[f"fit: {name}"] = seconds
-        fits[name] = {
-            "config": {k: getattr(cfg, k) for k in sorted({*SHALLOW, "label_windows"})},
-            "scored_by": result.metrics.get("scored_by"),
-            "train_rows": result.metrics.get("train_rows"),
-            "best_iteration": result.metrics.get("best_iteration"),
-            "guard_ndcg@10": result.metrics.get("guard_ndcg@10"),
-            "new_user_order": order,
-            "fit_s": round(seconds, 1),
-        }
-        alone = evaluate({name: ranked[name]}, split, [K], window="validation", fit=False)
-        ndcg, ease_ndcg = alone.value(name, "ndcg", K), reference.value("ease", "ndcg", K)
-        say(
-            f"{name}: fitted in {seconds:.0f} s ({fits[name]['scored_by']}); NDCG@{K} "
-            f"{ndcg:.4f}, {ndcg / ease_ndcg:.3f}x EASE {ease_ndcg:.4f}"
-        )
+        runs[name] = []
+        for seed in seeds:
+            began = time.perf_counter()
+            seeded = cfg.model_copy(update={"seed": seed})
+            result = fit_examples(examples.where(window_of < cfg.label_windows), seeded)
+            scores = result.predict(target.X)
+            order = result.new_user_order  # people without history: the order the check chose
+            if order is not None:
+                scores = new_user_scores(scores, target.X[NEW_USER], target.X[order])
+            run_name = f"{name} | seed {seed}"
+            ranked[run_name] = Ranked(target.keys, scores)
+            runs[name].append(run_name)
+            seconds = time.perf_counter() - began
+            stages[f"fit: {run_name}"] = seconds
+            fits.setdefault(name, {"config": {k: getattr(cfg, k) for k in SHOWN}, "seeds": []})
+            fits[name]["seeds"].append(
+                {
+                    "seed": seed,
+                    "scored_by": result.metrics.get("scored_by"),
+                    "train_rows": result.metrics.get("train_rows"),
+                    "best_iteration": result.metrics.get("best_iteration"),
+                    "guard_ndcg@10": result.metrics.get("guard_ndcg@10"),
+                    "new_user_order": order,
+                    "fit_s": round(seconds, 1),
+                }
+            )
+            alone = evaluate(
+                {run_name: ranked[run_name]}, split, [K], window="validation", fit=False
+            )
+            ndcg, ease_ndcg = alone.value(run_name, "ndcg", K), reference.value("ease", "ndcg", K)
+            say(
+                f"{run_name}: fitted in {seconds:.0f} s ({result.metrics.get('scored_by')}, "
+                f"round {result.metrics.get('best_iteration')}); NDCG@{K} {ndcg:.4f}, "
+                f"{ndcg / ease_ndcg:.3f}x EASE {ease_ndcg:.4f}"
+            )
     measured = evaluate(ranked, split, [K], window="validation", fit=False)
     per_user = pd.concat([reference.per_user, measured.per_user], ignore_index=True)
     ease = {f"{m}@{K}": reference.value("ease", m, K) for m in METRICS}
     models = {
-        name: {f"{m}@{K}": measured.value(name, m, K) for m in METRICS}
-        | bootstrap(per_user, name)
-        | fits.get(name, {})
-        for name in ranked
+        name: seeded_figures(measured, per_user, name, members) | fits.get(name, {})
+        for name, members in runs.items()
     }
     best = max(fits, key=lambda n: models[n][f"ndcg@{K}"])
     stages["total"] = time.perf_counter() - started
@@ -261,29 +319,36 @@ def markdown(body: dict[str, Any]) -> str:
         "The union leaves out the two-tower source (training.ranker.two_tower_source: false); "
         f"labelled users per label window: {meta['max_train_users'] or 'all'}.",
         "",
-        f"| model | label windows | pairs | depth | min child weight | NDCG@{K} | vs EASE "
-        f"(95% CI) | recall@{K} | coverage@{K} | scored by | fit s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| EASE | | | | | {ease:.4f} | 1.000 | {found['ease'][f'recall@{K}']:.4f} | "
-        f"{found['ease'][f'coverage@{K}']:.4f} | | |",
+        f"| model | label windows | pairs | depth | min child weight | learning rate | "
+        f"patience | NDCG@{K} (mean ± std) | vs EASE (95% CI) | recall@{K} | coverage@{K} | "
+        "scored by | rounds | fit s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| EASE | | | | | | | {ease:.4f} | 1.000 | {found['ease'][f'recall@{K}']:.4f} | "
+        f"{found['ease'][f'coverage@{K}']:.4f} | | | |",
     ]
     for name, m in found["models"].items():
-        c = m.get("config", {})
+        c, runs = m.get("config", {}), m.get("seeds", [])
+        cells = [c.get(k, "") for k in SHOWN]
+        scored = ", ".join(sorted({str(r["scored_by"]) for r in runs}))
+        rounds = " / ".join(str(r["best_iteration"]) for r in runs)
+        fit_s = f"{np.mean([r['fit_s'] for r in runs]):.1f}" if runs else ""
         lines.append(
             f"| {name}{' **(best)**' if name == found['best'] else ''} | "
-            f"{c.get('label_windows', '')} | {c.get('lambdarank_pair_method', '')} | "
-            f"{c.get('max_depth', '')} | {c.get('min_child_weight', '')} | "
-            f"{m[f'ndcg@{K}']:.4f} | {m['ratio']:.3f} ({m['ratio_low']:.3f} .. "
-            f"{m['ratio_high']:.3f}) | {m[f'recall@{K}']:.4f} | {m[f'coverage@{K}']:.4f} | "
-            f"{m.get('scored_by') or ''} | {m.get('fit_s', '')} |"
+            + " | ".join(str(v) for v in cells)
+            + f" | {m[f'ndcg@{K}']:.4f} ± {m[f'ndcg@{K}_std']:.4f} | {m['ratio']:.3f} "
+            f"({m['ratio_low']:.3f} .. {m['ratio_high']:.3f}) | {m[f'recall@{K}']:.4f} | "
+            f"{m[f'coverage@{K}']:.4f} | {scored} | {rounds} | {fit_s} |"
         )
     lines += [
         "",
         "Time per stage, s: "
         + ", ".join(f"{k} {v:.0f}" for k, v in found["stage_s"].items() if not k.startswith("fit")),
         "",
-        "The vs-EASE interval is a paired bootstrap over the window's users "
-        f"({BOOTSTRAP} resamples, seeded).",
+        f"Each setting is fitted once per seed ({', '.join(map(str, meta['seeds']))}); the "
+        "seed also draws the held-out users that stop the boosting and check it. Metrics are "
+        "means over the seeds; rounds: where early stopping ended, per seed. The vs-EASE "
+        "interval is a paired bootstrap over the window's users of their NDCG@10 averaged "
+        f"over the seeds ({BOOTSTRAP} resamples, seeded).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -315,6 +380,7 @@ def main() -> None:
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "max_train_users": args.max_train_users,
+            "seeds": parse_seeds(args.seeds),
             "settings": SETTINGS,
         },
         "result": result,
