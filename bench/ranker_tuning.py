@@ -1,8 +1,9 @@
 """Benchmark: union ranker settings compared on the VALIDATION window, with EASE beside them.
 
-The union ranker's defaults (training.ranker.union in params.yaml) are picked from this
-table; the test window is never looked at here (bench/train_quality.py measures the
-choice there once).
+The union ranker's defaults (training.ranker.union in params.yaml) are candidates from
+this table, which reads one dataset (--data); a candidate is adopted only when the
+dataset matrix (bench/datasets.py) does not say otherwise on the other shapes. The test
+window is never looked at here (bench/train_quality.py measures the choice there once).
 
     the history before the validation window
       --union_labelled_candidates (the most label windows any setting uses; the two-tower
@@ -118,18 +119,27 @@ def say(message: str) -> None:
     print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
 
 
-def configs(training: TrainingParams, max_train_users: int | None) -> dict[str, RankerConfig]:
-    """Each setting over the shared training.ranker settings; params.yaml's own union
-    settings as one more when they differ from every listed one."""
+PARAMS_NAME = "params.yaml training.ranker.union"
+
+
+def configs(
+    training: TrainingParams, max_train_users: int | None
+) -> tuple[dict[str, RankerConfig], str]:
+    """Each setting over the shared training.ranker settings, and the name of the one
+    params.yaml's union settings equal (added as PARAMS_NAME when none does)."""
     shared = {k: v for k, v in training.ranker.items() if k != "union"}
     fixed = {"candidates": "union", "two_tower_source": False, "max_train_users": max_train_users}
     found = {
         name: RankerConfig(**{**shared, **fixed, **setting}) for name, setting in SETTINGS.items()
     }
-    current = RankerConfig(**{**training.ranker, **fixed}).for_union()
-    if current not in found.values():
-        found["params.yaml training.ranker.union"] = current
-    return found
+    # The `union` overrides are applied already; without them it compares as a setting.
+    current = (
+        RankerConfig(**{**training.ranker, **fixed}).for_union().model_copy(update={"union": {}})
+    )
+    for name, cfg in found.items():
+        if cfg == current:
+            return found, name
+    return {**found, PARAMS_NAME: current}, PARAMS_NAME
 
 
 class Ranked:
@@ -194,7 +204,7 @@ def run(args: argparse.Namespace, store: Any) -> dict[str, Any]:
     extra_params = load_params(args.params).model_extra or {}
     evaluation = EvaluationParams.model_validate(extra_params.get("evaluation") or {})
     training = TrainingParams.model_validate(extra_params.get("training") or {})
-    cfgs = configs(training, args.max_train_users)
+    cfgs, in_params = configs(training, args.max_train_users)
     widest = max(cfgs.values(), key=lambda c: c.label_windows)
     stages: dict[str, float] = {}
     started = time.perf_counter()
@@ -300,6 +310,7 @@ def run(args: argparse.Namespace, store: Any) -> dict[str, Any]:
         "ease": ease,
         "models": models,
         "best": best,
+        "params": in_params,
         "stage_s": {k: round(v, 1) for k, v in stages.items()},
     }
 
@@ -333,7 +344,8 @@ def markdown(body: dict[str, Any]) -> str:
         rounds = " / ".join(str(r["best_iteration"]) for r in runs)
         fit_s = f"{np.mean([r['fit_s'] for r in runs]):.1f}" if runs else ""
         lines.append(
-            f"| {name}{' **(best)**' if name == found['best'] else ''} | "
+            f"| {name}{' **(best)**' if name == found['best'] else ''}"
+            f"{' (params.yaml)' if name == found.get('params') else ''} | "
             + " | ".join(str(v) for v in cells)
             + f" | {m[f'ndcg@{K}']:.4f} ± {m[f'ndcg@{K}_std']:.4f} | {m['ratio']:.3f} "
             f"({m['ratio_low']:.3f} .. {m['ratio_high']:.3f}) | {m[f'recall@{K}']:.4f} | "
