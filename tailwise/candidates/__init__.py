@@ -7,7 +7,8 @@
     {source: candidates} + relevant pairs --candidate_recall--> recall per source and union
 
 Sources: popularity (overall, recent and per context column), popular_in_<column> (popular items of
-the categories / brands a user favours), trending, covisitation (time-decayed item-item),
+the categories / brands a user favours), trending, new_arrivals (the catalogue's newest
+items), covisitation (time-decayed item-item),
 ease (EASE item-item neighbours), popular_for_profile (popularity shaped by the user's
 profile: age band, gender, country, ...), buy_again (only where repeats are allowed).
 `default_sources` builds the standard set; `save_artifacts` writes a version's tables.
@@ -24,7 +25,7 @@ from tailwise.candidates.base import CandidateSource
 from tailwise.candidates.buy_again import BuyAgain
 from tailwise.candidates.covisitation import CoVisitation
 from tailwise.candidates.ease import EaseNeighbours, ease_weights
-from tailwise.candidates.popularity import Popularity, Trending
+from tailwise.candidates.popularity import NewArrivals, Popularity, Trending
 from tailwise.candidates.profile import ProfilePopularity
 from tailwise.candidates.recall import candidate_recall
 from tailwise.candidates.taste import AttributePopularity
@@ -36,6 +37,7 @@ __all__ = [
     "CandidateSource",
     "CoVisitation",
     "EaseNeighbours",
+    "NewArrivals",
     "Popularity",
     "ProfilePopularity",
     "Trending",
@@ -57,7 +59,8 @@ def default_sources(
 ) -> list[CandidateSource]:
     """The standard sources: popularity overall, over the last `recent_days` and per
     context column; popularity within the item groups a user favours (each of
-    `item_columns` that `items` has); trending; co-visitation; EASE neighbours;
+    `item_columns` that `items` has); trending; the newest items when `items` has a
+    created_at; co-visitation; EASE neighbours;
     popularity shaped by the user's profile when `profiles` (user_id + profile columns)
     has any of its columns; and buy-again when repeats are allowed."""
     sources: list[CandidateSource] = [Popularity(), Popularity(days=recent_days)]
@@ -65,7 +68,10 @@ def default_sources(
     if items is not None:
         present = [c for c in item_columns if c in items.columns and items[c].notna().any()]
         sources += [AttributePopularity(items, column) for column in present]
-    sources += [Trending(), CoVisitation(), EaseNeighbours()]
+    sources.append(Trending())
+    if items is not None and "created_at" in items.columns and items["created_at"].notna().any():
+        sources.append(NewArrivals(items))
+    sources += [CoVisitation(), EaseNeighbours()]
     if profiles is not None:
         profiled = ProfilePopularity(profiles)
         if profiled.column_list:

@@ -22,7 +22,7 @@ from tailwise.candidates.buy_again import BuyAgain
 from tailwise.candidates.covisitation import CoVisitation
 from tailwise.candidates.ease import EaseNeighbours
 from tailwise.candidates.features import ItemStats
-from tailwise.candidates.popularity import Popularity, Trending
+from tailwise.candidates.popularity import NewArrivals, Popularity, Trending
 from tailwise.candidates.profile import ProfilePopularity
 from tailwise.candidates.taste import AttributePopularity
 
@@ -31,6 +31,7 @@ SPEC_FILE = "sources.json"
 TABLES: dict[type, dict[str, str]] = {
     Popularity: {"popularity": "table"},
     Trending: {"trending": "table"},
+    NewArrivals: {"new_arrivals": "table"},
     CoVisitation: {"neighbours": "table"},
     EaseNeighbours: {"neighbours": "table"},
     AttributePopularity: {

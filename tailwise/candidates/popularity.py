@@ -10,6 +10,11 @@ events before the cut --Popularity(days, by).fit--> table (context, item_id, sco
 events before the cut --Trending(short_days, long_days, smoothing).fit--> (item_id, score):
     score = (short rate + smoothing) / (long rate + smoothing), rates in weight per day
     over the short and long windows ending at the cut, for items seen in the short one
+
+items (item_id, created_at) --NewArrivals(items, keep).fit--> (item_id, score): the
+    `keep` items that entered the catalogue last before the cut, newest first,
+    score = 1 / (1 + days in the catalogue at the cut); no events needed, so items too
+    new (or too rarely chosen) for the other sources to propose can be candidates
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from tailwise.candidates.base import (
+    DAY_SECONDS,
     CandidateSource,
     broadcast,
     positive_float,
@@ -103,6 +109,47 @@ class Trending(CandidateSource):
 
     def artifact(self) -> dict[str, pd.DataFrame]:
         return {"trending": self.table}
+
+    def _score(
+        self,
+        history: pd.DataFrame,
+        users: np.ndarray,
+        at: pd.Timestamp,
+        context: pd.DataFrame | None,
+    ) -> pd.DataFrame:
+        return broadcast(users, self.table)
+
+
+class NewArrivals(CandidateSource):
+    """The catalogue's newest items at the cut (items.created_at), the same for everyone.
+    Items without created_at, and catalogues without the column, give no candidates."""
+
+    name = "new_arrivals"
+
+    def __init__(self, items: pd.DataFrame, keep: int = 500) -> None:
+        if not isinstance(items, pd.DataFrame) or "item_id" not in items.columns:
+            raise ValueError("new_arrivals: items must be a DataFrame with an item_id column")
+        self.keep = positive_int(keep, "new_arrivals: keep")
+        created = (
+            pd.to_datetime(items["created_at"], utc=True, errors="coerce")
+            if "created_at" in items.columns
+            else pd.Series(pd.NaT, index=items.index, dtype="datetime64[ns, UTC]")
+        )
+        self._items = pd.DataFrame(
+            {"item_id": items["item_id"].astype(str), "created_at": created}
+        ).dropna(subset=["created_at"])
+
+    def _fit(self, events: pd.DataFrame) -> None:
+        known = self._items[self._items["created_at"] < self.cut]
+        days = (self.cut - known["created_at"]).dt.total_seconds() / DAY_SECONDS
+        table = pd.DataFrame(
+            {"item_id": known["item_id"].to_numpy(), "score": 1.0 / (1.0 + days.to_numpy())}
+        )
+        table = table.sort_values(["score", "item_id"], ascending=[False, True], kind="stable")
+        self.table = table.head(self.keep).reset_index(drop=True)
+
+    def artifact(self) -> dict[str, pd.DataFrame]:
+        return {"new_arrivals": self.table}
 
     def _score(
         self,

@@ -56,6 +56,7 @@ CANDIDATE_SOURCES = (  # default_sources' names and two_tower (a test keeps them
     "popular_in_category",
     "popular_in_brand",
     "trending",
+    "new_arrivals",
     "covisitation",
     "ease",
     "buy_again",

@@ -39,6 +39,13 @@ def drawn(seed: int, users: int = 30, n_items: int = 40) -> tuple[pd.DataFrame, 
             "item_id": [f"i{i:02d}" for i in range(n_items)],
             "category": [None if i % 7 == 0 else f"c{i % 4}" for i in range(n_items)],
             "brand": [f"b{i % 3}" if i % 5 else None for i in range(n_items)],
+            # Entered the catalogue a day apart from August on (some after the cut, one
+            # unknown, two on the same day).
+            "created_at": [
+                None if i == 3 else pd.Timestamp("2026-08-01", tz="UTC") + pd.Timedelta(days=i)
+                for i in range(n_items - 1)
+            ]
+            + [pd.Timestamp("2026-08-01", tz="UTC") + pd.Timedelta(days=n_items - 2)],
         }
     )
     return pd.DataFrame(rows), items

@@ -1,11 +1,12 @@
-"""Popularity and trending: known orders, windows, context lists and fallbacks."""
+"""Popularity, trending and new arrivals: known orders, windows, context lists and
+fallbacks."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from tailwise.candidates import Popularity, Trending
+from tailwise.candidates import NewArrivals, Popularity, Trending
 from tests.candidates.conftest import CUT, events, items_of
 
 LOG = events(
@@ -70,6 +71,46 @@ def test_trending_leaves_out_items_absent_from_the_short_window() -> None:
     assert set(source.table["item_id"]) == {"b", "c"}
 
 
+CATALOGUE = pd.DataFrame(
+    {
+        "item_id": ["old", "mid", "new", "later", "unknown", "twin"],
+        "created_at": [
+            "2026-01-01T00:00:00Z",
+            "2026-10-01T00:00:00Z",
+            "2026-10-18T00:00:00Z",
+            "2026-10-25T00:00:00Z",  # after the cut
+            None,
+            "2026-10-01T00:00:00Z",
+        ],
+    }
+)
+
+
+def test_new_arrivals_are_the_newest_items_at_the_cut() -> None:
+    source = NewArrivals(CATALOGUE).fit(LOG, CUT)
+    # Entered before the cut only; no date, no candidate; ties by item id.
+    assert source.table["item_id"].tolist() == ["new", "mid", "twin", "old"]
+    assert source.table["score"].iloc[0] == pytest.approx(1 / (1 + 2.0))
+    found = source.candidates(LOG, 2, users=["u1", "someone"])
+    assert items_of(found, "u1") == ["new", "mid"]
+    assert items_of(found, "someone") == ["new", "mid"]
+    assert items_of(NewArrivals(CATALOGUE, keep=1).fit(LOG, CUT).candidates(LOG, 5), "u1") == [
+        "new"
+    ]
+
+
+def test_new_arrivals_need_no_event_and_skip_seen_items() -> None:
+    seen = events(("u1", "new", 19))
+    found = NewArrivals(CATALOGUE).fit(seen, CUT).candidates(seen, 3, users=["u1"])
+    assert items_of(found, "u1") == ["mid", "twin", "old"]
+
+
+def test_a_catalogue_without_dates_gives_no_new_arrivals() -> None:
+    source = NewArrivals(CATALOGUE[["item_id"]]).fit(LOG, CUT)
+    assert source.table.empty
+    assert source.candidates(LOG, 3, users=["u1"]).empty
+
+
 @pytest.mark.parametrize(
     ("make", "name"),
     [
@@ -78,6 +119,8 @@ def test_trending_leaves_out_items_absent_from_the_short_window() -> None:
         (lambda: Trending(short_days=-1), "short_days"),
         (lambda: Trending(short_days=7, long_days=7), "long_days"),
         (lambda: Trending(smoothing=0), "smoothing"),
+        (lambda: NewArrivals(CATALOGUE, keep=0), "keep"),
+        (lambda: NewArrivals(pd.DataFrame({"id": ["a"]})), "item_id"),
     ],
 )
 def test_bad_parameters_are_named(make, name: str) -> None:

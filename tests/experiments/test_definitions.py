@@ -162,7 +162,13 @@ def test_other_bad_fields_are_named(tmp_path: Path) -> None:
 
 def test_the_known_sources_are_the_candidate_packages_own() -> None:
     items = pd.DataFrame(
-        {"item_id": ["a"], "category_l1": ["x"], "category": ["x"], "brand": ["y"]}
+        {
+            "item_id": ["a"],
+            "category_l1": ["x"],
+            "category": ["x"],
+            "brand": ["y"],
+            "created_at": [pd.Timestamp("2026-01-01", tz="UTC")],
+        }
     )
     names = {s.name for s in default_sources(True, items=items)} | {"two_tower"}
     assert names == set(CANDIDATE_SOURCES)
