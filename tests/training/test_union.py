@@ -37,16 +37,18 @@ def history() -> pd.DataFrame:
 
 
 def test_label_window_never_reaches_a_source_or_a_count() -> None:
+    # hit and z enter the catalogue in the label window, when they are first chosen.
+    added = {"hit": "2026-10-26T09:00", "z": "2026-10-26T09:00"}
     lists = union_labelled_candidates(
-        None, history(), items(*"abcdefgh", "hit", "z"), CFG, SplitParams()
+        None, history(), items(*"abcdefgh", "hit", "z", created=added), CFG, SplitParams()
     )
     assert set(lists["window"]) == {0}
     labelled = lists[lists["label"] > 0]
     # Relevant pairs of the window are labelled where the union proposed them ...
     assert set(labelled["item_id"]) == {"g", "h"}
     assert set(labelled["user_id"]) == {"u1", "u3", "u4"}
-    # ... but items first seen in the window cannot be proposed: nothing before the cut
-    # knows them, and no popularity or age counts them.
+    # ... but items added in the window cannot be proposed: nothing before the cut knows
+    # them (not the catalogue either), and no popularity or age counts them.
     assert not set(lists["item_id"]) & {"hit", "z"}
     cut = pd.Timestamp("2026-10-29T11:00", tz="UTC") - pd.Timedelta(days=7)
     assert (lists["event_timestamp"] == cut).all()
