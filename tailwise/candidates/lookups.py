@@ -1,7 +1,7 @@
 """The fitted sources as lookup tables for one request: the same scores as `_score`.
 
     fitted source (its artifact tables) --lookup(source, vocabulary)--> a Lookup built once:
-        Popularity / Trending / NewArrivals  ranked lists (codes, scores) per context value
+        Popularity / FixedList  ranked lists (codes, scores) per context value
         NeighbourSource        neighbours of every item in CSR arrays (indptr, codes, scores)
         AttributePopularity    each item's group; each group's ranked items and share
         ProfilePopularity      everyone's shares and each profile value's lifts, per item
@@ -25,7 +25,7 @@ import pandas as pd
 from tailwise.candidates.base import decay
 from tailwise.candidates.buy_again import BuyAgain
 from tailwise.candidates.neighbours import NeighbourSource
-from tailwise.candidates.popularity import OVERALL, NewArrivals, Popularity, Trending
+from tailwise.candidates.popularity import OVERALL, FixedList, Popularity
 from tailwise.candidates.profile import UNKNOWN, ProfilePopularity, profile_key, text
 from tailwise.candidates.requests import UserView, Vocabulary, context_value
 from tailwise.candidates.taste import AttributePopularity
@@ -46,8 +46,8 @@ class Lookup:
 
 
 class Listed(Lookup):
-    """Popularity (overall or per context value), Trending and NewArrivals: fixed ranked
-    lists."""
+    """Popularity (overall or per context value) and every FixedList (Trending,
+    NewArrivals): fixed ranked lists."""
 
     ranked = True
 
@@ -188,7 +188,7 @@ def lookup(source: Any, vocabulary: Vocabulary) -> Lookup:
     """The per-request form of a fitted source (see the module docstring)."""
     if isinstance(source, Popularity):
         return Listed(source.name, source.by, _lists(source.table, vocabulary))
-    if isinstance(source, Trending | NewArrivals):
+    if isinstance(source, FixedList):
         table = source.table.assign(context=OVERALL)
         return Listed(source.name, None, _lists(table, vocabulary))
     if isinstance(source, NeighbourSource):

@@ -77,7 +77,32 @@ class Popularity(CandidateSource):
         return pd.concat(frames, ignore_index=True) if frames else broadcast(users, self.table)
 
 
-class Trending(CandidateSource):
+class FixedList(CandidateSource):
+    """A source whose fitted table (item_id, score) is everyone's list: its artifact is
+    that table under the source's name, and every user gets it (Trending, NewArrivals)."""
+
+    table: pd.DataFrame
+    keep: int
+
+    def _keep_best(self, table: pd.DataFrame) -> None:
+        """The `keep` highest scores of (item_id, score) rows as the table (ties: item id)."""
+        table = table.sort_values(["score", "item_id"], ascending=[False, True], kind="stable")
+        self.table = table.head(self.keep).reset_index(drop=True)
+
+    def artifact(self) -> dict[str, pd.DataFrame]:
+        return {self.name: self.table}
+
+    def _score(
+        self,
+        history: pd.DataFrame,
+        users: np.ndarray,
+        at: pd.Timestamp,
+        context: pd.DataFrame | None,
+    ) -> pd.DataFrame:
+        return broadcast(users, self.table)
+
+
+class Trending(FixedList):
     """Items whose rate over the last `short_days` before the cut beats their rate over
     the last `long_days` (smoothed, so a handful of events does not make a trend)."""
 
@@ -103,24 +128,10 @@ class Trending(CandidateSource):
         score = (rates["short"] / self.short_days + self.smoothing) / (
             rates["long"] / self.long_days + self.smoothing
         )
-        table = score.rename("score").rename_axis("item_id").reset_index()
-        table = table.sort_values(["score", "item_id"], ascending=[False, True], kind="stable")
-        self.table = table.head(self.keep).reset_index(drop=True)
-
-    def artifact(self) -> dict[str, pd.DataFrame]:
-        return {"trending": self.table}
-
-    def _score(
-        self,
-        history: pd.DataFrame,
-        users: np.ndarray,
-        at: pd.Timestamp,
-        context: pd.DataFrame | None,
-    ) -> pd.DataFrame:
-        return broadcast(users, self.table)
+        self._keep_best(score.rename("score").rename_axis("item_id").reset_index())
 
 
-class NewArrivals(CandidateSource):
+class NewArrivals(FixedList):
     """The catalogue's newest items at the cut (items.created_at), the same for everyone.
     Items without created_at, and catalogues without the column, give no candidates."""
 
@@ -142,23 +153,11 @@ class NewArrivals(CandidateSource):
     def _fit(self, events: pd.DataFrame) -> None:
         known = self._items[self._items["created_at"] < self.cut]
         days = (self.cut - known["created_at"]).dt.total_seconds() / DAY_SECONDS
-        table = pd.DataFrame(
-            {"item_id": known["item_id"].to_numpy(), "score": 1.0 / (1.0 + days.to_numpy())}
+        self._keep_best(
+            pd.DataFrame(
+                {"item_id": known["item_id"].to_numpy(), "score": 1.0 / (1.0 + days.to_numpy())}
+            )
         )
-        table = table.sort_values(["score", "item_id"], ascending=[False, True], kind="stable")
-        self.table = table.head(self.keep).reset_index(drop=True)
-
-    def artifact(self) -> dict[str, pd.DataFrame]:
-        return {"new_arrivals": self.table}
-
-    def _score(
-        self,
-        history: pd.DataFrame,
-        users: np.ndarray,
-        at: pd.Timestamp,
-        context: pd.DataFrame | None,
-    ) -> pd.DataFrame:
-        return broadcast(users, self.table)
 
 
 def _weights(events: pd.DataFrame) -> pd.Series:
