@@ -58,8 +58,7 @@ class CandidateSource:
         history = before(check_events(histories, self.name), at)
         wanted = _users(history, users)
         history = history[history["user_id"].isin(wanted)]
-        scored = self._score(history, wanted, at, context)
-        return top_n(scored, n, self.name, history if exclude_seen else None)
+        return self._top(history, wanted, at, context, n, exclude_seen)
 
     def artifact(self) -> dict[str, pd.DataFrame]:
         """The fitted state as named tables (each can be written as Parquet)."""
@@ -67,6 +66,20 @@ class CandidateSource:
 
     def _fit(self, events: pd.DataFrame) -> None:
         raise NotImplementedError
+
+    def _top(
+        self,
+        history: pd.DataFrame,
+        users: np.ndarray,
+        at: pd.Timestamp,
+        context: pd.DataFrame | None,
+        n: int,
+        exclude_seen: bool,
+    ) -> pd.DataFrame:
+        """top_n of `_score`'s rows; a source that scores many items per user may leave
+        out, before top_n, rows that cannot be among a user's `n` best."""
+        scored = self._score(history, users, at, context)
+        return top_n(scored, n, self.name, history if exclude_seen else None)
 
     def _score(
         self,

@@ -15,6 +15,11 @@ An estimate of P(group | user) * P(item | group), the user's taste shrunk toward
 everyone's by `prior` (in event-weight units), so a user with little history still gets
 a full list and one without history gets overall popularity by group. Items without a
 value of `column`, and catalogues without the column, give no candidates.
+
+Scores are computed as arrays over (users x the table's items), a block of users at a
+time, and a user's top n keeps, before the ranking, only the scores at or above the
+user's n-th best among the items they have not seen: every list in full would be users
+x max_groups x keep rows (millions in a label window) only to be cut to n.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from tailwise.candidates.base import (
     decay,
     positive_float,
     positive_int,
+    top_n,
 )
 
 
@@ -91,25 +97,140 @@ class AttributePopularity(CandidateSource):
         at: pd.Timestamp,
         context: pd.DataFrame | None,
     ) -> pd.DataFrame:
-        events = history.merge(self.item_group, on="item_id")
-        events = events.assign(
-            taste=events["weight"] * decay(age_days(events["timestamp"], at), self.half_life_days)
-        )
-        own = events.groupby(["user_id", "group"], sort=False)["taste"].sum().reset_index()
-        total = own.groupby("user_id")["taste"].sum().reindex(users, fill_value=0.0)
-        shares = self.group_share.set_index("group")["share"]
-        prior = pd.DataFrame(
+        return self._scored(history, users, at)
+
+    def _top(
+        self,
+        history: pd.DataFrame,
+        users: np.ndarray,
+        at: pd.Timestamp,
+        context: pd.DataFrame | None,
+        n: int,
+        exclude_seen: bool,
+    ) -> pd.DataFrame:
+        seen = history if exclude_seen else None
+        return top_n(self._scored(history, users, at, n, seen), n, self.name, seen)
+
+    def _scored(
+        self,
+        history: pd.DataFrame,
+        users: np.ndarray,
+        at: pd.Timestamp,
+        n: int | None = None,
+        seen: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
+        """score(user, j) of the module docstring for every item of the user's kept groups,
+        BLOCK_CELLS (user, item) pairs at a time. With `n`, only the rows at or above each
+        user's n-th best score among the items not in `seen` are returned: every row of
+        the user's top n (ties included) once `seen` is left out, and no other."""
+        groups = _Groups(self)
+        user_index = pd.Index(users)
+        at_item = groups.item_index.get_indexer(history["item_id"].astype(str))
+        event_user = user_index.get_indexer(history["user_id"].astype(str))
+        mine = (at_item >= 0) & (event_user >= 0)
+        event_user, event_group = event_user[mine], groups.item_group[at_item[mine]]
+        weight = history["weight"].to_numpy(np.float64)[mine]
+        taste = weight * decay(age_days(history["timestamp"][mine], at), self.half_life_days)
+        order = np.argsort(event_user, kind="stable")  # each user's events in their order
+        event_user, event_group, taste = event_user[order], event_group[order], taste[order]
+        seen_user, seen_row = groups.seen(seen, user_index)
+        size = max(1, BLOCK_CELLS // max(len(groups.table_item), len(groups.names), 1))
+        parts = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))]
+        for first in range(0, len(users), size):
+            last = min(first + size, len(users))
+            lo, hi = np.searchsorted(event_user, [first, last])
+            values = groups.taste(
+                event_user[lo:hi] - first, event_group[lo:hi], taste[lo:hi], last - first, self
+            )
+            held = (seen_user >= first) & (seen_user < last)
+            rows, columns, scores = groups.scores(
+                values, self.max_groups, n, (seen_user[held] - first, seen_row[held])
+            )
+            parts.append((rows + first, columns, scores))
+        user_codes, item_rows, scores = (np.concatenate([p[k] for p in parts]) for k in range(3))
+        return pd.DataFrame(
             {
-                "user_id": np.repeat(users, len(shares)),
-                "group": np.tile(shares.index.to_numpy(), len(users)),
-                "taste": np.tile(self.prior * shares.to_numpy(), len(users)),
+                "user_id": np.asarray(users, dtype=object)[user_codes],
+                "item_id": groups.table_item[item_rows],
+                "score": scores,
             }
         )
-        taste = pd.concat([own, prior]).groupby(["user_id", "group"], sort=False)["taste"].sum()
-        taste = taste.reset_index()
-        taste["taste"] /= taste["user_id"].map(total + self.prior).to_numpy()
-        taste = taste.sort_values(["user_id", "taste", "group"], ascending=[True, False, True])
-        taste = taste.groupby("user_id", sort=False).head(self.max_groups)
-        scored = taste.merge(self.table, on="group")
-        scored["score"] = scored["taste"] * scored["score"]
-        return scored[["user_id", "item_id", "score"]]
+
+
+BLOCK_CELLS = 4_000_000  # (user, table item) scores held at once
+
+
+class _Groups:
+    """A fitted AttributePopularity's tables as arrays over its groups in text order."""
+
+    def __init__(self, source: AttributePopularity) -> None:
+        shares, item_group, table = source.group_share, source.item_group, source.table
+        named = set(shares["group"].astype(str)) | set(item_group["group"].astype(str))
+        self.names = pd.Index(sorted(named), dtype=object)
+        self.shares = np.zeros(len(self.names))
+        self.shares[self.names.get_indexer(shares["group"].astype(str))] = shares["share"]
+        self.item_index = pd.Index(item_group["item_id"].astype(str))
+        self.item_group = self.names.get_indexer(item_group["group"].astype(str))
+        self.table_group = self.names.get_indexer(table["group"].astype(str))
+        self.table_item = table["item_id"].astype(str).to_numpy(object)
+        self.table_score = table["score"].to_numpy(np.float64)
+
+    def taste(
+        self,
+        users: np.ndarray,
+        groups: np.ndarray,
+        taste: np.ndarray,
+        size: int,
+        source: AttributePopularity,
+    ) -> np.ndarray:
+        """taste(user, g) for `size` users from their events' (user, group, taste)."""
+        width = len(self.names)
+        own = np.bincount(users * width + groups, weights=taste, minlength=size * width)
+        total = np.bincount(users, weights=taste, minlength=size)
+        shrunk = own.reshape(size, width) + source.prior * self.shares
+        return np.asarray(shrunk / (total[:, None] + source.prior), dtype=np.float64)
+
+    def scores(
+        self,
+        values: np.ndarray,
+        max_groups: int,
+        n: int | None,
+        seen: tuple[np.ndarray, np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(user row, table row, score) of the items of each user's kept groups, given
+        their taste `values`; with `n`, those at or above the user's n-th best score among
+        the items not `seen` ((user row, table row) pairs)."""
+        score = values[:, self.table_group] * self.table_score
+        valid = self.kept(values, max_groups)[:, self.table_group]
+        if n is not None:
+            usable = valid.copy()
+            usable[seen] = False
+            valid &= score >= _nth_best(np.where(usable, score, -np.inf), n)[:, None]
+        rows, columns = np.nonzero(valid)
+        return rows, columns, score[rows, columns]
+
+    @staticmethod
+    def kept(values: np.ndarray, max_groups: int) -> np.ndarray:
+        """Each row's `max_groups` highest values (ties: the group first in text order)."""
+        if values.shape[1] <= max_groups:
+            return np.ones(values.shape, dtype=bool)
+        best = np.argsort(-values, axis=1, kind="stable")[:, :max_groups]
+        kept = np.zeros(values.shape, dtype=bool)
+        np.put_along_axis(kept, best, True, axis=1)
+        return kept
+
+    def seen(self, seen: pd.DataFrame | None, users: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+        """(user code, table row) of the pairs of `seen` that the table holds."""
+        if seen is None or seen.empty:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        rows = pd.Index(self.table_item).get_indexer(seen["item_id"].astype(str))
+        codes = users.get_indexer(seen["user_id"].astype(str))
+        held = (rows >= 0) & (codes >= 0)
+        return codes[held], rows[held]
+
+
+def _nth_best(scores: np.ndarray, n: int) -> np.ndarray:
+    """Each row's n-th highest value (-inf for a row with fewer than n finite values)."""
+    if scores.shape[1] <= n:
+        return np.full(len(scores), -np.inf)
+    return -np.partition(-scores, n - 1, axis=1)[:, n - 1]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from tailwise.candidates import AttributePopularity, default_sources
+from tailwise.candidates import AttributePopularity, default_sources, taste
+from tailwise.candidates.base import age_days, decay, top_n
 from tests.candidates.conftest import CUT, events, items_of
 
 ITEMS = pd.DataFrame(
@@ -56,3 +58,70 @@ def test_catalogue_without_the_column_gives_nothing() -> None:
 def test_bad_parameters_are_named(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         AttributePopularity(ITEMS, **kwargs)
+
+
+def _by_merges(
+    source: AttributePopularity, history: pd.DataFrame, users: list[str]
+) -> pd.DataFrame:
+    """score(user, j) of the module docstring by joins of the fitted tables, row by row."""
+    at = source.cut
+    history = history[history["timestamp"] < at]
+    events = history.merge(source.item_group, on="item_id")
+    age = age_days(events["timestamp"], at)
+    events = events.assign(taste=events["weight"] * decay(age, source.half_life_days))
+    own = events.groupby(["user_id", "group"])["taste"].sum().reset_index()
+    total = own.groupby("user_id")["taste"].sum().reindex(users, fill_value=0.0)
+    share = source.group_share
+    prior = pd.DataFrame(
+        {
+            "user_id": np.repeat(users, len(share)),
+            "group": np.tile(share["group"].to_numpy(), len(users)),
+            "taste": np.tile(source.prior * share["share"].to_numpy(), len(users)),
+        }
+    )
+    taste = pd.concat([own, prior]).groupby(["user_id", "group"])["taste"].sum().reset_index()
+    taste["taste"] /= taste["user_id"].map(total + source.prior).to_numpy()
+    taste = taste.sort_values(["user_id", "taste", "group"], ascending=[True, False, True])
+    taste = taste.groupby("user_id", sort=False).head(source.max_groups)
+    scored = taste.merge(source.table, on="group")
+    return scored.assign(score=scored["taste"] * scored["score"])[["user_id", "item_id", "score"]]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_top_n_is_that_of_every_score_ties_and_seen_items_included(
+    seed: int, exclude_seen: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scores are made a block of users at a time and only the rows that can be in a
+    user's top n reach the ranking: the lists equal those of every row's score."""
+    monkeypatch.setattr(taste, "BLOCK_CELLS", 400 * seed + 1)  # one user a block, then a few
+    rng = np.random.default_rng(seed)
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{k:03d}" for k in range(120)],
+            "category": rng.choice(["a", "b", "c", "d", "e", "f", "g", None], 120),
+        }
+    )
+    log = pd.DataFrame(
+        {
+            "user_id": rng.choice([f"u{k}" for k in range(40)], 900),
+            "item_id": rng.choice(items["item_id"], 900),
+            "timestamp": CUT - pd.to_timedelta(rng.integers(0, 40, 900), unit="D"),
+            "weight": rng.choice([0.0, 1.0, 1.0, 3.0], 900),  # equal weights: ties
+        }
+    )
+    users = [f"u{k}" for k in range(45)]  # five of them without history
+    source = AttributePopularity(items, max_groups=3, keep=12, prior=2.0).fit(log, CUT)
+    for n in (1, 5, 17, 60):
+        got = source.candidates(log, n, users=users, exclude_seen=exclude_seen)
+        seen = log[log["timestamp"] < CUT] if exclude_seen else None  # at the cut: unseen
+        want = top_n(_by_merges(source, log, users), n, source.name, seen)
+        pd.testing.assert_frame_equal(
+            got.reset_index(drop=True), want.reset_index(drop=True), check_exact=False
+        )
+
+
+def test_no_users_no_rows() -> None:
+    source = AttributePopularity(ITEMS, prior=1.0).fit(LOG, CUT)
+    assert source.candidates(LOG, 5, users=[]).empty
+    assert source.candidates(LOG.iloc[:0], 5).empty
