@@ -52,6 +52,13 @@ class NeighbourSource(CandidateSource):
     def artifact(self) -> dict[str, pd.DataFrame]:
         return {"neighbours": self.table}
 
+    def _layout(self) -> _Layout:
+        """The table's _Layout, made once per fitted (or loaded) table."""
+        layout = getattr(self, "_table_layout", None)
+        if layout is None or layout[0] is not self.table:
+            self._table_layout = (self.table, _Layout(self.table))
+        return self._table_layout[1]
+
     def seeds(self, history: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
         """Each user's latest distinct items and their weights (see the module docstring)."""
         last = history.groupby(["user_id", "item_id"], sort=False)["timestamp"].max()
@@ -74,10 +81,51 @@ class NeighbourSource(CandidateSource):
         at: pd.Timestamp,
         context: pd.DataFrame | None,
     ) -> pd.DataFrame:
-        pairs = self.seeds(history, at).merge(self.table, on="item_id")
-        pairs["score"] = pairs["seed_weight"] * pairs["score"]
-        scored = pairs.groupby(["user_id", "neighbour_id"], sort=False)["score"].sum()
-        return scored.rename_axis(["user_id", "item_id"]).reset_index()
+        seeds = self.seeds(history, at)
+        layout = self._layout()
+        # The rows a merge of the seeds with the table gives, in its order (each seed,
+        # then its item's neighbours in the table's order), as positions: sums over
+        # integer keys then add the same numbers in the same order.
+        at_item = layout.items.get_indexer(seeds["item_id"])
+        found = np.flatnonzero(at_item >= 0)
+        per_seed = layout.counts[at_item[found]]
+        seed_rows = np.repeat(found, per_seed)
+        offsets = np.arange(len(seed_rows)) - np.repeat(np.cumsum(per_seed) - per_seed, per_seed)
+        table_rows = np.repeat(layout.starts[at_item[found]], per_seed) + offsets
+        seed_users, users_of = pd.factorize(seeds["user_id"].to_numpy(object))
+        width = max(len(layout.neighbours), 1)
+        keys = seed_users[seed_rows] * width + layout.neighbour_codes[table_rows]
+        values = seeds["seed_weight"].to_numpy(np.float64)[seed_rows] * layout.scores[table_rows]
+        sums = pd.Series(values).groupby(keys, sort=False).sum()
+        key = sums.index.to_numpy(np.int64)
+        return pd.DataFrame(
+            {
+                "user_id": np.asarray(users_of, dtype=object)[key // width],
+                "item_id": layout.neighbours[key % width],
+                "score": sums.to_numpy(np.float64),
+            }
+        )
+
+
+class _Layout:
+    """A neighbours table as arrays: each item's first row and row count, each row's
+    neighbour code and score (rows of one item together, in the table's order)."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        ids = table["item_id"].to_numpy(object)
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
+        if not pd.Index(ids[starts]).is_unique:  # one item's rows apart: put them together
+            table = table.sort_values("item_id", kind="stable")
+            ids = table["item_id"].to_numpy(object)
+            starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        self.table = table
+        self.items = pd.Index(ids[starts], dtype=object)
+        self.starts = starts
+        self.counts = np.diff(np.r_[starts, len(ids)]).astype(np.int64)
+        codes, neighbours = pd.factorize(table["neighbour_id"].to_numpy(object))
+        self.neighbour_codes = codes.astype(np.int64)
+        self.neighbours = np.asarray(neighbours, dtype=object)
+        self.scores = table["score"].to_numpy(np.float64)
 
 
 def top_neighbours(pairs: pd.DataFrame, m: int) -> pd.DataFrame:
