@@ -271,7 +271,8 @@ def ranking_examples(
         [
             fetched[numeric + categorical],
             rows[list(RETRIEVAL_FEATURES) + history + list(extra)].astype(np.float64),
-            cross_features(fetched),
+            # One user's rows at one instant and request share every user input.
+            cross_features(fetched, _owners(entity)),
         ],
         axis=1,
     )
@@ -522,3 +523,11 @@ def _strings(frame: pd.DataFrame, name: str) -> pd.Series:
 
 def _qid(groups: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(groups)), groups)
+
+
+def _owners(entity: pd.DataFrame) -> np.ndarray:
+    """One key per (user_id, event_timestamp, request_device, request_country) of `entity`:
+    Feast's user features are those of the user at the instant, the context shares those
+    of the request."""
+    keys = ["user_id", "event_timestamp", "request_device", "request_country"]
+    return entity.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()

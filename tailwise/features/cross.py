@@ -102,16 +102,26 @@ CROSS_USER_INPUTS = (
 CROSS_INPUTS = (*CROSS_ITEM_INPUTS, *CROSS_USER_INPUTS)  # the online path passes only these
 
 
-def cross_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """The x_* columns for every row of `frame` (same index), each row its own user."""
+def cross_features(frame: pd.DataFrame, owner: np.ndarray | None = None) -> pd.DataFrame:
+    """The x_* columns for every row of `frame` (same index), each row its own user; or,
+    with `owner` (one key per row), the rows of one key share the user inputs of the
+    first of them (read once, not once per row: a user's list of candidates)."""
     columns = {
         name: frame[name].to_numpy(dtype=object) if name in frame.columns else None
         for name in CROSS_INPUTS
     }
+    codes = np.arange(len(frame))
+    users: dict[str, Any] = {k: columns[k] for k in CROSS_USER_INPUTS}
+    if owner is not None:
+        if len(owner) != len(frame):
+            raise ValueError(f"cross_features: {len(owner)} owner keys for {len(frame)} rows")
+        codes = pd.factorize(owner)[0].astype(np.intp)
+        first = np.unique(codes, return_index=True)[1]
+        users = {k: None if v is None else v[first] for k, v in users.items()}
     out = cross_columns(
-        {k: columns[k] for k in CROSS_USER_INPUTS},
+        users,
         CrossItems.encode({k: columns[k] for k in CROSS_ITEM_INPUTS}, len(frame)),
-        np.arange(len(frame)),
+        codes,
     )
     return pd.DataFrame(out, index=frame.index)
 

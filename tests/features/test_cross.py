@@ -160,3 +160,38 @@ def test_take_refuses_a_number_the_cross_features_do_not_read() -> None:
     catalogue = CrossItems.encode({"item_id": np.array(["a"], dtype=object)}, 1)
     with pytest.raises(ValueError, match="'age'"):
         catalogue.take(np.array([0]), {"age": np.array([1.0])})
+
+
+@seed(19)
+@settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(items=catalogues(), people=st.lists(users(), min_size=1, max_size=4), data=st.data())
+def test_rows_sharing_an_owner_read_its_user_inputs_once(
+    items: dict[str, np.ndarray], people: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """Training's rows of several users, interleaved: keyed by their owner, the user
+    inputs are read once per owner and every value is what each row alone gives."""
+    n = len(items["item_id"])
+    if not n:
+        return
+    frames, keys = [], []
+    for k, user in enumerate(people):
+        rows = np.array(data.draw(st.lists(st.integers(0, n - 1), max_size=6)), dtype=np.intp)
+        frames.append(training_rows(items, rows, user))
+        keys += [f"user {k}"] * len(rows)
+    frame = pd.concat(frames, ignore_index=True)
+    order = np.array(data.draw(st.permutations(range(len(frame)))), dtype=np.intp)
+    frame, owner = frame.iloc[order].reset_index(drop=True), np.asarray(keys)[order]
+    got, want = cross_features(frame, owner), cross_features(frame)
+    for name in CROSS_FEATURES:
+        np.testing.assert_array_equal(got[name].to_numpy(), want[name].to_numpy(), err_msg=name)
+
+
+def test_owner_keys_must_match_the_rows() -> None:
+    frame = pd.DataFrame({"item_id": ["a", "b"]})
+    with pytest.raises(ValueError, match="owner keys"):
+        cross_features(frame, np.array(["u"]))
