@@ -52,7 +52,7 @@ from training.cold_start import ColdStartParams
 from training.config import EvaluationParams, TuneParams
 from training.evaluate import EvaluationResult, baselines, evaluate, quality_summary, segments_at
 from training.oracle import Oracle
-from training.ranker import RankerConfig
+from training.ranker import Examples, RankerConfig
 from training.reranker import fit_examples, labelled_candidates
 from training.retrieval import RetrievalConfig, TwoTowerRecommender
 from training.split import Split, read_events, read_items, temporal_split
@@ -179,8 +179,13 @@ def train_retrieval(
     settings: Any = None,
     tune: bool | None = None,
     recommend: RecommendParams | None = None,
+    prefetched: dict[str, Examples] | None = None,
 ) -> Path:
-    """Stage 1 (see the module docstring): `out/` holds model/, candidates.parquet, tuning/."""
+    """Stage 1 (see the module docstring): `out/` holds model/, candidates.parquet, tuning/.
+
+    `prefetched`: when given and the two-tower trains alongside the union's lists, the
+    ranker's examples of those lists are fetched from the feature store while it still
+    trains, into prefetched["examples"] (train runs both stages in one process)."""
     started = time.perf_counter()
     prepared = prepare_split(clean, evaluation, RankerConfig(**training.ranker), recommend)
     split, record = prepared.split, prepared.record()
@@ -243,6 +248,15 @@ def train_retrieval(
             )
             fitted.save(out / SOURCES_DIR)
             timings["sources"] = lap()
+        if prefetched is not None and tower is not None:
+            # The examples do not depend on the two-tower: fetched while it trains.
+            prefetched["examples"] = ranker_io.ranking_examples(
+                store,
+                candidates,
+                extra=union_feature_columns(candidates),
+                workers=ranker_cfg.fetch_workers,
+            )
+            timings["ranker_examples_early"] = lap()
         final, fit_seconds = (
             _timed_fit(store, cfg, history, items) if tower is None else tower.result()
         )
@@ -285,8 +299,11 @@ def train_ranker(
     out: Path,
     settings: Any = None,
     tune: bool | None = None,
+    examples: Examples | None = None,
 ) -> Path:
-    """Stage 2: the ranker on the retrieval stage's lists; `out/version/` is the version."""
+    """Stage 2: the ranker on the retrieval stage's lists; `out/version/` is the version.
+    `examples`: those lists' ranking examples when already fetched (train_retrieval's
+    `prefetched`), used unless the ranker is tuned."""
     started = time.perf_counter()
     stage = json.loads((retrieval_dir / STAGE_FILE).read_text())
     split = recorded_split(clean, evaluation, stage)
@@ -311,16 +328,19 @@ def train_ranker(
     lists = pd.read_parquet(retrieval_dir / CANDIDATES_FILE)
     fit_started = time.perf_counter()
     extra = union_feature_columns(lists) if cfg.candidates == "union" else []
-    examples = ranker_io.ranking_examples(store, lists, extra=extra, workers=cfg.fetch_workers)
+    early = examples is not None and not _tuning(training, tune) and len(examples.y) == len(lists)
+    if examples is None or not early:
+        examples = ranker_io.ranking_examples(store, lists, extra=extra, workers=cfg.fetch_workers)
     fetched = time.perf_counter() - fit_started
     result = fit_examples(examples, cfg)
     seconds_of = stage.setdefault("stage_seconds", {})
     seconds_of["ranker"] = round(time.perf_counter() - fit_started, 1)
     seconds_of["ranker_examples"] = round(fetched, 1)
     seconds_of["ranker_fit"] = round(seconds_of["ranker"] - fetched, 1)
+    how = "fetched while the two-tower trained" if early else f"fetched in {fetched:.1f} s"
     _say(
         f"ranker: {len(examples.y):,} rows in {len(examples.groups):,} lists; features "
-        f"fetched in {fetched:.1f} s, fitted in {seconds_of['ranker_fit']:.1f} s"
+        f"{how}, fitted in {seconds_of['ranker_fit']:.1f} s"
     )
     if result.metrics.get("scored_by") == "candidate order":
         _say(f"ranker: scoring by {_order_name(result.metrics)} ({result.metrics['reason']})")
@@ -464,11 +484,28 @@ def train(
     """Every stage in this process (what `dvc repro` runs stage by stage), then publish."""
     started = time.perf_counter()
     work = work or models_dir / ".work"
+    prefetched: dict[str, Examples] | None = None if _tuning(training, tune) else {}
     retrieval_dir = train_retrieval(
-        clean, store, evaluation, training, work / "retrieval", settings, tune, recommend
+        clean,
+        store,
+        evaluation,
+        training,
+        work / "retrieval",
+        settings,
+        tune,
+        recommend,
+        prefetched,
     )
     ranker_dir = train_ranker(
-        clean, store, evaluation, training, retrieval_dir, work / "ranker", settings, tune
+        clean,
+        store,
+        evaluation,
+        training,
+        retrieval_dir,
+        work / "ranker",
+        settings,
+        tune,
+        (prefetched or {}).get("examples"),
     )
     folder = ranker_dir / "version"
     result = evaluate_version(clean, store, evaluation, folder, ground_truth, features)

@@ -142,6 +142,51 @@ def test_stages_refuse_outputs_of_another_split(trained, feature_world, tmp_path
         )
 
 
+UNION = TINY.model_copy(
+    update={
+        "ranker": {
+            **TINY.ranker,
+            "candidates": "union",
+            "two_tower_source": False,
+            "n_per_source": 10,
+            "label_windows": 1,
+        }
+    }
+)
+
+
+@pytest.mark.slow
+def test_union_examples_fetched_while_the_two_tower_trains_are_the_ranker_stages_own(
+    feature_world, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """`train` fetches the union ranker's examples while the two-tower trains alongside;
+    the ranker stage run on its own, fetching them itself, saves the same ranker."""
+    work = tmp_path / "work"
+    outcome = train(
+        feature_world.clean,
+        feature_world.store,
+        EvaluationParams(),
+        UNION,
+        tmp_path / "models",
+        work=work,
+    )
+    stage = json.loads((work / "retrieval" / "stage.json").read_text())
+    assert "ranker_examples_early" in stage["stage_seconds"]
+    assert read_manifest(outcome.folder)["stage_seconds"]["ranker_examples"] < 1.0
+    again = train_ranker(
+        feature_world.clean,
+        feature_world.store,
+        EvaluationParams(),
+        UNION,
+        work / "retrieval",
+        tmp_path / "ranker",
+    )
+    for name in ("model.json", "ranker.json"):
+        mine = json.loads((again / "version" / "ranker" / name).read_text())
+        theirs = json.loads((outcome.folder / "ranker" / name).read_text())
+        assert mine == theirs, name
+
+
 def test_tuning_history_feeds_the_dvc_plot_and_is_empty_without_tuning(tmp_path: Path) -> None:
     from training.pipeline import _save_tuning
     from training.ranker import RankerConfig
