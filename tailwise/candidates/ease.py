@@ -12,6 +12,9 @@ items are refused with an error naming the parameter.
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import scipy.linalg
@@ -24,15 +27,37 @@ ROW_BLOCK = 2_000  # rows of B searched for their top neighbours at once
 
 
 def ease_weights(x: sp.spmatrix, lambda_: float) -> np.ndarray:
-    """EASE's item x item weight matrix B (float32) for a binary users x items matrix."""
+    """EASE's item x item weight matrix B (float32, read-only) for a binary users x items
+    matrix. The last B is kept with the digest of its X'X and lambda: training fits the
+    candidate source and the EASE baseline on the same history before the test window,
+    and the second gets the first's B instead of a second inverse (seconds at 10,000
+    items)."""
     x = sp.csr_matrix(x, dtype=np.float32)
     n = x.shape[1]
-    gram = (x.T @ x).toarray()
+    sparse_gram = (x.T @ x).tocsr()
+    sparse_gram.sort_indices()
+    key = _digest(sparse_gram, lambda_)
+    if _LAST.get("key") == key:
+        return _LAST["weights"]
+    _LAST.clear()  # the old B's memory back before the new one is made
+    gram = sparse_gram.toarray()
     gram[np.diag_indices(n)] += np.float32(lambda_)
     p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
     b = p / -np.diag(p)
     b[np.diag_indices(n)] = 0.0
+    b.flags.writeable = False
+    _LAST.update(key=key, weights=b)
     return b
+
+
+_LAST: dict[str, Any] = {}  # ease_weights' last B and its key
+
+
+def _digest(gram: sp.csr_matrix, lambda_: float) -> str:
+    hashed = hashlib.blake2b(repr((gram.shape, float(lambda_))).encode(), digest_size=20)
+    for part in (gram.indptr, gram.indices, gram.data):
+        hashed.update(np.ascontiguousarray(part).tobytes())
+    return hashed.hexdigest()
 
 
 class EaseNeighbours(NeighbourSource):
@@ -70,29 +95,22 @@ class EaseNeighbours(NeighbourSource):
 
 
 def _top_rows(b: np.ndarray, items: np.ndarray, m: int) -> pd.DataFrame:
-    """The `m` largest positive entries of each row of `b` as neighbour rows."""
+    """The `m` largest positive entries of each row of `b` as neighbour rows, ordered by
+    item, score (high first), neighbour; `items` is sorted, so positions order as ids do."""
     m = min(m, max(len(items) - 1, 0))
-    frames = []
-    for start in range(0, len(items), ROW_BLOCK):
+    rows, columns, scores = [], [], []
+    for start in range(0, len(items) if m else 0, ROW_BLOCK):
         block = b[start : start + ROW_BLOCK]
-        if m == 0:
-            break
         top = np.argpartition(-block, m - 1, axis=1)[:, :m]
-        scores = np.take_along_axis(block, top, axis=1)
-        keep = scores > 0
-        rows = np.repeat(np.arange(start, start + len(block)), m).reshape(top.shape)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "item_id": items[rows[keep]],
-                    "neighbour_id": items[top[keep]],
-                    "score": scores[keep].astype(np.float64),
-                }
-            )
-        )
-    if not frames:
+        values = np.take_along_axis(block, top, axis=1)
+        keep = values > 0
+        rows.append(np.repeat(np.arange(start, start + len(block)), m).reshape(top.shape)[keep])
+        columns.append(top[keep])
+        scores.append(values[keep].astype(np.float64))
+    if not rows:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in NEIGHBOUR_COLUMNS})
-    table = pd.concat(frames, ignore_index=True)
-    return table.sort_values(
-        ["item_id", "score", "neighbour_id"], ascending=[True, False, True], kind="stable"
-    ).reset_index(drop=True)
+    row, column, score = (np.concatenate(parts) for parts in (rows, columns, scores))
+    order = np.lexsort((column, -score, row))
+    return pd.DataFrame(
+        {"item_id": items[row[order]], "neighbour_id": items[column[order]], "score": score[order]}
+    )

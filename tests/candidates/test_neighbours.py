@@ -76,6 +76,18 @@ def test_ease_neighbours_are_the_positive_ease_weights() -> None:
     assert items_of(found, "me") == [name for _, name in ranked]
 
 
+def test_ease_weights_of_the_same_matrix_are_made_once() -> None:
+    """The same X'X and lambda (rows in another order too) give the kept B, read-only;
+    another lambda or matrix gives a new one."""
+    x = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=np.float32))
+    first = ease_weights(x, 2.0)
+    assert ease_weights(x[[2, 0, 1]], 2.0) is first
+    assert not first.flags.writeable
+    other = ease_weights(x, 3.0)
+    assert other is not first and not np.allclose(other, first)
+    assert ease_weights(x[:2], 3.0) is not other
+
+
 def test_ease_keeps_only_the_top_neighbours() -> None:
     log = events(*[(f"u{i}", item, 1) for i in range(4) for item in "abcde"])
     source = EaseNeighbours(lambda_=1.0, neighbours=2).fit(log, CUT)
