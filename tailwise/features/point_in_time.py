@@ -21,6 +21,7 @@ Training builds its examples this way (training.dataset) and monitoring its refe
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,16 +70,27 @@ def request_rows(
     )
 
 
+# Feast's DuckDB offline store runs every retrieval of a process on one connection, and
+# a DuckDB connection refuses a call while another runs: training fetches the ranker's
+# examples while the two-tower, in a second thread, can be fetching its own.
+_OFFLINE = threading.Lock()
+
+
+def _retrieve(store: Any, **kwargs: Any) -> pd.DataFrame:
+    """store.get_historical_features(**kwargs).to_df(), one call at a time per process."""
+    with _OFFLINE:
+        return store.get_historical_features(**kwargs).to_df()
+
+
 def historical_user_features(
     store: Any, entity_rows: pd.DataFrame, features: list[UserFeature]
 ) -> pd.DataFrame:
     """Point-in-time user features for `entity_rows` (which carry a row_id column)."""
     if "row_id" not in entity_rows.columns:
         raise ValueError("entity_rows need a row_id column to restore their order")
-    job = store.get_historical_features(
-        entity_df=entity_rows, features=[f.ref for f in features], full_feature_names=False
+    frame = _retrieve(
+        store, entity_df=entity_rows, features=[f.ref for f in features], full_feature_names=False
     )
-    frame = job.to_df()
     frame = frame.sort_values("row_id").reset_index(drop=True)
     if len(frame) != len(entity_rows):
         raise ValueError(
@@ -119,7 +131,7 @@ def _historical(store: Any, entity_rows: pd.DataFrame, service: str) -> pd.DataF
     groups = entity_groups(store, service)
     if len(groups) < 2:
         features = store.get_feature_service(service)
-        return store.get_historical_features(entity_df=entity_rows, features=features).to_df()
+        return _retrieve(store, entity_df=entity_rows, features=features)
     out = entity_rows.reset_index(drop=True)
     out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True).astype(
         "datetime64[ns, UTC]"
@@ -131,9 +143,7 @@ def _historical(store: Any, entity_rows: pd.DataFrame, service: str) -> pd.DataF
         if missing:
             raise ValueError(f"entity rows lack join key(s) {missing} of service {service}")
         distinct = out[on].drop_duplicates(ignore_index=True)
-        got = store.get_historical_features(
-            entity_df=distinct, features=refs, full_feature_names=False
-        ).to_df()
+        got = _retrieve(store, entity_df=distinct, features=refs, full_feature_names=False)
         names = [ref.split(":", 1)[1] for ref in refs]
         got = got[on + names].astype({c: distinct[c].dtype for c in on})
         out = out.merge(got, on=on, how="left", validate="many_to_one")

@@ -87,3 +87,48 @@ def test_affinity_and_context(tmp_path):
     assert np.isclose(row["share_morning"], 1 / 3) and np.isclose(row["share_afternoon"], 2 / 3)
     assert row["sessions_1d"] == 2 and row["categories_30d"] == 2 and row["events_30d"] == 3
     assert row["avg_price_30d"] == 10.0
+
+
+class _OneCallAtATime:
+    """A store whose retrievals fail when two overlap, as one DuckDB connection does."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.busy = threading.Lock()
+        self.calls = 0
+
+    def get_historical_features(self, entity_df, features, full_feature_names=False):  # type: ignore[no-untyped-def]
+        store = self
+
+        class Job:
+            def to_df(self) -> pd.DataFrame:
+                if not store.busy.acquire(blocking=False):
+                    raise RuntimeError("connection is busy with another call")
+                try:
+                    import time
+
+                    time.sleep(0.05)
+                    store.calls += 1
+                    return entity_df.assign(value=1.0)
+                finally:
+                    store.busy.release()
+
+        return Job()
+
+
+def test_retrievals_from_two_threads_take_turns():
+    """Training fetches the ranker's examples while the two-tower's thread can be fetching
+    its own: the retrievals of one process run one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tailwise.features.point_in_time import UserFeature, historical_user_features
+
+    store = _OneCallAtATime()
+    rows = pd.DataFrame(
+        {"user_id": ["a", "b"], "event_timestamp": pd.Timestamp("2026-10-01", tz="UTC")}
+    ).assign(row_id=[0, 1])
+    features = [UserFeature("view", "value", "numeric")]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        frames = list(pool.map(lambda _: historical_user_features(store, rows, features), range(8)))
+    assert store.calls == 8 and all(len(f) == 2 for f in frames)
