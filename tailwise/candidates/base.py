@@ -58,7 +58,8 @@ class CandidateSource:
         history = before(check_events(histories, self.name), at)
         wanted = _users(history, users)
         history = history[history["user_id"].isin(wanted)]
-        return self._top(history, wanted, at, context, n, exclude_seen)
+        seen = history if exclude_seen else None
+        return top_n(self._score_top(history, wanted, at, context, n, seen), n, self.name, seen)
 
     def artifact(self) -> dict[str, pd.DataFrame]:
         """The fitted state as named tables (each can be written as Parquet)."""
@@ -67,19 +68,19 @@ class CandidateSource:
     def _fit(self, events: pd.DataFrame) -> None:
         raise NotImplementedError
 
-    def _top(
+    def _score_top(
         self,
         history: pd.DataFrame,
         users: np.ndarray,
         at: pd.Timestamp,
         context: pd.DataFrame | None,
-        n: int,
-        exclude_seen: bool,
+        n: int | None,
+        seen: pd.DataFrame | None,
     ) -> pd.DataFrame:
-        """top_n of `_score`'s rows; a source that scores many items per user may leave
-        out, before top_n, rows that cannot be among a user's `n` best."""
-        scored = self._score(history, users, at, context)
-        return top_n(scored, n, self.name, history if exclude_seen else None)
+        """The scored rows that go to top_n (`_score`'s); a source that scores many items
+        per user may leave out rows that cannot be among a user's `n` best once the pairs
+        of `seen` are left out."""
+        return self._score(history, users, at, context)
 
     def _score(
         self,

@@ -118,7 +118,6 @@ class _Layout:
             table = table.sort_values("item_id", kind="stable")
             ids = table["item_id"].to_numpy(object)
             starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-        self.table = table
         self.items = pd.Index(ids[starts], dtype=object)
         self.starts = starts
         self.counts = np.diff(np.r_[starts, len(ids)]).astype(np.int64)

@@ -33,7 +33,6 @@ from tailwise.candidates.base import (
     decay,
     positive_float,
     positive_int,
-    top_n,
 )
 
 
@@ -97,27 +96,16 @@ class AttributePopularity(CandidateSource):
         at: pd.Timestamp,
         context: pd.DataFrame | None,
     ) -> pd.DataFrame:
-        return self._scored(history, users, at)
+        return self._score_top(history, users, at, context, None, None)
 
-    def _top(
+    def _score_top(
         self,
         history: pd.DataFrame,
         users: np.ndarray,
         at: pd.Timestamp,
         context: pd.DataFrame | None,
-        n: int,
-        exclude_seen: bool,
-    ) -> pd.DataFrame:
-        seen = history if exclude_seen else None
-        return top_n(self._scored(history, users, at, n, seen), n, self.name, seen)
-
-    def _scored(
-        self,
-        history: pd.DataFrame,
-        users: np.ndarray,
-        at: pd.Timestamp,
-        n: int | None = None,
-        seen: pd.DataFrame | None = None,
+        n: int | None,
+        seen: pd.DataFrame | None,
     ) -> pd.DataFrame:
         """score(user, j) of the module docstring for every item of the user's kept groups,
         BLOCK_CELLS (user, item) pairs at a time. With `n`, only the rows at or above each
@@ -140,7 +128,11 @@ class AttributePopularity(CandidateSource):
             last = min(first + size, len(users))
             lo, hi = np.searchsorted(event_user, [first, last])
             values = groups.taste(
-                event_user[lo:hi] - first, event_group[lo:hi], taste[lo:hi], last - first, self
+                event_user[lo:hi] - first,
+                event_group[lo:hi],
+                taste[lo:hi],
+                last - first,
+                self.prior,
             )
             held = (seen_user >= first) & (seen_user < last)
             rows, columns, scores = groups.scores(
@@ -181,14 +173,14 @@ class _Groups:
         groups: np.ndarray,
         taste: np.ndarray,
         size: int,
-        source: AttributePopularity,
+        prior: float,
     ) -> np.ndarray:
         """taste(user, g) for `size` users from their events' (user, group, taste)."""
         width = len(self.names)
         own = np.bincount(users * width + groups, weights=taste, minlength=size * width)
         total = np.bincount(users, weights=taste, minlength=size)
-        shrunk = own.reshape(size, width) + source.prior * self.shares
-        return np.asarray(shrunk / (total[:, None] + source.prior), dtype=np.float64)
+        shrunk = own.reshape(size, width) + prior * self.shares
+        return np.asarray(shrunk / (total[:, None] + prior), dtype=np.float64)
 
     def scores(
         self,
