@@ -250,12 +250,7 @@ def train_retrieval(
             timings["sources"] = lap()
         if prefetched is not None and tower is not None:
             # The examples do not depend on the two-tower: fetched while it trains.
-            prefetched["examples"] = ranker_io.ranking_examples(
-                store,
-                candidates,
-                extra=union_feature_columns(candidates),
-                workers=ranker_cfg.fetch_workers,
-            )
+            prefetched["examples"] = _list_examples(store, candidates, ranker_cfg)
             timings["ranker_examples_early"] = lap()
         final, fit_seconds = (
             _timed_fit(store, cfg, history, items) if tower is None else tower.result()
@@ -327,10 +322,9 @@ def train_ranker(
         _save_tuning(None, out / "tuning")
     lists = pd.read_parquet(retrieval_dir / CANDIDATES_FILE)
     fit_started = time.perf_counter()
-    extra = union_feature_columns(lists) if cfg.candidates == "union" else []
     early = examples is not None and not _tuning(training, tune) and len(examples.y) == len(lists)
     if examples is None or not early:
-        examples = ranker_io.ranking_examples(store, lists, extra=extra, workers=cfg.fetch_workers)
+        examples = _list_examples(store, lists, cfg)
     fetched = time.perf_counter() - fit_started
     result = fit_examples(examples, cfg)
     seconds_of = stage.setdefault("stage_seconds", {})
@@ -363,6 +357,13 @@ def train_ranker(
     seconds = stage["seconds"] + time.perf_counter() - started
     _write_manifest(folder, version, stage, final, evaluation, split, result, seconds)
     return out
+
+
+def _list_examples(store: Any, lists: pd.DataFrame, cfg: RankerConfig) -> Examples:
+    """The ranking examples of the retrieval stage's lists (with the union's source
+    features when the lists are the union's)."""
+    extra = union_feature_columns(lists) if cfg.candidates == "union" else []
+    return ranker_io.ranking_examples(store, lists, extra=extra, workers=cfg.fetch_workers)
 
 
 def evaluate_version(
