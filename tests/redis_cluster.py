@@ -173,6 +173,19 @@ class LocalCluster:
                 raise ClusterError(f"timed out after {seconds}s waiting for: {what}")
             time.sleep(0.1)
 
+    def replica_of(self, port: int) -> int:
+        """Port of the replica of the master on `port` (asked of the master)."""
+        info: Any = self.node(port).info("replication")
+        return next(
+            int(v["port"]) for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+        )
+
+    def hold_failover(self, replica: int, held: bool) -> None:
+        """While held, the replica on `replica` does not take over from a failed master
+        (`cluster-replica-no-failover`): what happens before the failover can be tested
+        without racing it."""
+        self.node(replica).config_set("cluster-replica-no-failover", "yes" if held else "no")
+
     def kill(self, port: int) -> None:
         """SIGKILL one node: no shutdown, no final save."""
         process = self.processes[port]
