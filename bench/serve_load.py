@@ -1262,7 +1262,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument(
         "--ray-worker-niceness",
         type=int,
-        help="RAY_worker_niceness for Serve and HAProxy (default: Ray's, 15, like `tailwise serve`)",
+        default=0,
+        help="RAY_worker_niceness for Serve and HAProxy (default 0, as `tailwise serve` starts"
+        " them; Ray's own default is 15)",
     )
     ap.add_argument(
         "--client-nice", type=int, default=-10, help="load generator's nice value (root: < 0)"

@@ -12,6 +12,12 @@ environment says otherwise (RAY_SERVE_ENABLE_HA_PROXY, RAY_SERVE_THROUGHPUT_OPTI
 ray[serve] ships the haproxy binary). On 2 cores they tripled the requests per second a
 one-deployment app holds (bench/results/serve_load.md).
 
+Ray starts its workers at nice 15 so that batch tasks yield the CPU to its own daemons
+(GCS, raylet). Here the workers are the replicas and the proxy: the latency-critical
+processes of the host, and at nice 15 any normal-priority process beside them (the events
+consumer, a retraining, a backup) takes their core first. A local instance starts them at
+nice 0 unless the environment sets RAY_worker_niceness (bench/results/soak.md).
+
 With HAProxy on, Ray Serve also starts a fallback proxy on fixed ports (8500 HTTP, 9500
 gRPC) bound with SO_REUSEPORT: two local Ray instances (a demo and a test run, say) would
 share them, and the kernel would hand some requests of one app to the other. Unless the
@@ -36,6 +42,7 @@ from tailwise.ports import free_port
 from tailwise.settings import Settings
 
 FAST_PATH = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+WORKER_PRIORITY = {"RAY_worker_niceness": "0"}  # Ray's spelling; its default is 15
 OWN_PORTS = ("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
 APP_NAME = "tailwise"
 
@@ -71,7 +78,7 @@ def start(config: ServingConfig, settings: Settings, ready_timeout: float = 180)
 
         console.print(f"[bold red]WARNING: {warning}[/bold red]")
     if config.ray_address is None:
-        for name, value in FAST_PATH.items():
+        for name, value in {**FAST_PATH, **WORKER_PRIORITY}.items():
             os.environ.setdefault(name, value)
         for name in OWN_PORTS:
             os.environ.setdefault(name, str(free_port()))

@@ -208,6 +208,23 @@ def test_unknown_user_gets_cold_start_for_the_context(app: Client) -> None:
     assert all(i["reason"].startswith("popular") for i in body["items"])
 
 
+def test_the_replica_runs_at_normal_priority(app: Client) -> None:
+    """Not at Ray's nice 15 for workers: beside a normal-priority process (a consumer, a
+    retraining) the replica would wait for a core (serving.server.WORKER_PRIORITY)."""
+    import os
+
+    import psutil
+
+    from serving.server import WORKER_PRIORITY, replica_pids
+
+    pids = replica_pids()
+    assert pids
+    # The suite's own environment may set it; the replica follows the environment.
+    name = "RAY_worker_niceness"  # Ray's spelling
+    expected = int(os.environ.get(name, WORKER_PRIORITY[name]))
+    assert {psutil.Process(pid).nice() for pid in pids} == {expected}
+
+
 def test_known_users_are_answered_by_the_model_and_metrics_count_any_that_are_not(
     app: Client, users: list[str]
 ) -> None:
