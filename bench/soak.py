@@ -40,6 +40,7 @@ import platform
 import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -61,7 +62,8 @@ GROWTH = 0.10  # p99, RSS and Redis memory may grow at most 10% from the first w
 BUFFERS = ("events", "served", "exposures", "rec")
 # The speed probe's process: a fixed amount of pure-Python work, timed in CPU time.
 PROBE = """
-import sys, time
+import os, sys, time
+os.nice(19)  # last in line for a core: the probe must not delay what it measures
 every = float(sys.argv[1])
 while True:
     began, total = time.process_time(), 0
@@ -71,6 +73,31 @@ while True:
     time.sleep(every)
 """
 STATE = ("recent", "seen", "purchased", "history", "feast")
+# The consumer's process, as `tailwise events consume` runs beside the API: its parquet
+# writes do not share the load generator's interpreter. It drains the streams every
+# `every` seconds until the stop file exists, and prints the entries read per drain.
+CONSUMER = """
+import sys, time
+from pathlib import Path
+import redis
+from serving.keys import Keys
+from tailwise.ingest.streams import consume
+url, project, out, every, stop = sys.argv[1:6]
+client, keys = redis.Redis.from_url(url), Keys(project)
+while not Path(stop).exists():
+    read = 0
+    while batch := consume(client, keys, Path(out)).entries_read:
+        read += batch
+    print(read, flush=True)
+    time.sleep(float(every))
+"""
+# The replica's /metrics figures each sample keeps (cumulative; per minute as differences)
+SCRAPED = {
+    "handler_seconds": ("tailwise_request_seconds_sum", 'route="/recommend"'),
+    "handled": ("tailwise_request_seconds_count", 'route="/recommend"'),
+    "gc_seconds": ("tailwise_gc_pause_seconds_sum", ""),
+    "shed": ("tailwise_shed_requests_total", ""),
+}
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -78,6 +105,33 @@ def percentile(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))], 2)
+
+
+def refusal(content_type: str, body: bytes) -> str:
+    """Who refused a request with 503: the app's shedder (its JSON error names the limit)
+    or what stands in front of it (Ray Serve's queue, the proxy: text)."""
+    if content_type == "application/json":
+        try:
+            error = str(json.loads(body).get("error", ""))
+        except (ValueError, AttributeError):
+            error = ""
+        if error.startswith("overloaded"):
+            return "app shedder: " + error.split(";")[0].removeprefix("overloaded: ")
+    return f"in front of the app ({content_type or 'no content type'})"
+
+
+def scrape(url: str) -> dict[str, float]:
+    """SCRAPED figures from the app's /metrics (one replica: its own counters)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out = dict.fromkeys(SCRAPED, 0.0)
+    for line in text.splitlines():
+        for field, (name, label) in SCRAPED.items():
+            if line.startswith(name) and label in line.split(" ")[0]:
+                out[field] += float(line.rsplit(" ", 1)[1])
+    return out
 
 
 async def offer(
@@ -111,8 +165,10 @@ async def offer(
             record: dict[str, Any] = {"at": due - t0, "kind": kind}
             try:
                 async with session.post(url + path, json=body, headers=headers) as response:
-                    await response.read()
+                    text = await response.read()
                     record["status"] = response.status
+                    if response.status == 503:
+                        record["why"] = refusal(response.content_type, text)
             except TimeoutError:
                 record["status"] = "timeout"
             except (aiohttp.ClientError, OSError):
@@ -137,12 +193,15 @@ async def offer(
 class Watch:
     """Background threads: the consumer, and a sampler of RSS, Redis memory, stream length."""
 
-    def __init__(self, redis_url: str, project: str, args: argparse.Namespace) -> None:
+    def __init__(
+        self, redis_url: str, project: str, args: argparse.Namespace, url: str = ""
+    ) -> None:
         import redis
 
         from serving.keys import Keys
 
         self.client = redis.Redis.from_url(redis_url)
+        self.redis_url, self.project, self.url = redis_url, project, url
         self.keys = Keys(project)
         self.args = args
         self.samples: list[dict[str, Any]] = []
@@ -156,28 +215,51 @@ class Watch:
             threading.Thread(target=self._sample, daemon=True),
             threading.Thread(target=self._probe, daemon=True),
         ]
+        self.stop_file = self.out / "stop"
+        self.probe: subprocess.Popen[str] | None = None
+        self.consumer: subprocess.Popen[str] | None = None
+
+    def start_consumer(self) -> None:
+        """The consumer's process; started before the warm-up, so that its start-up is
+        not in the first window."""
+        self.consumer = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                CONSUMER,
+                self.redis_url,
+                self.project,
+                str(self.out),
+                str(self.args.consume_every),
+                str(self.stop_file),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        self.threads[0].start()
 
     def start(self) -> None:
-        import subprocess
-
         self.t0, self.wall0 = time.perf_counter(), time.time()
         self.probe = subprocess.Popen(
             [sys.executable, "-c", PROBE, str(self.args.probe_every)],
             stdout=subprocess.PIPE,
             text=True,
         )
-        for thread in self.threads:
+        for thread in self.threads[1:]:
             thread.start()
 
     def _probe(self) -> None:
-        assert self.probe.stdout is not None
+        assert self.probe is not None and self.probe.stdout is not None
         for line in self.probe.stdout:
             wall, ms = (float(x) for x in line.split())
             self.probes.append({"at": round(wall - self.wall0, 1), "cpu_ms": ms})
 
     def _consume(self) -> None:
-        while not self.stop.wait(self.args.consume_every):
-            self.consumed += self.drain()
+        assert self.consumer is not None and self.consumer.stdout is not None
+        for line in self.consumer.stdout:
+            self.consumed += int(line)
 
     def drain(self) -> int:
         """Consume until the streams (events, served requests, exposures) are empty; the
@@ -209,6 +291,7 @@ class Watch:
                     "replica_rss_mb": round(rss / 2**20, 1),
                     "redis_used_mb": round(self.used_memory() / 2**20, 2),
                     "events_stream_length": self.client.xlen(self.keys.events),
+                    **(scrape(self.url) if self.url else {}),
                 }
             )
             last = self.samples[-1]
@@ -254,10 +337,19 @@ class Watch:
 
     def close(self) -> None:
         self.stop.set()
-        self.probe.terminate()
-        self.probe.wait(timeout=30)
+        if self.probe is not None:
+            self.probe.terminate()
+            self.probe.wait(timeout=30)
+        self.stop_file.touch()  # the consumer ends after its drain under way
+        if self.consumer is not None:
+            try:
+                self.consumer.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.consumer.kill()
+                self.consumer.wait(timeout=30)
         for thread in self.threads:
-            thread.join(timeout=120)
+            if thread.is_alive():
+                thread.join(timeout=120)
         shutil.rmtree(self.out, ignore_errors=True)
 
 
@@ -300,6 +392,7 @@ def summarise(
         "sent": len(records),
         "events_sent": sum(r["kind"] == "event" for r in records),
         "statuses": dict(statuses),
+        "refusals": dict(Counter(f"{r['kind']}: {r['why']}" for r in records if "why" in r)),
         "errors": sum(not r["ok"] for r in records),
         "recommend_p50_ms": percentile([r["ms"] for r in records if r["kind"] == "recommend"], 50),
         "p99_first_ms": p99(first),
@@ -364,6 +457,7 @@ def _by_minute(
                 "p50_ms": percentile(ms, 50),
                 "p99_ms": percentile(ms, 99),
                 "errors": sum(not r["ok"] for r in rows),
+                **_replica_minute(samples, minute),
                 "load_1m": max(loads, default=None),
                 "probe_cpu_ms": _median(
                     [p for p in probes if minute * 60 <= p["at"] < (minute + 1) * 60], "cpu_ms"
@@ -371,6 +465,24 @@ def _by_minute(
             }
         )
     return out
+
+
+def _replica_minute(samples: list[dict[str, Any]], minute: int) -> dict[str, Any]:
+    """From the replica's /metrics over the minute (the samples before its start and its
+    end): its mean /recommend handler ms, ms of GC pauses, requests its shedder refused."""
+    before = [s for s in samples if s["at"] <= minute * 60 and "handled" in s]
+    upto = [s for s in samples if s["at"] <= (minute + 1) * 60 and "handled" in s]
+    if not before or not upto or upto[-1] is before[-1]:
+        return {"handler_mean_ms": None, "gc_ms": None, "shed": None}
+    a, b = before[-1], upto[-1]
+    handled = b["handled"] - a["handled"]
+    return {
+        "handler_mean_ms": round((b["handler_seconds"] - a["handler_seconds"]) / handled * 1000, 2)
+        if handled
+        else None,
+        "gc_ms": round((b["gc_seconds"] - a["gc_seconds"]) * 1000, 1),
+        "shed": int(b["shed"] - a["shed"]),
+    }
 
 
 def _redis_parts(
@@ -431,6 +543,8 @@ def save(result: dict[str, Any], name: str) -> None:
         "",
         f"Statuses: {f['statuses']}",
         "",
+        f"503s by who refused (the app's shedder names its limit): {f.get('refusals') or 'none'}",
+        "",
         f"/recommend p99, first window {f['p99_first_ms']} ms, last {f['p99_last_ms']} ms "
         f"(growth {f['p99_growth']}). The speed probe's fixed work took a median "
         f"{f['probe_first_cpu_ms']} ms of CPU in the first window and "
@@ -461,15 +575,19 @@ def _minute_table(rows: list[dict[str, Any]]) -> list[str]:
         return []
     lines = [
         "Minute by minute (load: the machine's 1-minute load average, highest sample; "
-        "probe: the speed probe's median CPU ms for its fixed work, higher is slower):",
+        "probe: the speed probe's median CPU ms for its fixed work, higher is slower; "
+        "handler, GC and shed from the replica's /metrics: its mean /recommend handler "
+        "time, its garbage-collection pauses in the minute, the requests its shedder "
+        "refused):",
         "",
-        "| min | p50 ms | p99 ms | errors | load | probe CPU ms |",
-        "|---|---|---|---|---|---|",
+        "| min | p50 ms | p99 ms | errors | load | probe CPU ms | handler mean ms | GC ms | shed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['minute']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} | {r['load_1m']} |"
-            f" {r.get('probe_cpu_ms')} |"
+            f" {r.get('probe_cpu_ms')} | {r.get('handler_mean_ms')} | {r.get('gc_ms')} |"
+            f" {r.get('shed')} |"
         )
     return [*lines, ""]
 
@@ -535,16 +653,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         url = serve(world, key, **config)
         users, items = world.users(), world.items()
         loop = _loop()
-        watch = Watch(world.redis_url, PROJECT, args)
+        watch = Watch(world.redis_url, PROJECT, args, url)
         # What other benchmarks left in the world's streams (the overload bench runs no
         # consumer) is consumed before the soak, not by the soak's first minutes.
         backlog = watch.drain()
         print(f"soak: consumed {backlog} entries left in the streams before the run", flush=True)
-        if args.warmup:
-            warm = argparse.Namespace(**{**vars(args), "minutes": args.warmup / 60})
-            loop(offer(url, key, users, items, warm))
-        watch.start()
         try:
+            watch.start_consumer()
+            if args.warmup:
+                warm = argparse.Namespace(**{**vars(args), "minutes": args.warmup / 60})
+                loop(offer(url, key, users, items, warm))
+            watch.start()
             records = loop(offer(url, key, users, items, args))
         finally:
             watch.close()
