@@ -97,7 +97,12 @@ SCRAPED = {
     "handled": ("tailwise_request_seconds_count", 'route="/recommend"'),
     "gc_seconds": ("tailwise_gc_pause_seconds_sum", ""),
     "shed": ("tailwise_shed_requests_total", ""),
+    "degraded": ("tailwise_degraded_responses_total", ""),
+    "spilled": ("tailwise_events_total", 'outcome="spilled"'),
 }
+# Redis records each of its own stalls longer than this (LATENCY LATEST at the end: which
+# event, e.g. aof-fsync-always or command, how often and how long at most)
+REDIS_LATENCY_MS = 50
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -217,6 +222,8 @@ class Watch:
         ]
         self.stop_file = self.out / "stop"
         self.probe: subprocess.Popen[str] | None = None
+        self.stalls: list[dict[str, Any]] = []
+        self.wall0 = time.time()
         self.consumer: subprocess.Popen[str] | None = None
 
     def start_consumer(self) -> None:
@@ -241,6 +248,8 @@ class Watch:
         self.threads[0].start()
 
     def start(self) -> None:
+        self.client.config_set("latency-monitor-threshold", REDIS_LATENCY_MS)
+        self.client.latency_reset()
         self.t0, self.wall0 = time.perf_counter(), time.time()
         self.probe = subprocess.Popen(
             [sys.executable, "-c", PROBE, str(self.args.probe_every)],
@@ -335,7 +344,28 @@ class Watch:
         sizes["overhead"] = int(info["used_memory_overhead"])
         return {kind: round(size / 2**20, 2) for kind, size in sorted(sizes.items())}
 
+    def redis_stalls(self) -> list[dict[str, Any]]:
+        """Redis's own record of its stalls over REDIS_LATENCY_MS since start (LATENCY
+        LATEST): per event, the last one's second in the run, its ms and the most ms."""
+        out = []
+        latest: Any = self.client.latency_latest()
+        for event, at, last_ms, max_ms in latest:
+            name = event.decode() if isinstance(event, bytes) else str(event)
+            out.append(
+                {
+                    "event": name,
+                    "last_at": round(at - self.wall0, 1),
+                    "last_ms": last_ms,
+                    "max_ms": max_ms,
+                }
+            )
+        return out
+
     def close(self) -> None:
+        try:
+            self.stalls = self.redis_stalls()
+        except Exception as exc:  # the run's figures still count without Redis's record
+            print(f"soak: cannot read Redis's latency record: {exc}", flush=True)
         self.stop.set()
         if self.probe is not None:
             self.probe.terminate()
@@ -473,7 +503,7 @@ def _replica_minute(samples: list[dict[str, Any]], minute: int) -> dict[str, Any
     before = [s for s in samples if s["at"] <= minute * 60 and "handled" in s]
     upto = [s for s in samples if s["at"] <= (minute + 1) * 60 and "handled" in s]
     if not before or not upto or upto[-1] is before[-1]:
-        return {"handler_mean_ms": None, "gc_ms": None, "shed": None}
+        return dict.fromkeys(("handler_mean_ms", "gc_ms", "shed", "degraded", "spilled"))
     a, b = before[-1], upto[-1]
     handled = b["handled"] - a["handled"]
     return {
@@ -482,6 +512,8 @@ def _replica_minute(samples: list[dict[str, Any]], minute: int) -> dict[str, Any
         else None,
         "gc_ms": round((b["gc_seconds"] - a["gc_seconds"]) * 1000, 1),
         "shed": int(b["shed"] - a["shed"]),
+        "degraded": int(b.get("degraded", 0) - a.get("degraded", 0)),
+        "spilled": int(b.get("spilled", 0) - a.get("spilled", 0)),
     }
 
 
@@ -545,6 +577,10 @@ def save(result: dict[str, Any], name: str) -> None:
         "",
         f"503s by who refused (the app's shedder names its limit): {f.get('refusals') or 'none'}",
         "",
+        f"Redis's own record of stalls over {REDIS_LATENCY_MS} ms (LATENCY LATEST; event, "
+        f"the last one's second in the run, its ms, the most ms): "
+        f"{f.get('redis_stalls') or 'none'}",
+        "",
         f"/recommend p99, first window {f['p99_first_ms']} ms, last {f['p99_last_ms']} ms "
         f"(growth {f['p99_growth']}). The speed probe's fixed work took a median "
         f"{f['probe_first_cpu_ms']} ms of CPU in the first window and "
@@ -578,16 +614,18 @@ def _minute_table(rows: list[dict[str, Any]]) -> list[str]:
         "probe: the speed probe's median CPU ms for its fixed work, higher is slower; "
         "handler, GC and shed from the replica's /metrics: its mean /recommend handler "
         "time, its garbage-collection pauses in the minute, the requests its shedder "
-        "refused):",
+        "refused, the answers it gave from memory because Redis did not answer in time, "
+        "the events it put in the outbox):",
         "",
-        "| min | p50 ms | p99 ms | errors | load | probe CPU ms | handler mean ms | GC ms | shed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| min | p50 ms | p99 ms | errors | load | probe CPU ms | handler mean ms | GC ms |"
+        " shed | degraded | events spilled |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['minute']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} | {r['load_1m']} |"
             f" {r.get('probe_cpu_ms')} | {r.get('handler_mean_ms')} | {r.get('gc_ms')} |"
-            f" {r.get('shed')} |"
+            f" {r.get('shed')} | {r.get('degraded')} | {r.get('spilled')} |"
         )
     return [*lines, ""]
 
@@ -672,6 +710,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         world.stop()
     result = summarise(records, watch.samples, args, watch.breakdowns, watch.probes)
     result["consumed_entries"] = watch.consumed
+    result["figures"]["redis_stalls"] = watch.stalls
     result["backlog_consumed_before"] = backlog
     result["samples"] = watch.samples
     result["probes"] = watch.probes
