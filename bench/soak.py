@@ -2,13 +2,17 @@
 
     open loop (request i at t0 + i/rate; latency from that time) --POST /recommend, and
     `--event-share` of them POST /events--> app (one replica) -> Redis (AOF, fsync always)
-    consumer thread: tailwise.ingest.streams.consume every `--consume-every` s (commits,
-    then trims the stream), as `tailwise events consume` runs beside the API
+    consumer: a process of its own runs tailwise.ingest.streams.consume every
+    `--consume-every` s (commits, then trims the stream), as `tailwise events consume`
+    runs beside the API
     sampler thread: every `--sample-every` s the replica's RSS (its pid from Ray's actor
-    table), Redis used_memory and the events stream's length
-    speed probe: a process of its own times a fixed piece of pure-Python work in CPU time
-    (time.process_time) every `--probe-every` s: how fast this shared machine's cores are
-    running, whatever the app does (CPU time does not count waiting for a core)
+    table), Redis used_memory, the events stream's length and the replica's /metrics
+    (handler time, GC pauses, shed requests, answers from memory, spilled events)
+    speed probe: a process of its own, at nice 19, times a fixed piece of pure-Python work
+    in CPU time (time.process_time) every `--probe-every` s: how fast this shared
+    machine's cores are running, whatever the app does (CPU time does not count waiting
+    for a core)
+    Redis's latency monitor records its own stalls over 50 ms (LATENCY LATEST at the end)
 
 Goals (issue 22), comparing the first and the last `--window` minutes (5; a third of the
 run when it is shorter than 15 min): /recommend p99 of the last window at most 10% above
