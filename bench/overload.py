@@ -36,11 +36,9 @@ import json
 import math
 import os
 import platform
-import re
 import shlex
 import sys
 import time
-import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -157,10 +155,10 @@ async def offer(url: str, phases: list[tuple[float, float]], timeout: float) -> 
 
 
 def metric(base: str, name: str) -> float:
-    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    pattern = re.compile(rf"^{name}(\{{[^}}]*\}})? (\S+)$", re.M)
-    return sum(float(m.group(2)) for m in pattern.finditer(text))
+    """The sum of `name`'s samples over every label set."""
+    from bench.served_world import metric_samples
+
+    return sum(s.value for s in metric_samples(base) if s.name == name)
 
 
 def recovery_seconds(records: list[dict], drop_at: float, normal_ms: float) -> float | None:

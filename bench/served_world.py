@@ -124,6 +124,15 @@ def post(url: str, body: dict[str, Any], key: str | None, timeout: float) -> int
         return "connection"
 
 
+def metric_samples(base: str) -> list[Any]:
+    """Every sample of the app's /metrics (prometheus_client's parser): name, labels, value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
 def require_positive(parser: argparse.ArgumentParser, args: Any, names: tuple[str, ...]) -> None:
     """A usage error naming the first option of `names` (attributes of `args`) not > 0."""
     for name in names:

@@ -84,25 +84,23 @@ CONSUMER = """
 import sys, time
 from pathlib import Path
 import redis
+from bench.soak import drain
 from serving.keys import Keys
-from tailwise.ingest.streams import consume
 url, project, out, every, stop = sys.argv[1:6]
 client, keys = redis.Redis.from_url(url), Keys(project)
 while not Path(stop).exists():
-    read = 0
-    while batch := consume(client, keys, Path(out)).entries_read:
-        read += batch
-    print(read, flush=True)
+    print(drain(client, keys, Path(out)), flush=True)
     time.sleep(float(every))
 """
-# The replica's /metrics figures each sample keeps (cumulative; per minute as differences)
-SCRAPED = {
-    "handler_seconds": ("tailwise_request_seconds_sum", 'route="/recommend"'),
-    "handled": ("tailwise_request_seconds_count", 'route="/recommend"'),
-    "gc_seconds": ("tailwise_gc_pause_seconds_sum", ""),
-    "shed": ("tailwise_shed_requests_total", ""),
-    "degraded": ("tailwise_degraded_responses_total", ""),
-    "spilled": ("tailwise_events_total", 'outcome="spilled"'),
+# The replica's /metrics figures each sample keeps (cumulative; per minute as differences):
+# field -> (sample name, the labels it must carry), summed over the samples that match
+SCRAPED: dict[str, tuple[str, dict[str, str]]] = {
+    "handler_seconds": ("tailwise_request_seconds_sum", {"route": "/recommend"}),
+    "handled": ("tailwise_request_seconds_count", {"route": "/recommend"}),
+    "gc_seconds": ("tailwise_gc_pause_seconds_sum", {}),
+    "shed": ("tailwise_shed_requests_total", {}),
+    "degraded": ("tailwise_degraded_responses_total", {}),
+    "spilled": ("tailwise_events_total", {"outcome": "spilled"}),
 }
 # Redis records each of its own stalls longer than this (LATENCY LATEST at the end: which
 # event, e.g. aof-fsync-always or command, how often and how long at most)
@@ -131,16 +129,28 @@ def refusal(content_type: str, body: bytes) -> str:
 
 def scrape(url: str) -> dict[str, float]:
     """SCRAPED figures from the app's /metrics (one replica: its own counters)."""
-    import urllib.request
+    from bench.served_world import metric_samples
 
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    out = dict.fromkeys(SCRAPED, 0.0)
-    for line in text.splitlines():
-        for field, (name, label) in SCRAPED.items():
-            if line.startswith(name) and label in line.split(" ")[0]:
-                out[field] += float(line.rsplit(" ", 1)[1])
-    return out
+    samples = metric_samples(url)
+    return {
+        field: sum(
+            s.value
+            for s in samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+        for field, (name, labels) in SCRAPED.items()
+    }
+
+
+def drain(client: Any, keys: Any, out: Path) -> int:
+    """Consume until the streams (events, served requests, exposures) are empty; the
+    entries read."""
+    from tailwise.ingest.streams import consume
+
+    read = 0
+    while batch := consume(client, keys, out).entries_read:
+        read += batch
+    return read
 
 
 async def offer(
@@ -200,7 +210,8 @@ async def offer(
 
 
 class Watch:
-    """Background threads: the consumer, and a sampler of RSS, Redis memory, stream length."""
+    """Beside the load: the consumer's process, the speed probe's process, and a thread
+    sampling RSS, Redis memory, the stream's length and the replica's /metrics."""
 
     def __init__(
         self, redis_url: str, project: str, args: argparse.Namespace, url: str = ""
@@ -275,14 +286,8 @@ class Watch:
             self.consumed += int(line)
 
     def drain(self) -> int:
-        """Consume until the streams (events, served requests, exposures) are empty; the
-        entries read."""
-        from tailwise.ingest.streams import consume
-
-        read = 0
-        while batch := consume(self.client, self.keys, self.out).entries_read:
-            read += batch
-        return read
+        """Consume until the streams are empty (drain); the entries read."""
+        return drain(self.client, self.keys, self.out)
 
     def _sample(self) -> None:
         import psutil
@@ -503,7 +508,8 @@ def _by_minute(
 
 def _replica_minute(samples: list[dict[str, Any]], minute: int) -> dict[str, Any]:
     """From the replica's /metrics over the minute (the samples before its start and its
-    end): its mean /recommend handler ms, ms of GC pauses, requests its shedder refused."""
+    end): its mean /recommend handler ms, ms of GC pauses, requests its shedder refused,
+    answers it gave from memory, events it spilled."""
     before = [s for s in samples if s["at"] <= minute * 60 and "handled" in s]
     upto = [s for s in samples if s["at"] <= (minute + 1) * 60 and "handled" in s]
     if not before or not upto or upto[-1] is before[-1]:
@@ -516,8 +522,8 @@ def _replica_minute(samples: list[dict[str, Any]], minute: int) -> dict[str, Any
         else None,
         "gc_ms": round((b["gc_seconds"] - a["gc_seconds"]) * 1000, 1),
         "shed": int(b["shed"] - a["shed"]),
-        "degraded": int(b.get("degraded", 0) - a.get("degraded", 0)),
-        "spilled": int(b.get("spilled", 0) - a.get("spilled", 0)),
+        "degraded": int(b["degraded"] - a["degraded"]),
+        "spilled": int(b["spilled"] - a["spilled"]),
     }
 
 
